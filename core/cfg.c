@@ -1,0 +1,485 @@
+/*
+ * cfg.c - defaults, config file and flags; see cfg.h.
+ *
+ * One option table drives both the command line and the config file, so a
+ * key can never exist in one and not the other. Unknown keys are errors.
+ */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum opt_type {
+	OPT_STR = 0,  /* char * replaced */
+	OPT_U32,      /* uint32_t */
+	OPT_U64,      /* uint64_t, accepts K/M/G suffixes */
+	OPT_LISTEN,   /* repeatable ADDR:PORT */
+	OPT_SINK,     /* repeatable sink spec */
+	OPT_BARE,     /* reject|normalise */
+	OPT_LOGLEVEL, /* err..debug */
+	OPT_TYPE_COUNT
+};
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t off;
+	uint64_t min, max;
+};
+
+#define O(n, t, f, lo, hi) { n, t, offsetof(struct cfg, f), lo, hi }
+static const struct opt opts[] = {
+	O("listen", OPT_LISTEN, listen, 0, 0),
+	O("hostname", OPT_STR, hostname, 0, 0),
+	O("shards", OPT_U32, shards, 0, 256),
+	O("spool", OPT_STR, spool_dir, 0, 0),
+	O("sink", OPT_SINK, sinks, 0, 0),
+	O("domains", OPT_STR, domains, 0, 0),
+	O("max-message-size", OPT_U64, max_msg_size, 1024, (uint64_t)1 << 40),
+	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
+	O("max-connections", OPT_U32, max_conns, 1, 1000000),
+	O("max-connections-per-ip", OPT_U32, max_conns_per_ip, 0, 1000000),
+	O("max-bad-commands", OPT_U32, max_bad_cmds, 1, 100000),
+	O("max-command-line", OPT_U32, max_cmd_line, 512, 65536),
+	O("max-text-line", OPT_U32, max_text_line, 1000, 1u << 30),
+	O("timeout-command", OPT_U32, timeout_cmd, 1, 86400),
+	O("timeout-data", OPT_U32, timeout_data, 1, 86400),
+	O("timeout-commit", OPT_U32, timeout_commit, 1, 86400),
+	O("greet-delay", OPT_U32, greet_delay_ms, 0, 60000),
+	O("shutdown-timeout", OPT_U32, shutdown_timeout, 0, 3600),
+	O("bare-lf", OPT_BARE, bare_lf, 0, 0),
+	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
+};
+#undef O
+
+void cfg_usage(FILE *f)
+{
+	fputs(
+"NAME\n"
+"    oceanmx - high-throughput inbound SMTP receiver (io_uring)\n"
+"\n"
+"SYNOPSIS\n"
+"    oceanmx                      run with the embedded defaults (below)\n"
+"    oceanmx serve [-c FILE] [OPTIONS]\n"
+"    oceanmx check-config [-c FILE] [OPTIONS]\n"
+"    oceanmx --help | --version\n"
+"\n"
+"DESCRIPTION\n"
+"    oceanmx accepts mail over SMTP (RFC 5321) for your domains on one io_uring\n"
+"    shard per CPU, writes every message durably to its spool (fsync, group-\n"
+"    committed) before answering 250, and then delivers it to each configured\n"
+"    sink, at least once. It never relays mail onward.\n"
+"\n"
+"    With no arguments it listens on 127.0.0.1:2525, accepts mail for any\n"
+"    domain, and stores under ./var/ (spool ./var/spool, maildir ./var/maildir).\n"
+"\n"
+"OPTIONS\n"
+"    Every option is also a config-file key: one `key value` per line, '#'\n"
+"    starts a comment; flags given on the command line override the file.\n"
+"\n"
+"    -c, --config FILE          read options from FILE\n"
+"    --listen ADDR:PORT         listen address, repeatable; IPv6 as [::1]:25\n"
+"                               (default 127.0.0.1:2525)\n"
+"    --hostname NAME            name in the greeting and Received: (default:\n"
+"                               the system host name)\n"
+"    --shards N                 shard threads, each with its own io_uring ring\n"
+"                               and SO_REUSEPORT listener (default: online CPUs)\n"
+"    --spool DIR                durable queue directory (default ./var/spool)\n"
+"    --sink SPEC                delivery target, repeatable; every sink must\n"
+"                               accept a message before it leaves the spool.\n"
+"                               maildir:DIR  Maildir++ tmp/new/cur under DIR\n"
+"                               (default maildir:./var/maildir)\n"
+"    --domains LIST             accept recipients only in these domains, comma\n"
+"                               separated; \".example.com\" also matches its\n"
+"                               subdomains; others get 550 5.7.1 (default: any)\n"
+"\n"
+"  Limits\n"
+"    --max-message-size BYTES   SIZE advertised in EHLO; larger messages get\n"
+"                               552 5.3.4; K, M, G suffixes (default 35M)\n"
+"    --max-recipients N         per transaction, then 452 4.5.3 (default 1000)\n"
+"    --max-connections N        in total, then 421 4.7.0 (default 20000)\n"
+"    --max-connections-per-ip N per client address, then 421 4.7.0; 0 means\n"
+"                               unlimited (default 100)\n"
+"    --max-bad-commands N       rejected commands per session before\n"
+"                               421 4.7.0 and disconnect (default 20)\n"
+"    --max-command-line BYTES   command line incl. CRLF, then 500 5.5.2\n"
+"                               (default 2048; RFC 5321 requires >= 512)\n"
+"    --max-text-line BYTES      DATA line incl. CRLF; a longer line makes the\n"
+"                               message fail with 500 5.5.2 (default 65536;\n"
+"                               RFC 5322 asks senders for <= 1000)\n"
+"    --bare-lf reject|normalise bare LF or CR inside DATA: reject the message\n"
+"                               with 550 5.5.2 (default) or store it as CRLF.\n"
+"                               Only CRLF.CRLF ever ends DATA.\n"
+"\n"
+"  Timeouts (RFC 5321 section 4.5.3.2), in seconds; expiry answers 421 4.4.2\n"
+"    --timeout-command S        waiting for a command (default 300)\n"
+"    --timeout-data S           waiting for each DATA/BDAT block (default 180)\n"
+"    --timeout-commit S         our own limit from the final dot to the reply\n"
+"                               (default 600)\n"
+"    --greet-delay MS           hold the 220 greeting; a client that talks\n"
+"                               first gets 554 and is closed (default 0)\n"
+"    --shutdown-timeout S       on SIGTERM/SIGINT, time given to transactions\n"
+"                               in flight before 421 4.3.2 (default 30)\n"
+"\n"
+"  Logging\n"
+"    --log-level LEVEL          err, warn, notice (default), info (a line per\n"
+"                               connection and message) or debug; to stderr\n"
+"\n"
+"SIGNALS\n"
+"    SIGTERM, SIGINT  stop accepting, finish transactions in flight (up to\n"
+"                     --shutdown-timeout), answer the rest 421 4.3.2, exit 0.\n"
+"                     No acknowledged message is lost: what is not yet\n"
+"                     delivered stays in the spool and is delivered on start.\n"
+"\n"
+"EXIT STATUS\n"
+"    0 on a clean stop, 1 on a configuration error, 2 on a start-up failure.\n"
+"\n"
+"FILES\n"
+"    SPOOL/q/ID       one file per accepted message until every sink took it\n"
+"    DIR/new/         delivered messages (maildir sink), one file per message\n", f);
+}
+
+void cfg_init(struct cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->max_msg_size = 35ull << 20;
+	c->max_rcpts = 1000;
+	c->max_conns = 20000;
+	c->max_conns_per_ip = 100;
+	c->max_bad_cmds = 20;
+	c->max_cmd_line = 2048;
+	c->max_text_line = 65536;
+	c->timeout_cmd = 300;
+	c->timeout_data = 180;
+	c->timeout_commit = 600;
+	c->greet_delay_ms = 0;
+	c->shutdown_timeout = 30;
+	c->bare_lf = SMTP_BARE_REJECT;
+	c->log_level = LOG_NOTICE;
+}
+
+void cfg_fini(struct cfg *c)
+{
+	for (unsigned i = 0; i < c->num_listen; i++) {
+		free(c->listen[i].text); c->listen[i].text = NULL;
+	}
+	for (unsigned i = 0; i < c->num_sinks; i++) {
+		free(c->sinks[i]); c->sinks[i] = NULL;
+	}
+	free(c->hostname); c->hostname = NULL;
+	free(c->spool_dir); c->spool_dir = NULL;
+	free(c->domains); c->domains = NULL;
+	free(c->config_file); c->config_file = NULL;
+}
+
+static int fail(char **out_err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(char **out_err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(out_err, fmt, ap) < 0) {
+		*out_err = NULL;
+	}
+	va_end(ap);
+	return -1;
+}
+
+/* parse_listen accepts "1.2.3.4:25", "[::1]:25", "*:25" (all IPv4) and "[::]:25". */
+static int parse_listen(struct cfg_listen *l, const char *v)
+{
+	char host[256];
+	const char *port;
+	struct addrinfo hints, *res = NULL;
+
+	if (v[0] == '[') {
+		const char *e = strchr(v, ']');
+
+		if (e == NULL || e[1] != ':' || (size_t)(e - v - 1) >= sizeof(host)) {
+			return -1;
+		}
+		memcpy(host, v + 1, (size_t)(e - v - 1));
+		host[e - v - 1] = '\0';
+		port = e + 2;
+	} else {
+		const char *e = strrchr(v, ':');
+
+		if (e == NULL || (size_t)(e - v) >= sizeof(host)) {
+			return -1;
+		}
+		memcpy(host, v, (size_t)(e - v));
+		host[e - v] = '\0';
+		port = e + 1;
+	}
+	if (strcmp(host, "*") == 0) {
+		strcpy(host, "0.0.0.0");
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	if (*port == '\0' || getaddrinfo(host, port, &hints, &res) != 0) {
+		return -1;
+	}
+	memcpy(&l->addr, res->ai_addr, res->ai_addrlen);
+	l->addr_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	l->text = strdup(v);
+	return l->text ? 0 : -1;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+	char *end;
+	unsigned long long n;
+	uint64_t mul = 1;
+
+	if (*v < '0' || *v > '9') {
+		return -1;
+	}
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0) {
+		return -1;
+	}
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	default: break;
+	}
+	if (*end != '\0' || n > UINT64_MAX / mul) {
+		return -1;
+	}
+	*out = n * mul;
+	return 0;
+}
+
+static const struct opt *opt_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if (strcmp(opts[i].name, name) == 0) {
+			return &opts[i];
+		}
+	}
+	return NULL;
+}
+
+static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const char *where, char **out_err)
+{
+	char *base = (char *)c + o->off;
+	uint64_t n;
+
+	switch (o->type) {
+	case OPT_STR: {
+		char **dst = (char **)(void *)base;
+		char *dup = strdup(v);
+
+		if (dup == NULL) {
+			return fail(out_err, "%s: %s: out of memory", where, o->name);
+		}
+		free(*dst);
+		*dst = dup;
+		return 0;
+	}
+	case OPT_U32:
+	case OPT_U64:
+		if (parse_u64(v, &n) != 0 || n < o->min || n > o->max) {
+			return fail(out_err, "%s: %s: \"%s\" is not a number in %llu..%llu", where, o->name, v,
+				    (unsigned long long)o->min, (unsigned long long)o->max);
+		}
+		if (o->type == OPT_U32) {
+			*(uint32_t *)(void *)base = (uint32_t)n;
+		} else {
+			*(uint64_t *)(void *)base = n;
+		}
+		return 0;
+	case OPT_LISTEN:
+		if (c->num_listen == CFG_LISTEN_MAX) {
+			return fail(out_err, "%s: listen: at most %d addresses", where, CFG_LISTEN_MAX);
+		}
+		if (parse_listen(&c->listen[c->num_listen], v) != 0) {
+			return fail(out_err, "%s: listen: \"%s\" is not ADDR:PORT (IPv6 as [ADDR]:PORT)", where, v);
+		}
+		c->num_listen++;
+		return 0;
+	case OPT_SINK:
+		if (c->num_sinks == CFG_SINK_MAX) {
+			return fail(out_err, "%s: sink: at most %d sinks", where, CFG_SINK_MAX);
+		}
+		if ((c->sinks[c->num_sinks] = strdup(v)) == NULL) {
+			return fail(out_err, "%s: sink: out of memory", where);
+		}
+		c->num_sinks++;
+		return 0;
+	case OPT_BARE:
+		if (strcmp(v, "reject") == 0) {
+			c->bare_lf = SMTP_BARE_REJECT;
+		} else if (strcmp(v, "normalise") == 0 || strcmp(v, "normalize") == 0) {
+			c->bare_lf = SMTP_BARE_NORMALISE;
+		} else {
+			return fail(out_err, "%s: bare-lf: \"%s\" is not reject or normalise", where, v);
+		}
+		return 0;
+	case OPT_LOGLEVEL: {
+		int l = log_parse_level(v);
+
+		if (l < 0) {
+			return fail(out_err, "%s: log-level: \"%s\" is not err, warn, notice, info or debug", where, v);
+		}
+		c->log_level = l;
+		return 0;
+	}
+	case OPT_TYPE_COUNT:
+		break;
+	}
+	return fail(out_err, "%s: %s: internal error", where, o->name);
+}
+
+static int cfg_read_file(struct cfg *c, const char *path, char **out_err)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	int rc = 0;
+
+	if (f == NULL) {
+		return fail(out_err, "%s: %s", path, strerror(errno));
+	}
+	while (rc == 0 && getline(&line, &cap, f) != -1) {
+		char where[512], *k, *v, *e;
+		const struct opt *o;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		if ((e = strchr(line, '#')) != NULL) {
+			*e = '\0';
+		}
+		k = line + strspn(line, " \t\r\n");
+		if (*k == '\0') {
+			continue;
+		}
+		v = k + strcspn(k, " \t=\r\n");
+		if (*v != '\0') {
+			*v++ = '\0';
+		}
+		v += strspn(v, " \t=");
+		e = v + strlen(v);
+		while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) {
+			*--e = '\0';
+		}
+		if ((o = opt_find(k)) == NULL) {
+			rc = fail(out_err, "%s: %s: unknown key", where, k);
+		} else if (*v == '\0') {
+			rc = fail(out_err, "%s: %s: missing value", where, k);
+		} else {
+			rc = opt_apply(c, o, v, where, out_err);
+		}
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+int cfg_parse_args(struct cfg *c, int argc, char **argv, int first, char **out_err)
+{
+	/* The file first, so that flags override it wherever -c appears. */
+	for (int i = first; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc) {
+				return fail(out_err, "command line: %s: missing FILE", argv[i]);
+			}
+			free(c->config_file);
+			c->config_file = strdup(argv[i + 1]);
+			if (cfg_read_file(c, argv[i + 1], out_err) != 0) {
+				return -1;
+			}
+			i++;
+		}
+	}
+	for (int i = first; i < argc; i++) {
+		const char *a = argv[i], *v;
+		char name[64];
+		const struct opt *o;
+		const char *eq;
+
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			i++;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0) {
+			return fail(out_err, "command line: unexpected argument \"%s\" (see --help)", a);
+		}
+		a += 2;
+		eq = strchr(a, '=');
+		if (eq != NULL) {
+			if ((size_t)(eq - a) >= sizeof(name)) {
+				return fail(out_err, "command line: --%s: unknown option", a);
+			}
+			memcpy(name, a, (size_t)(eq - a));
+			name[eq - a] = '\0';
+			v = eq + 1;
+		} else {
+			snprintf(name, sizeof(name), "%s", a);
+			if (i + 1 >= argc) {
+				return fail(out_err, "command line: --%s: missing value", name);
+			}
+			v = argv[++i];
+		}
+		if ((o = opt_find(name)) == NULL) {
+			return fail(out_err, "command line: --%s: unknown option (see --help)", name);
+		}
+		if (opt_apply(c, o, v, "command line", out_err) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int cfg_finish(struct cfg *c, char **out_err)
+{
+	if (c->num_listen == 0 && parse_listen(&c->listen[c->num_listen++], "127.0.0.1:2525") != 0) {
+		return fail(out_err, "default listen address: internal error");
+	}
+	if (c->hostname == NULL) {
+		char h[256];
+
+		if (gethostname(h, sizeof(h) - 1) != 0) {
+			strcpy(h, "localhost");
+		}
+		h[sizeof(h) - 1] = '\0';
+		c->hostname = strdup(h);
+	}
+	if (c->spool_dir == NULL) {
+		c->spool_dir = strdup("./var/spool");
+	}
+	if (c->num_sinks == 0) {
+		c->sinks[c->num_sinks++] = strdup("maildir:./var/maildir");
+	}
+	if (c->hostname == NULL || c->spool_dir == NULL || c->sinks[0] == NULL) {
+		return fail(out_err, "out of memory");
+	}
+	for (const char *p = c->hostname; *p; p++) {
+		if (*p <= ' ' || *p >= 0x7f || *p == '/' ) {
+			return fail(out_err, "hostname: \"%s\" must be a plain DNS name", c->hostname);
+		}
+	}
+	if (c->shards == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		c->shards = n > 0 ? (unsigned)n : 1;
+		if (c->shards > 64) {
+			c->shards = 64;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * cfg.h - the server configuration: one immutable struct built by the main
+ * thread from embedded defaults, then an optional config file (-c), then
+ * command-line flags. Every flag has a config-file key of the same name
+ * (without the leading dashes). Shards and workers hold a const pointer.
+ */
+#ifndef OMX_CFG_H
+#define OMX_CFG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "../proto/smtp_sess.h"
+
+#define CFG_LISTEN_MAX 16
+#define CFG_SINK_MAX   8
+
+struct cfg_listen {
+	char *text;                   /* as given, for logs */
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+};
+
+struct cfg {
+	struct cfg_listen listen[CFG_LISTEN_MAX];
+	unsigned num_listen;
+	char *hostname;
+	unsigned shards;              /* 0 = one per online CPU */
+	char *spool_dir;
+	char *sinks[CFG_SINK_MAX];
+	unsigned num_sinks;
+	char *domains;                /* NULL = any domain */
+	uint64_t max_msg_size;
+	uint32_t max_rcpts;
+	uint32_t max_conns;
+	uint32_t max_conns_per_ip;    /* 0 = unlimited */
+	uint32_t max_bad_cmds;
+	uint32_t max_cmd_line;
+	uint32_t max_text_line;
+	uint32_t timeout_cmd;         /* seconds, RFC 5321 §4.5.3.2 */
+	uint32_t timeout_data;
+	uint32_t timeout_commit;
+	uint32_t greet_delay_ms;
+	uint32_t shutdown_timeout;
+	enum smtp_bare_policy bare_lf;
+	int log_level;
+	char *config_file;            /* -c, if any */
+};
+
+/* cfg_init fills the embedded defaults (see `oceanmx --help`). */
+void cfg_init(struct cfg *c);
+void cfg_fini(struct cfg *c);
+
+/*
+ * cfg_parse_args applies argv[first..argc) (flags of `serve`), reading a
+ * -c/--config file first wherever it appears. On error returns -1 and sets
+ * *out_err to a malloc'd "where: key: message" string.
+ */
+int cfg_parse_args(struct cfg *c, int argc, char **argv, int first, char **out_err);
+
+/* cfg_finish fills values that depend on others (hostname, listen default). */
+int cfg_finish(struct cfg *c, char **out_err);
+
+/* cfg_usage prints the --help text to `f`. */
+void cfg_usage(FILE *f);
+
+#endif

@@ -1,0 +1,333 @@
+/* deliver.c - delivery workers; see deliver.h. */
+#include "deliver.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "log.h"
+#include "spool.h"
+
+#define DELIVER_BATCH_MAX   256               /* messages per flush */
+#define DELIVER_BATCH_BYTES (64u << 20)       /* bytes loaded per flush */
+#define RETRY_FIRST_MS      (30 * 1000)       /* first retry after a TEMPFAIL */
+#define RETRY_MAX_MS        (15 * 60 * 1000)  /* backoff ceiling */
+
+struct item;
+
+/* One sink's answer for one message; done() writes it. */
+struct result {
+	struct item *it;
+	enum sink_rc rc;
+};
+
+struct item {
+	struct item *next;
+	int64_t due_ms;      /* retry time (CLOCK_MONOTONIC ms); 0 = now */
+	uint32_t attempts;
+	struct spool_entry ent;
+	struct result res[CFG_SINK_MAX];
+	char why[160];
+	char name[];         /* spool file name in SPOOL/q */
+};
+
+struct deliver {
+	const struct deliver_global *g;
+	unsigned idx;
+	char who[16];
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct item *queue, **queue_tail; /* guarded by mu */
+	bool stopping;                    /* guarded by mu */
+	struct item *retry;               /* worker-owned */
+	void *state[CFG_SINK_MAX];     /* per-sink worker state */
+	_Atomic uint64_t n_ok, n_temp, n_perm;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_done(void *arg, enum sink_rc rc, const char *why)
+{
+	struct result *r = arg;
+
+	r->rc = rc;
+	if (rc != SINK_OK && why != NULL && r->it->why[0] == '\0') {
+		snprintf(r->it->why, sizeof(r->it->why), "%s", why);
+	}
+}
+
+/* start_one loads the entry and opens a tx on every sink; results land in it->rc. */
+static void start_one(struct deliver *d, struct item *it)
+{
+	const struct deliver_global *g = d->g;
+	int rc;
+
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		it->res[s].it = it;
+		it->res[s].rc = SINK_TEMPFAIL;
+	}
+	it->why[0] = '\0';
+	if (it->ent.data == NULL && (rc = spool_load(&it->ent, g->q_fd, it->name)) != 0) {
+		snprintf(it->why, sizeof(it->why), "spool load: %s", strerror(-rc));
+		if (rc == -EINVAL) {
+			for (unsigned s = 0; s < g->num_sinks; s++) {
+				it->res[s].rc = SINK_PERMFAIL;
+			}
+		}
+		return;
+	}
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		const struct sink_ops *ops = g->sinks[s].ops;
+		struct sink_tx *tx = NULL;
+
+		rc = ops->tx_begin(d->state[s], &tx, &it->ent.env);
+		if (rc == 0) {
+			rc = ops->tx_write(tx, it->ent.msg);
+			if (rc != 0) {
+				ops->tx_abort(tx);
+			}
+		}
+		if (rc != 0) {
+			snprintf(it->why, sizeof(it->why), "%s: %s", g->sinks[s].spec, strerror(-rc));
+			continue;
+		}
+		ops->tx_commit(tx, on_done, &it->res[s]); /* TEMPFAIL until done() says otherwise */
+	}
+}
+
+static void finish_one(struct deliver *d, struct item *it)
+{
+	const struct deliver_global *g = d->g;
+	bool all_ok = true, perm = false;
+	char who[64];
+
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		all_ok &= it->res[s].rc == SINK_OK;
+		perm |= it->res[s].rc == SINK_PERMFAIL;
+	}
+	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : it->name);
+	if (all_ok) {
+		if (unlinkat(g->q_fd, it->name, 0) != 0) {
+			log_line(LOG_WARN, who, "spool.unlink error=\"%s\"", strerror(errno));
+		}
+		log_line(LOG_INFO, who, "deliver.ok sinks=%u", g->num_sinks);
+		atomic_fetch_add_explicit(&d->n_ok, 1, memory_order_relaxed);
+		spool_entry_fini(&it->ent);
+		free(it);
+		return;
+	}
+	if (perm) {
+		log_line(LOG_WARN, who, "deliver.permfail reason=\"%s\" moved=failed/", it->why);
+		if (renameat(g->q_fd, it->name, g->failed_fd, it->name) != 0) {
+			log_line(LOG_ERR, who, "spool.move error=\"%s\"", strerror(errno));
+		}
+		atomic_fetch_add_explicit(&d->n_perm, 1, memory_order_relaxed);
+		spool_entry_fini(&it->ent);
+		free(it);
+		return;
+	}
+	/* TEMPFAIL: keep it in the spool, retry with doubling backoff. Drop the
+	 * loaded bytes meanwhile; they are reloaded at the next attempt. */
+	int64_t delay = RETRY_FIRST_MS << (it->attempts < 5 ? it->attempts : 5);
+
+	it->attempts++;
+	it->due_ms = now_ms() + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
+	log_line(LOG_WARN, who, "deliver.tempfail reason=\"%s\" attempt=%u retry_in=%llds", it->why, it->attempts,
+		 (long long)(it->due_ms - now_ms()) / 1000);
+	atomic_fetch_add_explicit(&d->n_temp, 1, memory_order_relaxed);
+	spool_entry_fini(&it->ent);
+	memset(&it->ent, 0, sizeof(it->ent));
+	it->next = d->retry;
+	d->retry = it;
+}
+
+static void run_batch(struct deliver *d, struct item *batch)
+{
+	const struct deliver_global *g = d->g;
+	struct item *it, *next;
+
+	for (it = batch; it != NULL; it = it->next) {
+		start_one(d, it);
+	}
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		if (g->sinks[s].ops->flush != NULL) {
+			g->sinks[s].ops->flush(d->state[s]);
+		}
+	}
+	for (it = batch; it != NULL; it = next) {
+		next = it->next;
+		finish_one(d, it);
+	}
+}
+
+/* take_batch moves up to DELIVER_BATCH_MAX due items off the queues. Called with mu held. */
+static struct item *take_batch(struct deliver *d)
+{
+	struct item *batch = NULL, **tail = &batch, **pp;
+	unsigned n = 0;
+	int64_t now = now_ms();
+
+	while (d->queue != NULL && n < DELIVER_BATCH_MAX) {
+		struct item *it = d->queue;
+
+		d->queue = it->next;
+		it->next = NULL;
+		*tail = it;
+		tail = &it->next;
+		n++;
+	}
+	if (d->queue == NULL) {
+		d->queue_tail = &d->queue;
+	}
+	for (pp = &d->retry; *pp != NULL && n < DELIVER_BATCH_MAX;) {
+		struct item *it = *pp;
+
+		if (it->due_ms > now) {
+			pp = &it->next;
+			continue;
+		}
+		*pp = it->next;
+		it->next = NULL;
+		*tail = it;
+		tail = &it->next;
+		n++;
+	}
+	return batch;
+}
+
+static void *worker_main(void *arg)
+{
+	struct deliver *d = arg;
+
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		struct item *batch = take_batch(d);
+
+		if (batch == NULL) {
+			struct timespec ts;
+			int64_t wait = 1000;
+
+			if (d->stopping) {
+				break;
+			}
+			for (struct item *r = d->retry; r != NULL; r = r->next) {
+				int64_t w = r->due_ms - now_ms();
+
+				wait = w < wait ? (w > 0 ? w : 0) : wait;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait / 1000;
+			ts.tv_nsec += (wait % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			continue;
+		}
+		pthread_mutex_unlock(&d->mu);
+		run_batch(d, batch);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+struct deliver *deliver_start(const struct deliver_global *g, unsigned idx)
+{
+	struct deliver *d = calloc(1, sizeof(*d));
+	unsigned s;
+
+	if (d == NULL) {
+		return NULL;
+	}
+	d->g = g;
+	d->idx = idx;
+	snprintf(d->who, sizeof(d->who), "d%u", idx);
+	d->queue_tail = &d->queue;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	for (s = 0; s < g->num_sinks; s++) {
+		int rc = g->sinks[s].ops->worker_init(g->sinks[s].conf, &d->state[s]);
+
+		if (rc != 0) {
+			log_line(LOG_ERR, d->who, "sink.init sink=%s error=\"%s\"", g->sinks[s].spec, strerror(-rc));
+			goto fail;
+		}
+	}
+	if (pthread_create(&d->thread, NULL, worker_main, d) != 0) {
+		log_line(LOG_ERR, d->who, "deliver.start error=\"cannot create thread\"");
+		goto fail;
+	}
+	return d;
+fail:
+	while (s-- > 0) {
+		g->sinks[s].ops->worker_fini(d->state[s]);
+	}
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	free(d);
+	return NULL;
+}
+
+int deliver_enqueue(struct deliver *d, const char *name)
+{
+	size_t n = strlen(name) + 1;
+	struct item *it = calloc(1, sizeof(*it) + n);
+
+	if (it == NULL) {
+		return -ENOMEM;
+	}
+	memcpy(it->name, name, n);
+	pthread_mutex_lock(&d->mu);
+	*d->queue_tail = it;
+	d->queue_tail = &it->next;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	return 0;
+}
+
+void deliver_stop(struct deliver *d)
+{
+	struct item *it, *next;
+
+	if (d == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	d->stopping = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->thread, NULL);
+	for (it = d->retry; it != NULL; it = next) {
+		next = it->next;
+		spool_entry_fini(&it->ent);
+		free(it);
+	}
+	for (unsigned s = 0; s < d->g->num_sinks; s++) {
+		d->g->sinks[s].ops->worker_fini(d->state[s]);
+	}
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	free(d);
+}
+
+void deliver_get_stats(struct deliver *d, struct deliver_stats *out)
+{
+	out->delivered = atomic_load_explicit(&d->n_ok, memory_order_relaxed);
+	out->tempfail = atomic_load_explicit(&d->n_temp, memory_order_relaxed);
+	out->permfail = atomic_load_explicit(&d->n_perm, memory_order_relaxed);
+}

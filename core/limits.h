@@ -1,0 +1,34 @@
+/*
+ * limits.h - connection admission: a total cap and a per-client-address cap
+ * shared by all shards (SO_REUSEPORT spreads one client over every shard, so
+ * per-shard counts would be wrong). One short critical section per accept
+ * and per close; nothing on the per-message path.
+ */
+#ifndef OMX_LIMITS_H
+#define OMX_LIMITS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct conn_limits;
+
+/* limits_new: max_total >= 1; max_per_ip 0 = unlimited. NULL on ENOMEM. */
+struct conn_limits *limits_new(uint32_t max_total, uint32_t max_per_ip);
+void limits_free(struct conn_limits *l);
+
+/* A client address reduced to a key: 16 bytes (IPv4 as v4-mapped). */
+struct ip_key {
+	uint8_t b[16];
+};
+void ip_key_from_sockaddr(struct ip_key *out, const struct sockaddr_storage *sa);
+
+/*
+ * limits_acquire counts a new connection from `k`; false (nothing counted)
+ * when either cap is reached. Every true is paired with limits_release.
+ * Thread-safe.
+ */
+bool limits_acquire(struct conn_limits *l, const struct ip_key *k);
+void limits_release(struct conn_limits *l, const struct ip_key *k);
+
+#endif

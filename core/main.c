@@ -1,0 +1,274 @@
+/*
+ * main.c - the only wiring layer: configuration, spool recovery, delivery
+ * workers, shards, signals. Threads: N shards + N delivery workers + this
+ * one, which only waits for signals.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../proto/domains.h"
+#include "../sinks/sink.h"
+#include "cfg.h"
+#include "deliver.h"
+#include "limits.h"
+#include "log.h"
+#include "shard.h"
+#include "spool.h"
+
+#define OMX_VERSION "0.1.0"
+
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_CONFIG = 1,  /* bad configuration: nothing started */
+	EXIT_STARTUP = 2, /* could not start (ports, spool, rings) */
+};
+
+/* raise_nofile lifts the soft descriptor limit to the hard one: every connection is a descriptor. */
+static void raise_nofile(const struct cfg *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)cfg->max_conns + 64) {
+		log_line(LOG_WARN, "main", "limit.nofile soft=%llu below max-connections=%u",
+			 (unsigned long long)rl.rlim_cur, cfg->max_conns);
+	}
+}
+
+/*
+ * recover_spool hands every committed spool file to a delivery worker and
+ * removes the rest: a file without its trailer was never acknowledged.
+ */
+static void recover_spool(int q_fd, struct deliver **workers, unsigned n)
+{
+	int fd = dup(q_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	unsigned requeued = 0, dropped = 0, next = 0;
+
+	if (d == NULL) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		log_line(LOG_ERR, "main", "spool.recover error=\"%s\"", strerror(errno));
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct spool_entry ent;
+		int rc;
+
+		if (e->d_name[0] == '.') {
+			continue;
+		}
+		rc = spool_load(&ent, q_fd, e->d_name);
+		if (rc == 0) {
+			spool_entry_fini(&ent);
+			if (deliver_enqueue(workers[next++ % n], e->d_name) == 0) {
+				requeued++;
+			}
+		} else if (rc == -EINVAL) {
+			unlinkat(q_fd, e->d_name, 0);
+			dropped++;
+		} else {
+			log_line(LOG_WARN, "main", "spool.recover file=%s error=\"%s\"", e->d_name, strerror(-rc));
+		}
+	}
+	closedir(d);
+	if (requeued || dropped) {
+		log_line(LOG_NOTICE, "main", "spool.recover requeued=%u dropped_unacknowledged=%u", requeued, dropped);
+	}
+}
+
+static int serve(struct cfg *cfg, bool check_only)
+{
+	struct sink sinks[CFG_SINK_MAX];
+	struct sink_ctx sctx = { .hostname = cfg->hostname };
+	struct domain_list *domains = NULL;
+	struct smtp_cfg scfg;
+	struct shard_global g;
+	struct deliver_global dg;
+	struct deliver *workers[64] = { 0 };
+	struct shard *shards[64] = { 0 };
+	int rc = EXIT_OK, failed_fd = -1, q_fd = -1;
+	unsigned num_sinks = 0, i;
+	sigset_t set;
+	char *err = NULL;
+
+	memset(&g, 0, sizeof(g));
+	for (i = 0; i < cfg->num_sinks; i++) {
+		if (sink_configure(&sinks[i], &sctx, cfg->sinks[i], &err) != 0) {
+			fprintf(stderr, "oceanmx: %s\n", err ? err : "sink configuration failed");
+			free(err);
+			rc = EXIT_CONFIG;
+			goto out;
+		}
+		num_sinks++;
+	}
+	if (cfg->domains != NULL && domain_list_parse(&domains, cfg->domains) != 0) {
+		fprintf(stderr, "oceanmx: domains: \"%s\" is not a list of domain names\n", cfg->domains);
+		rc = EXIT_CONFIG;
+		goto out;
+	}
+	if (check_only) {
+		printf("oceanmx: configuration ok\n");
+		goto out;
+	}
+
+	memset(&scfg, 0, sizeof(scfg));
+	scfg.hostname = cfg->hostname;
+	scfg.max_msg_size = cfg->max_msg_size;
+	scfg.max_rcpts = cfg->max_rcpts;
+	scfg.max_bad_cmds = cfg->max_bad_cmds;
+	scfg.max_cmd_line = cfg->max_cmd_line;
+	scfg.max_text_line = cfg->max_text_line;
+	scfg.bare_lf = cfg->bare_lf;
+	if (domains != NULL) {
+		scfg.domain_ok = domain_list_match;
+		scfg.domain_arg = domains;
+	}
+
+	raise_nofile(cfg);
+	q_fd = spool_open(cfg->spool_dir, &failed_fd);
+	if (q_fd < 0) {
+		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-q_fd));
+		rc = EXIT_STARTUP;
+		goto out;
+	}
+	g.cfg = cfg;
+	g.smtp = &scfg;
+	g.q_fd = q_fd;
+	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);
+	atomic_init(&g.stopping, false);
+	dg.sinks = sinks;
+	dg.num_sinks = num_sinks;
+	dg.q_fd = q_fd;
+	dg.failed_fd = failed_fd;
+	if (g.limits == NULL) {
+		rc = EXIT_STARTUP;
+		goto out;
+	}
+
+	/* Signals go to this thread only (sigwait); every thread inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	for (i = 0; i < cfg->shards && i < 64; i++) {
+		if ((workers[i] = deliver_start(&dg, i)) == NULL) {
+			rc = EXIT_STARTUP;
+			goto stop;
+		}
+	}
+	recover_spool(q_fd, workers, i);
+	for (i = 0; i < cfg->shards && i < 64; i++) {
+		if ((shards[i] = shard_start(&g, i, workers[i])) == NULL) {
+			rc = EXIT_STARTUP;
+			goto stop;
+		}
+	}
+	log_line(LOG_NOTICE, "main", "start version=%s hostname=%s shards=%u listen=%s spool=%s sink=%s", OMX_VERSION,
+		 cfg->hostname, cfg->shards, cfg->listen[0].text, cfg->spool_dir, cfg->sinks[0]);
+	for (;;) {
+		int sig = 0;
+
+		if (sigwait(&set, &sig) != 0) {
+			continue;
+		}
+		if (sig == SIGHUP) {
+			log_line(LOG_NOTICE, "main", "signal=HUP ignored (reload is not supported yet)");
+			continue;
+		}
+		log_line(LOG_NOTICE, "main", "stop signal=%s shutdown_timeout=%us", sig == SIGTERM ? "TERM" : "INT",
+			 cfg->shutdown_timeout);
+		break;
+	}
+stop:
+	atomic_store(&g.stopping, true);
+	for (i = 0; i < 64; i++) {
+		if (shards[i] != NULL) {
+			shard_wake(shards[i]);
+		}
+	}
+	for (i = 0; i < 64; i++) {
+		shard_join(shards[i]);
+	}
+	/* Shards are gone, so nothing more is queued: workers drain and stop. */
+	for (i = 0; i < 64; i++) {
+		deliver_stop(workers[i]);
+	}
+	if (rc == EXIT_OK) {
+		log_line(LOG_NOTICE, "main", "stopped");
+	}
+out:
+	for (i = 0; i < num_sinks; i++) {
+		sink_unconfigure(&sinks[i]);
+	}
+	domain_list_free(domains);
+	limits_free(g.limits);
+	if (q_fd >= 0) {
+		close(q_fd);
+	}
+	if (failed_fd >= 0) {
+		close(failed_fd);
+	}
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cfg cfg;
+	bool check_only = false;
+	int first = 1, rc;
+	char *err = NULL;
+
+	if (argc > 1) {
+		const char *a = argv[1];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0) {
+			cfg_usage(stdout);
+			return EXIT_OK;
+		}
+		if (strcmp(a, "--version") == 0 || strcmp(a, "version") == 0) {
+			printf("oceanmx %s\n", OMX_VERSION);
+			return EXIT_OK;
+		}
+		if (strcmp(a, "serve") == 0) {
+			first = 2;
+		} else if (strcmp(a, "check-config") == 0) {
+			first = 2;
+			check_only = true;
+		} else if (a[0] != '-') {
+			fprintf(stderr, "oceanmx: unknown command \"%s\" (see oceanmx --help)\n", a);
+			return EXIT_CONFIG;
+		}
+	}
+	for (int i = first; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			cfg_usage(stdout);
+			return EXIT_OK;
+		}
+	}
+	cfg_init(&cfg);
+	if (cfg_parse_args(&cfg, argc, argv, first, &err) != 0 || cfg_finish(&cfg, &err) != 0) {
+		fprintf(stderr, "oceanmx: %s\n", err ? err : "configuration error");
+		free(err);
+		cfg_fini(&cfg);
+		return EXIT_CONFIG;
+	}
+	log_level_current = (enum log_level)cfg.log_level;
+	rc = serve(&cfg, check_only);
+	cfg_fini(&cfg);
+	return rc;
+}

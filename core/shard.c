@@ -1,0 +1,1392 @@
+/*
+ * shard.c - the per-core engine: one thread, one io_uring ring.
+ *
+ * Owns: the ring, the provided-buffer ring (receive pool), the listening
+ * sockets, every connection (struct conn) accepted here with its SMTP
+ * session, and each connection's spool transaction (struct spool_tx).
+ *
+ * Data path per connection:
+ *   multishot accept -> conn_new -> greeting -> multishot recv (pbuf)
+ *   -> conn_process: smtp_sess_next() events
+ *        TX_BEGIN -> openat SPOOL/q/<id> (O_EXCL), head + Received: buffered
+ *        BODY     -> appended to tx->buf, written in chunks through the ring
+ *        TX_END   -> trailer, last write, fdatasync(file) + group fsync(dir)
+ *                    -> 250 (smtp_sess_tx_done) -> delivery queue
+ *   -> replies: one send in flight per connection (out -> sending)
+ *
+ * Invariants:
+ *  - No blocking syscall after start-up: file and socket I/O go through
+ *    the ring. (getpeername and setsockopt on new sockets are non-blocking.)
+ *  - A pbuf is never held past the CQE that lent it: the session copies
+ *    what it keeps, the spool tx copies body bytes into tx->buf.
+ *  - A conn is freed only when no op of its own is in flight (c->inflight)
+ *    and it has no tx, so a CQE never finds a freed conn; the generation in
+ *    user_data is a second check.
+ *  - 250 is sent only from the completion of both fsyncs of that message.
+ */
+#include "shard.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../proto/smtp_trace.h"
+#include "log.h"
+#include "spool.h"
+#include "uring_compat.h"
+
+#define RING_ENTRIES    1024
+#define PBUF_SIZE       (32u * 1024)   /* one receive buffer */
+#define PBUF_COUNT      256u           /* per shard: 8 MiB receive pool */
+#define PBUF_GROUP      0
+#define WRITE_CHUNK     (128u * 1024)  /* spool write size while body streams */
+#define TX_BUF_PAUSE    (4u << 20)     /* stop reading a client when this much awaits the disk */
+#define PEND_CANCEL     (64u * 1024)   /* input held while paused before the recv is cancelled */
+#define LISTEN_BACKLOG  4096
+
+enum op {
+	OP_NONE = 0, /* never used: a zero user_data is a bug */
+	OP_ACCEPT,   /* idx = listener */
+	OP_RECV,     /* multishot, conn */
+	OP_SEND,     /* conn */
+	OP_GREET,    /* greet-delay timeout, conn */
+	OP_OPEN,     /* spool file openat, conn */
+	OP_WRITE,    /* spool write, conn */
+	OP_FSYNC,    /* spool file fdatasync, conn */
+	OP_DIRSYNC,  /* SPOOL/q fsync for a batch, shard */
+	OP_WAKE,     /* eventfd read, shard */
+	OP_IGNORE,   /* cancel, close, unlink: result not needed */
+	OP_COUNT     /* sentinel */
+};
+
+static inline uint64_t ud_make(enum op op, uint32_t idx, uint32_t gen)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
+}
+
+struct spool_tx {
+	int fd;               /* -1 until openat completes */
+	char name[MSG_ID_MAX];
+	struct bb buf;        /* bytes waiting to be written */
+	struct bb wbuf;       /* bytes of the write in flight */
+	uint64_t off;         /* file offset of the next write */
+	uint64_t msg_len;     /* message bytes so far (Received: + body) */
+	int err;              /* first error, -errno */
+	bool open_inflight, write_inflight, fsync_inflight, in_dir_list;
+	bool ended;           /* trailer appended: no more bytes */
+	bool aborted;         /* the session dropped it: clean up, no reply */
+	bool data_synced, dir_synced;
+};
+
+struct conn {
+	uint32_t idx, gen;
+	int fd;
+	struct smtp_sess *sess;
+	struct bb out;        /* replies being queued */
+	struct bb sending;    /* replies of the send in flight */
+	struct bb pend;       /* input received while paused */
+	uint32_t inflight;    /* ops of this conn in flight */
+	bool recv_armed, send_inflight, cancel_sent;
+	bool closing, io_done, counted;
+	bool paused_commit, paused_io, on_resume;
+	bool greet_pending;
+	struct __kernel_timespec greet_ts;
+	int64_t last_ms;      /* last input, for the RFC 5321 timeouts */
+	int64_t commit_ms;    /* when TX_END was seen */
+	enum smtp_commit commit_rc;
+	struct ip_key ipkey;
+	struct spool_tx *tx;
+	struct conn *next_dir;    /* dir-fsync wait list */
+	struct conn *next_resume; /* commit finished, resume input */
+	char who[32];             /* "s0 0123456789abcdef" */
+};
+
+struct shard {
+	unsigned idx;
+	char who[8];
+	const struct shard_global *g;
+	struct deliver *deliver;
+	pthread_t thread;
+	struct io_uring ring;
+	bool ring_ok;
+
+	int listen_fd[CFG_LISTEN_MAX];
+	bool accept_armed[CFG_LISTEN_MAX];
+	unsigned num_listen;
+
+	/* provided-buffer ring */
+	struct io_uring_buf_ring *br;
+	size_t br_bytes;
+	uint8_t *buf_base;
+	uint32_t buf_off[PBUF_COUNT]; /* consumed bytes per buffer (incremental mode) */
+	bool pbuf_inc;
+	unsigned pbuf_returned;       /* adds since the last advance */
+
+	/* connections */
+	struct conn **conns;
+	uint32_t conns_cap, nconns;
+	uint32_t *free_idx;
+	uint32_t num_free;
+	uint64_t sess_counter;
+
+	/* group commit */
+	struct conn *dir_wait;    /* waiting for the next SPOOL/q fsync */
+	struct conn *dir_batch;   /* covered by the fsync in flight */
+	bool dir_inflight;
+	struct conn *resume;      /* commits finished this iteration */
+
+	int wake_fd;
+	uint64_t wake_buf;
+	bool wake_armed;
+
+	bool stopping;
+	int64_t stop_deadline_ms;
+	int64_t now_ms;
+	uint32_t seq;
+
+	/* start-up hand-shake with the main thread */
+	pthread_mutex_t start_mu;
+	pthread_cond_t start_cv;
+	int start_state; /* 0 pending, 1 ok, -1 failed */
+
+	/* counters (shard-local; logged at exit) */
+	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* sqe_get never fails: a full SQ is submitted to make room. */
+static struct io_uring_sqe *sqe_get(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+
+	while (sqe == NULL) {
+		io_uring_submit(&sh->ring);
+		sqe = io_uring_get_sqe(&sh->ring);
+	}
+	return sqe;
+}
+
+/* ---------------------------------------------------------------- pbuf */
+
+static uint8_t *pbuf_addr(struct shard *sh, unsigned bid)
+{
+	return sh->buf_base + (size_t)bid * PBUF_SIZE;
+}
+
+static void pbuf_return(struct shard *sh, unsigned bid)
+{
+	sh->buf_off[bid] = 0;
+	io_uring_buf_ring_add(sh->br, pbuf_addr(sh, bid), PBUF_SIZE, (unsigned short)bid,
+			      io_uring_buf_ring_mask(PBUF_COUNT), (int)sh->pbuf_returned);
+	sh->pbuf_returned++;
+}
+
+/* pbuf_flush publishes the returned buffers with one tail update. */
+static void pbuf_flush(struct shard *sh)
+{
+	if (sh->pbuf_returned) {
+		io_uring_buf_ring_advance(sh->br, (int)sh->pbuf_returned);
+		sh->pbuf_returned = 0;
+	}
+}
+
+static int pbuf_setup(struct shard *sh)
+{
+	struct io_uring_buf_reg reg;
+	int rc;
+
+	sh->br_bytes = PBUF_COUNT * sizeof(struct io_uring_buf);
+	sh->br = mmap(NULL, sh->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (sh->br == MAP_FAILED) {
+		sh->br = NULL;
+		return -ENOMEM;
+	}
+	sh->buf_base = mmap(NULL, (size_t)PBUF_COUNT * PBUF_SIZE, PROT_READ | PROT_WRITE,
+			    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (sh->buf_base == MAP_FAILED) {
+		sh->buf_base = NULL;
+		return -ENOMEM;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)sh->br;
+	reg.ring_entries = PBUF_COUNT;
+	reg.bgid = PBUF_GROUP;
+	/* Incremental consumption (6.12+): small reads share one buffer. liburing
+	 * 2.3 ignores the flags argument, so the flag goes in the field it
+	 * still calls `pad` (IO_URING.md §2). Fall back without it. */
+	reg.pad = IOU_PBUF_RING_INC;
+	rc = io_uring_register_buf_ring(&sh->ring, &reg, 0);
+	sh->pbuf_inc = rc == 0;
+	if (rc != 0) {
+		reg.pad = 0;
+		rc = io_uring_register_buf_ring(&sh->ring, &reg, 0);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	io_uring_buf_ring_init(sh->br);
+	for (unsigned i = 0; i < PBUF_COUNT; i++) {
+		pbuf_return(sh, i);
+	}
+	pbuf_flush(sh);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- conns */
+
+static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
+{
+	struct conn *c = idx < sh->conns_cap ? sh->conns[idx] : NULL;
+
+	return (c != NULL && c->gen == gen) ? c : NULL;
+}
+
+static void conn_flush(struct shard *sh, struct conn *c);
+static void conn_close(struct shard *sh, struct conn *c);
+static void conn_process(struct shard *sh, struct conn *c, struct span *in);
+static void tx_kick(struct shard *sh, struct conn *c);
+
+static void arm_recv(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->recv_armed || c->closing) {
+		return;
+	}
+	sqe = sqe_get(sh);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = PBUF_GROUP;
+	io_uring_sqe_set_data64(sqe, ud_make(OP_RECV, c->idx, c->gen));
+	c->recv_armed = true;
+	c->cancel_sent = false;
+	c->inflight++;
+}
+
+static void cancel_recv(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->recv_armed || c->cancel_sent) {
+		return;
+	}
+	sqe = sqe_get(sh);
+	io_uring_prep_cancel64(sqe, ud_make(OP_RECV, c->idx, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	c->cancel_sent = true;
+}
+
+static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_storage *sa)
+{
+	char ip[MSG_IP_MAX] = "?";
+	uint16_t port = 0;
+	struct conn *c;
+	uint32_t idx;
+
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		port = ntohs(s4->sin_port);
+	} else if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s6->sin6_port);
+		/* Show v4-mapped peers of a dual-stack listener as plain IPv4. */
+		if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, ':') == NULL) {
+			memmove(ip, ip + 7, strlen(ip + 7) + 1);
+		}
+	}
+	if (sh->num_free == 0) {
+		uint32_t ncap = sh->conns_cap ? sh->conns_cap * 2 : 256;
+		struct conn **nc = realloc(sh->conns, ncap * sizeof(*nc));
+		uint32_t *nf = realloc(sh->free_idx, ncap * sizeof(*nf));
+
+		if (nc != NULL) {
+			sh->conns = nc;
+		}
+		if (nf != NULL) {
+			sh->free_idx = nf;
+		}
+		if (nc == NULL || nf == NULL || ncap > 0xffffff) {
+			return NULL;
+		}
+		for (uint32_t i = ncap; i > sh->conns_cap; i--) {
+			sh->conns[i - 1] = NULL;
+			sh->free_idx[sh->num_free++] = i - 1;
+		}
+		sh->conns_cap = ncap;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		return NULL;
+	}
+	c->sess = smtp_sess_new(sh->g->smtp, ip, port);
+	if (c->sess == NULL) {
+		free(c);
+		return NULL;
+	}
+	idx = sh->free_idx[--sh->num_free];
+	c->idx = idx;
+	c->gen = (uint32_t)(++sh->sess_counter);
+	c->fd = fd;
+	c->last_ms = sh->now_ms;
+	bb_init(&c->out, 0);
+	bb_init(&c->sending, 0);
+	bb_init(&c->pend, 0);
+	ip_key_from_sockaddr(&c->ipkey, sa);
+	/* Session ids: shard in the top byte, a counter below; unique per run. */
+	snprintf(c->who, sizeof(c->who), "%s %016llx", sh->who,
+		 (unsigned long long)(((uint64_t)sh->idx << 56) ^ (sh->sess_counter * 0x9E3779B97F4A7C15ull >> 8)));
+	sh->conns[idx] = c;
+	sh->nconns++;
+	return c;
+}
+
+/* conn_maybe_free releases a closing conn once nothing refers to it. */
+static void conn_maybe_free(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->closing || !c->io_done || c->inflight != 0 || c->tx != NULL || c->on_resume) {
+		return;
+	}
+	sqe = sqe_get(sh);
+	io_uring_prep_close(sqe, c->fd);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	if (c->counted) {
+		limits_release(sh->g->limits, &c->ipkey);
+	}
+	log_line(LOG_INFO, c->who, "conn.close");
+	smtp_sess_free(c->sess);
+	bb_fini(&c->out);
+	bb_fini(&c->sending);
+	bb_fini(&c->pend);
+	sh->conns[c->idx] = NULL;
+	sh->free_idx[sh->num_free++] = c->idx;
+	sh->nconns--;
+	free(c);
+}
+
+/* conn_finish_io stops reading once the last reply is out. */
+static void conn_finish_io(struct shard *sh, struct conn *c)
+{
+	c->io_done = true;
+	cancel_recv(sh, c);
+	conn_maybe_free(sh, c);
+}
+
+static void tx_free(struct spool_tx *tx)
+{
+	bb_fini(&tx->buf);
+	bb_fini(&tx->wbuf);
+	free(tx);
+}
+
+static bool tx_busy(const struct spool_tx *tx)
+{
+	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->in_dir_list;
+}
+
+/* tx_discard closes and removes an unacknowledged spool file; the tx is freed. */
+static void tx_discard(struct shard *sh, struct conn *c)
+{
+	struct spool_tx *tx = c->tx;
+	struct io_uring_sqe *sqe;
+
+	if (tx->fd >= 0) {
+		sqe = sqe_get(sh);
+		io_uring_prep_close(sqe, tx->fd);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		sqe = sqe_get(sh);
+		io_uring_prep_unlinkat(sqe, sh->g->q_fd, tx->name, 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		/* The name must outlive the submission: unlinkat copies it at
+		 * prep time only from 6.x on, so submit before freeing. */
+		io_uring_submit(&sh->ring);
+	}
+	tx_free(tx);
+	c->tx = NULL;
+}
+
+static void conn_close(struct shard *sh, struct conn *c)
+{
+	if (c->closing) {
+		return;
+	}
+	c->closing = true;
+	if (c->tx != NULL && !c->tx->ended) {
+		c->tx->aborted = true;
+		if (!tx_busy(c->tx)) {
+			tx_discard(sh, c);
+		}
+	}
+	if (!c->send_inflight && c->out.len == 0) {
+		conn_finish_io(sh, c);
+	} else {
+		conn_flush(sh, c);
+	}
+}
+
+/* conn_fail drops a conn whose socket broke: nothing more can be sent. */
+static void conn_fail(struct shard *sh, struct conn *c)
+{
+	bb_reset(&c->out, 1);
+	conn_close(sh, c);
+	if (!c->send_inflight) {
+		conn_finish_io(sh, c);
+	}
+}
+
+static void conn_flush(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+	struct bb t;
+
+	if (c->send_inflight || c->out.len == 0 || c->io_done) {
+		return;
+	}
+	t = c->sending;
+	c->sending = c->out;
+	c->out = t;
+	c->out.len = 0;
+	sqe = sqe_get(sh);
+	io_uring_prep_send(sqe, c->fd, c->sending.p, c->sending.len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
+	c->send_inflight = true;
+	c->inflight++;
+}
+
+static void on_send(struct shard *sh, struct conn *c, int res)
+{
+	struct io_uring_sqe *sqe;
+
+	c->send_inflight = false;
+	c->inflight--;
+	if (res < 0) {
+		log_line(LOG_INFO, c->who, "conn.send error=\"%s\"", strerror(-res));
+		c->sending.len = 0;
+		conn_fail(sh, c);
+		return;
+	}
+	if ((size_t)res < c->sending.len) {
+		bb_consume(&c->sending, (size_t)res);
+		sqe = sqe_get(sh);
+		io_uring_prep_send(sqe, c->fd, c->sending.p, c->sending.len, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
+		c->send_inflight = true;
+		c->inflight++;
+		return;
+	}
+	c->sending.len = 0;
+	if (c->out.len > 0) {
+		conn_flush(sh, c);
+		return;
+	}
+	/* Idle connections hold no buffers. */
+	bb_reset(&c->sending, 1);
+	bb_reset(&c->out, 1);
+	if (c->closing) {
+		conn_finish_io(sh, c);
+	} else {
+		conn_maybe_free(sh, c);
+	}
+}
+
+/* ------------------------------------------------------------ spool tx */
+
+static void tx_begin(struct shard *sh, struct conn *c)
+{
+	struct msg_env *env = smtp_sess_env(c->sess);
+	struct spool_tx *tx = calloc(1, sizeof(*tx));
+	struct io_uring_sqe *sqe;
+	size_t head_len;
+
+	if (tx == NULL) {
+		/* Without a tx the body is dropped; TX_END answers 451. */
+		c->tx = NULL;
+		return;
+	}
+	c->tx = tx;
+	tx->fd = -1;
+	bb_init(&tx->buf, 0);
+	bb_init(&tx->wbuf, 0);
+	env->received_us = real_us();
+	spool_make_id(env->id, env->received_us, sh->idx, sh->seq++);
+	memcpy(tx->name, env->id, sizeof(tx->name));
+	if (spool_head_format(&tx->buf, env) != 0) {
+		tx->err = -ENOMEM;
+	}
+	head_len = tx->buf.len;
+	if (tx->err == 0 && smtp_trace_received(&tx->buf, env, sh->g->cfg->hostname) != 0) {
+		tx->err = -ENOMEM;
+	}
+	tx->msg_len = tx->buf.len - head_len;
+	sqe = sqe_get(sh);
+	io_uring_prep_openat(sqe, sh->g->q_fd, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_OPEN, c->idx, c->gen));
+	/* openat reads the path at submission; tx->name lives until tx_free. */
+	tx->open_inflight = true;
+	c->inflight++;
+	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
+}
+
+static void tx_append(struct shard *sh, struct conn *c, struct span body)
+{
+	struct spool_tx *tx = c->tx;
+
+	if (tx == NULL || tx->err != 0 || tx->aborted) {
+		return;
+	}
+	if (bb_append_span(&tx->buf, body) != 0) {
+		tx->err = -ENOMEM;
+		return;
+	}
+	tx->msg_len += body.len;
+	if (tx->buf.len >= WRITE_CHUNK) {
+		tx_kick(sh, c);
+	}
+	if (tx->buf.len >= TX_BUF_PAUSE && !c->paused_io) {
+		/* The disk is behind this client: stop reading it for a while. */
+		c->paused_io = true;
+	}
+}
+
+static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
+{
+	c->commit_rc = rc;
+	if (!c->on_resume) {
+		c->on_resume = true;
+		c->next_resume = sh->resume;
+		sh->resume = c;
+	}
+}
+
+/* tx_check settles a tx once none of its ops are in flight. */
+static void tx_check(struct shard *sh, struct conn *c)
+{
+	struct spool_tx *tx = c->tx;
+	struct io_uring_sqe *sqe;
+
+	if (tx == NULL || tx_busy(tx)) {
+		return;
+	}
+	if (tx->aborted) {
+		tx_discard(sh, c);
+		conn_maybe_free(sh, c);
+		return;
+	}
+	if (!tx->ended) {
+		tx_kick(sh, c);
+		return;
+	}
+	if (tx->err != 0) {
+		log_line(LOG_WARN, c->who, "spool.error id=%s error=\"%s\"", tx->name, strerror(-tx->err));
+		commit_finish(sh, c, (tx->err == -ENOSPC || tx->err == -EDQUOT) ? SMTP_COMMIT_NOSPACE
+										 : SMTP_COMMIT_TEMPFAIL);
+		tx_discard(sh, c);
+		return;
+	}
+	if (tx->data_synced && tx->dir_synced) {
+		sqe = sqe_get(sh);
+		io_uring_prep_close(sqe, tx->fd);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		if (deliver_enqueue(sh->deliver, tx->name) != 0) {
+			/* Still durable: the next start delivers it. */
+			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
+		}
+		sh->n_msgs++;
+		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu", tx->name,
+			 (unsigned long long)tx->msg_len);
+		tx_free(tx);
+		c->tx = NULL;
+		commit_finish(sh, c, SMTP_COMMIT_OK);
+		return;
+	}
+	tx_kick(sh, c);
+}
+
+/* tx_kick issues the next spool op: a write, or the final fdatasync. */
+static void tx_kick(struct shard *sh, struct conn *c)
+{
+	struct spool_tx *tx = c->tx;
+	struct io_uring_sqe *sqe;
+	struct bb t;
+
+	if (tx == NULL || tx->fd < 0 || tx->write_inflight || tx->err != 0 || tx->aborted) {
+		return;
+	}
+	if (tx->buf.len > 0 && (tx->ended || tx->buf.len >= WRITE_CHUNK)) {
+		t = tx->wbuf;
+		tx->wbuf = tx->buf;
+		tx->buf = t;
+		tx->buf.len = 0;
+		sqe = sqe_get(sh);
+		io_uring_prep_write(sqe, tx->fd, tx->wbuf.p, (unsigned)tx->wbuf.len, tx->off);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_WRITE, c->idx, c->gen));
+		tx->write_inflight = true;
+		c->inflight++;
+		return;
+	}
+	if (tx->ended && tx->buf.len == 0 && !tx->fsync_inflight && !tx->data_synced) {
+		sqe = sqe_get(sh);
+		io_uring_prep_fsync(sqe, tx->fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_FSYNC, c->idx, c->gen));
+		tx->fsync_inflight = true;
+		c->inflight++;
+		sh->n_fsync++;
+		/* The file's directory entry exists since openat completed; the
+		 * next SPOOL/q fsync makes it durable, shared with other messages. */
+		tx->in_dir_list = true;
+		c->next_dir = sh->dir_wait;
+		sh->dir_wait = c;
+	}
+}
+
+static void tx_end(struct shard *sh, struct conn *c)
+{
+	struct spool_tx *tx = c->tx;
+	char trailer[SPOOL_TRAILER_LEN + 1];
+
+	c->paused_commit = true;
+	c->commit_ms = sh->now_ms;
+	if (tx == NULL) {
+		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
+		return;
+	}
+	spool_trailer_format(trailer, tx->msg_len);
+	if (tx->err == 0 && bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
+		tx->err = -ENOMEM;
+	}
+	tx->ended = true;
+	tx_check(sh, c);
+}
+
+static void tx_abort(struct shard *sh, struct conn *c)
+{
+	if (c->tx == NULL) {
+		return;
+	}
+	c->tx->aborted = true;
+	tx_check(sh, c);
+}
+
+static void on_tx_op(struct shard *sh, struct conn *c, enum op op, int res)
+{
+	struct spool_tx *tx = c->tx;
+
+	c->inflight--;
+	if (tx == NULL) {
+		conn_maybe_free(sh, c);
+		return;
+	}
+	switch (op) {
+	case OP_OPEN:
+		tx->open_inflight = false;
+		if (res < 0) {
+			tx->err = tx->err ? tx->err : res;
+		} else {
+			tx->fd = res;
+		}
+		break;
+	case OP_WRITE:
+		tx->write_inflight = false;
+		if (res < 0) {
+			tx->err = tx->err ? tx->err : res;
+		} else if (res == 0) {
+			tx->err = tx->err ? tx->err : -EIO;
+		} else {
+			tx->off += (uint64_t)res;
+			bb_consume(&tx->wbuf, (size_t)res);
+			if (tx->wbuf.len > 0) {
+				/* Short write: put the rest back in front of what waits. */
+				struct bb t = tx->wbuf;
+
+				if (bb_append_span(&t, bb_span(&tx->buf)) == 0) {
+					bb_fini(&tx->buf);
+					tx->buf = t;
+					bb_init(&tx->wbuf, 0);
+				} else {
+					tx->err = -ENOMEM;
+				}
+			}
+		}
+		if (c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
+			c->paused_io = false;
+			commit_finish(sh, c, c->commit_rc); /* resume reading; not a commit */
+		}
+		break;
+	case OP_FSYNC:
+		tx->fsync_inflight = false;
+		if (res < 0) {
+			tx->err = tx->err ? tx->err : res;
+		} else {
+			tx->data_synced = true;
+		}
+		break;
+	default:
+		break;
+	}
+	tx_check(sh, c);
+}
+
+static void dirsync_submit(struct shard *sh)
+{
+	struct io_uring_sqe *sqe;
+
+	if (sh->dir_inflight || sh->dir_wait == NULL) {
+		return;
+	}
+	sh->dir_batch = sh->dir_wait;
+	sh->dir_wait = NULL;
+	sqe = sqe_get(sh);
+	io_uring_prep_fsync(sqe, sh->g->q_fd, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, 0, 0));
+	sh->dir_inflight = true;
+	sh->n_dirsync++;
+}
+
+static void on_dirsync(struct shard *sh, int res)
+{
+	struct conn *c, *next;
+
+	sh->dir_inflight = false;
+	for (c = sh->dir_batch; c != NULL; c = next) {
+		next = c->next_dir;
+		c->next_dir = NULL;
+		c->tx->in_dir_list = false;
+		if (res < 0) {
+			c->tx->err = c->tx->err ? c->tx->err : res;
+		} else {
+			c->tx->dir_synced = true;
+		}
+		tx_check(sh, c);
+	}
+	sh->dir_batch = NULL;
+}
+
+/* ------------------------------------------------------------ input */
+
+static void conn_process(struct shard *sh, struct conn *c, struct span *in)
+{
+	while (!c->closing && !c->paused_commit && !c->paused_io) {
+		struct span body;
+		enum smtp_ev ev = smtp_sess_next(c->sess, in, &c->out, &body);
+
+		switch (ev) {
+		case SMTP_EV_NEED_INPUT:
+			goto out;
+		case SMTP_EV_TX_BEGIN:
+			tx_begin(sh, c);
+			break;
+		case SMTP_EV_BODY:
+			tx_append(sh, c, body);
+			break;
+		case SMTP_EV_TX_ABORT:
+			tx_abort(sh, c);
+			break;
+		case SMTP_EV_TX_END:
+			conn_flush(sh, c);
+			tx_end(sh, c);
+			goto out;
+		case SMTP_EV_CLOSE:
+			conn_close(sh, c);
+			goto out;
+		case SMTP_EV_COUNT:
+			goto out;
+		}
+	}
+out:
+	conn_flush(sh, c);
+}
+
+/* conn_input takes bytes lent by a recv CQE; whatever is not parsed now is copied. */
+static void conn_input(struct shard *sh, struct conn *c, struct span in)
+{
+	c->last_ms = sh->now_ms;
+	if (c->closing) {
+		return;
+	}
+	if (!c->paused_commit && !c->paused_io && c->pend.len == 0) {
+		conn_process(sh, c, &in);
+	}
+	if (in.len > 0 && !c->closing) {
+		if (bb_append_span(&c->pend, in) != 0) {
+			conn_fail(sh, c);
+			return;
+		}
+		if (c->pend.len > PEND_CANCEL) {
+			/* A client pipelining far ahead of our commit: stop reading
+			 * it until we caught up (re-armed on resume). */
+			cancel_recv(sh, c);
+		}
+	}
+}
+
+/* conn_resume runs after a commit (or disk backpressure) finished. */
+static void conn_resume(struct shard *sh, struct conn *c)
+{
+	struct span in;
+
+	c->on_resume = false;
+	if (c->paused_commit && (c->tx == NULL)) {
+		c->paused_commit = false;
+		if (!c->closing) {
+			if (smtp_sess_tx_done(c->sess, c->commit_rc, &c->out) != 0) {
+				conn_fail(sh, c);
+				return;
+			}
+		}
+	}
+	if (c->closing) {
+		conn_maybe_free(sh, c);
+		return;
+	}
+	if (!c->paused_commit && !c->paused_io) {
+		in = bb_span(&c->pend);
+		conn_process(sh, c, &in);
+		bb_consume(&c->pend, c->pend.len - in.len);
+		if (c->pend.len == 0) {
+			bb_reset(&c->pend, 1);
+		}
+		if (!c->closing && !c->paused_commit && !c->paused_io) {
+			arm_recv(sh, c);
+		}
+	}
+	conn_flush(sh, c);
+}
+
+static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
+{
+	int res = cqe->res;
+	bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+
+	if (!more) {
+		c->recv_armed = false;
+		c->inflight--;
+	}
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		uint8_t *p = pbuf_addr(sh, bid) + (sh->pbuf_inc ? sh->buf_off[bid] : 0);
+
+		if (res > 0) {
+			conn_input(sh, c, span_make(p, (size_t)res));
+		}
+		if (sh->pbuf_inc && (cqe->flags & IORING_CQE_F_BUF_MORE)) {
+			sh->buf_off[bid] += (uint32_t)(res > 0 ? res : 0);
+		} else {
+			pbuf_return(sh, bid);
+		}
+	}
+	if (res == 0) {
+		/* EOF: the client is gone. A commit in flight still completes. */
+		conn_fail(sh, c);
+	} else if (res == -ENOBUFS) {
+		/* Backpressure: the pool is empty. Data waits in the socket; the
+		 * recv is re-armed below once this batch returned its buffers. */
+		sh->n_enobufs++;
+	} else if (res < 0 && res != -ECANCELED) {
+		log_line(LOG_INFO, c->who, "conn.recv error=\"%s\"", strerror(-res));
+		conn_fail(sh, c);
+	}
+	if (!c->recv_armed && !c->closing && !c->paused_commit && !c->paused_io && c->pend.len <= PEND_CANCEL) {
+		arm_recv(sh, c);
+	}
+	conn_maybe_free(sh, c);
+}
+
+/* ------------------------------------------------------------ accept */
+
+static void arm_accept(struct shard *sh, unsigned i)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_multishot_accept(sqe, sh->listen_fd[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, i, 0));
+	sh->accept_armed[i] = true;
+}
+
+static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
+{
+	const struct cfg *cfg = sh->g->cfg;
+	struct sockaddr_storage sa;
+	socklen_t sl = sizeof(sa);
+	struct conn *c;
+	int fd = cqe->res;
+	struct io_uring_sqe *sqe;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		sh->accept_armed[li] = false;
+		if (!sh->stopping && sh->listen_fd[li] >= 0) {
+			arm_accept(sh, li);
+		}
+	}
+	if (fd < 0) {
+		if (fd != -ECANCELED) {
+			log_line(LOG_WARN, sh->who, "accept error=\"%s\"", strerror(-fd));
+		}
+		return;
+	}
+	if (sh->stopping) {
+		close(fd);
+		return;
+	}
+	sh->n_accept++;
+	memset(&sa, 0, sizeof(sa));
+	/* Multishot accept shares one address buffer across completions, so the
+	 * peer is asked for per socket (IO_URING.md §3.6, option 2). */
+	if (getpeername(fd, (struct sockaddr *)&sa, &sl) != 0) {
+		close(fd);
+		return;
+	}
+	c = conn_new(sh, fd, &sa);
+	if (c == NULL) {
+		log_line(LOG_WARN, sh->who, "accept error=\"out of memory\"");
+		close(fd);
+		return;
+	}
+	log_line(LOG_INFO, c->who, "conn.open client=%s port=%u", smtp_sess_env(c->sess)->client_ip,
+		 smtp_sess_env(c->sess)->client_port);
+	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
+	if (!c->counted) {
+		sh->n_refused++;
+		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection limit\"");
+		if (smtp_sess_abort(c->sess, SMTP_ABORT_TOO_MANY, &c->out) != 0) {
+			bb_reset(&c->out, 1);
+		}
+		c->io_done = false;
+		conn_close(sh, c);
+		return;
+	}
+	if (cfg->greet_delay_ms > 0) {
+		c->greet_ts.tv_sec = cfg->greet_delay_ms / 1000;
+		c->greet_ts.tv_nsec = (long long)(cfg->greet_delay_ms % 1000) * 1000000;
+		sqe = sqe_get(sh);
+		io_uring_prep_timeout(sqe, &c->greet_ts, 0, 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_GREET, c->idx, c->gen));
+		c->greet_pending = true;
+		c->inflight++;
+		/* The timespec is read at submission; c lives until inflight == 0. */
+	} else if (smtp_sess_greet(c->sess, &c->out) != 0) {
+		conn_fail(sh, c);
+		return;
+	}
+	arm_recv(sh, c);
+	conn_flush(sh, c);
+}
+
+static void on_greet(struct shard *sh, struct conn *c)
+{
+	c->inflight--;
+	c->greet_pending = false;
+	if (!c->closing) {
+		if (smtp_sess_greet(c->sess, &c->out) != 0) {
+			conn_fail(sh, c);
+		}
+		conn_flush(sh, c);
+	}
+	conn_maybe_free(sh, c);
+}
+
+/* ------------------------------------------------------------ timers */
+
+static void tick(struct shard *sh)
+{
+	const struct cfg *cfg = sh->g->cfg;
+
+	for (uint32_t i = 0; i < sh->conns_cap; i++) {
+		struct conn *c = sh->conns[i];
+		int64_t limit, since;
+
+		if (c == NULL || c->closing) {
+			continue;
+		}
+		switch (smtp_sess_phase(c->sess)) {
+		case SMTP_PHASE_DATA:
+			limit = cfg->timeout_data;
+			since = c->last_ms;
+			break;
+		case SMTP_PHASE_COMMIT:
+			limit = cfg->timeout_commit;
+			since = c->commit_ms;
+			break;
+		default:
+			limit = cfg->timeout_cmd;
+			since = c->last_ms;
+			break;
+		}
+		if (sh->stopping && sh->now_ms >= sh->stop_deadline_ms) {
+			log_line(LOG_INFO, c->who, "conn.shutdown phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
+			if (smtp_sess_abort(c->sess, SMTP_ABORT_SHUTDOWN, &c->out) != 0) {
+				bb_reset(&c->out, 1);
+			}
+			conn_close(sh, c);
+		} else if (sh->now_ms - since >= limit * 1000) {
+			log_line(LOG_INFO, c->who, "conn.timeout phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
+			if (smtp_sess_abort(c->sess, SMTP_ABORT_TIMEOUT, &c->out) != 0) {
+				bb_reset(&c->out, 1);
+			}
+			conn_close(sh, c);
+		}
+	}
+}
+
+static void begin_shutdown(struct shard *sh)
+{
+	sh->stopping = true;
+	sh->stop_deadline_ms = sh->now_ms + (int64_t)sh->g->cfg->shutdown_timeout * 1000;
+	for (unsigned i = 0; i < sh->num_listen; i++) {
+		if (sh->accept_armed[i]) {
+			struct io_uring_sqe *sqe = sqe_get(sh);
+
+			io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
+			io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		}
+		/* The accept request holds its own file reference until cancelled. */
+		close(sh->listen_fd[i]);
+		sh->listen_fd[i] = -1;
+	}
+	for (uint32_t i = 0; i < sh->conns_cap; i++) {
+		struct conn *c = sh->conns[i];
+
+		if (c != NULL && !c->closing && smtp_sess_shutdown(c->sess, &c->out)) {
+			conn_close(sh, c);
+		}
+	}
+}
+
+/* ------------------------------------------------------------ loop */
+
+static void arm_wake(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_read(sqe, sh->wake_fd, &sh->wake_buf, sizeof(sh->wake_buf), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, 0, 0));
+	sh->wake_armed = true;
+}
+
+static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	enum op op = (enum op)(ud >> 56);
+	uint32_t idx = (uint32_t)(ud >> 32) & 0xffffff, gen = (uint32_t)ud;
+	struct conn *c;
+
+	switch (op) {
+	case OP_ACCEPT:
+		on_accept(sh, idx, cqe);
+		return;
+	case OP_DIRSYNC:
+		on_dirsync(sh, cqe->res);
+		return;
+	case OP_WAKE:
+		sh->wake_armed = false;
+		if (!atomic_load(&sh->g->stopping)) {
+			arm_wake(sh);
+		}
+		return;
+	case OP_IGNORE:
+	case OP_NONE:
+	case OP_COUNT:
+		return;
+	default:
+		break;
+	}
+	c = conn_get(sh, idx, gen);
+	if (c == NULL) {
+		/* Cannot happen (conns outlive their ops); still return a lent buffer. */
+		if (op == OP_RECV && (cqe->flags & IORING_CQE_F_BUFFER) &&
+		    !(sh->pbuf_inc && (cqe->flags & IORING_CQE_F_BUF_MORE))) {
+			pbuf_return(sh, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		}
+		log_line(LOG_ERR, sh->who, "bug: completion op=%d for a freed connection", (int)op);
+		return;
+	}
+	switch (op) {
+	case OP_RECV:
+		on_recv(sh, c, cqe);
+		break;
+	case OP_SEND:
+		on_send(sh, c, cqe->res);
+		break;
+	case OP_GREET:
+		on_greet(sh, c);
+		break;
+	case OP_OPEN:
+	case OP_WRITE:
+	case OP_FSYNC:
+		on_tx_op(sh, c, op, cqe->res);
+		break;
+	default:
+		break;
+	}
+}
+
+static void run_resumes(struct shard *sh)
+{
+	while (sh->resume != NULL) {
+		struct conn *c = sh->resume;
+
+		sh->resume = c->next_resume;
+		c->next_resume = NULL;
+		conn_resume(sh, c);
+	}
+}
+
+static bool shard_done(struct shard *sh)
+{
+	return sh->stopping && sh->nconns == 0 && !sh->dir_inflight && sh->dir_wait == NULL;
+}
+
+static void shard_loop(struct shard *sh)
+{
+	int64_t next_tick = mono_ms() + 1000;
+
+	while (!shard_done(sh)) {
+		struct __kernel_timespec ts = { .tv_sec = 1, .tv_nsec = 0 };
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int rc;
+
+		pbuf_flush(sh);
+		dirsync_submit(sh);
+		rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+			log_line(LOG_ERR, sh->who, "ring.wait error=\"%s\"", strerror(-rc));
+		}
+		sh->now_ms = mono_ms();
+		io_uring_for_each_cqe(&sh->ring, head, cqe) {
+			handle_cqe(sh, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&sh->ring, n);
+		run_resumes(sh);
+		if (!sh->stopping && atomic_load(&sh->g->stopping)) {
+			begin_shutdown(sh);
+			tick(sh);
+		}
+		if (sh->now_ms >= next_tick) {
+			next_tick = sh->now_ms + 1000;
+			tick(sh);
+		}
+		run_resumes(sh);
+	}
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static int listen_one(const struct cfg_listen *l, int *out_fd)
+{
+	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    /* Accepted sockets inherit TCP_NODELAY: replies are already batched
+	     * per input, so Nagle would only add delayed-ACK stalls. */
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	if (l->addr.ss_family == AF_INET6) {
+		/* "[::]:25" is IPv6 only; list "0.0.0.0:25" too for IPv4. */
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+static int shard_setup(struct shard *sh)
+{
+	const struct cfg *cfg = sh->g->cfg;
+	struct io_uring_params p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	p.cq_entries = RING_ENTRIES * 8;
+	rc = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+	if (rc < 0) {
+		/* Older kernels: no DEFER_TASKRUN; COOP_TASKRUN still avoids IPIs. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
+		p.cq_entries = RING_ENTRIES * 8;
+		rc = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+	}
+	if (rc < 0) {
+		log_line(LOG_ERR, sh->who, "ring.init error=\"%s\"", strerror(-rc));
+		return rc;
+	}
+	sh->ring_ok = true;
+	if ((rc = pbuf_setup(sh)) != 0) {
+		log_line(LOG_ERR, sh->who, "pbuf.init error=\"%s\"", strerror(-rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < cfg->num_listen; i++) {
+		if ((rc = listen_one(&cfg->listen[i], &sh->listen_fd[i])) != 0) {
+			log_line(LOG_ERR, sh->who, "listen addr=%s error=\"%s\"", cfg->listen[i].text, strerror(-rc));
+			return rc;
+		}
+		sh->num_listen++;
+		arm_accept(sh, i);
+	}
+	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (sh->wake_fd < 0) {
+		return -errno;
+	}
+	arm_wake(sh);
+	io_uring_submit(&sh->ring);
+	log_line(LOG_NOTICE, sh->who, "shard.ready listeners=%u pbuf=%ux%u incremental=%s", sh->num_listen,
+		 PBUF_COUNT, PBUF_SIZE, sh->pbuf_inc ? "yes" : "no");
+	return 0;
+}
+
+static void shard_teardown(struct shard *sh)
+{
+	for (unsigned i = 0; i < sh->num_listen; i++) {
+		if (sh->listen_fd[i] >= 0) {
+			close(sh->listen_fd[i]);
+		}
+	}
+	if (sh->ring_ok) {
+		io_uring_queue_exit(&sh->ring);
+	}
+	if (sh->wake_fd >= 0) {
+		close(sh->wake_fd);
+	}
+	if (sh->br != NULL) {
+		munmap(sh->br, sh->br_bytes);
+	}
+	if (sh->buf_base != NULL) {
+		munmap(sh->buf_base, (size_t)PBUF_COUNT * PBUF_SIZE);
+	}
+	free(sh->conns); sh->conns = NULL;
+	free(sh->free_idx); sh->free_idx = NULL;
+}
+
+static void *shard_main(void *arg)
+{
+	struct shard *sh = arg;
+	int rc;
+
+	/* The ring is created here: SINGLE_ISSUER binds it to its creator. */
+	sh->now_ms = mono_ms();
+	rc = shard_setup(sh);
+	pthread_mutex_lock(&sh->start_mu);
+	sh->start_state = rc == 0 ? 1 : -1;
+	pthread_cond_signal(&sh->start_cv);
+	pthread_mutex_unlock(&sh->start_mu);
+	if (rc == 0) {
+		shard_loop(sh);
+		log_line(LOG_NOTICE, sh->who,
+			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu dirsync=%llu enobufs=%llu",
+			 (unsigned long long)sh->n_accept, (unsigned long long)sh->n_refused,
+			 (unsigned long long)sh->n_msgs, (unsigned long long)sh->n_fsync,
+			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_enobufs);
+	}
+	return NULL;
+}
+
+struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d)
+{
+	struct shard *sh = calloc(1, sizeof(*sh));
+	int state;
+
+	if (sh == NULL) {
+		return NULL;
+	}
+	sh->idx = idx;
+	sh->g = g;
+	sh->deliver = d;
+	sh->wake_fd = -1;
+	snprintf(sh->who, sizeof(sh->who), "s%u", idx);
+	for (unsigned i = 0; i < CFG_LISTEN_MAX; i++) {
+		sh->listen_fd[i] = -1;
+	}
+	pthread_mutex_init(&sh->start_mu, NULL);
+	pthread_cond_init(&sh->start_cv, NULL);
+	if (pthread_create(&sh->thread, NULL, shard_main, sh) != 0) {
+		free(sh);
+		return NULL;
+	}
+	pthread_mutex_lock(&sh->start_mu);
+	while (sh->start_state == 0) {
+		pthread_cond_wait(&sh->start_cv, &sh->start_mu);
+	}
+	state = sh->start_state;
+	pthread_mutex_unlock(&sh->start_mu);
+	if (state < 0) {
+		pthread_join(sh->thread, NULL);
+		shard_teardown(sh);
+		free(sh);
+		return NULL;
+	}
+	return sh;
+}
+
+void shard_wake(struct shard *sh)
+{
+	uint64_t one = 1;
+
+	if (write(sh->wake_fd, &one, sizeof(one)) < 0) {
+		/* The 1 s tick notices the stop flag anyway. */
+		return;
+	}
+}
+
+void shard_join(struct shard *sh)
+{
+	if (sh == NULL) {
+		return;
+	}
+	pthread_join(sh->thread, NULL);
+	shard_teardown(sh);
+	pthread_mutex_destroy(&sh->start_mu);
+	pthread_cond_destroy(&sh->start_cv);
+	free(sh);
+}

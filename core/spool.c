@@ -1,0 +1,274 @@
+/* spool.c - spool file format and blocking helpers; see spool.h. */
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int spool_head_format(struct bb *out, const struct msg_env *env)
+{
+	int rc = bb_printf(out,
+			   "OMX1\nid %s\nreceived_us %" PRId64 "\nclient %s %u\nhelo %s\nesmtp %d\n"
+			   "smtputf8 %d\nbody %s\nfrom %s\n",
+			   env->id, env->received_us, env->client_ip, env->client_port, env->helo ? env->helo : "",
+			   env->esmtp ? 1 : 0, env->smtputf8 ? 1 : 0, msg_body_name(env->body),
+			   env->mail_from ? env->mail_from : "");
+
+	for (size_t i = 0; rc == 0 && i < env->num_rcpts; i++) {
+		rc = bb_printf(out, "rcpt %s\n", env->rcpts[i]);
+	}
+	return rc ? rc : bb_append(out, "\n", 1);
+}
+
+void spool_trailer_format(char *out, uint64_t msg_len)
+{
+	snprintf(out, SPOOL_TRAILER_LEN + 1, "\nOMXEND %016" PRIx64 "\n", msg_len);
+}
+
+void spool_entry_fini(struct spool_entry *e)
+{
+	free(e->env.helo); e->env.helo = NULL;
+	free(e->env.mail_from); e->env.mail_from = NULL;
+	for (size_t i = 0; i < e->env.num_rcpts; i++) {
+		free(e->env.rcpts[i]); e->env.rcpts[i] = NULL;
+	}
+	free(e->env.rcpts); e->env.rcpts = NULL;
+	e->env.num_rcpts = 0;
+	free(e->data); e->data = NULL;
+}
+
+static char *dup_span(struct span s)
+{
+	char *p = malloc(s.len + 1);
+
+	if (p != NULL) {
+		memcpy(p, s.p, s.len);
+		p[s.len] = '\0';
+	}
+	return p;
+}
+
+static int parse_head_line(struct msg_env *env, struct span key, struct span val)
+{
+	char tmp[64];
+
+	if (span_eq(key, SPAN_LIT("id"))) {
+		if (val.len == 0 || val.len >= MSG_ID_MAX) {
+			return -EINVAL;
+		}
+		memcpy(env->id, val.p, val.len);
+		env->id[val.len] = '\0';
+	} else if (span_eq(key, SPAN_LIT("received_us"))) {
+		uint64_t v;
+
+		if (!span_get_dec_u64(&val, &v, INT64_MAX) || val.len) {
+			return -EINVAL;
+		}
+		env->received_us = (int64_t)v;
+	} else if (span_eq(key, SPAN_LIT("client"))) {
+		struct span ip;
+		uint64_t port;
+
+		if (!span_take_until(&val, &ip, ' ') || ip.len >= MSG_IP_MAX || !span_skip(&val, 1) ||
+		    !span_get_dec_u64(&val, &port, 65535)) {
+			return -EINVAL;
+		}
+		memcpy(env->client_ip, ip.p, ip.len);
+		env->client_ip[ip.len] = '\0';
+		env->client_port = (uint16_t)port;
+	} else if (span_eq(key, SPAN_LIT("helo"))) {
+		free(env->helo);
+		if ((env->helo = dup_span(val)) == NULL) {
+			return -ENOMEM;
+		}
+	} else if (span_eq(key, SPAN_LIT("esmtp"))) {
+		env->esmtp = span_eq(val, SPAN_LIT("1"));
+	} else if (span_eq(key, SPAN_LIT("smtputf8"))) {
+		env->smtputf8 = span_eq(val, SPAN_LIT("1"));
+	} else if (span_eq(key, SPAN_LIT("body"))) {
+		env->body = MSG_BODY_7BIT;
+		for (int b = 0; b < MSG_BODY_COUNT; b++) {
+			snprintf(tmp, sizeof(tmp), "%s", msg_body_name((enum msg_body)b));
+			if (span_eq(val, span_cstr(tmp))) {
+				env->body = (enum msg_body)b;
+			}
+		}
+	} else if (span_eq(key, SPAN_LIT("from"))) {
+		free(env->mail_from);
+		if ((env->mail_from = dup_span(val)) == NULL) {
+			return -ENOMEM;
+		}
+	} else if (span_eq(key, SPAN_LIT("rcpt"))) {
+		char **r = realloc(env->rcpts, (env->num_rcpts + 1) * sizeof(*r));
+
+		if (r == NULL) {
+			return -ENOMEM;
+		}
+		env->rcpts = r;
+		if ((r[env->num_rcpts] = dup_span(val)) == NULL) {
+			return -ENOMEM;
+		}
+		env->num_rcpts++;
+	}
+	/* Unknown keys are ignored so that a newer head stays readable. */
+	return 0;
+}
+
+int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
+{
+	struct span c = span_make(data, len), line;
+	uint64_t msg_len;
+	struct span tr;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (len < SPOOL_TRAILER_LEN || !span_eat_ci(&c, "OMX1\n")) {
+		return -EINVAL;
+	}
+	tr = span_make(data + len - SPOOL_TRAILER_LEN, SPOOL_TRAILER_LEN);
+	if (!span_eat_ci(&tr, "\nOMXEND ")) {
+		return -EINVAL;
+	}
+	msg_len = 0;
+	for (int i = 0; i < 16; i++) {
+		uint8_t h = tr.p[i];
+		unsigned d = (h >= '0' && h <= '9') ? (unsigned)(h - '0') : (h >= 'a' && h <= 'f') ? (unsigned)(h - 'a' + 10) : 16;
+
+		if (d == 16) {
+			return -EINVAL;
+		}
+		msg_len = msg_len * 16 + d;
+	}
+	if (tr.p[16] != '\n') {
+		return -EINVAL;
+	}
+	c.len -= SPOOL_TRAILER_LEN;
+	for (;;) {
+		struct span key;
+
+		if (!span_take_until(&c, &line, '\n')) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		span_skip(&c, 1);
+		if (line.len == 0) {
+			break;
+		}
+		if (!span_take_until(&line, &key, ' ')) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		span_skip(&line, 1);
+		if ((rc = parse_head_line(&out->env, key, line)) != 0) {
+			goto fail;
+		}
+	}
+	if (c.len != msg_len || out->env.id[0] == '\0' || out->env.num_rcpts == 0) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	out->env.size = msg_len;
+	out->msg = c;
+	out->data = data;
+	out->data_len = len;
+	return 0;
+fail:
+	spool_entry_fini(out); /* data is not ours on failure: spool_entry_fini frees only NULL data */
+	return rc;
+}
+
+int spool_load(struct spool_entry *out, int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *data;
+	size_t got = 0;
+	int rc;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	data = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+	if (data == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	rc = spool_parse(out, data, got);
+	if (rc != 0) {
+		free(data);
+	}
+	return rc;
+}
+
+static int mkdir_one(const char *p)
+{
+	return (mkdir(p, 0700) == 0 || errno == EEXIST) ? 0 : -errno;
+}
+
+int spool_open(const char *spool_dir, int *out_failed_fd)
+{
+	char p[4096];
+	int rc, fd;
+
+	/* Create each component of spool_dir (like mkdir -p). */
+	snprintf(p, sizeof(p), "%s", spool_dir);
+	for (char *s = p + 1; *s; s++) {
+		if (*s == '/') {
+			*s = '\0';
+			if ((rc = mkdir_one(p)) != 0) {
+				return rc;
+			}
+			*s = '/';
+		}
+	}
+	if ((rc = mkdir_one(p)) != 0) {
+		return rc;
+	}
+	snprintf(p, sizeof(p), "%s/q", spool_dir);
+	if ((rc = mkdir_one(p)) != 0) {
+		return rc;
+	}
+	snprintf(p, sizeof(p), "%s/failed", spool_dir);
+	if ((rc = mkdir_one(p)) != 0) {
+		return rc;
+	}
+	*out_failed_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(p, sizeof(p), "%s/q", spool_dir);
+	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || *out_failed_fd < 0) {
+		rc = -errno;
+		if (fd >= 0) {
+			close(fd);
+		}
+		return rc;
+	}
+	return fd;
+}
+
+void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq)
+{
+	/* 13 hex digits of microseconds keep ids sortable by arrival until 2112. */
+	snprintf(out, MSG_ID_MAX, "%013" PRIX64 "%02X%04X", (uint64_t)received_us, shard & 0xff, seq & 0xffff);
+}

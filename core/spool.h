@@ -1,0 +1,65 @@
+/*
+ * spool.h - the durable queue: one file per accepted message in SPOOL/q/.
+ *
+ * File layout (text head, raw message, fixed trailer):
+ *
+ *   OMX1\n
+ *   id <id>\n  received_us <n>\n  client <ip> <port>\n  helo <name>\n
+ *   esmtp 0|1\n  smtputf8 0|1\n  body 7BIT|8BITMIME|BINARYMIME\n
+ *   from <addr>\n  rcpt <addr>\n ... \n          (blank line ends the head)
+ *   <message: our Received: field, then the bytes the client sent>
+ *   \nOMXEND <16 hex digits: message length>\n   (SPOOL_TRAILER_LEN bytes)
+ *
+ * A file is committed when its trailer is present and its length matches:
+ * core writes the trailer last, then fdatasync()s the file and fsync()s the
+ * directory before answering 250. A file without a valid trailer was never
+ * acknowledged and is removed at start-up. Values never hold CR, LF or NUL
+ * (proto validated them), so the line format needs no escaping.
+ *
+ * Writing happens on the shards through their rings (core/shard.c); the
+ * blocking functions here are for start-up recovery and delivery workers.
+ */
+#ifndef OMX_SPOOL_H
+#define OMX_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../proto/msg.h"
+#include "bb.h"
+
+#define SPOOL_TRAILER_LEN 25 /* "\nOMXEND " + 16 hex + "\n" */
+
+/* spool_head_format appends the head (through the blank line) for env. */
+int spool_head_format(struct bb *out, const struct msg_env *env);
+
+/* spool_trailer_format writes the trailer for a message of msg_len bytes into out[SPOOL_TRAILER_LEN + 1]. */
+void spool_trailer_format(char *out, uint64_t msg_len);
+
+/* A loaded spool entry: owns the file bytes and the envelope strings. */
+struct spool_entry {
+	struct msg_env env;
+	uint8_t *data;
+	size_t data_len;
+	struct span msg; /* the message, inside data */
+};
+
+/*
+ * spool_parse fills *out from a whole file image, taking ownership of
+ * `data` (malloc'd) on success only. Returns 0, or -EINVAL for a file that
+ * is incomplete or malformed (never acknowledged), or -ENOMEM.
+ */
+int spool_parse(struct spool_entry *out, uint8_t *data, size_t len);
+
+/* spool_load reads dirfd/name and parses it; -errno from I/O or spool_parse. */
+int spool_load(struct spool_entry *out, int dirfd, const char *name);
+
+void spool_entry_fini(struct spool_entry *e);
+
+/* spool_open creates SPOOL/q and SPOOL/failed; returns the q directory fd or -errno. */
+int spool_open(const char *spool_dir, int *out_failed_fd);
+
+/* spool_make_id formats a unique id from the time, the shard and a counter. */
+void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq);
+
+#endif

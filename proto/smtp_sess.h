@@ -1,0 +1,168 @@
+/*
+ * smtp_sess.h - the SMTP server session: an incremental, pure state machine.
+ *
+ * No I/O, no io_uring, no clock, no logging. The caller (core/shard) feeds
+ * received bytes and gets back events; replies are appended to a caller
+ * owned output builder that the caller flushes to the socket. The result is
+ * identical for any split of the input: whole, byte by byte, or across
+ * receive buffers.
+ *
+ * Loop shape (core):
+ *
+ *	struct span in = received_bytes;
+ *	for (;;) {
+ *		struct span body;
+ *		switch (smtp_sess_next(s, &in, &out, &body)) {
+ *		case SMTP_EV_NEED_INPUT: flush out; wait for more bytes; break;
+ *		case SMTP_EV_TX_BEGIN:   fill env id/time; open spool entry; continue;
+ *		case SMTP_EV_BODY:       append body to spool entry; continue;
+ *		case SMTP_EV_TX_ABORT:   drop spool entry; continue;
+ *		case SMTP_EV_TX_END:     flush out, commit durably, later call
+ *		                         smtp_sess_tx_done(), then resume with the
+ *		                         unconsumed rest of `in` (copied if needed);
+ *		case SMTP_EV_CLOSE:      flush out, close;
+ *		}
+ *	}
+ *
+ * Ownership: `in` is borrowed for the call; spans returned in *out_body
+ * point into `in` or into static storage and are valid until `in`'s bytes
+ * are released. The session copies whatever it must keep (partial lines,
+ * HELO, addresses) into its own bounded storage.
+ */
+#ifndef OMX_SMTP_SESS_H
+#define OMX_SMTP_SESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/bb.h"
+#include "../core/span.h"
+#include "msg.h"
+
+/* RFC 5321 §4.5.3.1: limits the RFC fixes; configurable ones are in smtp_cfg. */
+#define SMTP_PATH_MAX      256  /* §4.5.3.1.3, including <> */
+#define SMTP_LOCALPART_MAX 64   /* §4.5.3.1.1 */
+#define SMTP_DOMAIN_MAX    255  /* §4.5.3.1.2 */
+
+/* What to do with a bare LF or bare CR inside DATA (CVE-2023-51764..6). */
+enum smtp_bare_policy {
+	SMTP_BARE_REJECT = 0, /* 550 5.5.2 at end of DATA, session continues (default) */
+	SMTP_BARE_NORMALISE,  /* store as CRLF; never ends DATA */
+	SMTP_BARE_COUNT       /* sentinel */
+};
+
+struct smtp_cfg {
+	const char *hostname;        /* our name in 220/250 and Received */
+	uint64_t max_msg_size;       /* SIZE advertised; 552 5.3.4 beyond */
+	uint32_t max_rcpts;          /* per transaction; 452 4.5.3 beyond */
+	uint32_t max_bad_cmds;       /* errors before 421 4.7.0 and close */
+	size_t max_cmd_line;         /* octets incl. CRLF; 500 5.5.2 beyond (RFC 5321 §4.5.3.1.4: >= 512) */
+	size_t max_text_line;        /* octets incl. CRLF in DATA; 500 5.5.2 at end of DATA beyond */
+	enum smtp_bare_policy bare_lf;
+	/* Recipient domain policy: NULL accepts every domain. `dom` is not NUL-terminated. */
+	bool (*domain_ok)(const void *arg, struct span dom);
+	const void *domain_arg;
+};
+
+/* Events returned by smtp_sess_next(). */
+enum smtp_ev {
+	SMTP_EV_NEED_INPUT = 0, /* all input consumed: flush output, feed more */
+	SMTP_EV_TX_BEGIN,       /* message data starts (DATA accepted or first BDAT):
+	                           the envelope is final; core fills env->id/received_us */
+	SMTP_EV_BODY,           /* *out_body holds the next message bytes, unstuffed */
+	SMTP_EV_TX_ABORT,       /* the transaction after TX_BEGIN is abandoned (size,
+	                           bare LF, RSET in BDAT, ...); its reply is already queued */
+	SMTP_EV_TX_END,         /* message complete; parsing pauses until smtp_sess_tx_done() */
+	SMTP_EV_CLOSE,          /* flush output, then close the connection */
+	SMTP_EV_COUNT           /* sentinel */
+};
+
+/* What the session is waiting for, so core applies the RFC 5321 §4.5.3.2 timeout. */
+enum smtp_phase {
+	SMTP_PHASE_GREETING = 0, /* before smtp_sess_greet() */
+	SMTP_PHASE_CMD,          /* waiting for a command (5 min) */
+	SMTP_PHASE_DATA,         /* inside DATA or a BDAT chunk (3 min per block) */
+	SMTP_PHASE_COMMIT,       /* after TX_END, until smtp_sess_tx_done() (10 min) */
+	SMTP_PHASE_CLOSED,       /* CLOSE was returned */
+	SMTP_PHASE_COUNT         /* sentinel */
+};
+
+/* Outcome of the durable commit, reported by core. */
+enum smtp_commit {
+	SMTP_COMMIT_OK = 0,   /* 250 2.0.0 ... queued as <id> */
+	SMTP_COMMIT_TEMPFAIL, /* 451 4.3.0 */
+	SMTP_COMMIT_NOSPACE,  /* 452 4.3.1 */
+	SMTP_COMMIT_COUNT     /* sentinel */
+};
+
+/* Why core ends a session on its own. */
+enum smtp_abort {
+	SMTP_ABORT_TIMEOUT = 0, /* 421 4.4.2 */
+	SMTP_ABORT_SHUTDOWN,    /* 421 4.3.2 */
+	SMTP_ABORT_TOO_MANY,    /* 421 4.7.0 too many connections (total or per IP) */
+	SMTP_ABORT_COUNT        /* sentinel */
+};
+
+struct smtp_sess; /* opaque; see smtp_sess_new() */
+
+/*
+ * smtp_sess_new allocates a session in SMTP_PHASE_GREETING. `cfg` is
+ * borrowed and must outlive the session. `client_ip` is copied. Returns NULL
+ * on allocation failure. The idle session is small (no buffers held).
+ */
+struct smtp_sess *smtp_sess_new(const struct smtp_cfg *cfg, const char *client_ip, uint16_t client_port);
+
+/* smtp_sess_free releases everything the session owns; NULL is a no-op. */
+void smtp_sess_free(struct smtp_sess *s);
+
+/* smtp_sess_greet queues the 220 greeting. 0 or -ENOMEM. */
+int smtp_sess_greet(struct smtp_sess *s, struct bb *out);
+
+/*
+ * smtp_sess_next consumes from *in (advancing it) until an event occurs.
+ * Replies go to `out`. With SMTP_EV_BODY, *out_body is set. Input given
+ * before smtp_sess_greet() is an early talker: 554 and CLOSE. After
+ * SMTP_EV_TX_END, further calls return SMTP_EV_NEED_INPUT without consuming
+ * until smtp_sess_tx_done(). After SMTP_EV_CLOSE, nothing is consumed.
+ */
+enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out, struct span *out_body);
+
+/*
+ * smtp_sess_tx_done reports the commit outcome of the message that ended with
+ * SMTP_EV_TX_END, queues its reply and clears the transaction. If a shutdown
+ * was requested meanwhile, 421 4.3.2 follows and the next call gives CLOSE.
+ */
+int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out);
+
+/*
+ * smtp_sess_shutdown asks the session to end: when no transaction is in
+ * progress (phase CMD, no MAIL given) it queues 421 4.3.2 at once and returns
+ * true (core flushes and closes); otherwise it returns false and the session
+ * ends after the current transaction's reply.
+ */
+bool smtp_sess_shutdown(struct smtp_sess *s, struct bb *out);
+
+/* smtp_sess_abort queues the 421 for `why`; the session is then closed. */
+int smtp_sess_abort(struct smtp_sess *s, enum smtp_abort why, struct bb *out);
+
+enum smtp_phase smtp_sess_phase(const struct smtp_sess *s);
+
+/* smtp_sess_env returns the envelope; core may write id, received_us. */
+struct msg_env *smtp_sess_env(struct smtp_sess *s);
+
+/* smtp_sess_in_tx tells whether a transaction (MAIL accepted) is open. */
+bool smtp_sess_in_tx(const struct smtp_sess *s);
+
+const char *smtp_ev_name(enum smtp_ev ev);
+const char *smtp_phase_name(enum smtp_phase ph);
+
+/* Counters for logs/metrics, cumulative over the session. */
+struct smtp_sess_stats {
+	uint32_t bad_cmds;
+	uint32_t messages; /* TX_END events */
+	uint32_t rejected; /* transactions refused at end of data */
+};
+const struct smtp_sess_stats *smtp_sess_stats(const struct smtp_sess *s);
+
+#endif
