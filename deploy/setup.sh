@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# deploy/setup.sh - set up a fresh Debian 12 machine for oceanmx, then build.
+#
+#   deploy/setup.sh            install packages (as root) and build build/oceanmx
+#   deploy/setup.sh serve      ... then run the server with its embedded defaults
+#   deploy/setup.sh test       ... then run every test (tests/run.sh)
+#
+# Packages are installed only when missing, so re-running is cheap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  # build
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  # libraries (DESIGN.md "Dependencies")
+  liburing-dev libsodium-dev android-libboringssl-dev libunbound-dev
+  # unit tests
+  libcriterion-dev
+  # integration tests and benchmarks: real clients and peers
+  python3 swaks postfix
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages: ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  # Postfix is only a test peer (smtp-source, smtp-sink): no mail system.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
+
+case "${1:-}" in
+  serve) shift; exec build/oceanmx "$@" ;;
+  test)  shift; exec tests/run.sh "$@" ;;
+  "")    echo "setup: built build/oceanmx" ;;
+  *)     echo "setup: unknown action \"$1\" (serve or test)" >&2; exit 1 ;;
+esac

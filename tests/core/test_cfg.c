@@ -1,0 +1,98 @@
+/* test_cfg.c - flags, config file, defaults and errors. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cfg.h"
+
+static int parse(struct cfg *c, char **err, int argc, char **argv)
+{
+	cfg_init(c);
+	*err = NULL;
+	if (cfg_parse_args(c, argc, argv, 0, err) != 0) {
+		return -1;
+	}
+	return cfg_finish(c, err);
+}
+
+Test(cfg, embedded_defaults)
+{
+	struct cfg c;
+	char *err;
+
+	cr_assert_eq(parse(&c, &err, 0, NULL), 0);
+	cr_assert_eq(c.num_listen, 1);
+	cr_assert_str_eq(c.listen[0].text, "127.0.0.1:2525");
+	cr_assert_str_eq(c.spool_dir, "./var/spool");
+	cr_assert_str_eq(c.sinks[0], "maildir:./var/maildir");
+	cr_assert_null(c.domains);
+	cr_assert_eq(c.timeout_cmd, 300);
+	cr_assert_eq(c.timeout_data, 180);
+	cr_assert_eq(c.timeout_commit, 600);
+	cr_assert_gt(c.shards, 0);
+	cfg_fini(&c);
+}
+
+Test(cfg, flags_and_suffixes)
+{
+	char *argv[] = { "--listen", "[::1]:2526", "--listen=127.0.0.1:25", "--max-message-size", "10M",
+			 "--shards", "3", "--bare-lf", "normalise", "--domains", "a.test,b.test" };
+	struct cfg c;
+	char *err;
+
+	cr_assert_eq(parse(&c, &err, 11, argv), 0, "%s", err ? err : "");
+	cr_assert_eq(c.num_listen, 2);
+	cr_assert_eq(c.max_msg_size, 10u << 20);
+	cr_assert_eq(c.shards, 3);
+	cr_assert_eq(c.bare_lf, SMTP_BARE_NORMALISE);
+	cr_assert_str_eq(c.domains, "a.test,b.test");
+	cfg_fini(&c);
+}
+
+Test(cfg, errors_name_the_key)
+{
+	char *bad[][2] = {
+		{ "--shards", "lots" }, { "--listen", "nowhere" }, { "--frobnicate", "1" },
+		{ "--max-command-line", "100" }, { "--bare-lf", "maybe" }, { "--log-level", "loud" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cfg c;
+		char *err;
+
+		cr_assert_neq(parse(&c, &err, 2, bad[i]), 0, "%s %s accepted", bad[i][0], bad[i][1]);
+		cr_assert_not_null(err);
+		cr_assert_not_null(strstr(err, bad[i][0] + 2), "error \"%s\" does not name %s", err, bad[i][0]);
+		free(err);
+		cfg_fini(&c);
+	}
+}
+
+Test(cfg, file_then_flags_override)
+{
+	char path[] = "/tmp/omx-cfg-XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+	struct cfg c;
+	char *err;
+
+	fprintf(f, "# comment\nhostname mx.example.com\nshards = 2\nsink maildir:/tmp/a\nsink maildir:/tmp/b\n");
+	fclose(f);
+	char *argv[] = { "-c", path, "--shards", "4" };
+	cr_assert_eq(parse(&c, &err, 4, argv), 0, "%s", err ? err : "");
+	cr_assert_str_eq(c.hostname, "mx.example.com");
+	cr_assert_eq(c.shards, 4);
+	cr_assert_eq(c.num_sinks, 2);
+	cfg_fini(&c);
+
+	f = fopen(path, "w");
+	fprintf(f, "shards 2\nbogus-key 1\n");
+	fclose(f);
+	char *argv2[] = { "-c", path };
+	cr_assert_neq(parse(&c, &err, 2, argv2), 0);
+	cr_assert_not_null(strstr(err, ":2: bogus-key: unknown key"), "%s", err);
+	free(err);
+	cfg_fini(&c);
+	unlink(path);
+}

@@ -1,0 +1,114 @@
+/* test_spool.c - spool file format: round trip, and every truncation is rejected. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/spool.h"
+#include "tests/support/guard.h"
+
+static char *rcpts[] = { "a@example.com", "\"odd local\"@example.org" };
+
+static void make_env(struct msg_env *e)
+{
+	memset(e, 0, sizeof(*e));
+	strcpy(e->id, "19C2A7F0E3D1A0001");
+	e->received_us = 1764145800123456;
+	strcpy(e->client_ip, "2001:db8::1");
+	e->client_port = 40123;
+	e->helo = "client.example";
+	e->esmtp = true;
+	e->smtputf8 = true;
+	e->body = MSG_BODY_8BITMIME;
+	e->mail_from = "";
+	e->rcpts = rcpts;
+	e->num_rcpts = 2;
+}
+
+static struct bb build_file(const char *msg)
+{
+	struct msg_env e;
+	struct bb b;
+	char tr[SPOOL_TRAILER_LEN + 1];
+
+	make_env(&e);
+	bb_init(&b, 0);
+	cr_assert_eq(spool_head_format(&b, &e), 0);
+	cr_assert_eq(bb_append_str(&b, msg), 0);
+	spool_trailer_format(tr, strlen(msg));
+	cr_assert_eq(bb_append(&b, tr, SPOOL_TRAILER_LEN), 0);
+	return b;
+}
+
+Test(spool, round_trip_keeps_envelope_and_bytes)
+{
+	const char *msg = "Received: x\r\n\r\nbody\r\n.\r\nOMXEND not a trailer\r\n";
+	struct bb b = build_file(msg);
+	struct spool_entry ent;
+	uint8_t *copy = malloc(b.len);
+
+	memcpy(copy, b.p, b.len);
+	cr_assert_eq(spool_parse(&ent, copy, b.len), 0);
+	cr_assert_str_eq(ent.env.id, "19C2A7F0E3D1A0001");
+	cr_assert_eq(ent.env.received_us, 1764145800123456);
+	cr_assert_str_eq(ent.env.client_ip, "2001:db8::1");
+	cr_assert_eq(ent.env.client_port, 40123);
+	cr_assert_str_eq(ent.env.helo, "client.example");
+	cr_assert(ent.env.esmtp && ent.env.smtputf8);
+	cr_assert_eq(ent.env.body, MSG_BODY_8BITMIME);
+	cr_assert_str_eq(ent.env.mail_from, "");
+	cr_assert_eq(ent.env.num_rcpts, 2);
+	cr_assert_str_eq(ent.env.rcpts[1], "\"odd local\"@example.org");
+	cr_assert_eq(ent.msg.len, strlen(msg));
+	cr_assert_eq(memcmp(ent.msg.p, msg, ent.msg.len), 0);
+	cr_assert_eq(ent.env.size, strlen(msg));
+	spool_entry_fini(&ent);
+	bb_fini(&b);
+}
+
+Test(spool, every_truncation_is_rejected)
+{
+	struct bb b = build_file("Subject: t\r\n\r\nhello\r\n");
+
+	for (size_t n = 0; n < b.len; n++) {
+		struct spool_entry ent;
+		const uint8_t *g = guard_copy(b.p, n);
+		uint8_t *copy = malloc(n ? n : 1);
+
+		memcpy(copy, g, n);
+		cr_assert_eq(spool_parse(&ent, copy, n), -EINVAL, "truncated at %zu accepted", n);
+		free(copy);
+		guard_release(g, n);
+	}
+	bb_fini(&b);
+}
+
+Test(spool, wrong_length_in_trailer_is_rejected)
+{
+	struct bb b = build_file("abc");
+	struct spool_entry ent;
+	uint8_t *copy;
+
+	/* One byte more in the message than the trailer announces. */
+	b.p[b.len - SPOOL_TRAILER_LEN - 1] = 'c';
+	copy = malloc(b.len + 1);
+	memcpy(copy, b.p, b.len - SPOOL_TRAILER_LEN);
+	copy[b.len - SPOOL_TRAILER_LEN] = 'x';
+	memcpy(copy + b.len - SPOOL_TRAILER_LEN + 1, b.p + b.len - SPOOL_TRAILER_LEN, SPOOL_TRAILER_LEN);
+	cr_assert_eq(spool_parse(&ent, copy, b.len + 1), -EINVAL);
+	free(copy);
+	bb_fini(&b);
+}
+
+Test(spool, ids_are_unique_and_sortable)
+{
+	char a[MSG_ID_MAX], b[MSG_ID_MAX], c[MSG_ID_MAX];
+
+	spool_make_id(a, 1764145800123456, 0, 1);
+	spool_make_id(b, 1764145800123456, 0, 2);
+	spool_make_id(c, 1764145800123457, 1, 0);
+	cr_assert_str_neq(a, b);
+	cr_assert_lt(strcmp(a, b), 0);
+	cr_assert_lt(strcmp(b, c), 0);
+	cr_assert_lt(strlen(a), MSG_ID_MAX);
+}
