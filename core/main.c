@@ -29,18 +29,32 @@ enum exit_code {
 	EXIT_STARTUP = 2, /* could not start (ports, spool, rings) */
 };
 
-/* raise_nofile lifts the soft descriptor limit to the hard one: every connection is a descriptor. */
+/*
+ * raise_nofile makes room for max-connections descriptors plus spool files:
+ * the soft limit goes to the hard one, and as root the hard one goes up too.
+ */
 static void raise_nofile(const struct cfg *cfg)
 {
+	rlim_t want = (rlim_t)cfg->max_conns * 2 + 1024; /* a socket and a spool file each */
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		return;
+	}
+	if (rl.rlim_max < want) {
+		struct rlimit up = { want, want };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			return;
+		}
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)cfg->max_conns + 64) {
-		log_line(LOG_WARN, "main", "limit.nofile soft=%llu below max-connections=%u",
-			 (unsigned long long)rl.rlim_cur, cfg->max_conns);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+		log_line(LOG_WARN, "main", "limit.nofile soft=%llu below %llu needed for max-connections=%u",
+			 (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->max_conns);
 	}
 }
 

@@ -54,6 +54,7 @@
 #define TX_BUF_PAUSE    (4u << 20)     /* stop reading a client when this much awaits the disk */
 #define PEND_CANCEL     (64u * 1024)   /* input held while paused before the recv is cancelled */
 #define LISTEN_BACKLOG  4096
+#define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
 
 enum op {
 	OP_NONE = 0, /* never used: a zero user_data is a bug */
@@ -109,6 +110,8 @@ struct conn {
 	struct spool_tx *tx;
 	struct conn *next_dir;    /* dir-fsync wait list */
 	struct conn *next_resume; /* commit finished, resume input */
+	struct conn *next_reap;   /* released at the end of the loop iteration */
+	bool on_reap;
 	char who[32];             /* "s0 0123456789abcdef" */
 };
 
@@ -142,9 +145,10 @@ struct shard {
 
 	/* group commit */
 	struct conn *dir_wait;    /* waiting for the next SPOOL/q fsync */
-	struct conn *dir_batch;   /* covered by the fsync in flight */
-	bool dir_inflight;
+	struct conn *dir_batch[DIRSYNC_MAX]; /* covered by each fsync in flight; NULL = free slot */
+	unsigned dir_inflight;
 	struct conn *resume;      /* commits finished this iteration */
+	struct conn *reap;        /* closed conns to release */
 
 	int wake_fd;
 	uint64_t wake_buf;
@@ -371,14 +375,25 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	return c;
 }
 
-/* conn_maybe_free releases a closing conn once nothing refers to it. */
+/*
+ * conn_maybe_free queues a closing conn for release once nothing refers to
+ * it. The release itself happens in reap() at the end of the loop
+ * iteration, so no handler ever touches a conn freed under it.
+ */
 static void conn_maybe_free(struct shard *sh, struct conn *c)
+{
+	if (!c->closing || !c->io_done || c->inflight != 0 || c->tx != NULL || c->on_resume || c->on_reap) {
+		return;
+	}
+	c->on_reap = true;
+	c->next_reap = sh->reap;
+	sh->reap = c;
+}
+
+static void conn_release(struct shard *sh, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!c->closing || !c->io_done || c->inflight != 0 || c->tx != NULL || c->on_resume) {
-		return;
-	}
 	sqe = sqe_get(sh);
 	io_uring_prep_close(sqe, c->fd);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
@@ -395,6 +410,16 @@ static void conn_maybe_free(struct shard *sh, struct conn *c)
 	sh->free_idx[sh->num_free++] = c->idx;
 	sh->nconns--;
 	free(c);
+}
+
+static void reap(struct shard *sh)
+{
+	while (sh->reap != NULL) {
+		struct conn *c = sh->reap;
+
+		sh->reap = c->next_reap;
+		conn_release(sh, c);
+	}
 }
 
 /* conn_finish_io stops reading once the last reply is out. */
@@ -762,28 +787,37 @@ static void on_tx_op(struct shard *sh, struct conn *c, enum op op, int res)
 	tx_check(sh, c);
 }
 
+/*
+ * dirsync_submit issues one SPOOL/q fsync for every message that became
+ * ready since the last one. Several may be in flight: a message never
+ * waits for an fsync that started before it was ready, and concurrent
+ * fsyncs share the filesystem's journal commit.
+ */
 static void dirsync_submit(struct shard *sh)
 {
 	struct io_uring_sqe *sqe;
+	unsigned slot;
 
-	if (sh->dir_inflight || sh->dir_wait == NULL) {
+	if (sh->dir_wait == NULL || sh->dir_inflight == DIRSYNC_MAX) {
 		return;
 	}
-	sh->dir_batch = sh->dir_wait;
+	for (slot = 0; sh->dir_batch[slot] != NULL; slot++) {
+	}
+	sh->dir_batch[slot] = sh->dir_wait;
 	sh->dir_wait = NULL;
 	sqe = sqe_get(sh);
 	io_uring_prep_fsync(sqe, sh->g->q_fd, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, 0, 0));
-	sh->dir_inflight = true;
+	io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, slot, 0));
+	sh->dir_inflight++;
 	sh->n_dirsync++;
 }
 
-static void on_dirsync(struct shard *sh, int res)
+static void on_dirsync(struct shard *sh, unsigned slot, int res)
 {
 	struct conn *c, *next;
 
-	sh->dir_inflight = false;
-	for (c = sh->dir_batch; c != NULL; c = next) {
+	sh->dir_inflight--;
+	for (c = sh->dir_batch[slot]; c != NULL; c = next) {
 		next = c->next_dir;
 		c->next_dir = NULL;
 		c->tx->in_dir_list = false;
@@ -794,7 +828,7 @@ static void on_dirsync(struct shard *sh, int res)
 		}
 		tx_check(sh, c);
 	}
-	sh->dir_batch = NULL;
+	sh->dir_batch[slot] = NULL;
 }
 
 /* ------------------------------------------------------------ input */
@@ -1111,7 +1145,7 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 		on_accept(sh, idx, cqe);
 		return;
 	case OP_DIRSYNC:
-		on_dirsync(sh, cqe->res);
+		on_dirsync(sh, idx, cqe->res);
 		return;
 	case OP_WAKE:
 		sh->wake_armed = false;
@@ -1169,7 +1203,7 @@ static void run_resumes(struct shard *sh)
 
 static bool shard_done(struct shard *sh)
 {
-	return sh->stopping && sh->nconns == 0 && !sh->dir_inflight && sh->dir_wait == NULL;
+	return sh->stopping && sh->nconns == 0 && sh->dir_inflight == 0 && sh->dir_wait == NULL;
 }
 
 static void shard_loop(struct shard *sh)
@@ -1204,6 +1238,7 @@ static void shard_loop(struct shard *sh)
 			tick(sh);
 		}
 		run_resumes(sh);
+		reap(sh);
 	}
 }
 
