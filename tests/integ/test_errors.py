@@ -215,11 +215,11 @@ def main(t):
     with Server("--bare-lf", "normalise") as srv:
         with t.case("bare_lf_normalise"):
             c = fresh(t, srv)
-            sent = b"Subject: normalise\r\n\r\nbare\nLF\r\nend\n"
+            sent = b"Subject: normalise\r\n\r\nbare\nLF\r\nend\nof it\r\n"
             r, qid = send_message(t, c, "a@x.test", ["x@a.test"], sent)
             t.expect(c.cmd("QUIT"), 221, c)
             check_delivered(t, srv.maildir, qid, "a@x.test", ["x@a.test"],
-                            b"Subject: normalise\r\n\r\nbare\r\nLF\r\nend\r\n", conn=c)
+                            b"Subject: normalise\r\n\r\nbare\r\nLF\r\nend\r\nof it\r\n", conn=c)
 
     delay = scale(300, 1000)
     with Server("--greet-delay", str(delay)) as srv:
