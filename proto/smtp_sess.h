@@ -52,6 +52,16 @@ enum smtp_bare_policy {
 	SMTP_BARE_COUNT       /* sentinel */
 };
 
+/*
+ * Zero in a limit means: max_msg_size, max_text_line, max_bad_cmds: no
+ * limit; max_rcpts: 100 (RFC 5321 §4.5.3.1.8); max_cmd_line: 512.
+ * Debatable replies (table in proto/reply.c): early talker 554 5.5.0 then
+ * CLOSE; text line over max_text_line 500 5.5.2 at the end of DATA; EXPN
+ * 502 5.5.1; a BDAT whose count is readable but whose rest is not gets its
+ * chunk skipped and 501 5.5.4; a BDAT whose count is unreadable (or a BDAT
+ * line refused for bare LF / NUL) gets 501 5.5.4 and CLOSE, because its
+ * chunk octets cannot be told apart from commands.
+ */
 struct smtp_cfg {
 	const char *hostname;        /* our name in 220/250 and Received */
 	uint64_t max_msg_size;       /* SIZE advertised; 552 5.3.4 beyond */
@@ -72,7 +82,9 @@ enum smtp_ev {
 	                           the envelope is final; core fills env->id/received_us */
 	SMTP_EV_BODY,           /* *out_body holds the next message bytes, unstuffed */
 	SMTP_EV_TX_ABORT,       /* the transaction after TX_BEGIN is abandoned (size,
-	                           bare LF, RSET in BDAT, ...); its reply is already queued */
+	                           bare LF, RSET in BDAT, ...): drop the spool entry. Inside
+	                           DATA it comes as soon as the error is seen and the reply
+	                           follows at <CRLF>.<CRLF>; otherwise the reply is queued */
 	SMTP_EV_TX_END,         /* message complete; parsing pauses until smtp_sess_tx_done() */
 	SMTP_EV_CLOSE,          /* flush output, then close the connection */
 	SMTP_EV_COUNT           /* sentinel */
