@@ -106,7 +106,7 @@ void cfg_usage(FILE *f)
 "    --max-message-size BYTES   SIZE advertised in EHLO; larger messages get\n"
 "                               552 5.3.4; K, M, G suffixes (default 35M)\n"
 "    --max-recipients N         per transaction, then 452 4.5.3 (default 1000)\n"
-"    --max-connections N        in total, then 421 4.7.0 (default 20000)\n"
+"    --max-connections N        in total, then 421 4.7.0 (default 10000)\n"
 "    --max-connections-per-ip N per client address, then 421 4.7.0; 0 means\n"
 "                               unlimited (default 100)\n"
 "    --max-bad-commands N       rejected commands per session before\n"
@@ -153,7 +153,7 @@ void cfg_init(struct cfg *c)
 	memset(c, 0, sizeof(*c));
 	c->max_msg_size = 35ull << 20;
 	c->max_rcpts = 1000;
-	c->max_conns = 20000;
+	c->max_conns = 10000;
 	c->max_conns_per_ip = 100;
 	c->max_bad_cmds = 20;
 	c->max_cmd_line = 2048;

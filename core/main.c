@@ -35,7 +35,7 @@ enum exit_code {
  */
 static void raise_nofile(const struct cfg *cfg)
 {
-	rlim_t want = (rlim_t)cfg->max_conns * 2 + 1024; /* a socket and a spool file each */
+	rlim_t want = (rlim_t)cfg->max_conns + 1024; /* sockets, plus spool files and listeners */
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {

@@ -1203,7 +1203,17 @@ static void run_resumes(struct shard *sh)
 
 static bool shard_done(struct shard *sh)
 {
-	return sh->stopping && sh->nconns == 0 && sh->dir_inflight == 0 && sh->dir_wait == NULL;
+	if (!sh->stopping || sh->nconns != 0 || sh->dir_inflight != 0 || sh->dir_wait != NULL) {
+		return false;
+	}
+	/* A listener stays open while its accept request holds it: wait for
+	 * the cancellation, or new clients would hang in its backlog. */
+	for (unsigned i = 0; i < sh->num_listen; i++) {
+		if (sh->accept_armed[i]) {
+			return false;
+		}
+	}
+	return true;
 }
 
 static void shard_loop(struct shard *sh)
@@ -1240,6 +1250,9 @@ static void shard_loop(struct shard *sh)
 		run_resumes(sh);
 		reap(sh);
 	}
+	/* The last closes were only queued: submit them before the ring goes,
+	 * or their sockets would stay open until the whole process exits. */
+	io_uring_submit(&sh->ring);
 }
 
 /* ------------------------------------------------------------ set-up */
