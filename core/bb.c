@@ -84,7 +84,7 @@ int bb_append_str(struct bb *b, const char *s)
 	return bb_append(b, s, strlen(s));
 }
 
-int bb_vprintf(struct bb *b, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) int bb_vprintf(struct bb *b, const char *fmt, va_list ap)
 {
 	va_list ap2;
 	int n, rc;

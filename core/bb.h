@@ -33,7 +33,7 @@ __attribute__((warn_unused_result)) int bb_append(struct bb *b, const void *p, s
 __attribute__((warn_unused_result)) int bb_append_span(struct bb *b, struct span s);
 __attribute__((warn_unused_result)) int bb_append_str(struct bb *b, const char *s);
 __attribute__((warn_unused_result, format(printf, 2, 3))) int bb_printf(struct bb *b, const char *fmt, ...);
-__attribute__((warn_unused_result)) int bb_vprintf(struct bb *b, const char *fmt, va_list ap);
+__attribute__((warn_unused_result, format(printf, 2, 0))) int bb_vprintf(struct bb *b, const char *fmt, va_list ap);
 
 /* bb_consume drops n bytes from the front (n <= len). */
 void bb_consume(struct bb *b, size_t n);

@@ -127,7 +127,7 @@ int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (len < SPOOL_TRAILER_LEN || !span_eat_ci(&c, "OMX1\n")) {
+	if (!span_eat_ci(&c, "OMX1\n") || c.len < SPOOL_TRAILER_LEN) {
 		return -EINVAL;
 	}
 	tr = span_make(data + len - SPOOL_TRAILER_LEN, SPOOL_TRAILER_LEN);

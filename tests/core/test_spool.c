@@ -112,3 +112,17 @@ Test(spool, ids_are_unique_and_sortable)
 	cr_assert_lt(strcmp(b, c), 0);
 	cr_assert_lt(strlen(a), MSG_ID_MAX);
 }
+
+/* Found by fuzz_spool: a trailer overlapping the magic line underflowed the length. */
+Test(spool, trailer_overlapping_magic_is_rejected)
+{
+	static const char in[] = "OMX1\nOMXEND 0000000000000003\n";
+	const uint8_t *g = guard_copy(in, sizeof(in) - 1);
+	uint8_t *copy = malloc(sizeof(in) - 1);
+	struct spool_entry ent;
+
+	memcpy(copy, g, sizeof(in) - 1);
+	cr_assert_eq(spool_parse(&ent, copy, sizeof(in) - 1), -EINVAL);
+	free(copy);
+	guard_release(g, sizeof(in) - 1);
+}

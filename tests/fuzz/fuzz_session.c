@@ -9,7 +9,9 @@
  * reply line is "DDD[ -]...CRLF", and the transcript equals the one of
  * the same bytes given whole.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
