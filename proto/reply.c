@@ -38,8 +38,8 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	/* The chunk length is unknown, so its bytes cannot be skipped: never resync. */
 	R(SYNTAX_BDAT_FATAL, 501, "5.5.4", "Syntax: BDAT count [LAST]; closing connection",
 	  REPLY_F_BAD | REPLY_F_CLOSE),
-	R(BAD_SENDER, 553, "5.1.7", "Bad sender address syntax", REPLY_F_BAD),
-	R(BAD_RCPT, 553, "5.1.3", "Bad recipient address syntax", REPLY_F_BAD),
+	R(BAD_SENDER, 501, "5.1.7", "Bad sender address syntax", REPLY_F_BAD),
+	R(BAD_RCPT, 501, "5.1.3", "Bad recipient address syntax", REPLY_F_BAD),
 	R(SENDER_TOO_LONG, 501, "5.1.7", "Path too long", REPLY_F_BAD),
 	R(RCPT_TOO_LONG, 501, "5.1.3", "Path too long", REPLY_F_BAD),
 	R(NEED_UTF8, 553, "5.6.7", "Non-ASCII address requires SMTPUTF8", 0),

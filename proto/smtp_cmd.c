@@ -502,21 +502,32 @@ static bool local_part(struct span *c, bool *has_8bit)
 	return true;
 }
 
+/* path_end: the closing ">" of a Path, or the end of a bare address. */
+static bool path_end(struct span s, bool bracket)
+{
+	return bracket ? span_peek_u8(s) == '>' : (s.len == 0 || s.p[0] == ' ');
+}
+
 enum smtp_addr_err smtp_path_parse(struct smtp_path *out, struct span *c, unsigned flags)
 {
 	struct span s = *c, dom;
 	const uint8_t *start = s.p, *mb;
-	bool has_8bit = false;
+	bool has_8bit = false, bracket;
 
 	memset(out, 0, sizeof(*out));
 	out->mailbox = span_make(s.p, 0);
 	out->local = out->mailbox;
 	out->domain = out->mailbox;
-	if (span_peek_u8(s) != '<') {
+	/* Like Postfix (strict_rfc821_envelopes = no) a bare address is
+	 * accepted: it is unambiguous, ending at the first space. */
+	bracket = span_peek_u8(s) == '<';
+	if (!bracket && !(flags & SMTP_PATH_ALLOW_BARE)) {
 		return SMTP_ADDR_SYNTAX;
 	}
-	span_skip(&s, 1);
-	if (span_peek_u8(s) == '>') {
+	if (bracket) {
+		span_skip(&s, 1);
+	}
+	if (bracket && span_peek_u8(s) == '>') {
 		if (!(flags & SMTP_PATH_ALLOW_NULL)) {
 			return SMTP_ADDR_SYNTAX;
 		}
@@ -551,12 +562,12 @@ enum smtp_addr_err smtp_path_parse(struct smtp_path *out, struct span *c, unsign
 		return SMTP_ADDR_SYNTAX;
 	}
 	out->local = span_make(mb, (size_t)(s.p - mb));
-	if (span_peek_u8(s) == '>') {
+	if (path_end(s, bracket)) {
 		/* RFC 5321 §4.1.1.3: "<Postmaster>" without a domain, RCPT only. */
 		if (!(flags & SMTP_PATH_ALLOW_POSTMASTER) || !span_eq_ci(out->local, "postmaster")) {
 			return SMTP_ADDR_SYNTAX;
 		}
-		span_skip(&s, 1);
+		span_skip(&s, bracket ? 1 : 0);
 		out->is_postmaster = true;
 		out->mailbox = out->local;
 		out->domain = span_make(s.p, 0);
@@ -571,10 +582,10 @@ enum smtp_addr_err smtp_path_parse(struct smtp_path *out, struct span *c, unsign
 		return SMTP_ADDR_SYNTAX;
 	}
 	out->mailbox = span_make(mb, (size_t)(s.p - mb));
-	if (span_peek_u8(s) != '>') {
+	if (!path_end(s, bracket)) {
 		return SMTP_ADDR_SYNTAX;
 	}
-	span_skip(&s, 1);
+	span_skip(&s, bracket ? 1 : 0);
 	/* RFC 5321 §4.5.3.1.1-3 */
 	if (out->local.len > SMTP_LOCALPART_MAX || out->domain.len > SMTP_DOMAIN_MAX ||
 	    (size_t)(s.p - start) > SMTP_PATH_MAX) {

@@ -149,6 +149,7 @@ enum smtp_addr_err {
 
 #define SMTP_PATH_ALLOW_NULL       0x1u /* "<>" allowed (reverse-path) */
 #define SMTP_PATH_ALLOW_POSTMASTER 0x2u /* "<Postmaster>" allowed (RCPT, §4.1.1.3) */
+#define SMTP_PATH_ALLOW_BARE       0x4u /* "a@b" without <> (as Postfix strict_rfc821_envelopes = no) */
 
 struct smtp_path {
 	struct span mailbox; /* local@domain as sent, no <>, no source route; empty for <> */

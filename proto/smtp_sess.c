@@ -246,11 +246,11 @@ static void cmd_mail(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 		reply(s, out, SMTP_R_SEQ_NESTED, NULL);
 		return;
 	}
-	if (!smtp_mail_arg_split(&c, "FROM:") || span_peek_u8(c) != '<') {
+	if (!smtp_mail_arg_split(&c, "FROM:") || c.len == 0) {
 		reply(s, out, SMTP_R_SYNTAX_MAIL, NULL);
 		return;
 	}
-	ae = smtp_path_parse(&path, &c, SMTP_PATH_ALLOW_NULL);
+	ae = smtp_path_parse(&path, &c, SMTP_PATH_ALLOW_NULL | SMTP_PATH_ALLOW_BARE);
 	if (ae != SMTP_ADDR_OK) {
 		reply(s, out, ae == SMTP_ADDR_TOO_LONG ? SMTP_R_SENDER_TOO_LONG : SMTP_R_BAD_SENDER, NULL);
 		return;
@@ -311,11 +311,11 @@ static void cmd_rcpt(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 		return;
 	}
 	s->rcpt_tried = true;
-	if (!smtp_mail_arg_split(&c, "TO:") || span_peek_u8(c) != '<') {
+	if (!smtp_mail_arg_split(&c, "TO:") || c.len == 0) {
 		reply(s, out, SMTP_R_SYNTAX_RCPT, NULL);
 		return;
 	}
-	ae = smtp_path_parse(&path, &c, SMTP_PATH_ALLOW_POSTMASTER);
+	ae = smtp_path_parse(&path, &c, SMTP_PATH_ALLOW_POSTMASTER | SMTP_PATH_ALLOW_BARE);
 	if (ae != SMTP_ADDR_OK) {
 		reply(s, out, ae == SMTP_ADDR_TOO_LONG ? SMTP_R_RCPT_TOO_LONG : SMTP_R_BAD_RCPT, NULL);
 		return;

@@ -283,7 +283,7 @@ Test(smtp_sess, second_ehlo_resets_transaction)
 Test(smtp_sess, mail_syntax_and_params)
 {
 	check("EHLO c\r\n"
-	      "MAIL FROM:a@b.test\r\n"                 /* no angle brackets */
+	      "MAIL FROM:\r\n"                         /* no path */
 	      "MAIL TO:<a@b.test>\r\n"                 /* wrong keyword */
 	      "MAIL FROM:<a@@b>\r\n"                   /* bad address */
 	      "MAIL FROM:<a@b.test>x\r\n"              /* junk after path */
@@ -295,7 +295,7 @@ Test(smtp_sess, mail_syntax_and_params)
 	      "MAIL FROM:<\xc3\xa9@b.test>\r\n"       /* UTF-8 without SMTPUTF8 */
 	      "MAIL FROM:<a@b.test>\r\n",
 	      GREET EHLO_REPLY "501 5.5.4 Syntax: MAIL FROM:<address>\r\n501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
-			       "553 5.1.7 Bad sender address syntax\r\n501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
+			       "501 5.1.7 Bad sender address syntax\r\n501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
 			       "555 5.5.4 Unsupported MAIL/RCPT parameter\r\n"
 			       "501 5.5.4 Bad MAIL/RCPT parameter syntax\r\n"
 			       "552 5.3.4 Message size exceeds fixed limit\r\n"
@@ -325,15 +325,27 @@ Test(smtp_sess, rcpt_policy_and_limits)
 	      "RCPT TO:<b@[192.0.2.1]>\r\n"         /* literal in list */
 	      "RCPT TO:<c@example.org>\r\n"         /* 4th: over max_rcpts 3 */
 	      "RCPT TO:<c@example.org> NOTIFY=NEVER\r\n"
-	      "RCPT TO:c@example.org\r\n"
+	      "RCPT TO: \r\n"
 	      "RCPT TO:<c@exa_mple.org>\r\n"
 	      "RCPT TO:<\xc3\xa9@example.org>\r\n",
 	      GREET EHLO_REPLY "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
 			       "550 5.7.1 Relay not permitted: recipient domain not served here\r\n"
 			       "250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n452 4.5.3 Too many recipients\r\n"
 			       "555 5.5.4 Unsupported MAIL/RCPT parameter\r\n"
-			       "501 5.5.4 Syntax: RCPT TO:<address>\r\n553 5.1.3 Bad recipient address syntax\r\n"
+			       "501 5.5.4 Syntax: RCPT TO:<address>\r\n501 5.1.3 Bad recipient address syntax\r\n"
 			       "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n",
+	      NULL);
+}
+
+/* Like Postfix's default, a space after the colon and a bare address are
+ * accepted; a bare address ends at the first space, before parameters. */
+Test(smtp_sess, bare_addresses_accepted)
+{
+	check("EHLO c\r\nMAIL FROM: a@b.test SIZE=10\r\nRCPT TO: c@example.org\r\nRCPT TO:postmaster\r\n"
+	      "RCPT TO:d@example.org>\r\nRSET\r\nMAIL FROM:<a@b.test\r\n",
+	      GREET EHLO_REPLY "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+			       "501 5.1.3 Bad recipient address syntax\r\n250 2.0.0 Ok\r\n"
+			       "501 5.1.7 Bad sender address syntax\r\n",
 	      NULL);
 }
 
