@@ -176,6 +176,10 @@ class Conn:
                 chunk = self.sock.recv(65536)
             except ConnectionResetError:
                 chunk = b""
+            except socket.timeout:
+                self.transcript.append("-- no reply within %gs" % self.sock.gettimeout())
+                raise Failure("timed out after %gs waiting for a reply\n    transcript:\n%s"
+                              % (self.sock.gettimeout(), self.dump()))
             if not chunk:
                 self.closed = True
                 return None

@@ -76,7 +76,7 @@ class Pool:
                     with self.lock:
                         self.acked[msgid] = qid
                 c.cmd("QUIT")
-            except (OSError, EOFError) as e:
+            except Exception as e:  # OSError, EOFError, lib.Failure (timeout)
                 if not self.killed.is_set():
                     with self.lock:
                         self.errors.append("%r\n%s" % (e, c.dump()))

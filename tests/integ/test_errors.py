@@ -43,12 +43,19 @@ def main(t):
             c = fresh(t, srv, helo=False)
             t.expect(c.cmd("HELO"), 501, c, "HELO without a domain")
             ehlo(t, c)
-            t.expect(c.cmd("MAIL FROM:<a@x.test"), 501, c, "MAIL with an unterminated path")
+            # A malformed path: 501, or 553 "mailbox syntax incorrect" (RFC 5321 §4.3.2 lists both).
+            t.expect(c.cmd("MAIL FROM:<a@x.test"), (501, 553), c, "MAIL with an unterminated path")
             t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c, "MAIL after the syntax error")
             c.close()
             c = fresh(t, srv)
             t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
-            t.expect(c.cmd("RCPT TO:<no-at-sign.a.test"), 501, c, "RCPT with an unterminated path")
+            t.expect(c.cmd("RCPT TO:<no-at-sign.a.test"), (501, 553), c, "RCPT with an unterminated path")
+            t.expect(c.cmd("RCPT FROM:<x@a.test>"), 501, c, "RCPT without TO:")
+            c.close()
+            c = fresh(t, srv)
+            t.expect(c.cmd("MAIL TO:<a@x.test>"), 501, c, "MAIL without FROM:")
+            t.expect(c.cmd("MAIL FROM:<a@x.test> SIZE=abc"), 501, c, "SIZE with a non-numeric value (RFC 1870)")
+            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c, "MAIL after the syntax errors")
             t.expect(c.cmd("QUIT"), 221, c)
 
         with t.case("out_of_sequence_503"):

@@ -68,14 +68,10 @@ def main(t):
                 ehlo(t, idle_ehlo)
                 idle = Conn(srv.port)  # greeted, nothing sent
                 t.expect(idle.greeting, 220, idle)
-                in_mail = Conn(srv.port)  # MAIL given, no DATA yet: a transaction, but not in flight data
-                ehlo(t, in_mail)
-                t.expect(in_mail.cmd("MAIL FROM:<a@x.test>"), 250, in_mail)
-
                 srv.signal(sig)
-                expect_421_close(t, idle, "greeted idle session")
-                expect_421_close(t, idle_ehlo, "idle session after EHLO")
-                expect_421_close(t, done, "idle session after a delivered message")
+                for c, what in ((idle, "greeted idle session"), (idle_ehlo, "idle session after EHLO"),
+                                (done, "idle session after a delivered message")):
+                    t.expect(c.reply(), 421, c, what + " at shutdown", enhanced="4.3.2")
                 no_new_sessions(t, srv.port)
 
                 # The signal has been seen (idle sessions got 421): finish the message.
@@ -87,18 +83,71 @@ def main(t):
                 t.check(len(rest) <= 1 and all(x.code == 421 and x.enhanced == "4.3.2" for x in rest),
                         "after the in-flight 250: want 421 4.3.2 (or nothing) and close, got %r" % rest, mid)
 
-                # MAIL without DATA: may be allowed to finish or get 421 4.3.2; never a hang.
-                try:
-                    r = in_mail.cmd("RCPT TO:<b@y.test>")
-                    t.check(r.code in (250, 421, None), "RCPT during shutdown: %r" % r, in_mail)
-                except OSError:
-                    pass
-                in_mail.close()
-
+                for c, what in ((idle, "greeted idle session"), (idle_ehlo, "idle session after EHLO"),
+                                (done, "idle session after a delivered message")):
+                    t.check(c.wait_eof() == [], "%s: data after the 421" % what, c)
                 rc = srv.wait_exit(T_EXIT)
                 t.check(rc == 0, "exit status after %s: %r (want 0)\n%s" % (name, rc, srv.stderr_tail()))
                 srv.check_sanitizers()
                 delivered_or_after_restart(t, srv, [q0, q1], [m0, m1a + m1b])
+
+    with Server("--shutdown-timeout", "60") as srv:
+        with t.case("idle_session_closed_after_421_while_another_is_in_data"):
+            # RFC 5321 §3.8: after 421 the server closes the channel, whatever other sessions do.
+            mid = Conn(srv.port)
+            ehlo(t, mid)
+            t.expect(mid.cmd("MAIL FROM:<a@x.test>"), 250, mid)
+            t.expect(mid.cmd("RCPT TO:<b@y.test>"), 250, mid)
+            t.expect(mid.cmd("DATA"), 354, mid)
+            m1 = b"Subject: in flight\r\n\r\nstill sending\r\n"
+            mid.send(m1)
+            # 8 idle sessions: with 2 shards some are (almost surely) on the other shard than `mid`.
+            idles = [Conn(srv.port) for _ in range(8)]
+            for c in idles:
+                t.expect(c.greeting, 220, c)
+            srv.signal(signal.SIGTERM)
+            try:
+                for i, c in enumerate(idles):
+                    expect_421_close(t, c, "idle session %d while another session is in DATA" % i)
+            finally:
+                mid.send(b".\r\n")
+                r = t.expect(mid.reply(), 250, mid, "end of data during shutdown")
+                mid.wait_eof()
+            t.check(srv.wait_exit(T_EXIT) == 0, "exit status")
+            delivered_or_after_restart(t, srv, [parse_queue_id(r)], [m1])
+
+    with Server("--shutdown-timeout", "60") as srv:
+        with t.case("open_transaction_without_data_during_shutdown"):
+            # A session that gave MAIL but not yet DATA when SIGTERM arrives: the server may let the
+            # transaction finish (250, then 421 4.3.2) or end it with 421 4.3.2 at once; either way
+            # every command gets a reply, and the other sessions are closed after their 421.
+            done = Conn(srv.port)
+            ehlo(t, done)
+            m0 = b"Subject: before\r\n\r\nbefore the signal\r\n"
+            _, q0 = send_message(t, done, "a@x.test", ["b@y.test"], m0)
+            in_mail = Conn(srv.port)
+            ehlo(t, in_mail)
+            t.expect(in_mail.cmd("MAIL FROM:<a@x.test>"), 250, in_mail)
+            srv.signal(signal.SIGTERM)
+            t.expect(done.reply(), 421, done, "idle session at shutdown", enhanced="4.3.2")
+            r = in_mail.cmd("RCPT TO:<b@y.test>")
+            ids, contents = [q0], [m0]
+            if r.code == 250:
+                t.expect(in_mail.cmd("DATA"), 354, in_mail, "DATA during shutdown")
+                m1 = b"Subject: during\r\n\r\nwhole transaction during shutdown\r\n"
+                in_mail.send(m1 + b".\r\n")
+                r = t.expect(in_mail.reply(), 250, in_mail, "end of data during shutdown")
+                ids.append(parse_queue_id(r))
+                contents.append(m1)
+                expect_421_close(t, in_mail, "after the last transaction")
+            else:
+                t.check(r.code == 421 and r.enhanced == "4.3.2", "RCPT during shutdown: want 250 or 421 4.3.2, got %r"
+                        % r, in_mail)
+                t.check(in_mail.wait_eof() == [], "no close after 421", in_mail)
+            t.check(done.wait_eof() == [], "data after 421", done)
+            rc = srv.wait_exit(T_EXIT)
+            t.check(rc == 0, "exit status: %r" % rc)
+            delivered_or_after_restart(t, srv, ids, contents)
 
     with Server("--shutdown-timeout", "3") as srv:
         with t.case("shutdown_timeout_cuts_stalled_data"):
