@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "../proto/smtp_trace.h"
+#include "crc32c.h"
 #include "log.h"
 #include "spool.h"
 #include "uring_compat.h"
@@ -83,6 +84,7 @@ struct spool_tx {
 	struct bb wbuf;       /* bytes of the write in flight */
 	uint64_t off;         /* file offset of the next write */
 	uint64_t msg_len;     /* message bytes so far (Received: + body) */
+	uint32_t crc;         /* CRC-32C of those bytes, for the trailer */
 	int err;              /* first error, -errno */
 	bool open_inflight, write_inflight, fsync_inflight, in_dir_list;
 	bool ended;           /* trailer appended: no more bytes */
@@ -578,6 +580,7 @@ static void tx_begin(struct shard *sh, struct conn *c)
 		tx->err = -ENOMEM;
 	}
 	tx->msg_len = tx->buf.len - head_len;
+	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
 	sqe = sqe_get(sh);
 	io_uring_prep_openat(sqe, sh->g->q_fd, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_OPEN, c->idx, c->gen));
@@ -599,6 +602,7 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 		return;
 	}
 	tx->msg_len += body.len;
+	tx->crc = crc32c_update(tx->crc, body.p, body.len);
 	if (tx->buf.len >= WRITE_CHUNK) {
 		tx_kick(sh, c);
 	}
@@ -711,7 +715,7 @@ static void tx_end(struct shard *sh, struct conn *c)
 		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
 		return;
 	}
-	spool_trailer_format(trailer, tx->msg_len);
+	spool_trailer_format(trailer, tx->msg_len, tx->crc);
 	if (tx->err == 0 && bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
 		tx->err = -ENOMEM;
 	}

@@ -1,6 +1,8 @@
 /* spool.c - spool file format and blocking helpers; see spool.h. */
 #include "spool.h"
 
+#include "crc32c.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,9 +27,27 @@ int spool_head_format(struct bb *out, const struct msg_env *env)
 	return rc ? rc : bb_append(out, "\n", 1);
 }
 
-void spool_trailer_format(char *out, uint64_t msg_len)
+void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc)
 {
-	snprintf(out, SPOOL_TRAILER_LEN + 1, "\nOMXEND %016" PRIx64 "\n", msg_len);
+	snprintf(out, SPOOL_TRAILER_LEN + 1, "\nOMXEND %016" PRIx64 " %08" PRIx32 "\n", msg_len, crc);
+}
+
+/* hex_field parses exactly n lower-case hex digits. */
+static bool hex_field(const uint8_t *p, int n, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint8_t h = p[i];
+		unsigned d = (h >= '0' && h <= '9') ? (unsigned)(h - '0') : (h >= 'a' && h <= 'f') ? (unsigned)(h - 'a' + 10) : 16;
+
+		if (d == 16) {
+			return false;
+		}
+		v = v * 16 + d;
+	}
+	*out = v;
+	return true;
 }
 
 void spool_entry_fini(struct spool_entry *e)
@@ -122,7 +142,7 @@ static int parse_head_line(struct msg_env *env, struct span key, struct span val
 int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 {
 	struct span c = span_make(data, len), line;
-	uint64_t msg_len;
+	uint64_t msg_len, crc;
 	struct span tr;
 	int rc;
 
@@ -134,17 +154,8 @@ int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 	if (!span_eat_ci(&tr, "\nOMXEND ")) {
 		return -EINVAL;
 	}
-	msg_len = 0;
-	for (int i = 0; i < 16; i++) {
-		uint8_t h = tr.p[i];
-		unsigned d = (h >= '0' && h <= '9') ? (unsigned)(h - '0') : (h >= 'a' && h <= 'f') ? (unsigned)(h - 'a' + 10) : 16;
-
-		if (d == 16) {
-			return -EINVAL;
-		}
-		msg_len = msg_len * 16 + d;
-	}
-	if (tr.p[16] != '\n') {
+	if (!hex_field(tr.p, 16, &msg_len) || tr.p[16] != ' ' || !hex_field(tr.p + 17, 8, &crc) ||
+	    tr.p[25] != '\n') {
 		return -EINVAL;
 	}
 	c.len -= SPOOL_TRAILER_LEN;
@@ -168,7 +179,8 @@ int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 			goto fail;
 		}
 	}
-	if (c.len != msg_len || out->env.id[0] == '\0' || out->env.num_rcpts == 0) {
+	if (c.len != msg_len || crc32c_update(0, c.p, c.len) != (uint32_t)crc || out->env.id[0] == '\0' ||
+	    out->env.num_rcpts == 0) {
 		rc = -EINVAL;
 		goto fail;
 	}

@@ -8,9 +8,11 @@
  *   esmtp 0|1\n  smtputf8 0|1\n  body 7BIT|8BITMIME|BINARYMIME\n
  *   from <addr>\n  rcpt <addr>\n ... \n          (blank line ends the head)
  *   <message: our Received: field, then the bytes the client sent>
- *   \nOMXEND <16 hex digits: message length>\n   (SPOOL_TRAILER_LEN bytes)
+ *   \nOMXEND <16 hex: message length> <8 hex: CRC-32C of the message>\n
+ *                                               (SPOOL_TRAILER_LEN bytes)
  *
- * A file is committed when its trailer is present and its length matches:
+ * A file is committed when its trailer is present and both length and
+ * checksum match (blocks may reach a journal-less disk in any order):
  * core writes the trailer last, then fdatasync()s the file and fsync()s the
  * directory before answering 250. A file without a valid trailer was never
  * acknowledged and is removed at start-up. Values never hold CR, LF or NUL
@@ -28,13 +30,16 @@
 #include "../proto/msg.h"
 #include "bb.h"
 
-#define SPOOL_TRAILER_LEN 25 /* "\nOMXEND " + 16 hex + "\n" */
+#define SPOOL_TRAILER_LEN 34 /* "\nOMXEND " + 16 hex + " " + 8 hex + "\n" */
 
 /* spool_head_format appends the head (through the blank line) for env. */
 int spool_head_format(struct bb *out, const struct msg_env *env);
 
-/* spool_trailer_format writes the trailer for a message of msg_len bytes into out[SPOOL_TRAILER_LEN + 1]. */
-void spool_trailer_format(char *out, uint64_t msg_len);
+/*
+ * spool_trailer_format writes the trailer for a message of msg_len bytes
+ * whose crc32c_update() checksum is `crc` into out[SPOOL_TRAILER_LEN + 1].
+ */
+void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc);
 
 /* A loaded spool entry: owns the file bytes and the envelope strings. */
 struct spool_entry {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/crc32c.h"
 #include "core/spool.h"
 #include "tests/support/guard.h"
 
@@ -35,7 +36,7 @@ static struct bb build_file(const char *msg)
 	bb_init(&b, 0);
 	cr_assert_eq(spool_head_format(&b, &e), 0);
 	cr_assert_eq(bb_append_str(&b, msg), 0);
-	spool_trailer_format(tr, strlen(msg));
+	spool_trailer_format(tr, strlen(msg), crc32c_update(0, msg, strlen(msg)));
 	cr_assert_eq(bb_append(&b, tr, SPOOL_TRAILER_LEN), 0);
 	return b;
 }
@@ -116,7 +117,7 @@ Test(spool, ids_are_unique_and_sortable)
 /* Found by fuzz_spool: a trailer overlapping the magic line underflowed the length. */
 Test(spool, trailer_overlapping_magic_is_rejected)
 {
-	static const char in[] = "OMX1\nOMXEND 0000000000000003\n";
+	static const char in[] = "OMX1\nOMXEND 0000000000000003 00000000\n";
 	const uint8_t *g = guard_copy(in, sizeof(in) - 1);
 	uint8_t *copy = malloc(sizeof(in) - 1);
 	struct spool_entry ent;
@@ -125,4 +126,37 @@ Test(spool, trailer_overlapping_magic_is_rejected)
 	cr_assert_eq(spool_parse(&ent, copy, sizeof(in) - 1), -EINVAL);
 	free(copy);
 	guard_release(g, sizeof(in) - 1);
+}
+
+/* A block of the message that never reached the disk (zeros) is caught by the checksum. */
+Test(spool, lost_block_is_rejected_by_checksum)
+{
+	struct bb b = build_file("Subject: t\r\n\r\nhello world\r\n");
+	struct spool_entry ent;
+	uint8_t *copy = malloc(b.len);
+
+	memcpy(copy, b.p, b.len);
+	memset(copy + b.len - SPOOL_TRAILER_LEN - 8, 0, 4);
+	cr_assert_eq(spool_parse(&ent, copy, b.len), -EINVAL);
+	free(copy);
+	bb_fini(&b);
+}
+
+Test(crc32c, known_answers)
+{
+	/* RFC 3720 B.4 test vectors. */
+	uint8_t zeros[32] = { 0 }, ones[32], inc[32];
+
+	memset(ones, 0xff, sizeof(ones));
+	for (int i = 0; i < 32; i++) {
+		inc[i] = (uint8_t)i;
+	}
+	cr_assert_eq(crc32c_update(0, zeros, 32), 0x8A9136AAu);
+	cr_assert_eq(crc32c_update(0, ones, 32), 0x62A8AB43u);
+	cr_assert_eq(crc32c_update(0, inc, 32), 0x46DD794Eu);
+	cr_assert_eq(crc32c_update(0, "123456789", 9), 0xE3069283u);
+	/* Incremental equals whole, at every split. */
+	for (size_t k = 0; k <= 32; k++) {
+		cr_assert_eq(crc32c_update(crc32c_update(0, inc, k), inc + k, 32 - k), 0x46DD794Eu);
+	}
 }
