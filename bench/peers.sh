@@ -158,8 +158,7 @@ cleanup() {
             log "kept everything under $WORK"
         else
             # bulky data goes, the small logs stay for a post-mortem
-            find "$WORK" -mindepth 2 -maxdepth 2 \( -name spool -o -name maildir -o -name pf \) \
-                -exec rm -rf {} + 2>/dev/null
+            rm -rf "$WORK"/*/spool "$WORK"/*/maildir "$WORK"/*/pf/queue "$WORK"/*/pf/mail "$WORK"/*/pf/data 2>/dev/null
             log "logs of this run: $WORK"
         fi
     fi
@@ -202,10 +201,10 @@ if [[ -z $DISK_NAME ]] || [[ $(awk -v n="$DISK_NAME" '$3 == n {print NF}' /proc/
 fi
 FSTYPE=$(findmnt -n -o FSTYPE -T "$WORK")
 case $FSTYPE in
-    ext4) SYNC_EVENT=ext4:ext4_sync_file_enter ;;
-    xfs) SYNC_EVENT=xfs:xfs_file_fsync ;;
-    btrfs) SYNC_EVENT=btrfs:btrfs_sync_file ;;
-    *) SYNC_EVENT="" ;;
+    ext4) SYNC_EVENT=ext4:ext4_sync_file_enter; SYNC_SPLIT=1 ;;   # its datasync field splits fdatasync/fsync
+    xfs) SYNC_EVENT=xfs:xfs_file_fsync; SYNC_SPLIT=0 ;;
+    btrfs) SYNC_EVENT=btrfs:btrfs_sync_file; SYNC_SPLIT=1 ;;
+    *) SYNC_EVENT=""; SYNC_SPLIT=0 ;;
 esac
 if [[ -n $PERF && -n $SYNC_EVENT && -n $CG_TOP ]]; then
     mkdir "$CG_TOP/probe"
@@ -405,7 +404,14 @@ measure() {   # measure SERVER REP
     # counters before
     local perf_out="$run/perf.txt" src_cg cpu0 cpu1 fl0 fl1 t0 t1 t2 src_rc=0 delivered=""
     if [[ -n $SYNC_EVENT && -n $CUR_CG ]]; then
-        "$PERF" stat -a -x, -o "$perf_out" -e "$SYNC_EVENT" -G "$CG_REL/$(basename "$CUR_CG")" 2>"$run/perf.err" &
+        local g="$CG_REL/$(basename "$CUR_CG")"
+        if [[ $SYNC_SPLIT == 1 ]]; then
+            # two counters: datasync == 1 (fdatasync) and datasync == 0 (fsync), in this order
+            "$PERF" stat -a -x, -o "$perf_out" -e "$SYNC_EVENT" --filter 'datasync == 1' \
+                -e "$SYNC_EVENT" --filter 'datasync == 0' -G "$g,$g" 2>"$run/perf.err" &
+        else
+            "$PERF" stat -a -x, -o "$perf_out" -e "$SYNC_EVENT" -G "$g" 2>"$run/perf.err" &
+        fi
         PERF_PID=$!
         sleep 1   # perf needs a moment to attach
     fi
@@ -422,6 +428,10 @@ measure() {   # measure SERVER REP
     wait "$SRC_PID" || src_rc=$?
     SRC_PID=""
     t1=$(now_ns)
+    if [[ -n $maildir ]]; then
+        local backlog=$((expected - $(count_files "$maildir")))
+        notes+="not yet in the maildir when smtp-source ended: $backlog; "
+    fi
     [[ $src_rc == 0 ]] || { notes+="smtp-source exit $src_rc: $(head -c 200 "$run/source.err" | tr '\t\n' '  '); "; log "$server: smtp-source exited $src_rc"; }
 
     # wait for delivery (bounded; reported as incomplete otherwise)
@@ -451,6 +461,9 @@ measure() {   # measure SERVER REP
         wait "$PERF_PID" 2>/dev/null || true
         PERF_PID=""
         fsyncs=$(awk -F, -v ev="$SYNC_EVENT" '$3 == ev {s += $1} END {if (NR) print s+0}' "$perf_out" 2>/dev/null || true)
+        if [[ $SYNC_SPLIT == 1 && -n $fsyncs ]]; then
+            notes+=$(awk -F, -v ev="$SYNC_EVENT" -v m="$MESSAGES" '$3 == ev {v[++n] = $1} END {if (n == 2) printf "fdatasync %.2f + fsync %.2f per msg; ", v[1] / m, v[2] / m}' "$perf_out")
+        fi
     fi
     local client_cpu=""
     if [[ -n $src_cg ]]; then client_cpu=$(cg_cpu "$src_cg" | awk '{print $3}'); kill_cg "$src_cg"; fi
