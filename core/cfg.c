@@ -57,6 +57,8 @@ static const struct opt opts[] = {
 	O("greet-delay", OPT_U32, greet_delay_ms, 0, 60000),
 	O("shutdown-timeout", OPT_U32, shutdown_timeout, 0, 3600),
 	O("bare-lf", OPT_BARE, bare_lf, 0, 0),
+	O("recv-buffers", OPT_U32, recv_buffers, 1, 32768),
+	O("recv-buffer-size", OPT_U32, recv_buffer_size, 512, 1u << 20),
 	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
 };
 #undef O
@@ -130,6 +132,12 @@ void cfg_usage(FILE *f)
 "    --shutdown-timeout S       on SIGTERM/SIGINT, time given to transactions\n"
 "                               in flight before 421 4.3.2 (default 30)\n"
 "\n"
+"  Receive pool (per shard; idle connections hold none of it)\n"
+"    --recv-buffers N           provided receive buffers, a power of two\n"
+"                               (default 256); when all are in use, reading\n"
+"                               pauses and data waits in the socket\n"
+"    --recv-buffer-size BYTES   size of each (default 32768)\n"
+"\n"
 "  Logging\n"
 "    --log-level LEVEL          err, warn, notice (default), info (a line per\n"
 "                               connection and message) or debug; to stderr\n"
@@ -164,6 +172,8 @@ void cfg_init(struct cfg *c)
 	c->greet_delay_ms = 0;
 	c->shutdown_timeout = 30;
 	c->bare_lf = SMTP_BARE_REJECT;
+	c->recv_buffers = 256;
+	c->recv_buffer_size = 32768;
 	c->log_level = LOG_NOTICE;
 }
 
@@ -323,6 +333,8 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 	case OPT_BARE:
 		if (strcmp(v, "reject") == 0) {
 			c->bare_lf = SMTP_BARE_REJECT;
+	c->recv_buffers = 256;
+	c->recv_buffer_size = 32768;
 		} else if (strcmp(v, "normalise") == 0 || strcmp(v, "normalize") == 0) {
 			c->bare_lf = SMTP_BARE_NORMALISE;
 		} else {
@@ -472,6 +484,9 @@ int cfg_finish(struct cfg *c, char **out_err)
 		if (*p <= ' ' || *p >= 0x7f || *p == '/' ) {
 			return fail(out_err, "hostname: \"%s\" must be a plain DNS name", c->hostname);
 		}
+	}
+	if ((c->recv_buffers & (c->recv_buffers - 1)) != 0) {
+		return fail(out_err, "recv-buffers: %u is not a power of two", c->recv_buffers);
 	}
 	if (c->shards == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

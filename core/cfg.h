@@ -44,6 +44,8 @@ struct cfg {
 	uint32_t timeout_commit;
 	uint32_t greet_delay_ms;
 	uint32_t shutdown_timeout;
+	uint32_t recv_buffers;        /* provided buffers per shard (power of two) */
+	uint32_t recv_buffer_size;    /* bytes each */
 	enum smtp_bare_policy bare_lf;
 	int log_level;
 	char *config_file;            /* -c, if any */

@@ -48,8 +48,6 @@
 #include "uring_compat.h"
 
 #define RING_ENTRIES    1024
-#define PBUF_SIZE       (32u * 1024)   /* one receive buffer */
-#define PBUF_COUNT      256u           /* per shard: 8 MiB receive pool */
 #define PBUF_GROUP      0
 #define WRITE_CHUNK     (128u * 1024)  /* spool write size while body streams */
 #define TX_BUF_PAUSE    (4u << 20)     /* stop reading a client when this much awaits the disk */
@@ -113,6 +111,8 @@ struct conn {
 	struct conn *next_dir;    /* dir-fsync wait list */
 	struct conn *next_resume; /* commit finished, resume input */
 	struct conn *next_reap;   /* released at the end of the loop iteration */
+	struct conn *next_bufwait; /* recv ended with -ENOBUFS: re-arm when buffers return */
+	bool on_bufwait;
 	bool on_reap;
 	char who[32];             /* "s0 0123456789abcdef" */
 };
@@ -134,7 +134,8 @@ struct shard {
 	struct io_uring_buf_ring *br;
 	size_t br_bytes;
 	uint8_t *buf_base;
-	uint32_t buf_off[PBUF_COUNT]; /* consumed bytes per buffer (incremental mode) */
+	uint32_t pbuf_size, pbuf_count; /* --recv-buffer-size, --recv-buffers */
+	uint32_t *buf_off;            /* consumed bytes per buffer (incremental mode) */
 	bool pbuf_inc;
 	unsigned pbuf_returned;       /* adds since the last advance */
 
@@ -151,6 +152,7 @@ struct shard {
 	unsigned dir_inflight;
 	struct conn *resume;      /* commits finished this iteration */
 	struct conn *reap;        /* closed conns to release */
+	struct conn *buf_wait;    /* conns waiting for receive buffers */
 
 	int wake_fd;
 	uint64_t wake_buf;
@@ -202,23 +204,48 @@ static struct io_uring_sqe *sqe_get(struct shard *sh)
 
 static uint8_t *pbuf_addr(struct shard *sh, unsigned bid)
 {
-	return sh->buf_base + (size_t)bid * PBUF_SIZE;
+	return sh->buf_base + (size_t)bid * sh->pbuf_size;
 }
 
 static void pbuf_return(struct shard *sh, unsigned bid)
 {
 	sh->buf_off[bid] = 0;
-	io_uring_buf_ring_add(sh->br, pbuf_addr(sh, bid), PBUF_SIZE, (unsigned short)bid,
-			      io_uring_buf_ring_mask(PBUF_COUNT), (int)sh->pbuf_returned);
+	io_uring_buf_ring_add(sh->br, pbuf_addr(sh, bid), sh->pbuf_size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(sh->pbuf_count), (int)sh->pbuf_returned);
 	sh->pbuf_returned++;
 }
 
-/* pbuf_flush publishes the returned buffers with one tail update. */
+static void arm_recv(struct shard *sh, struct conn *c);
+static void conn_maybe_free(struct shard *sh, struct conn *c);
+
+/* bufwait_rearm re-arms the receives that ran out of buffers. */
+static void bufwait_rearm(struct shard *sh)
+{
+	while (sh->buf_wait != NULL) {
+		struct conn *c = sh->buf_wait;
+
+		sh->buf_wait = c->next_bufwait;
+		c->next_bufwait = NULL;
+		c->on_bufwait = false;
+		if (c->closing) {
+			conn_maybe_free(sh, c);
+		} else if (!c->paused_commit && !c->paused_io) {
+			arm_recv(sh, c);
+		}
+	}
+}
+
+/*
+ * pbuf_flush publishes the returned buffers with one tail update, then
+ * lets the connections that hit -ENOBUFS read again: only now is there
+ * something to read into.
+ */
 static void pbuf_flush(struct shard *sh)
 {
 	if (sh->pbuf_returned) {
 		io_uring_buf_ring_advance(sh->br, (int)sh->pbuf_returned);
 		sh->pbuf_returned = 0;
+		bufwait_rearm(sh);
 	}
 }
 
@@ -227,13 +254,19 @@ static int pbuf_setup(struct shard *sh)
 	struct io_uring_buf_reg reg;
 	int rc;
 
-	sh->br_bytes = PBUF_COUNT * sizeof(struct io_uring_buf);
+	sh->pbuf_size = sh->g->cfg->recv_buffer_size;
+	sh->pbuf_count = sh->g->cfg->recv_buffers;
+	sh->buf_off = calloc(sh->pbuf_count, sizeof(*sh->buf_off));
+	if (sh->buf_off == NULL) {
+		return -ENOMEM;
+	}
+	sh->br_bytes = sh->pbuf_count * sizeof(struct io_uring_buf);
 	sh->br = mmap(NULL, sh->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (sh->br == MAP_FAILED) {
 		sh->br = NULL;
 		return -ENOMEM;
 	}
-	sh->buf_base = mmap(NULL, (size_t)PBUF_COUNT * PBUF_SIZE, PROT_READ | PROT_WRITE,
+	sh->buf_base = mmap(NULL, (size_t)sh->pbuf_count * sh->pbuf_size, PROT_READ | PROT_WRITE,
 			    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
 	if (sh->buf_base == MAP_FAILED) {
 		sh->buf_base = NULL;
@@ -241,7 +274,7 @@ static int pbuf_setup(struct shard *sh)
 	}
 	memset(&reg, 0, sizeof(reg));
 	reg.ring_addr = (uint64_t)(uintptr_t)sh->br;
-	reg.ring_entries = PBUF_COUNT;
+	reg.ring_entries = sh->pbuf_count;
 	reg.bgid = PBUF_GROUP;
 	/* Incremental consumption (6.12+): small reads share one buffer. liburing
 	 * 2.3 ignores the flags argument, so the flag goes in the field it
@@ -257,7 +290,7 @@ static int pbuf_setup(struct shard *sh)
 		}
 	}
 	io_uring_buf_ring_init(sh->br);
-	for (unsigned i = 0; i < PBUF_COUNT; i++) {
+	for (unsigned i = 0; i < sh->pbuf_count; i++) {
 		pbuf_return(sh, i);
 	}
 	pbuf_flush(sh);
@@ -384,7 +417,8 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
  */
 static void conn_maybe_free(struct shard *sh, struct conn *c)
 {
-	if (!c->closing || !c->io_done || c->inflight != 0 || c->tx != NULL || c->on_resume || c->on_reap) {
+	if (!c->closing || !c->io_done || c->inflight != 0 || c->tx != NULL || c->on_resume || c->on_reap ||
+	    c->on_bufwait) {
 		return;
 	}
 	c->on_reap = true;
@@ -952,9 +986,17 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		/* EOF: the client is gone. A commit in flight still completes. */
 		conn_fail(sh, c);
 	} else if (res == -ENOBUFS) {
-		/* Backpressure: the pool is empty. Data waits in the socket; the
-		 * recv is re-armed below once this batch returned its buffers. */
+		/* Backpressure: the pool is empty. Data waits in the socket (the
+		 * TCP window closes by itself); pbuf_flush() re-arms this recv
+		 * once buffers came back. */
 		sh->n_enobufs++;
+		if (!c->recv_armed && !c->on_bufwait && !c->closing) {
+			c->on_bufwait = true;
+			c->next_bufwait = sh->buf_wait;
+			sh->buf_wait = c;
+		}
+		conn_maybe_free(sh, c);
+		return;
 	} else if (res < 0 && res != -ECANCELED) {
 		log_line(LOG_INFO, c->who, "conn.recv error=\"%s\"", strerror(-res));
 		conn_fail(sh, c);
@@ -1064,6 +1106,7 @@ static void tick(struct shard *sh)
 {
 	const struct cfg *cfg = sh->g->cfg;
 
+	bufwait_rearm(sh); /* never strand a connection on the wait list */
 	for (uint32_t i = 0; i < sh->conns_cap; i++) {
 		struct conn *c = sh->conns[i];
 		int64_t limit, since;
@@ -1334,7 +1377,7 @@ static int shard_setup(struct shard *sh)
 	arm_wake(sh);
 	io_uring_submit(&sh->ring);
 	log_line(LOG_NOTICE, sh->who, "shard.ready listeners=%u pbuf=%ux%u incremental=%s", sh->num_listen,
-		 PBUF_COUNT, PBUF_SIZE, sh->pbuf_inc ? "yes" : "no");
+		 sh->pbuf_count, sh->pbuf_size, sh->pbuf_inc ? "yes" : "no");
 	return 0;
 }
 
@@ -1355,8 +1398,9 @@ static void shard_teardown(struct shard *sh)
 		munmap(sh->br, sh->br_bytes);
 	}
 	if (sh->buf_base != NULL) {
-		munmap(sh->buf_base, (size_t)PBUF_COUNT * PBUF_SIZE);
+		munmap(sh->buf_base, (size_t)sh->pbuf_count * sh->pbuf_size);
 	}
+	free(sh->buf_off); sh->buf_off = NULL;
 	free(sh->conns); sh->conns = NULL;
 	free(sh->free_idx); sh->free_idx = NULL;
 }
