@@ -111,6 +111,9 @@ def port_listening(port, host_hex="0100007F"):
 # ---------------------------------------------------------------- SMTP client
 
 
+_CONNS = []  # open Conns, closed when a case fails so the server is not kept waiting
+
+
 class Reply:
     def __init__(self, code, lines):
         self.code = code          # int, or None for EOF / garbage
@@ -149,6 +152,7 @@ class Conn:
         if source:
             self.sock.bind((source, 0))
         self.sock.connect((host, port))
+        _CONNS.append(self)
         self.greeting = None
         if greet:
             self.greeting = self.reply()
@@ -235,6 +239,8 @@ class Conn:
             self.sock.close()
         except OSError:
             pass
+        if self in _CONNS:
+            _CONNS.remove(self)
 
     def dump(self):
         return "\n".join("      " + t for t in self.transcript[-200:])
@@ -420,7 +426,14 @@ class Server:
     def __exit__(self, et, ev, tb):
         try:
             if et is None:
-                self.stop()
+                # The clean-exit check is a case of its own, so a failure here (exit
+                # status, sanitizer report) does not hide the cases of later servers.
+                label = "clean_exit[%s]" % (" ".join(self.args) or "defaults")
+                if _CURRENT_TEST:
+                    with _CURRENT_TEST.case(label):
+                        self.stop()
+                else:
+                    self.stop()
             else:
                 self.kill()
                 tail = self.stderr_tail()
@@ -550,6 +563,7 @@ class Server:
 
 
 _LIVE = []
+_CURRENT_TEST = None
 
 
 def _on_term(signum, frame):
@@ -608,7 +622,12 @@ class _Case:
     def __enter__(self):
         self.t.cur = self.name
         self.t0 = time.monotonic()
+        self.nconns = len(_CONNS)
         return self
+
+    def _close_conns(self):
+        for c in _CONNS[self.nconns:]:
+            c.close()
 
     def __exit__(self, et, ev, tb):
         dt = time.monotonic() - self.t0
@@ -620,6 +639,7 @@ class _Case:
             return False
         if issubclass(et, (KeyboardInterrupt, SystemExit)):
             return False
+        self._close_conns()
         if et is Failure:
             msg = str(ev)
         else:
@@ -634,6 +654,8 @@ def run(main):
     signal.signal(signal.SIGTERM, _on_term)
     name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     t = Test(name)
+    global _CURRENT_TEST
+    _CURRENT_TEST = t
     rc = 0
     try:
         main(t)

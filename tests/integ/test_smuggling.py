@@ -78,6 +78,7 @@ def main(t):
             with t.case("reject/" + vid):
                 c, got = replay(t, srv, cmds, data)
                 codes = [r.code for r in got]
+                print("  note: reject/%s (%s): replies %s" % (vid, exp, " ".join(str(x) for x in codes)))
                 if exp == "NOT-EOD":
                     t.check(354 not in codes, "a second 354: the smuggled DATA was taken as a command: %r" % got, c)
                     # One end-of-data reply, then 221 to our QUIT (or a 421/5xx and close).
@@ -131,6 +132,7 @@ def main(t):
             with t.case("normalise/" + vid):
                 c, got = replay(t, srv, cmds, data)
                 codes = [r.code for r in got]
+                print("  note: normalise/%s: replies %s" % (vid, " ".join(str(x) for x in codes)))
                 t.check(354 not in codes, "a second 354: the smuggled DATA was taken as a command: %r" % got, c)
                 t.check(len(got) == 2 and got[1].code == 221,
                         "want one end-of-data reply and 221, got %r" % got, c)
