@@ -483,10 +483,11 @@ measure() {   # measure SERVER REP
         left=$(find "$run/spool" -type f 2>/dev/null | wc -l)
         ((left == 0)) || notes+="$left files left in the spool; "
     elif [[ $server == postfix ]]; then
-        local pferr
-        pferr=$(grep -cE '(warning|error|fatal|panic):' "$run/pf/maillog" 2>/dev/null || true)
+        local L="$run/pf/maillog" pferr
+        notes+="postfix maillog: status=sent $(grep -c 'status=sent' "$L" || true), status=deferred $(grep -c 'status=deferred' "$L" || true), status=bounced $(grep -c 'status=bounced' "$L" || true); "
+        pferr=$(grep -cE '(warning|error|fatal|panic):' "$L" 2>/dev/null || true)
         if ((pferr > 0)); then
-            notes+="postfix logged $pferr warning/error lines: $(grep -E '(warning|error|fatal|panic):' "$run/pf/maillog" | cut -d' ' -f5- | sed 's/\[[0-9]*\]//' | cut -c1-120 | sort | uniq -c | head -n 3 | sed 's/^ *//' | tr '\n' ' ')"
+            notes+="$pferr warning/error lines, first: $(grep -E '(warning|error|fatal|panic):' "$L" | sed -E 's/^.*postfix\/([a-z-]+)\[[0-9]+\]: /\1: /' | awk '!seen[$0]++' | head -n 2 | cut -c1-100 | tr '\n' '/' | sed 's|/$||')"
             notes+="; "
         fi
     fi
