@@ -1,0 +1,138 @@
+/*
+ * msggen.h - the messages oceanmx-load sends: size classes with weights,
+ * deterministic text bodies, per-sender-domain header blocks, optional
+ * DKIM signatures (RFC 6376 rsa-sha256, RFC 8463 ed25519-sha256, both
+ * relaxed/relaxed), signing keys (generated or loaded) and the DNS TXT
+ * records a verifier needs.
+ *
+ * Everything is built once at start-up; the send path only borrows the
+ * bytes. A msgset owns its bodies (one per size class, shared by every
+ * sender domain) and one header block per (size class, domain).
+ */
+#ifndef OMX_LOAD_MSGGEN_H
+#define OMX_LOAD_MSGGEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/rsa.h>
+
+#include "core/bb.h"
+#include "core/span.h"
+
+#define MSG_SIZES_MAX   16
+#define MSG_SIZE_MAX    ((size_t)512 << 20)
+#define MSG_DOMAINS_MAX 100000
+#define DKIM_SELECTOR   "omxload"
+/* RFC 5322 §2.1.1: lines of at most 78 characters before CRLF. */
+#define MSG_LINE_MAX    76
+
+enum dkim_alg {
+	DKIM_NONE = 0,   /* unsigned messages */
+	DKIM_RSA,        /* rsa-sha256, 2048-bit key (RFC 6376, RFC 8301) */
+	DKIM_ED25519,    /* ed25519-sha256 (RFC 8463) */
+	DKIM_ALG_COUNT   /* sentinel */
+};
+
+struct lkey {
+	enum dkim_alg alg;
+	RSA *rsa;          /* DKIM_RSA: owned */
+	uint8_t ed_sk[64]; /* DKIM_ED25519: libsodium secret key (seed || pk) */
+	uint8_t ed_pk[32];
+};
+
+struct msgspec {
+	size_t size;     /* approximate message size in octets (headers + body) */
+	unsigned weight; /* relative frequency */
+};
+
+struct lmsg {
+	struct bb head;        /* header fields + the empty line; owned */
+	const uint8_t *body;   /* borrowed from the msgset's body of this size class */
+	size_t body_len;
+	size_t size;           /* head.len + body_len: what the server stores */
+	unsigned domain;       /* sender domain index */
+};
+
+struct msgset_opts {
+	const char *from_local;   /* local part of MAIL FROM and From: */
+	const char *from_domain;  /* base domain; with num_domains > 1 senders are sN.<base> */
+	const char *to;           /* To: address */
+	unsigned num_domains;     /* >= 1 */
+	const struct lkey *key;   /* NULL: unsigned */
+	const char *selector;     /* DKIM s=; NULL: DKIM_SELECTOR */
+	time_t date;              /* Date: and DKIM t= */
+};
+
+struct msgset {
+	unsigned num_sizes, num_domains;
+	struct msgspec spec[MSG_SIZES_MAX];
+	uint64_t cum[MSG_SIZES_MAX];  /* cumulative weights */
+	uint8_t *bodies[MSG_SIZES_MAX];
+	size_t body_len[MSG_SIZES_MAX];
+	struct lmsg *msgs;            /* [size class * num_domains + domain] */
+	char **domains;               /* sender domain names */
+	char *from_local;
+};
+
+/* size_parse reads "4096", "4k", "100K", "1M", "1m" (powers of 1024). */
+bool size_parse(const char *s, size_t *out);
+
+/*
+ * sizes_parse reads "SIZE" or "SIZE:WEIGHT,SIZE:WEIGHT,..." (weight
+ * default 1). Returns false with a message in err on bad input.
+ */
+bool sizes_parse(const char *s, struct msgspec *out, unsigned max, unsigned *out_n, char *err, size_t err_len);
+
+/* body_fill writes `len` octets of CRLF text lines (none starts with '.',
+ * none longer than MSG_LINE_MAX, no trailing white space), seeded. */
+void body_fill(uint8_t *out, size_t len, uint64_t seed);
+
+/* msgset_build builds every message; 0, or -1 with a message in err. */
+int msgset_build(struct msgset *ms, const struct msgset_opts *o, const struct msgspec *spec, unsigned num_spec,
+		 char *err, size_t err_len);
+void msgset_fini(struct msgset *ms);
+
+/* msgset_pick chooses a message from two random numbers (size by weight, domain uniformly). */
+const struct lmsg *msgset_pick(const struct msgset *ms, uint64_t r_size, uint64_t r_domain);
+
+/* ---- DKIM ---- */
+
+const char *dkim_alg_name(enum dkim_alg alg); /* "rsa-sha256" / "ed25519-sha256" */
+
+/* lkey_generate makes a fresh key (RSA 2048, e=65537, or Ed25519); 0 or -1. */
+int lkey_generate(struct lkey *k, enum dkim_alg alg);
+
+/*
+ * lkey_load reads a PEM private key (PKCS#1 RSA or PKCS#8 RSA/Ed25519, as
+ * written by lkey_save or `openssl genpkey`); its type must match `alg`.
+ * 0, or -1 with a message in err.
+ */
+int lkey_load(struct lkey *k, enum dkim_alg alg, const char *path, char *err, size_t err_len);
+
+/* lkey_save writes the key as PEM (mode 0600); 0 or -1. */
+int lkey_save(const struct lkey *k, const char *path);
+void lkey_fini(struct lkey *k);
+
+/* lkey_dns_txt appends the TXT value "v=DKIM1; k=...; p=..." (unquoted); 0 or -ENOMEM/-1. */
+int lkey_dns_txt(const struct lkey *k, struct bb *out);
+
+/* dkim_body_relaxed appends the relaxed canonical form of `body` (RFC 6376 §3.4.4). */
+int dkim_body_relaxed(struct bb *out, struct span body);
+
+/* dkim_header_relaxed appends one field (name ":" value, folded, with or
+ * without its final CRLF) in relaxed canonical form with CRLF (§3.4.2). */
+int dkim_header_relaxed(struct bb *out, struct span field);
+
+/*
+ * dkim_sign appends a complete "DKIM-Signature: ..." field (ending CRLF)
+ * for the header block `headers` (fields, each ending CRLF, no empty line)
+ * and `body`, signing the fields named in `signed_names` (colon separated,
+ * each taken once, bottom-up). 0, or -1.
+ */
+int dkim_sign(struct bb *out, const struct lkey *k, const char *domain, const char *selector,
+	      const char *signed_names, uint64_t t, struct span headers, struct span body);
+
+#endif
