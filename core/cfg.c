@@ -26,6 +26,7 @@ enum opt_type {
 	OPT_SINK,     /* repeatable sink spec */
 	OPT_BARE,     /* reject|normalise */
 	OPT_LOGLEVEL, /* err..debug */
+	OPT_SYNC,     /* syncfs|fsync */
 	OPT_TYPE_COUNT
 };
 
@@ -60,6 +61,7 @@ static const struct opt opts[] = {
 	O("recv-buffers", OPT_U32, recv_buffers, 1, 32768),
 	O("recv-buffer-size", OPT_U32, recv_buffer_size, 512, 1u << 20),
 	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
+	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
 };
 #undef O
 
@@ -96,6 +98,12 @@ void cfg_usage(FILE *f)
 "    --shards N                 shard threads, each with its own io_uring ring\n"
 "                               and SO_REUSEPORT listener (default: online CPUs)\n"
 "    --spool DIR                durable queue directory (default ./var/spool)\n"
+"    --spool-sync syncfs|fsync  how a batch of messages becomes durable before\n"
+"                               its 250: one syncfs(2) of the spool's\n"
+"                               filesystem per batch (default; best when the\n"
+"                               spool has a filesystem of its own), or an\n"
+"                               fdatasync per message plus one directory fsync\n"
+"                               per batch (when other busy writers share it)\n"
 "    --sink SPEC                delivery target, repeatable; every sink must\n"
 "                               accept a message before it leaves the spool.\n"
 "                               maildir:DIR  Maildir++ tmp/new/cur under DIR\n"
@@ -339,6 +347,15 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 			c->bare_lf = SMTP_BARE_NORMALISE;
 		} else {
 			return fail(out_err, "%s: bare-lf: \"%s\" is not reject or normalise", where, v);
+		}
+		return 0;
+	case OPT_SYNC:
+		if (strcmp(v, "syncfs") == 0) {
+			c->spool_sync = SPOOL_SYNC_SYNCFS;
+		} else if (strcmp(v, "fsync") == 0) {
+			c->spool_sync = SPOOL_SYNC_FSYNC;
+		} else {
+			return fail(out_err, "%s: spool-sync: \"%s\" is not syncfs or fsync", where, v);
 		}
 		return 0;
 	case OPT_LOGLEVEL: {

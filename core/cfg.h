@@ -17,6 +17,13 @@
 #define CFG_LISTEN_MAX 16
 #define CFG_SINK_MAX   8
 
+/* How the spool makes a batch of messages durable before their 250. */
+enum spool_sync {
+	SPOOL_SYNC_SYNCFS = 0, /* one syncfs() per batch on a sync thread (default) */
+	SPOOL_SYNC_FSYNC,      /* fdatasync per file + fsync of SPOOL/q per batch, via the ring */
+	SPOOL_SYNC_COUNT       /* sentinel */
+};
+
 struct cfg_listen {
 	char *text;                   /* as given, for logs */
 	struct sockaddr_storage addr;
@@ -47,6 +54,7 @@ struct cfg {
 	uint32_t recv_buffers;        /* provided buffers per shard (power of two) */
 	uint32_t recv_buffer_size;    /* bytes each */
 	enum smtp_bare_policy bare_lf;
+	enum spool_sync spool_sync;
 	int log_level;
 	char *config_file;            /* -c, if any */
 };

@@ -66,6 +66,7 @@ enum op {
 	OP_FSYNC,    /* spool file fdatasync, conn */
 	OP_DIRSYNC,  /* SPOOL/q fsync for a batch, shard */
 	OP_WAKE,     /* eventfd read, shard */
+	OP_SYNCDONE, /* eventfd read: the sync thread finished a syncfs, shard */
 	OP_IGNORE,   /* cancel, close, unlink: result not needed */
 	OP_COUNT     /* sentinel */
 };
@@ -75,7 +76,11 @@ static inline uint64_t ud_make(enum op op, uint32_t idx, uint32_t gen)
 	return ((uint64_t)op << 56) | ((uint64_t)(idx & 0xffffff) << 32) | gen;
 }
 
+struct conn;
+
 struct spool_tx {
+	struct conn *c;       /* owner; NULL once detached (aborted) */
+	struct spool_tx *next_dir; /* batch-sync wait list */
 	int fd;               /* -1 until openat completes */
 	char name[MSG_ID_MAX];
 	struct bb buf;        /* bytes waiting to be written */
@@ -108,7 +113,6 @@ struct conn {
 	enum smtp_commit commit_rc;
 	struct ip_key ipkey;
 	struct spool_tx *tx;
-	struct conn *next_dir;    /* dir-fsync wait list */
 	struct conn *next_resume; /* commit finished, resume input */
 	struct conn *next_reap;   /* released at the end of the loop iteration */
 	struct conn *next_bufwait; /* recv ended with -ENOBUFS: re-arm when buffers return */
@@ -147,8 +151,8 @@ struct shard {
 	uint64_t sess_counter;
 
 	/* group commit */
-	struct conn *dir_wait;    /* waiting for the next SPOOL/q fsync */
-	struct conn *dir_batch[DIRSYNC_MAX]; /* covered by each fsync in flight; NULL = free slot */
+	struct spool_tx *dir_wait;    /* ready, waiting for the next batch sync */
+	struct spool_tx *dir_batch[DIRSYNC_MAX]; /* covered by each sync in flight; NULL = free slot */
 	unsigned dir_inflight;
 	struct conn *resume;      /* commits finished this iteration */
 	struct conn *reap;        /* closed conns to release */
@@ -157,6 +161,15 @@ struct shard {
 	int wake_fd;
 	uint64_t wake_buf;
 	bool wake_armed;
+
+	/* --spool-sync syncfs: one syncfs() per batch, on a thread of its own
+	 * (it blocks), requested and answered through two eventfds. */
+	pthread_t sync_thread;
+	bool sync_thread_ok;
+	int sync_req_fd, sync_done_fd;
+	uint64_t sync_req_val, sync_done_buf;
+	_Atomic int sync_result;    /* 0 or -errno of the last syncfs */
+	atomic_bool sync_stop;
 
 	bool stopping;
 	int64_t stop_deadline_ms;
@@ -309,7 +322,8 @@ static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
 static void conn_flush(struct shard *sh, struct conn *c);
 static void conn_close(struct shard *sh, struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
-static void tx_kick(struct shard *sh, struct conn *c);
+static void tx_kick(struct shard *sh, struct spool_tx *tx);
+static void tx_detach_abort(struct shard *sh, struct conn *c);
 
 static void arm_recv(struct shard *sh, struct conn *c)
 {
@@ -466,41 +480,6 @@ static void conn_finish_io(struct shard *sh, struct conn *c)
 	conn_maybe_free(sh, c);
 }
 
-static void tx_free(struct spool_tx *tx)
-{
-	bb_fini(&tx->buf);
-	bb_fini(&tx->wbuf);
-	free(tx);
-}
-
-static bool tx_busy(const struct spool_tx *tx)
-{
-	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->in_dir_list;
-}
-
-/* tx_discard closes and removes an unacknowledged spool file; the tx is freed. */
-static void tx_discard(struct shard *sh, struct conn *c)
-{
-	struct spool_tx *tx = c->tx;
-	struct io_uring_sqe *sqe;
-
-	if (tx->fd >= 0) {
-		sqe = sqe_get(sh);
-		io_uring_prep_close(sqe, tx->fd);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-		sqe = sqe_get(sh);
-		io_uring_prep_unlinkat(sqe, sh->g->q_fd, tx->name, 0);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-		/* The name must outlive the submission: unlinkat copies it at
-		 * prep time only from 6.x on, so submit before freeing. */
-		io_uring_submit(&sh->ring);
-	}
-	tx_free(tx);
-	c->tx = NULL;
-}
-
 static void conn_close(struct shard *sh, struct conn *c)
 {
 	if (c->closing) {
@@ -508,10 +487,7 @@ static void conn_close(struct shard *sh, struct conn *c)
 	}
 	c->closing = true;
 	if (c->tx != NULL && !c->tx->ended) {
-		c->tx->aborted = true;
-		if (!tx_busy(c->tx)) {
-			tx_discard(sh, c);
-		}
+		tx_detach_abort(sh, c);
 	}
 	if (!c->send_inflight && c->out.len == 0) {
 		conn_finish_io(sh, c);
@@ -587,19 +563,92 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 
 /* ------------------------------------------------------------ spool tx */
 
+/*
+ * A spool tx owns its file and its ring ops (their user_data carries the tx
+ * pointer), so it can outlive its connection's interest in it: an aborted
+ * tx is detached (tx->c = NULL) and removes itself once its last op is back,
+ * while the connection goes on with the next transaction.
+ */
+static inline uint64_t ud_tx(enum op op, const struct spool_tx *tx)
+{
+	return ((uint64_t)op << 56) | (uint64_t)(uintptr_t)tx; /* user pointers fit in 56 bits */
+}
+
+static void tx_free(struct spool_tx *tx)
+{
+	bb_fini(&tx->buf);
+	bb_fini(&tx->wbuf);
+	free(tx);
+}
+
+static bool tx_busy(const struct spool_tx *tx)
+{
+	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->in_dir_list;
+}
+
+static void close_quiet(struct shard *sh, int fd)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_close(sqe, fd);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/* tx_discard closes and removes an unacknowledged spool file and frees the tx. */
+static void tx_discard(struct shard *sh, struct spool_tx *tx)
+{
+	struct io_uring_sqe *sqe;
+
+	if (tx->fd >= 0) {
+		close_quiet(sh, tx->fd);
+		sqe = sqe_get(sh);
+		io_uring_prep_unlinkat(sqe, sh->g->q_fd, tx->name, 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		/* unlinkat reads the name at submission: submit before freeing it. */
+		io_uring_submit(&sh->ring);
+	}
+	if (tx->c != NULL) {
+		tx->c->tx = NULL;
+	}
+	tx_free(tx);
+}
+
+/* tx_detach_abort drops the connection's unfinished tx; it cleans up when idle. */
+static void tx_detach_abort(struct shard *sh, struct conn *c)
+{
+	struct spool_tx *tx = c->tx;
+
+	c->tx = NULL;
+	if (tx == NULL) {
+		return;
+	}
+	tx->c = NULL;
+	tx->aborted = true;
+	if (!tx_busy(tx)) {
+		tx_discard(sh, tx);
+	}
+}
+
 static void tx_begin(struct shard *sh, struct conn *c)
 {
 	struct msg_env *env = smtp_sess_env(c->sess);
-	struct spool_tx *tx = calloc(1, sizeof(*tx));
+	struct spool_tx *tx;
 	struct io_uring_sqe *sqe;
 	size_t head_len;
 
+	if (c->tx != NULL) {
+		log_line(LOG_ERR, c->who, "bug: TX_BEGIN with a transaction open");
+		tx_detach_abort(sh, c);
+	}
+	tx = calloc(1, sizeof(*tx));
 	if (tx == NULL) {
 		/* Without a tx the body is dropped; TX_END answers 451. */
-		c->tx = NULL;
 		return;
 	}
 	c->tx = tx;
+	tx->c = c;
 	tx->fd = -1;
 	bb_init(&tx->buf, 0);
 	bb_init(&tx->wbuf, 0);
@@ -617,10 +666,9 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
 	sqe = sqe_get(sh);
 	io_uring_prep_openat(sqe, sh->g->q_fd, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_OPEN, c->idx, c->gen));
+	io_uring_sqe_set_data64(sqe, ud_tx(OP_OPEN, tx));
 	/* openat reads the path at submission; tx->name lives until tx_free. */
 	tx->open_inflight = true;
-	c->inflight++;
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
 }
 
@@ -628,7 +676,7 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 {
 	struct spool_tx *tx = c->tx;
 
-	if (tx == NULL || tx->err != 0 || tx->aborted) {
+	if (tx == NULL || tx->err != 0) {
 		return;
 	}
 	if (bb_append_span(&tx->buf, body) != 0) {
@@ -638,7 +686,7 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 	tx->msg_len += body.len;
 	tx->crc = crc32c_update(tx->crc, body.p, body.len);
 	if (tx->buf.len >= WRITE_CHUNK) {
-		tx_kick(sh, c);
+		tx_kick(sh, tx);
 	}
 	if (tx->buf.len >= TX_BUF_PAUSE && !c->paused_io) {
 		/* The disk is behind this client: stop reading it for a while. */
@@ -657,35 +705,30 @@ static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
 }
 
 /* tx_check settles a tx once none of its ops are in flight. */
-static void tx_check(struct shard *sh, struct conn *c)
+static void tx_check(struct shard *sh, struct spool_tx *tx)
 {
-	struct spool_tx *tx = c->tx;
-	struct io_uring_sqe *sqe;
+	struct conn *c = tx->c;
 
-	if (tx == NULL || tx_busy(tx)) {
+	if (tx_busy(tx)) {
 		return;
 	}
-	if (tx->aborted) {
-		tx_discard(sh, c);
-		conn_maybe_free(sh, c);
+	if (tx->aborted || c == NULL) {
+		tx_discard(sh, tx);
 		return;
 	}
 	if (!tx->ended) {
-		tx_kick(sh, c);
+		tx_kick(sh, tx);
 		return;
 	}
 	if (tx->err != 0) {
 		log_line(LOG_WARN, c->who, "spool.error id=%s error=\"%s\"", tx->name, strerror(-tx->err));
 		commit_finish(sh, c, (tx->err == -ENOSPC || tx->err == -EDQUOT) ? SMTP_COMMIT_NOSPACE
 										 : SMTP_COMMIT_TEMPFAIL);
-		tx_discard(sh, c);
+		tx_discard(sh, tx);
 		return;
 	}
 	if (tx->data_synced && tx->dir_synced) {
-		sqe = sqe_get(sh);
-		io_uring_prep_close(sqe, tx->fd);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		close_quiet(sh, tx->fd);
 		if (deliver_enqueue(sh->deliver, tx->name) != 0) {
 			/* Still durable: the next start delivers it. */
 			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
@@ -693,22 +736,21 @@ static void tx_check(struct shard *sh, struct conn *c)
 		sh->n_msgs++;
 		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu", tx->name,
 			 (unsigned long long)tx->msg_len);
-		tx_free(tx);
 		c->tx = NULL;
+		tx_free(tx);
 		commit_finish(sh, c, SMTP_COMMIT_OK);
 		return;
 	}
-	tx_kick(sh, c);
+	tx_kick(sh, tx);
 }
 
-/* tx_kick issues the next spool op: a write, or the final fdatasync. */
-static void tx_kick(struct shard *sh, struct conn *c)
+/* tx_kick issues the next spool op: a write, or joining the durability batch. */
+static void tx_kick(struct shard *sh, struct spool_tx *tx)
 {
-	struct spool_tx *tx = c->tx;
 	struct io_uring_sqe *sqe;
 	struct bb t;
 
-	if (tx == NULL || tx->fd < 0 || tx->write_inflight || tx->err != 0 || tx->aborted) {
+	if (tx->fd < 0 || tx->write_inflight || tx->err != 0 || tx->aborted) {
 		return;
 	}
 	if (tx->buf.len > 0 && (tx->ended || tx->buf.len >= WRITE_CHUNK)) {
@@ -718,23 +760,24 @@ static void tx_kick(struct shard *sh, struct conn *c)
 		tx->buf.len = 0;
 		sqe = sqe_get(sh);
 		io_uring_prep_write(sqe, tx->fd, tx->wbuf.p, (unsigned)tx->wbuf.len, tx->off);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_WRITE, c->idx, c->gen));
+		io_uring_sqe_set_data64(sqe, ud_tx(OP_WRITE, tx));
 		tx->write_inflight = true;
-		c->inflight++;
 		return;
 	}
-	if (tx->ended && tx->buf.len == 0 && !tx->fsync_inflight && !tx->data_synced) {
+	if (!tx->ended || tx->buf.len != 0 || tx->fsync_inflight || tx->data_synced || tx->in_dir_list) {
+		return;
+	}
+	/* Every byte is in the page cache. The file's directory entry exists
+	 * since openat completed; the next batch sync makes it durable. */
+	tx->in_dir_list = true;
+	tx->next_dir = sh->dir_wait;
+	sh->dir_wait = tx;
+	if (sh->g->cfg->spool_sync == SPOOL_SYNC_FSYNC) {
 		sqe = sqe_get(sh);
 		io_uring_prep_fsync(sqe, tx->fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_FSYNC, c->idx, c->gen));
+		io_uring_sqe_set_data64(sqe, ud_tx(OP_FSYNC, tx));
 		tx->fsync_inflight = true;
-		c->inflight++;
 		sh->n_fsync++;
-		/* The file's directory entry exists since openat completed; the
-		 * next SPOOL/q fsync makes it durable, shared with other messages. */
-		tx->in_dir_list = true;
-		c->next_dir = sh->dir_wait;
-		sh->dir_wait = c;
 	}
 }
 
@@ -754,27 +797,13 @@ static void tx_end(struct shard *sh, struct conn *c)
 		tx->err = -ENOMEM;
 	}
 	tx->ended = true;
-	tx_check(sh, c);
+	tx_check(sh, tx);
 }
 
-static void tx_abort(struct shard *sh, struct conn *c)
+static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 {
-	if (c->tx == NULL) {
-		return;
-	}
-	c->tx->aborted = true;
-	tx_check(sh, c);
-}
+	struct conn *c = tx->c;
 
-static void on_tx_op(struct shard *sh, struct conn *c, enum op op, int res)
-{
-	struct spool_tx *tx = c->tx;
-
-	c->inflight--;
-	if (tx == NULL) {
-		conn_maybe_free(sh, c);
-		return;
-	}
 	switch (op) {
 	case OP_OPEN:
 		tx->open_inflight = false;
@@ -806,7 +835,7 @@ static void on_tx_op(struct shard *sh, struct conn *c, enum op op, int res)
 				}
 			}
 		}
-		if (c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
+		if (c != NULL && c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
 			c->paused_io = false;
 			commit_finish(sh, c, c->commit_rc); /* resume reading; not a commit */
 		}
@@ -822,21 +851,42 @@ static void on_tx_op(struct shard *sh, struct conn *c, enum op op, int res)
 	default:
 		break;
 	}
-	tx_check(sh, c);
+	tx_check(sh, tx);
 }
 
 /*
- * dirsync_submit issues one SPOOL/q fsync for every message that became
- * ready since the last one. Several may be in flight: a message never
- * waits for an fsync that started before it was ready, and concurrent
- * fsyncs share the filesystem's journal commit.
+ * dirsync_submit makes the batch of txs that became ready since the last
+ * one durable. With --spool-sync syncfs, one syncfs() on the sync thread
+ * covers data, inodes and directory entries, one at a time (it covers all
+ * that was written before it started). With fsync, each tx has its own
+ * fdatasync in flight and the batch shares one SPOOL/q fsync; several may
+ * be in flight, so a tx never waits for a sync that started before it was
+ * ready.
  */
 static void dirsync_submit(struct shard *sh)
 {
 	struct io_uring_sqe *sqe;
 	unsigned slot;
 
-	if (sh->dir_wait == NULL || sh->dir_inflight == DIRSYNC_MAX) {
+	if (sh->dir_wait == NULL) {
+		return;
+	}
+	if (sh->g->cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
+		if (sh->dir_inflight != 0) {
+			return;
+		}
+		sh->dir_batch[0] = sh->dir_wait;
+		sh->dir_wait = NULL;
+		sh->sync_req_val = 1;
+		sqe = sqe_get(sh);
+		io_uring_prep_write(sqe, sh->sync_req_fd, &sh->sync_req_val, sizeof(sh->sync_req_val), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		sh->dir_inflight++;
+		sh->n_dirsync++;
+		return;
+	}
+	if (sh->dir_inflight == DIRSYNC_MAX) {
 		return;
 	}
 	for (slot = 0; sh->dir_batch[slot] != NULL; slot++) {
@@ -852,19 +902,22 @@ static void dirsync_submit(struct shard *sh)
 
 static void on_dirsync(struct shard *sh, unsigned slot, int res)
 {
-	struct conn *c, *next;
+	struct spool_tx *tx, *next;
 
 	sh->dir_inflight--;
-	for (c = sh->dir_batch[slot]; c != NULL; c = next) {
-		next = c->next_dir;
-		c->next_dir = NULL;
-		c->tx->in_dir_list = false;
+	for (tx = sh->dir_batch[slot]; tx != NULL; tx = next) {
+		next = tx->next_dir;
+		tx->next_dir = NULL;
+		tx->in_dir_list = false;
 		if (res < 0) {
-			c->tx->err = c->tx->err ? c->tx->err : res;
+			tx->err = tx->err ? tx->err : res;
 		} else {
-			c->tx->dir_synced = true;
+			tx->dir_synced = true;
+			if (sh->g->cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
+				tx->data_synced = true; /* syncfs covered the data too */
+			}
 		}
-		tx_check(sh, c);
+		tx_check(sh, tx);
 	}
 	sh->dir_batch[slot] = NULL;
 }
@@ -887,7 +940,7 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 			tx_append(sh, c, body);
 			break;
 		case SMTP_EV_TX_ABORT:
-			tx_abort(sh, c);
+			tx_detach_abort(sh, c);
 			break;
 		case SMTP_EV_TX_END:
 			conn_flush(sh, c);
@@ -1180,6 +1233,42 @@ static void arm_wake(struct shard *sh)
 	sh->wake_armed = true;
 }
 
+static void arm_syncdone(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_read(sqe, sh->sync_done_fd, &sh->sync_done_buf, sizeof(sh->sync_done_buf), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SYNCDONE, 0, 0));
+}
+
+/*
+ * sync_main is the shard's sync thread: one syncfs(2) of the spool's
+ * filesystem per request. syncfs writes back every dirty page and inode and
+ * flushes the device cache once, so a whole batch of messages (data, inodes,
+ * directory entries) costs one device flush, where per-file fsyncs cost one
+ * each on a filesystem without a journal to merge them.
+ */
+static void *sync_main(void *arg)
+{
+	struct shard *sh = arg;
+
+	for (;;) {
+		uint64_t v, one = 1;
+
+		if (read(sh->sync_req_fd, &v, sizeof(v)) != sizeof(v) && errno == EINTR) {
+			continue;
+		}
+		if (atomic_load(&sh->sync_stop)) {
+			break;
+		}
+		atomic_store(&sh->sync_result, syncfs(sh->g->q_fd) == 0 ? 0 : -errno);
+		if (write(sh->sync_done_fd, &one, sizeof(one)) != sizeof(one)) {
+			log_line(LOG_ERR, sh->who, "sync.post error=\"%s\"", strerror(errno));
+		}
+	}
+	return NULL;
+}
+
 static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
@@ -1194,11 +1283,20 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 	case OP_DIRSYNC:
 		on_dirsync(sh, idx, cqe->res);
 		return;
+	case OP_SYNCDONE:
+		arm_syncdone(sh);
+		on_dirsync(sh, 0, atomic_load(&sh->sync_result));
+		return;
 	case OP_WAKE:
 		sh->wake_armed = false;
 		if (!atomic_load(&sh->g->stopping)) {
 			arm_wake(sh);
 		}
+		return;
+	case OP_OPEN:
+	case OP_WRITE:
+	case OP_FSYNC:
+		on_tx_op(sh, (struct spool_tx *)(uintptr_t)(ud & ((1ull << 56) - 1)), op, cqe->res);
 		return;
 	case OP_IGNORE:
 	case OP_NONE:
@@ -1226,11 +1324,6 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 		break;
 	case OP_GREET:
 		on_greet(sh, c);
-		break;
-	case OP_OPEN:
-	case OP_WRITE:
-	case OP_FSYNC:
-		on_tx_op(sh, c, op, cqe->res);
 		break;
 	default:
 		break;
@@ -1375,6 +1468,18 @@ static int shard_setup(struct shard *sh)
 		return -errno;
 	}
 	arm_wake(sh);
+	if (cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
+		sh->sync_req_fd = eventfd(0, EFD_CLOEXEC);
+		sh->sync_done_fd = eventfd(0, EFD_CLOEXEC);
+		if (sh->sync_req_fd < 0 || sh->sync_done_fd < 0) {
+			return -errno;
+		}
+		if (pthread_create(&sh->sync_thread, NULL, sync_main, sh) != 0) {
+			return -EAGAIN;
+		}
+		sh->sync_thread_ok = true;
+		arm_syncdone(sh);
+	}
 	io_uring_submit(&sh->ring);
 	log_line(LOG_NOTICE, sh->who, "shard.ready listeners=%u pbuf=%ux%u incremental=%s", sh->num_listen,
 		 sh->pbuf_count, sh->pbuf_size, sh->pbuf_inc ? "yes" : "no");
@@ -1383,6 +1488,21 @@ static int shard_setup(struct shard *sh)
 
 static void shard_teardown(struct shard *sh)
 {
+	if (sh->sync_thread_ok) {
+		uint64_t one = 1;
+
+		atomic_store(&sh->sync_stop, true);
+		if (write(sh->sync_req_fd, &one, sizeof(one)) == sizeof(one)) {
+			pthread_join(sh->sync_thread, NULL);
+		}
+		sh->sync_thread_ok = false;
+	}
+	if (sh->sync_req_fd >= 0) {
+		close(sh->sync_req_fd);
+	}
+	if (sh->sync_done_fd >= 0) {
+		close(sh->sync_done_fd);
+	}
 	for (unsigned i = 0; i < sh->num_listen; i++) {
 		if (sh->listen_fd[i] >= 0) {
 			close(sh->listen_fd[i]);
@@ -1440,6 +1560,8 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	sh->g = g;
 	sh->deliver = d;
 	sh->wake_fd = -1;
+	sh->sync_req_fd = -1;
+	sh->sync_done_fd = -1;
 	snprintf(sh->who, sizeof(sh->who), "s%u", idx);
 	for (unsigned i = 0; i < CFG_LISTEN_MAX; i++) {
 		sh->listen_fd[i] = -1;

@@ -12,9 +12,9 @@
  * followed by the spooled message (our Received: field, then the bytes
  * the client sent).
  *
- * Group commit: tx_commit only queues; flush() syncs every queued file
- * (ext4 commits them in one journal transaction), renames them, and syncs
- * new/ once for the whole batch.
+ * Group commit: tx_commit only queues; flush() makes every queued file
+ * durable with one syncfs(), renames them, and syncs new/ once for the
+ * whole batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -249,34 +249,43 @@ static void maildir_flush(void *state)
 {
 	struct maildir_state *st = state;
 	struct sink_tx *tx, *ok = NULL, **ok_tail = &ok, *next;
-	int dir_err = 0;
+	int err = 0;
 
-	/* 1. data durable, 2. rename into new/, 3. new/ durable once for all. */
+	if (st->pending == NULL) {
+		return;
+	}
+	/* 1. Every queued file durable with one syncfs(2): one device flush for
+	 * the batch, where an fdatasync per file costs one flush each on a
+	 * filesystem without a journal to merge them. */
+	if (syncfs(st->tmp_fd) != 0) {
+		err = errno;
+	}
+	/* 2. Into new/: the consumer only ever sees complete files. */
 	for (tx = st->pending; tx != NULL; tx = next) {
 		next = tx->next;
-		if (fdatasync(tx->fd) != 0 || renameat(st->tmp_fd, tx->name, st->new_fd, tx->name) != 0) {
-			char why[512];
-
-			snprintf(why, sizeof(why), "maildir: %s: %s", tx->name, strerror(errno));
-			tx->done(tx->arg, SINK_TEMPFAIL, why);
-			maildir_tx_abort(tx);
-			continue;
-		}
 		close(tx->fd);
 		tx->fd = -1;
-		tx->next = NULL;
-		*ok_tail = tx;
-		ok_tail = &tx->next;
+		if (err == 0 && renameat(st->tmp_fd, tx->name, st->new_fd, tx->name) == 0) {
+			tx->next = NULL;
+			*ok_tail = tx;
+			ok_tail = &tx->next;
+			continue;
+		}
+		char why[512];
+
+		snprintf(why, sizeof(why), "maildir: %s: %s", tx->name, strerror(err ? err : errno));
+		tx->done(tx->arg, SINK_TEMPFAIL, why);
+		unlinkat(st->tmp_fd, tx->name, 0);
+		free(tx);
 	}
 	st->pending = NULL;
 	st->pending_tail = &st->pending;
-	if (ok != NULL && fsync(st->new_fd) != 0) {
-		dir_err = errno;
-	}
+	/* 3. The renames durable: one fsync of new/ for the batch. */
+	err = (ok != NULL && fsync(st->new_fd) != 0) ? errno : 0;
 	for (tx = ok; tx != NULL; tx = next) {
 		next = tx->next;
-		if (dir_err != 0) {
-			tx->done(tx->arg, SINK_TEMPFAIL, strerror(dir_err));
+		if (err != 0) {
+			tx->done(tx->arg, SINK_TEMPFAIL, strerror(err));
 		} else {
 			tx->done(tx->arg, SINK_OK, NULL);
 		}

@@ -104,12 +104,19 @@ def stop_all(srv, pool, bg):
 
 
 def main(t):
+    # Both ways the spool makes a batch durable: one syncfs per batch (the
+    # default) and per-file fdatasync plus a directory fsync.
+    for mode in ("syncfs", "fsync"):
+        crash_cycle(t, mode)
+
+
+def crash_cycle(t, mode):
     kill_after = scale(3000, 800)
-    with Server() as srv:
+    with Server("--spool-sync", mode) as srv:
         md = srv.maildir
         pool = Pool(srv.port, scale(6, 4))
         bg = None
-        with t.case("load_then_kill9"):
+        with t.case("load_then_kill9_%s" % mode):
             if os.access(SMTP_SOURCE, os.X_OK):
                 bg = subprocess.Popen([SMTP_SOURCE, "-s", "4", "-m", "1000000", "-l", "8192", "-M", "client.test",
                                        "-f", "bg@x.test", "-t", "bg@y.test", "127.0.0.1:%d" % srv.port],
@@ -133,7 +140,7 @@ def main(t):
         acked = dict(pool.acked)
         sent = dict(pool.sent)
 
-        with t.case("kill9_again_during_recovery"):
+        with t.case("kill9_again_during_recovery_%s" % mode):
             # Restart and kill -9 at once, while the spool is being redelivered: recovery itself
             # must be crash-safe (no loss, no half-written file in new/).
             srv.start()
@@ -141,7 +148,7 @@ def main(t):
             srv.check_sanitizers()
             print("  note: %d files in the maildir at the second kill" % md.count())
 
-        with t.case("restart_delivers_every_acked_message"):
+        with t.case("restart_delivers_every_acked_message_%s" % mode):
             srv.start()
             t.check(all(acked.values()), "a 250 without queue id")
             found = md.wait_ids(sorted(set(acked.values())), T_DELIVER * 2)
@@ -149,7 +156,7 @@ def main(t):
             t.check(not missing, "%d of %d acknowledged messages missing after restart, e.g. %r"
                     % (len(missing), len(acked), missing[:5]))
 
-        with t.case("every_file_complete_and_exact"):
+        with t.case("every_file_complete_and_exact_%s" % mode):
             seen = {}
             for d in md.read_all():
                 t.check(d.error is None, "%s: %s (a half-delivered message?) head %r" % (d.name, d.error, d.raw[:200]))
@@ -171,7 +178,7 @@ def main(t):
             print("  note: %d pool messages in the maildir (%d acked), %d files in all"
                   % (len(seen), len(acked), md.count()))
 
-        with t.case("restarted_server_accepts_mail"):
+        with t.case("restarted_server_accepts_mail_%s" % mode):
             c = Conn(srv.port)
             t.expect(c.cmd("EHLO after.test"), 250, c)
             t.expect(c.cmd("MAIL FROM:<after@x.test>"), 250, c)
