@@ -75,6 +75,7 @@ void cfg_usage(FILE *f)
 "    oceanmx                      run with the embedded defaults (below)\n"
 "    oceanmx serve [-c FILE] [OPTIONS]\n"
 "    oceanmx check-config [-c FILE] [OPTIONS]\n"
+"    oceanmx parse [--inline-max BYTES] [FILE|-]   print the JSON document of one message\n"
 "    oceanmx --help | --version\n"
 "\n"
 "DESCRIPTION\n"

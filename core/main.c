@@ -240,6 +240,8 @@ out:
 	return rc;
 }
 
+int cmd_parse(int argc, char **argv); /* core/cmd_parse.c */
+
 int main(int argc, char **argv)
 {
 	struct cfg cfg;
@@ -258,6 +260,8 @@ int main(int argc, char **argv)
 			printf("oceanmx %s\n", OMX_VERSION);
 			return EXIT_OK;
 		}
+		if (strcmp(a, "parse") == 0)
+			return cmd_parse(argc - 1, argv + 1);
 		if (strcmp(a, "serve") == 0) {
 			first = 2;
 		} else if (strcmp(a, "check-config") == 0) {

@@ -1,0 +1,977 @@
+/*
+ * mime.c - the incremental MIME event parser (see mime.h).
+ *
+ * Two layers, as STYLE.md §5 asks. Framing finds line ends with memchr
+ * and keeps, across pushes, only what a decision needs: a partial header
+ * line (carry[], bounded by MIME_LINE_MAX) or the start of a body line that
+ * may be a delimiter (carry[], bounded by MIME_LOOKAHEAD). The line ending
+ * before a possible delimiter belongs to the delimiter (RFC 2046 §5.1.1),
+ * so it is held (pend_eol) until the next line proves not to be one.
+ * Between such lines body bytes are handed out in large zero-copy runs.
+ *
+ * The frame stack holds every open part from the root to the current one;
+ * closing (a delimiter, EOF) pops frames one PART_END per call.
+ */
+#include "mime.h"
+
+#include <string.h>
+
+enum mime_st {
+	ST_BEGIN = 0, /* root PART_BEGIN not yet sent */
+	ST_HDR,       /* reading the header block of the top frame */
+	ST_BODY,      /* reading the body of the top frame */
+	ST_DONE,      /* END sent */
+};
+
+enum mime_after {
+	AFT_NONE = 0,
+	AFT_CHILD,    /* a delimiter: the top multipart starts a new child */
+	AFT_EPILOGUE, /* a close delimiter: the top multipart reads its epilogue */
+	AFT_END,      /* end of input: everything closed */
+};
+
+enum { MS_PREAMBLE = 0, MS_CHILDREN = 1, MS_EPILOGUE = 2, MS_SKIP = 3 };
+
+void mime_init(struct mime *p)
+{
+	memset(p, 0, offsetof(struct mime, ended));
+	p->st = ST_BEGIN;
+	p->first_line = true;
+	p->at_line_start = true;
+}
+
+void mime_push(struct mime *p, struct span in)
+{
+	p->in = in;
+	p->pend_eol_contig = false; /* the held line ending was in the old buffer */
+}
+
+void mime_finish(struct mime *p)
+{
+	p->eof = true;
+}
+
+static void consume(struct mime *p, size_t n)
+{
+	span_skip(&p->in, n);
+	p->offset += n;
+}
+
+static struct mime_frame *top(struct mime *p)
+{
+	return &p->stack[p->depth > 0 ? p->depth - 1 : 0]; /* depth 0 only before the root begins */
+}
+
+static void defect(struct mime *p, enum mime_defect d)
+{
+	if (p->defq_len < MIME_DEFECTS_QUEUED) {
+		p->defq[p->defq_len] = (uint8_t)d;
+		p->defq_part[p->defq_len] = p->depth > 0 ? top(p)->info.index : 0;
+		p->defq_len++;
+	} else {
+		p->num_defects_dropped++;
+	}
+}
+
+static void push_part(struct mime *p)
+{
+	struct mime_frame *parent = p->depth > 0 ? top(p) : NULL;
+	struct mime_frame *f = &p->stack[p->depth];
+
+	memset(f, 0, offsetof(struct mime_frame, info) + offsetof(struct mime_part_info, type));
+	f->mstate = 0;
+	f->num_children = 0;
+	f->cte_seen = false;
+	f->ctype_seen = false;
+	f->header_bytes = 0;
+	f->info.index = p->num_parts++;
+	f->info.parent = parent ? parent->info.index : UINT32_MAX;
+	f->info.child_num = parent ? ++parent->num_children : 0;
+	f->info.depth = (uint16_t)p->depth;
+	f->info.kind = MIME_KIND_LEAF;
+	f->info.cte = MIME_CTE_7BIT;
+	f->info.has_ctype = false;
+	f->info.boundary_len = 0;
+	/* RFC 2046 §5.1.5: in a digest the default is message/rfc822. */
+	if (parent && parent->info.kind == MIME_KIND_MULTIPART && strcmp(parent->info.subtype, "digest") == 0) {
+		memcpy(f->info.type, "message", 8);
+		memcpy(f->info.subtype, "rfc822", 7);
+	} else {
+		memcpy(f->info.type, "text", 5);
+		memcpy(f->info.subtype, "plain", 6);
+	}
+	p->depth++;
+	p->st = ST_HDR;
+	p->field_len = 0;
+	p->field_drop = false;
+	p->field_cut = false;
+	p->at_line_start = true;
+	p->pend_eol = 0;
+	p->pend_cr = false;
+	p->flushed = false;
+	memset(&p->b64, 0, sizeof(p->b64));
+	memset(&p->qp, 0, sizeof(p->qp));
+}
+
+static bool is_wsp(uint8_t c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* strip_eol drops a trailing LF and then CR. */
+static struct span strip_eol(struct span s)
+{
+	if (s.len > 0 && s.p[s.len - 1] == '\n') {
+		s.len--;
+		if (s.len > 0 && s.p[s.len - 1] == '\r') {
+			s.len--;
+		}
+	}
+	return s;
+}
+
+static bool any_bounds(const struct mime *p)
+{
+	for (uint32_t i = 0; i < p->depth; i++) {
+		if (p->stack[i].info.kind == MIME_KIND_MULTIPART && p->stack[i].mstate != MS_EPILOGUE) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* match_boundary: is `line` "--" boundary ["--"] WSP* EOL of an open multipart? */
+static bool match_boundary(const struct mime *p, struct span line, uint32_t *out_idx, bool *out_close)
+{
+	struct span c = strip_eol(line);
+
+	if (c.len < 2 || c.p[0] != '-' || c.p[1] != '-') {
+		return false;
+	}
+	for (uint32_t i = p->depth; i-- > 0;) {
+		const struct mime_frame *f = &p->stack[i];
+		size_t bl = f->info.boundary_len;
+
+		if (f->info.kind != MIME_KIND_MULTIPART || f->mstate == MS_EPILOGUE) {
+			continue;
+		}
+		if (c.len < 2 + bl || memcmp(c.p + 2, f->info.boundary, bl) != 0) {
+			continue;
+		}
+		struct span rest = span_make(c.p + 2 + bl, c.len - 2 - bl);
+		bool close = rest.len >= 2 && rest.p[0] == '-' && rest.p[1] == '-';
+
+		if (close) {
+			span_skip(&rest, 2);
+		}
+		while (rest.len > 0 && is_wsp(rest.p[0])) {
+			span_skip(&rest, 1);
+		}
+		if (rest.len != 0) {
+			continue;
+		}
+		*out_idx = i;
+		*out_close = close;
+		return true;
+	}
+	return false;
+}
+
+static enum mime_cte parse_cte(struct span v)
+{
+	char tok[32];
+
+	if (!rfc2231_first_token(v, tok, sizeof(tok))) {
+		return MIME_CTE_UNKNOWN;
+	}
+	if (strcmp(tok, "7bit") == 0) {
+		return MIME_CTE_7BIT;
+	}
+	if (strcmp(tok, "8bit") == 0) {
+		return MIME_CTE_8BIT;
+	}
+	if (strcmp(tok, "binary") == 0) {
+		return MIME_CTE_BINARY;
+	}
+	if (strcmp(tok, "quoted-printable") == 0) {
+		return MIME_CTE_QP;
+	}
+	if (strcmp(tok, "base64") == 0) {
+		return MIME_CTE_BASE64;
+	}
+	return MIME_CTE_UNKNOWN;
+}
+
+/* note_header looks at the fields the parser itself needs. */
+static void note_header(struct mime *p, struct span name, struct span value)
+{
+	struct mime_frame *f = top(p);
+
+	if (span_eq_ci(name, "content-type")) {
+		if (f->ctype_seen) {
+			defect(p, MIME_DEF_CTYPE_DUPLICATE);
+			return;
+		}
+		f->ctype_seen = true;
+		char t[MIME_TOKEN_MAX], s[MIME_TOKEN_MAX];
+
+		if (!rfc2231_ctype(value, t, s)) {
+			defect(p, MIME_DEF_CTYPE_INVALID);
+			return;
+		}
+		memcpy(f->info.type, t, sizeof(t));
+		memcpy(f->info.subtype, s, sizeof(s));
+		f->info.has_ctype = true;
+		if (strcmp(t, "multipart") == 0) {
+			struct span cs;
+			size_t n = 0;
+			unsigned flags = 0;
+
+			if (rfc2231_param(value, "boundary", f->info.boundary, sizeof(f->info.boundary), &n, &cs,
+					  &flags) &&
+			    !(flags & RFC2231_F_TRUNCATED)) {
+				while (n > 0 && is_wsp(f->info.boundary[n - 1])) {
+					n--; /* as Python's get_boundary() */
+				}
+				f->info.boundary_len = n;
+			}
+		}
+	} else if (span_eq_ci(name, "content-transfer-encoding")) {
+		if (f->cte_seen) {
+			defect(p, MIME_DEF_CTE_DUPLICATE);
+			return;
+		}
+		f->cte_seen = true;
+		f->info.cte = parse_cte(value);
+		if (f->info.cte == MIME_CTE_UNKNOWN) {
+			defect(p, MIME_DEF_CTE_UNKNOWN);
+		}
+	}
+}
+
+/* field_event turns field[] into a HEADER event; false if it is dropped. */
+static bool field_event(struct mime *p, struct mime_event *ev)
+{
+	struct span f = span_make(p->field, p->field_len);
+	const uint8_t *colon = memchr(f.p, ':', f.len);
+
+	if (p->field_drop || colon == NULL) {
+		p->field_len = 0;
+		p->field_drop = false;
+		p->field_cut = false;
+		return false;
+	}
+	p->field_emitted = true;
+	struct span name = span_make(f.p, (size_t)(colon - f.p));
+	struct span value = span_make(colon + 1, f.len - name.len - 1);
+
+	while (name.len > 0 && is_wsp(name.p[name.len - 1])) {
+		name.len--; /* RFC 5322 §4.5.3 obs: WSP before the colon */
+	}
+	value = span_trim_ws(value);
+	note_header(p, name, value);
+	ev->type = MIME_EV_HEADER;
+	ev->part = &top(p)->info;
+	ev->name = name;
+	ev->value = value;
+	return true;
+}
+
+static void field_append(struct mime *p, struct span s)
+{
+	struct mime_frame *f = top(p);
+	size_t room = MIME_FIELD_MAX - p->field_len;
+
+	f->header_bytes += s.len;
+	if (f->header_bytes > MIME_HEADER_MAX && !p->field_drop) {
+		if (f->header_bytes - s.len <= MIME_HEADER_MAX) {
+			defect(p, MIME_DEF_HEADER_BLOCK_TOO_LARGE);
+		}
+		p->field_drop = true;
+	}
+	if (p->field_drop) {
+		return;
+	}
+	if (s.len > room) {
+		if (!p->field_cut) {
+			defect(p, MIME_DEF_HEADER_FIELD_TOO_LONG);
+			p->field_cut = true;
+		}
+		s.len = room;
+	}
+	memcpy(p->field + p->field_len, s.p, s.len);
+	p->field_len += s.len;
+}
+
+/* finish_headers resolves the part's kind and sends HEADERS_END. */
+static void finish_headers(struct mime *p, struct mime_event *ev)
+{
+	struct mime_frame *f = top(p);
+	struct mime_part_info *in = &f->info;
+
+	in->kind = MIME_KIND_LEAF;
+	if (strcmp(in->type, "multipart") == 0) {
+		if (in->boundary_len > 0) {
+			in->kind = MIME_KIND_MULTIPART;
+		} else {
+			defect(p, MIME_DEF_NO_BOUNDARY);
+		}
+		if (in->cte == MIME_CTE_BASE64 || in->cte == MIME_CTE_QP) {
+			/* RFC 2045 §6.4: not allowed; Python and GMime ignore it. */
+			defect(p, MIME_DEF_CTE_ON_COMPOSITE);
+			in->cte = MIME_CTE_7BIT;
+		}
+	} else if (strcmp(in->type, "message") == 0 &&
+		   (strcmp(in->subtype, "rfc822") == 0 || strcmp(in->subtype, "global") == 0 ||
+		    strcmp(in->subtype, "news") == 0)) {
+		if (in->cte == MIME_CTE_BASE64 || in->cte == MIME_CTE_QP) {
+			defect(p, MIME_DEF_CTE_ON_COMPOSITE); /* kept as an encoded leaf */
+		} else if (p->num_parts >= MIME_PARTS_MAX) {
+			defect(p, MIME_DEF_PARTS_EXCEEDED);
+		} else {
+			in->kind = MIME_KIND_MESSAGE;
+		}
+	}
+	if (in->kind != MIME_KIND_LEAF && p->depth > MIME_DEPTH_MAX - 1) {
+		defect(p, MIME_DEF_DEPTH_EXCEEDED);
+		in->kind = MIME_KIND_LEAF;
+	}
+	if (in->kind == MIME_KIND_LEAF && in->cte == MIME_CTE_UNKNOWN) {
+		/* passed through as is */
+	}
+	p->st = ST_BODY;
+	p->at_line_start = true;
+	p->pend_eol = 0;
+	p->pend_cr = false;
+	p->start_child = in->kind == MIME_KIND_MESSAGE;
+	ev->type = MIME_EV_HEADERS_END;
+	ev->part = in;
+}
+
+/*
+ * hdr_line gets the next complete header line (with its line ending) from
+ * carry[] or, zero-copy, from the input. False: need more input.
+ */
+static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
+{
+	while (p->skip_to_lf) {
+		const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+
+		if (lf == NULL) {
+			consume(p, p->in.len);
+			if (!p->eof) {
+				return false;
+			}
+			p->skip_to_lf = false;
+			break;
+		}
+		consume(p, (size_t)(lf + 1 - p->in.p));
+		p->skip_to_lf = false;
+	}
+	if (p->carry_len > 0 && !p->carry_done) {
+		const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+		size_t n = lf ? (size_t)(lf + 1 - p->in.p) : p->in.len;
+		size_t room = MIME_LINE_MAX - p->carry_len;
+
+		if (n > room) {
+			n = room;
+			lf = NULL;
+			p->skip_to_lf = true;
+			p->carry_done = true;
+			defect(p, MIME_DEF_HEADER_LINE_TOO_LONG);
+		}
+		memcpy(p->carry + p->carry_len, p->in.p, n);
+		p->carry_len += n;
+		consume(p, n);
+		if (lf != NULL || p->eof) {
+			p->carry_done = true;
+		}
+	}
+	if (p->carry_len > 0) {
+		if (!p->carry_done) {
+			return false;
+		}
+		*out_line = span_make(p->carry, p->carry_len);
+		*out_carry = true;
+		return true;
+	}
+	const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+
+	*out_carry = false;
+	if (lf != NULL) {
+		*out_line = span_make(p->in.p, (size_t)(lf + 1 - p->in.p));
+		return true;
+	}
+	if (p->in.len == 0) {
+		return false;
+	}
+	if (p->eof) {
+		*out_line = p->in;
+		return true;
+	}
+	size_t n = p->in.len < MIME_LINE_MAX ? p->in.len : MIME_LINE_MAX;
+
+	memcpy(p->carry, p->in.p, n);
+	p->carry_len = n;
+	p->carry_done = false;
+	consume(p, n);
+	if (n == MIME_LINE_MAX) {
+		p->carry_done = true;
+		p->skip_to_lf = true;
+		defect(p, MIME_DEF_HEADER_LINE_TOO_LONG);
+		*out_line = span_make(p->carry, p->carry_len);
+		*out_carry = true;
+		return true;
+	}
+	return false;
+}
+
+static void line_done(struct mime *p, struct span line, bool from_carry)
+{
+	if (from_carry) {
+		p->carry_len = 0;
+		p->carry_done = false;
+	} else {
+		consume(p, line.len);
+	}
+}
+
+/* begin_close arranges the pops after a delimiter of frame idx or at EOF. */
+static void begin_close(struct mime *p, uint32_t keep_depth, enum mime_after after)
+{
+	p->closing = true;
+	p->close_to = keep_depth;
+	p->after = (uint8_t)after;
+	p->pend_eol = 0;
+	p->pend_cr = false;
+}
+
+static bool hdr_valid_name(struct span content)
+{
+	const uint8_t *colon = memchr(content.p, ':', content.len);
+
+	if (colon == NULL) {
+		return false;
+	}
+	size_t n = (size_t)(colon - content.p);
+
+	while (n > 0 && is_wsp(content.p[n - 1])) {
+		n--;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (content.p[i] < 33 || content.p[i] > 126) {
+			return false;
+		}
+	}
+	return n > 0 || colon == content.p;
+}
+
+/* step_hdr: one header line. True when *ev holds an event. */
+static bool step_hdr(struct mime *p, struct mime_event *ev, bool *out_more)
+{
+	struct span line;
+	bool from_carry;
+	uint32_t idx;
+	bool close;
+
+	if (!hdr_line(p, &line, &from_carry)) {
+		if (!p->eof) {
+			*out_more = true;
+			return false;
+		}
+		/* End of input inside the header block. */
+		if (p->field_len > 0 && field_event(p, ev)) {
+			return true;
+		}
+		p->field_len = 0;
+		finish_headers(p, ev);
+		return true;
+	}
+	struct span content = strip_eol(line);
+
+	if (p->first_line && p->depth == 1) {
+		if (content.len >= 3 && memcmp(content.p, "\xef\xbb\xbf", 3) == 0) {
+			/* A UTF-8 BOM before the first field (seen from Windows tools). */
+			if (from_carry) {
+				memmove(p->carry, p->carry + 3, p->carry_len - 3);
+				p->carry_len -= 3;
+			} else {
+				consume(p, 3);
+			}
+			return false;
+		}
+		p->first_line = false;
+		if (content.len >= 5 && memcmp(content.p, "From ", 5) == 0) {
+			line_done(p, line, from_carry); /* mbox separator line */
+			return false;
+		}
+	}
+	p->first_line = false;
+	if (content.len >= 2 && content.p[0] == '-' && content.p[1] == '-' && match_boundary(p, line, &idx, &close)) {
+		/* An enclosing delimiter inside a header block: the part ends here. */
+		if (p->field_len > 0 && !p->field_emitted && field_event(p, ev)) {
+			return true;
+		}
+		p->field_len = 0;
+		finish_headers(p, ev);
+		return true;
+	}
+	if (content.len == 0) {
+		if (p->field_len > 0 && field_event(p, ev)) {
+			return true;
+		}
+		p->field_len = 0;
+		line_done(p, line, from_carry);
+		finish_headers(p, ev);
+		return true;
+	}
+	if (is_wsp(content.p[0])) {
+		if (p->field_len > 0 || p->field_drop) {
+			field_append(p, content);
+		} else {
+			defect(p, MIME_DEF_HEADER_CONT_FIRST);
+		}
+		line_done(p, line, from_carry);
+		return false;
+	}
+	if (p->field_len > 0 || p->field_drop) {
+		/* This line starts a new field: hand out the finished one first. */
+		if (field_event(p, ev)) {
+			return true;
+		}
+	}
+	if (hdr_valid_name(content)) {
+		p->field_drop = false;
+		p->field_cut = false;
+		field_append(p, content);
+		line_done(p, line, from_carry);
+		return false;
+	}
+	/* Not a header field: the body starts with this line (Python, GMime). */
+	defect(p, MIME_DEF_HEADER_NO_COLON);
+	if (from_carry) {
+		p->carry_done = true;
+	}
+	finish_headers(p, ev);
+	return true;
+}
+
+/* emit_data runs raw body bytes through the top frame's decoder. */
+static bool emit_data(struct mime *p, struct mime_event *ev, struct span raw)
+{
+	struct mime_frame *f = top(p);
+
+	if (raw.len == 0) {
+		return false;
+	}
+	ev->part = &f->info;
+	if (f->info.kind == MIME_KIND_LEAF) {
+		ev->type = MIME_EV_BODY;
+		if (f->info.cte == MIME_CTE_BASE64) {
+			ev->data = span_make(p->out, mime_b64_decode(&p->b64, p->out, raw));
+		} else if (f->info.cte == MIME_CTE_QP) {
+			ev->data = span_make(p->out, mime_qp_decode(&p->qp, p->out, raw));
+		} else {
+			ev->data = raw;
+		}
+	} else if (f->mstate == MS_PREAMBLE) {
+		ev->type = MIME_EV_PREAMBLE;
+		ev->data = raw;
+	} else if (f->mstate == MS_EPILOGUE) {
+		ev->type = MIME_EV_EPILOGUE;
+		ev->data = raw;
+	} else {
+		return false; /* skipping parts past the limit */
+	}
+	return ev->data.len > 0;
+}
+
+static const uint8_t CRLF[2] = { '\r', '\n' };
+
+/* emit_eol hands out a held line ending as data. */
+static bool emit_eol(struct mime *p, struct mime_event *ev)
+{
+	struct span e = p->pend_eol == 2 ? span_make(CRLF, 2) : span_make(CRLF + 1, 1);
+
+	p->pend_eol = 0;
+	return emit_data(p, ev, e);
+}
+
+/* run hands out body bytes from the input up to the next line that may be a delimiter. */
+static bool run(struct mime *p, struct mime_event *ev, bool bounded)
+{
+	if (p->pend_eol > 0 && !p->pend_eol_contig) {
+		return emit_eol(p, ev);
+	}
+	if (p->pend_cr) {
+		if (p->in.len == 0) {
+			return false;
+		}
+		p->pend_cr = false;
+		if (p->in.p[0] == '\n') {
+			consume(p, 1);
+			if (bounded) {
+				p->pend_eol = 2;
+				p->pend_eol_contig = false;
+				p->at_line_start = true;
+				return false;
+			}
+			return emit_data(p, ev, span_make(CRLF, 2));
+		}
+		return emit_data(p, ev, span_make(CRLF, 1));
+	}
+	const uint8_t *start = p->in.p - p->pend_eol;
+	size_t lim = MIME_OUT_MAX - p->pend_eol;
+	const uint8_t *in_end = p->in.p + p->in.len;
+	const uint8_t *limit = p->in.p + (p->in.len < lim ? p->in.len : lim);
+	const uint8_t *pos = p->in.p;
+
+	p->pend_eol = 0;
+	if (!bounded) {
+		consume(p, (size_t)(limit - p->in.p));
+		return emit_data(p, ev, span_make(start, (size_t)(limit - start)));
+	}
+	for (;;) {
+		const uint8_t *lf = memchr(pos, '\n', (size_t)(limit - pos));
+
+		if (lf == NULL) {
+			const uint8_t *end = limit;
+
+			consume(p, (size_t)(limit - p->in.p));
+			p->at_line_start = false;
+			if (end == in_end && end > start && end[-1] == '\r' && !p->eof) {
+				end--;
+				p->pend_cr = true;
+			}
+			return emit_data(p, ev, span_make(start, (size_t)(end - start)));
+		}
+		const uint8_t *next = lf + 1;
+
+		if (next < limit && *next != '-') {
+			pos = next;
+			continue;
+		}
+		uint8_t eol = (lf > pos && lf[-1] == '\r') ? 2 : 1;
+
+		consume(p, (size_t)(next - p->in.p));
+		p->pend_eol = eol;
+		p->pend_eol_contig = true;
+		p->at_line_start = true;
+		return emit_data(p, ev, span_make(start, (size_t)(next - eol - start)));
+	}
+}
+
+/* step_body: one step in a body. True when *ev holds an event. */
+static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
+{
+	bool bounded = any_bounds(p);
+	uint32_t idx;
+	bool close;
+
+	if (p->carry_len > 0) {
+		/* A line start kept from the last input (or a non-field header line). */
+		if (!p->carry_done) {
+			const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+			size_t n = lf ? (size_t)(lf + 1 - p->in.p) : p->in.len;
+			size_t room = MIME_LOOKAHEAD > p->carry_len ? MIME_LOOKAHEAD - p->carry_len : 0;
+
+			if (n >= room) {
+				n = room;
+				p->carry_done = true;
+			}
+			memcpy(p->carry + p->carry_len, p->in.p, n);
+			p->carry_len += n;
+			consume(p, n);
+			if (lf != NULL && n == (size_t)(lf + 1 - (p->in.p - n))) {
+				p->carry_done = true;
+			}
+			if (p->carry_len > 0 && p->carry[p->carry_len - 1] == '\n') {
+				p->carry_done = true;
+			}
+			if (!p->carry_done) {
+				if (!p->eof) {
+					*out_more = true;
+					return false;
+				}
+				p->carry_done = true;
+			}
+		}
+		struct span line = span_make(p->carry, p->carry_len);
+
+		if (bounded && match_boundary(p, line, &idx, &close)) {
+			p->carry_len = 0;
+			p->carry_done = false;
+			begin_close(p, idx + 1, close ? AFT_EPILOGUE : AFT_CHILD);
+			return false;
+		}
+		if (p->pend_eol > 0) {
+			if (emit_eol(p, ev)) {
+				return true;
+			}
+		}
+		struct span content = line;
+		bool complete = line.p[line.len - 1] == '\n';
+
+		p->carry_emitted = true;
+		if (complete && bounded) {
+			content = strip_eol(line);
+			p->pend_eol = (uint8_t)(line.len - content.len);
+			p->pend_eol_contig = false;
+			p->at_line_start = true;
+		} else if (complete) {
+			p->at_line_start = true;
+		} else {
+			p->at_line_start = false;
+			if (content.p[content.len - 1] == '\r' && !p->eof) {
+				content.len--;
+				p->pend_cr = true;
+			}
+		}
+		return emit_data(p, ev, content);
+	}
+	if (p->at_line_start && !p->pend_cr) {
+		if (p->in.len == 0) {
+			goto input_end;
+		}
+		if (bounded && p->in.p[0] == '-') {
+			size_t lim = p->in.len < MIME_LOOKAHEAD ? p->in.len : MIME_LOOKAHEAD;
+			const uint8_t *lf = memchr(p->in.p, '\n', lim);
+
+			if (lf != NULL || p->in.len >= MIME_LOOKAHEAD || p->eof) {
+				struct span line = span_make(p->in.p, lf ? (size_t)(lf + 1 - p->in.p) : lim);
+
+				if (match_boundary(p, line, &idx, &close)) {
+					consume(p, line.len);
+					begin_close(p, idx + 1, close ? AFT_EPILOGUE : AFT_CHILD);
+					return false;
+				}
+			} else {
+				memcpy(p->carry, p->in.p, p->in.len);
+				p->carry_len = p->in.len;
+				p->carry_done = false;
+				consume(p, p->in.len);
+				*out_more = true;
+				return false;
+			}
+		}
+	}
+	if (p->in.len == 0 && !p->pend_cr && !(p->pend_eol > 0 && !p->pend_eol_contig)) {
+		goto input_end;
+	}
+	if (p->in.len == 0 && p->pend_cr && !p->eof) {
+		*out_more = true;
+		return false;
+	}
+	if (p->pend_cr && p->in.len == 0) {
+		p->pend_cr = false;
+		return emit_data(p, ev, span_make(CRLF, 1));
+	}
+	return run(p, ev, bounded);
+
+input_end:
+	if (!p->eof) {
+		*out_more = true;
+		return false;
+	}
+	if (p->pend_eol > 0) {
+		return emit_eol(p, ev);
+	}
+	begin_close(p, 0, AFT_END);
+	return false;
+}
+
+/* step_close: pop one frame, or do what follows the pops. */
+static bool step_close(struct mime *p, struct mime_event *ev)
+{
+	if (p->depth > p->close_to) {
+		struct mime_frame *f = top(p);
+
+		if (f->info.kind == MIME_KIND_LEAF && !p->flushed) {
+			size_t n = 0;
+
+			p->flushed = true;
+			if (f->info.cte == MIME_CTE_BASE64) {
+				n = mime_b64_finish(&p->b64, p->out);
+				if (p->b64.num_junk > 0) {
+					defect(p, MIME_DEF_BASE64_INVALID);
+				}
+			} else if (f->info.cte == MIME_CTE_QP) {
+				n = mime_qp_finish(&p->qp, p->out);
+				if (p->qp.num_bad > 0) {
+					defect(p, MIME_DEF_QP_INVALID);
+				}
+			}
+			if (n > 0) {
+				ev->type = MIME_EV_BODY;
+				ev->part = &f->info;
+				ev->data = span_make(p->out, n);
+				return true;
+			}
+			if (p->defq_len > 0) {
+				return false; /* report them while the part is open */
+			}
+		}
+		if (f->info.kind == MIME_KIND_MULTIPART && f->mstate != MS_EPILOGUE && f->mstate != 4) {
+			defect(p, f->mstate == MS_PREAMBLE ? MIME_DEF_NO_START_DELIMITER : MIME_DEF_NO_CLOSE_DELIMITER);
+			f->mstate = 4; /* reported */
+			return false;
+		}
+		if (p->st == ST_HDR) {
+			/* Closed inside its header block: finish it first. */
+			if (p->field_len > 0 && !p->field_emitted && field_event(p, ev)) {
+				return true;
+			}
+			p->field_len = 0;
+			finish_headers(p, ev);
+			p->start_child = false;
+			return true;
+		}
+		p->ended = f->info;
+		p->depth--;
+		p->flushed = true; /* a parent is never a leaf */
+		ev->type = MIME_EV_PART_END;
+		ev->part = &p->ended;
+		return true;
+	}
+	p->closing = false;
+	switch ((enum mime_after)p->after) {
+	case AFT_CHILD: {
+		struct mime_frame *m = top(p);
+
+		p->st = ST_BODY;
+		p->at_line_start = true;
+		if (m->mstate == MS_SKIP) {
+			return false;
+		}
+		m->mstate = MS_CHILDREN;
+		if (p->num_parts >= MIME_PARTS_MAX) {
+			defect(p, MIME_DEF_PARTS_EXCEEDED);
+			m->mstate = MS_SKIP;
+			return false;
+		}
+		push_part(p);
+		ev->type = MIME_EV_PART_BEGIN;
+		ev->part = &top(p)->info;
+		return true;
+	}
+	case AFT_EPILOGUE:
+		top(p)->mstate = MS_EPILOGUE;
+		p->st = ST_BODY;
+		p->at_line_start = true;
+		return false;
+	case AFT_END:
+	case AFT_NONE:
+		break;
+	}
+	p->st = ST_DONE;
+	if (p->num_defects_dropped > 0) {
+		p->num_defects_dropped = 0;
+		defect(p, MIME_DEF_DEFECTS_DROPPED);
+		return false;
+	}
+	ev->type = MIME_EV_END;
+	ev->part = NULL;
+	return true;
+}
+
+enum mime_ev_type mime_next(struct mime *p, struct mime_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	if (p->field_emitted) {
+		p->field_emitted = false;
+		p->field_len = 0;
+		p->field_drop = false;
+		p->field_cut = false;
+	}
+	if (p->carry_emitted) {
+		p->carry_emitted = false;
+		p->carry_len = 0;
+		p->carry_done = false;
+	}
+	for (;;) {
+		bool more = false, got;
+
+		ev->offset = p->offset;
+		if (p->defq_len > 0) {
+			ev->type = MIME_EV_DEFECT;
+			ev->defect = (enum mime_defect)p->defq[0];
+			ev->part_index = p->defq_part[0];
+			memmove(p->defq, p->defq + 1, --p->defq_len);
+			memmove(p->defq_part, p->defq_part + 1, p->defq_len * sizeof(p->defq_part[0]));
+			return ev->type;
+		}
+		if (p->st == ST_DONE) {
+			ev->type = MIME_EV_END;
+			return ev->type;
+		}
+		if (p->closing) {
+			got = step_close(p, ev);
+		} else if (p->st == ST_BEGIN) {
+			push_part(p);
+			ev->type = MIME_EV_PART_BEGIN;
+			ev->part = &top(p)->info;
+			got = true;
+		} else if (p->start_child) {
+			p->start_child = false;
+			push_part(p);
+			ev->type = MIME_EV_PART_BEGIN;
+			ev->part = &top(p)->info;
+			got = true;
+		} else if (p->st == ST_HDR) {
+			got = step_hdr(p, ev, &more);
+		} else {
+			got = step_body(p, ev, &more);
+		}
+		if (got) {
+			return ev->type;
+		}
+		if (more) {
+			ev->type = MIME_EV_MORE;
+			return ev->type;
+		}
+	}
+}
+
+const char *mime_defect_name(enum mime_defect d)
+{
+	static const char *const names[MIME_DEF_COUNT] = {
+		[MIME_DEF_NONE] = "none",
+		[MIME_DEF_HEADER_NO_COLON] = "header_no_colon",
+		[MIME_DEF_HEADER_CONT_FIRST] = "header_continuation_first",
+		[MIME_DEF_HEADER_LINE_TOO_LONG] = "header_line_too_long",
+		[MIME_DEF_HEADER_FIELD_TOO_LONG] = "header_field_too_long",
+		[MIME_DEF_HEADER_BLOCK_TOO_LARGE] = "header_block_too_large",
+		[MIME_DEF_CTYPE_INVALID] = "content_type_invalid",
+		[MIME_DEF_CTYPE_DUPLICATE] = "content_type_duplicate",
+		[MIME_DEF_CTE_UNKNOWN] = "transfer_encoding_unknown",
+		[MIME_DEF_CTE_DUPLICATE] = "transfer_encoding_duplicate",
+		[MIME_DEF_CTE_ON_COMPOSITE] = "transfer_encoding_on_composite",
+		[MIME_DEF_NO_BOUNDARY] = "multipart_no_boundary",
+		[MIME_DEF_NO_START_DELIMITER] = "multipart_no_start_delimiter",
+		[MIME_DEF_NO_CLOSE_DELIMITER] = "multipart_no_close_delimiter",
+		[MIME_DEF_DEPTH_EXCEEDED] = "depth_exceeded",
+		[MIME_DEF_PARTS_EXCEEDED] = "parts_exceeded",
+		[MIME_DEF_BASE64_INVALID] = "base64_invalid",
+		[MIME_DEF_QP_INVALID] = "quoted_printable_invalid",
+		[MIME_DEF_DEFECTS_DROPPED] = "defects_dropped",
+	};
+
+	return (unsigned)d < MIME_DEF_COUNT && names[d] ? names[d] : "?";
+}
+
+const char *mime_cte_name(enum mime_cte c)
+{
+	static const char *const names[MIME_CTE_COUNT] = { "7bit", "8bit", "binary", "quoted-printable", "base64",
+							   "unknown" };
+
+	return (unsigned)c < MIME_CTE_COUNT ? names[c] : "?";
+}
+
+const char *mime_ev_name(enum mime_ev_type t)
+{
+	static const char *const names[MIME_EV_COUNT] = { "more",     "part_begin", "header",   "headers_end",
+							  "body",     "preamble",   "epilogue", "part_end",
+							  "defect",   "end" };
+
+	return (unsigned)t < MIME_EV_COUNT ? names[t] : "?";
+}

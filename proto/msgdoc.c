@@ -1,0 +1,322 @@
+/*
+ * msgdoc.c - JSON document writer. Field order follows docs/json.md.
+ */
+#include "msgdoc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+#include "date.h"
+#include "json.h"
+
+static void addr_obj(struct json *j, const struct message_addr *a)
+{
+	json_obj(j);
+	json_key(j, "name");
+	json_cstr(j, a->name);
+	json_key(j, "email");
+	json_cstr(j, a->email);
+	json_key(j, "local");
+	json_cstr(j, a->local);
+	json_key(j, "domain");
+	json_cstr(j, a->domain);
+	json_key(j, "detail");
+	json_cstr(j, a->detail);
+	if (a->group != NULL) {
+		json_key(j, "group");
+		json_cstr(j, a->group);
+	}
+	if (a->invalid) {
+		json_key(j, "invalid");
+		json_bool(j, true);
+	}
+	json_obj_end(j);
+}
+
+static void addr_list(struct json *j, const char *key, const struct message *m, enum message_addr_field f)
+{
+	const struct message_addr *a;
+	size_t n = message_addrs(m, f, &a);
+
+	json_key(j, key);
+	json_arr(j);
+	for (size_t i = 0; i < n; i++) {
+		addr_obj(j, &a[i]);
+	}
+	json_arr_end(j);
+}
+
+static void env_path(struct json *j, const char *path)
+{
+	struct addr_item it;
+
+	if (addr_split(&it, span_cstr(path)) != 0) {
+		j->err = -ENOMEM;
+		return;
+	}
+	struct message_addr a = { "", it.email, it.local, it.domain, it.detail, NULL, false };
+
+	json_obj(j);
+	json_key(j, "email");
+	json_cstr(j, a.email);
+	json_key(j, "local");
+	json_cstr(j, a.local);
+	json_key(j, "domain");
+	json_cstr(j, a.domain);
+	json_key(j, "detail");
+	json_cstr(j, a.detail);
+	json_obj_end(j);
+	addr_item_fini(&it);
+}
+
+static void envelope(struct json *j, const struct msg_env *env)
+{
+	char iso[DATE_ISO_LEN], ts[40];
+	int64_t s = env->received_us >= 0 ? env->received_us / 1000000 : 0;
+
+	json_obj(j);
+	json_key(j, "id");
+	json_cstr(j, env->id);
+	date_iso(iso, s);
+	snprintf(ts, sizeof(ts), "%.19s.%06lldZ", iso, (long long)(env->received_us - s * 1000000));
+	json_key(j, "received_at");
+	json_cstr(j, ts);
+	json_key(j, "size");
+	json_u64(j, env->size);
+	json_key(j, "helo");
+	json_cstr(j, env->helo);
+	json_key(j, "esmtp");
+	json_bool(j, env->esmtp);
+	json_key(j, "client");
+	json_obj(j);
+	json_key(j, "ip");
+	json_cstr(j, env->client_ip);
+	json_key(j, "port");
+	json_u64(j, env->client_port);
+	json_obj_end(j);
+	json_key(j, "mail_from");
+	if (env->mail_from == NULL || env->mail_from[0] == '\0') {
+		json_null(j); /* the null reverse-path <> */
+	} else {
+		env_path(j, env->mail_from);
+	}
+	json_key(j, "rcpt_to");
+	json_arr(j);
+	for (size_t i = 0; i < env->num_rcpts; i++) {
+		env_path(j, env->rcpts[i]);
+	}
+	json_arr_end(j);
+	json_key(j, "body");
+	json_cstr(j, msg_body_name(env->body));
+	json_key(j, "smtputf8");
+	json_bool(j, env->smtputf8);
+	json_obj_end(j);
+}
+
+static void headers(struct json *j, const struct message_part *p)
+{
+	json_arr(j);
+	for (size_t i = 0; i < message_part_num_headers(p); i++) {
+		const struct message_header *h = message_part_header_at(p, i);
+
+		json_obj(j);
+		json_key(j, "name");
+		json_cstr(j, h->name);
+		json_key(j, "value");
+		json_cstr(j, h->value);
+		json_obj_end(j);
+	}
+	json_arr_end(j);
+}
+
+static void body(struct json *j, const char *key, struct span text, const struct message_part *p)
+{
+	json_key(j, key);
+	if (p == NULL) {
+		json_null(j);
+		return;
+	}
+	json_obj(j);
+	json_key(j, "part_id");
+	json_cstr(j, message_part_id(p));
+	json_key(j, "charset");
+	json_cstr(j, message_part_charset(p) ? message_part_charset(p) : "us-ascii");
+	json_key(j, "content");
+	json_str(j, text);
+	json_obj_end(j);
+}
+
+static void part_common(struct json *j, const struct message_part *p)
+{
+	json_key(j, "part_id");
+	json_cstr(j, message_part_id(p));
+	json_key(j, "content_type");
+	json_cstr(j, message_part_type(p));
+	json_key(j, "filename");
+	json_cstr(j, message_part_filename(p));
+	json_key(j, "disposition");
+	json_cstr(j, message_part_disposition(p));
+	json_key(j, "content_id");
+	json_cstr(j, message_part_content_id(p));
+}
+
+static void tree(struct json *j, const struct message *m, const struct message_part *p, bool root)
+{
+	json_obj(j);
+	part_common(j, p);
+	json_key(j, "kind");
+	json_cstr(j, message_kind_name(message_part_kind(p)));
+	json_key(j, "charset");
+	json_cstr(j, message_part_charset(p));
+	json_key(j, "encoding");
+	json_cstr(j, message_part_encoding(p));
+	json_key(j, "description");
+	json_cstr(j, message_part_description(p));
+	if (message_part_kind(p) == MESSAGE_KIND_LEAF) {
+		json_key(j, "size");
+		json_u64(j, message_part_size(p));
+		json_key(j, "sha256");
+		json_cstr(j, message_part_sha256(p));
+	}
+	if (!root) {
+		json_key(j, "headers");
+		headers(j, p);
+	}
+	if (message_part_kind(p) != MESSAGE_KIND_LEAF) {
+		json_key(j, "parts");
+		json_arr(j);
+		for (size_t i = 0; i < message_part_num_children(p); i++) {
+			tree(j, m, message_part_child(p, i), false);
+		}
+		json_arr_end(j);
+	}
+	json_obj_end(j);
+}
+
+int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *env, const struct msgdoc_opts *o)
+{
+	struct json j;
+	const char *const *ids;
+	size_t n;
+
+	json_init(&j, out);
+	json_obj(&j);
+	json_key(&j, "schema");
+	json_cstr(&j, MSGDOC_SCHEMA);
+	json_key(&j, "version");
+	json_u64(&j, MSGDOC_VERSION);
+	json_key(&j, "envelope");
+	if (env != NULL) {
+		envelope(&j, env);
+	} else {
+		json_null(&j);
+	}
+	json_key(&j, "size");
+	json_u64(&j, message_size(m));
+	json_key(&j, "headers");
+	if (message_root(m) != NULL) {
+		headers(&j, message_root(m));
+	} else {
+		json_arr(&j);
+		json_arr_end(&j);
+	}
+	addr_list(&j, "from", m, MESSAGE_FROM);
+	addr_list(&j, "sender", m, MESSAGE_SENDER);
+	addr_list(&j, "reply_to", m, MESSAGE_REPLY_TO);
+	addr_list(&j, "to", m, MESSAGE_TO);
+	addr_list(&j, "cc", m, MESSAGE_CC);
+	addr_list(&j, "bcc", m, MESSAGE_BCC);
+	json_key(&j, "subject");
+	json_cstr(&j, message_subject(m));
+	json_key(&j, "date");
+	json_cstr(&j, message_date(m));
+	json_key(&j, "message_id");
+	json_cstr(&j, message_id(m));
+	json_key(&j, "in_reply_to");
+	json_arr(&j);
+	n = message_in_reply_to(m, &ids);
+	for (size_t i = 0; i < n; i++) {
+		json_cstr(&j, ids[i]);
+	}
+	json_arr_end(&j);
+	json_key(&j, "references");
+	json_arr(&j);
+	n = message_references(m, &ids);
+	for (size_t i = 0; i < n; i++) {
+		json_cstr(&j, ids[i]);
+	}
+	json_arr_end(&j);
+	body(&j, "text", message_text(m), message_text_part(m));
+	body(&j, "html", message_html(m), message_html_part(m));
+	json_key(&j, "attachments");
+	json_arr(&j);
+	for (size_t i = 0; i < message_num_attachments(m); i++) {
+		const struct message_part *p = message_attachment(m, i);
+		struct span content;
+		bool have = message_part_content(p, &content);
+
+		json_obj(&j);
+		part_common(&j, p);
+		json_key(&j, "size");
+		json_u64(&j, message_part_size(p));
+		json_key(&j, "sha256");
+		json_cstr(&j, message_part_sha256(p));
+		if (have && message_part_size(p) <= o->inline_max) {
+			json_key(&j, "content");
+			json_base64(&j, content);
+		} else {
+			const char *path = o->att_path ? o->att_path(o->arg, p) : NULL;
+
+			json_key(&j, "path");
+			json_cstr(&j, path);
+		}
+		json_obj_end(&j);
+	}
+	json_arr_end(&j);
+	json_key(&j, "parts");
+	if (message_root(m) != NULL) {
+		tree(&j, m, message_root(m), true);
+	} else {
+		json_null(&j);
+	}
+	/* Filled by the DKIM, SPF, DMARC and ARC issues; "none" until then. */
+	json_key(&j, "auth");
+	json_obj(&j);
+	json_key(&j, "dkim");
+	json_arr(&j);
+	json_arr_end(&j);
+	json_key(&j, "spf");
+	json_obj(&j);
+	json_key(&j, "result");
+	json_cstr(&j, "none");
+	json_obj_end(&j);
+	json_key(&j, "dmarc");
+	json_obj(&j);
+	json_key(&j, "result");
+	json_cstr(&j, "none");
+	json_obj_end(&j);
+	json_key(&j, "arc");
+	json_obj(&j);
+	json_key(&j, "result");
+	json_cstr(&j, "none");
+	json_obj_end(&j);
+	json_obj_end(&j);
+	json_key(&j, "defects");
+	json_arr(&j);
+	for (size_t i = 0; i < message_num_defects(m); i++) {
+		const struct message_defect *d = message_defect(m, i);
+		const struct message_part *p = message_part(m, d->part);
+
+		json_obj(&j);
+		json_key(&j, "code");
+		json_cstr(&j, d->code);
+		json_key(&j, "part_id");
+		json_cstr(&j, p ? message_part_id(p) : NULL);
+		json_obj_end(&j);
+	}
+	json_arr_end(&j);
+	json_obj_end(&j);
+	return j.err;
+}
