@@ -225,6 +225,10 @@ static int on_begin(struct message *m, const struct mime_part_info *in)
 		}
 		par->children = nc;
 		par->children[par->num_children++] = in->index;
+		if (par->kind == MESSAGE_KIND_MULTIPART && par->num_children == 1) {
+			bb_fini(&par->content); /* the preamble is not content */
+			par->size = 0;
+		}
 		p->in_message = par->in_message || par->kind == MESSAGE_KIND_MESSAGE;
 	}
 	m->parts[m->num_parts++] = p;
@@ -389,8 +393,8 @@ static int on_headers_end(struct message *m, const struct mime_part_info *in)
 	if ((h = part_hdr(p, "content-description", 0)) != NULL) {
 		p->description = strdup(h->value);
 	}
+	sha256_init(&p->sha);
 	if (p->kind == MESSAGE_KIND_LEAF) {
-		sha256_init(&p->sha);
 		bool is_text = strcmp(p->type, "text/plain") == 0 || strcmp(p->type, "text/html") == 0;
 		bool attach = p->disposition != NULL && strcmp(p->disposition, "attachment") == 0;
 
@@ -436,6 +440,9 @@ static int on_event(struct message *m, const struct mime_event *ev)
 		struct message_part *p = m->parts[ev->part->index];
 		uint8_t d[SHA256_LEN];
 
+		if (p->kind == MESSAGE_KIND_MULTIPART && p->num_children == 0) {
+			p->kind = MESSAGE_KIND_LEAF;
+		}
 		if (p->kind == MESSAGE_KIND_LEAF && !p->ended) {
 			sha256_final(&p->sha, d);
 			sha256_hex(d, p->sha_hex);
@@ -446,7 +453,21 @@ static int on_event(struct message *m, const struct mime_event *ev)
 	case MIME_EV_DEFECT:
 		add_defect(m, mime_defect_name(ev->defect), ev->part_index);
 		return 0;
-	case MIME_EV_PREAMBLE:
+	case MIME_EV_PREAMBLE: {
+		/* Kept while no delimiter came: a multipart without any is a leaf (as in Python). */
+		struct message_part *p = m->parts[ev->part->index];
+
+		if (p->num_children == 0) {
+			sha256_update(&p->sha, ev->data.p, ev->data.len);
+			p->size += ev->data.len;
+			if (p->content_complete && p->size <= m->o.keep_max) {
+				return bb_append_span(&p->content, ev->data);
+			}
+			p->content_complete = false;
+			bb_fini(&p->content);
+		}
+		return 0;
+	}
 	case MIME_EV_EPILOGUE:
 	case MIME_EV_END:
 	case MIME_EV_MORE:

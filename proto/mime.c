@@ -508,6 +508,11 @@ static bool step_hdr(struct mime *p, struct mime_event *ev, bool *out_more)
 	}
 	p->first_line = false;
 	if (content.len >= 2 && content.p[0] == '-' && content.p[1] == '-' && match_boundary(p, line, &idx, &close)) {
+		if (idx + 2 == p->depth && !close && p->field_len == 0 && top(p)->header_bytes == 0) {
+			/* "--b" right after "--b": no empty part in between (Python's reading of RFC 2046 §5.1.1). */
+			line_done(p, line, from_carry);
+			return false;
+		}
 		/* An enclosing delimiter inside a header block: the part ends here. */
 		if (p->field_len > 0 && !p->field_emitted && field_event(p, ev)) {
 			return true;
@@ -774,7 +779,13 @@ input_end:
 		return false;
 	}
 	if (p->pend_eol > 0) {
-		return emit_eol(p, ev);
+		/* A part cut off by the end: its last line ending is taken as the
+		 * missing delimiter's, as Python's email does; preambles keep it. */
+		if (top(p)->info.kind == MIME_KIND_LEAF) {
+			p->pend_eol = 0;
+		} else {
+			return emit_eol(p, ev);
+		}
 	}
 	begin_close(p, 0, AFT_END);
 	return false;

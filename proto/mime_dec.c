@@ -55,10 +55,9 @@ size_t mime_b64_decode(struct mime_b64 *st, uint8_t *out, struct span in)
 
 		if (v < 64) {
 			if (st->pad) {
-				/* Data after padding: a new encoded run (concatenated base64). */
-				st->pad = 0;
-				n = 0;
-				acc = 0;
+				/* Data after the final padding is ignored, as Python and most decoders do. */
+				st->num_junk++;
+				continue;
 			}
 			acc = acc << 6 | v;
 			if (++n == 4) {

@@ -183,7 +183,8 @@ static void put(uint8_t *out, size_t cap, size_t *len, struct pval v, bool ext, 
 		if (ext && ch == '%' && i + 2 < v.v.len && hexv(v.v.p[i + 1]) >= 0 && hexv(v.v.p[i + 2]) >= 0) {
 			ch = (uint8_t)(hexv(v.v.p[i + 1]) << 4 | hexv(v.v.p[i + 2]));
 			i += 2;
-		} else if (v.quoted && ch == '\\' && i + 1 < v.v.len) {
+		} else if (v.quoted && ch == '\\' && i + 1 < v.v.len && (v.v.p[i + 1] == '\\' || v.v.p[i + 1] == '"')) {
+			/* Only \\ and \" are unescaped: Windows paths ("C:\TEMP\x.png") keep their backslashes, as in Python and GMime. */
 			ch = v.v.p[++i];
 		}
 		if (*len >= cap) {
