@@ -10,9 +10,11 @@
 #include <string.h>
 
 extern const struct sink_ops sink_maildir_ops;
+extern const struct sink_ops sink_json_ops;
 
 static const struct sink_ops *const registry[] = {
 	&sink_maildir_ops,
+	&sink_json_ops,
 };
 
 const struct sink_ops *sink_lookup(const char *name, size_t name_len)
