@@ -48,6 +48,7 @@ struct deliver {
 	bool stopping;                    /* guarded by mu */
 	struct item *retry;               /* worker-owned */
 	void *state[CFG_SINK_MAX];     /* per-sink worker state */
+	struct spool_pool *pool;       /* delivered files for the shard to reuse */
 	_Atomic uint64_t n_ok, n_temp, n_perm;
 };
 
@@ -80,7 +81,7 @@ static void start_one(struct deliver *d, struct item *it)
 		it->res[s].rc = SINK_TEMPFAIL;
 	}
 	it->why[0] = '\0';
-	if (it->ent.data == NULL && (rc = spool_load(&it->ent, g->q_fd, it->name)) != 0) {
+	if (it->ent.data == NULL && (rc = spool_load(&it->ent, g->dirs->q, it->name)) != 0) {
 		snprintf(it->why, sizeof(it->why), "spool load: %s", strerror(-rc));
 		if (rc == -EINVAL) {
 			for (unsigned s = 0; s < g->num_sinks; s++) {
@@ -108,6 +109,27 @@ static void start_one(struct deliver *d, struct item *it)
 	}
 }
 
+/*
+ * spool_retire takes a delivered message out of SPOOL/q: small files move
+ * to SPOOL/free for the shard to reuse (see spool.h), the rest are removed.
+ * Neither needs a sync: after a crash the message is delivered again.
+ */
+static void spool_retire(struct deliver *d, struct item *it, const char *who)
+{
+	const struct spool_dirs *dirs = d->g->dirs;
+
+	if (it->ent.data_len <= SPOOL_REUSE_MAX_BYTES && spool_pool_has_room(d->pool) &&
+	    renameat(dirs->q, it->name, dirs->free, it->name) == 0) {
+		if (!spool_pool_put(d->pool, it->name)) {
+			unlinkat(dirs->free, it->name, 0);
+		}
+		return;
+	}
+	if (unlinkat(dirs->q, it->name, 0) != 0) {
+		log_line(LOG_WARN, who, "spool.unlink error=\"%s\"", strerror(errno));
+	}
+}
+
 static void finish_one(struct deliver *d, struct item *it)
 {
 	const struct deliver_global *g = d->g;
@@ -120,9 +142,7 @@ static void finish_one(struct deliver *d, struct item *it)
 	}
 	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : it->name);
 	if (all_ok) {
-		if (unlinkat(g->q_fd, it->name, 0) != 0) {
-			log_line(LOG_WARN, who, "spool.unlink error=\"%s\"", strerror(errno));
-		}
+		spool_retire(d, it, who);
 		log_line(LOG_INFO, who, "deliver.ok sinks=%u", g->num_sinks);
 		atomic_fetch_add_explicit(&d->n_ok, 1, memory_order_relaxed);
 		spool_entry_fini(&it->ent);
@@ -131,7 +151,7 @@ static void finish_one(struct deliver *d, struct item *it)
 	}
 	if (perm) {
 		log_line(LOG_WARN, who, "deliver.permfail reason=\"%s\" moved=failed/", it->why);
-		if (renameat(g->q_fd, it->name, g->failed_fd, it->name) != 0) {
+		if (renameat(g->dirs->q, it->name, g->dirs->failed, it->name) != 0) {
 			log_line(LOG_ERR, who, "spool.move error=\"%s\"", strerror(errno));
 		}
 		atomic_fetch_add_explicit(&d->n_perm, 1, memory_order_relaxed);
@@ -258,6 +278,11 @@ struct deliver *deliver_start(const struct deliver_global *g, unsigned idx)
 	d->idx = idx;
 	snprintf(d->who, sizeof(d->who), "d%u", idx);
 	d->queue_tail = &d->queue;
+	d->pool = spool_pool_new(g->reuse_cap);
+	if (d->pool == NULL) {
+		free(d);
+		return NULL;
+	}
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
 	for (s = 0; s < g->num_sinks; s++) {
@@ -279,6 +304,7 @@ fail:
 	}
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	spool_pool_free(d->pool);
 	free(d);
 	return NULL;
 }
@@ -322,7 +348,13 @@ void deliver_stop(struct deliver *d)
 	}
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	spool_pool_free(d->pool);
 	free(d);
+}
+
+struct spool_pool *deliver_pool(struct deliver *d)
+{
+	return d->pool;
 }
 
 void deliver_get_stats(struct deliver *d, struct deliver_stats *out)

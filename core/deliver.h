@@ -14,18 +14,22 @@
 #include <stdint.h>
 
 #include "../sinks/sink.h"
+#include "spool.h"
 
 struct deliver_global {
 	struct sink *sinks;  /* configured sinks, shared read-only */
 	unsigned num_sinks;
-	int q_fd;            /* SPOOL/q */
-	int failed_fd;       /* SPOOL/failed */
+	const struct spool_dirs *dirs;
+	uint32_t reuse_cap;  /* spool files kept for reuse per worker (0 = none) */
 };
 
 struct deliver;
 
 /* deliver_start starts worker `idx`; NULL (with a log line) on failure. Main thread only. */
 struct deliver *deliver_start(const struct deliver_global *g, unsigned idx);
+
+/* deliver_pool is the worker's pool of delivered spool files for reuse; its shard takes from it. */
+struct spool_pool *deliver_pool(struct deliver *d);
 
 /* deliver_enqueue queues spool file `name` (copied). Any thread. 0 or -ENOMEM. */
 int deliver_enqueue(struct deliver *d, const char *name);

@@ -22,6 +22,7 @@
 #include "spool.h"
 
 #define OMX_VERSION "0.1.0"
+#define SPOOL_REUSE_PER_WORKER 4096 /* spool files kept for reuse, per shard */
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -60,14 +61,19 @@ static void raise_nofile(const struct cfg *cfg)
 
 /*
  * recover_spool hands every committed spool file to a delivery worker and
- * removes the rest: a file without its trailer was never acknowledged.
+ * removes the rest: a file without its trailer was never acknowledged. Then
+ * it gives the files in SPOOL/free back to the workers' pools. A file that
+ * shows in both q/ and free/ (a rename whose old name was not yet durable
+ * at a crash) belongs to q/: its free/ name is dropped.
  */
-static void recover_spool(int q_fd, struct deliver **workers, unsigned n)
+static void recover_spool(const struct spool_dirs *dirs, struct deliver **workers, unsigned n)
 {
-	int fd = dup(q_fd);
+	int fd = dup(dirs->q);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *e;
-	unsigned requeued = 0, dropped = 0, next = 0;
+	unsigned requeued = 0, dropped = 0, next = 0, reused = 0, i;
+	ino_t *inos = NULL;
+	size_t num_inos = 0, cap_inos = 0;
 
 	if (d == NULL) {
 		if (fd >= 0) {
@@ -83,23 +89,63 @@ static void recover_spool(int q_fd, struct deliver **workers, unsigned n)
 		if (e->d_name[0] == '.') {
 			continue;
 		}
-		rc = spool_load(&ent, q_fd, e->d_name);
+		if (num_inos == cap_inos) {
+			ino_t *ni = realloc(inos, (cap_inos = cap_inos ? cap_inos * 2 : 256) * sizeof(*ni));
+
+			if (ni == NULL) {
+				break;
+			}
+			inos = ni;
+		}
+		inos[num_inos++] = e->d_ino;
+		rc = spool_load(&ent, dirs->q, e->d_name);
 		if (rc == 0) {
 			spool_entry_fini(&ent);
 			if (deliver_enqueue(workers[next++ % n], e->d_name) == 0) {
 				requeued++;
 			}
 		} else if (rc == -EINVAL) {
-			unlinkat(q_fd, e->d_name, 0);
+			unlinkat(dirs->q, e->d_name, 0);
 			dropped++;
 		} else {
 			log_line(LOG_WARN, "main", "spool.recover file=%s error=\"%s\"", e->d_name, strerror(-rc));
 		}
 	}
 	closedir(d);
+
+	fd = dup(dirs->free);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		bool in_q = false;
+
+		if (e->d_name[0] == '.') {
+			continue;
+		}
+		for (size_t k = 0; k < num_inos && !in_q; k++) {
+			in_q = inos[k] == e->d_ino;
+		}
+		for (i = 0; !in_q && i < n; i++) {
+			if (spool_pool_put(deliver_pool(workers[(next + i) % n]), e->d_name)) {
+				break;
+			}
+		}
+		if (in_q || i == n) {
+			unlinkat(dirs->free, e->d_name, 0);
+		} else {
+			next++;
+			reused++;
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	free(inos);
 	if (requeued || dropped) {
 		log_line(LOG_NOTICE, "main", "spool.recover requeued=%u dropped_unacknowledged=%u", requeued, dropped);
 	}
+	log_line(LOG_INFO, "main", "spool.recover reusable=%u", reused);
 }
 
 static int serve(struct cfg *cfg, bool check_only)
@@ -112,7 +158,8 @@ static int serve(struct cfg *cfg, bool check_only)
 	struct deliver_global dg;
 	struct deliver *workers[64] = { 0 };
 	struct shard *shards[64] = { 0 };
-	int rc = EXIT_OK, failed_fd = -1, q_fd = -1;
+	struct spool_dirs dirs = { -1, -1, -1 };
+	int rc = EXIT_OK;
 	unsigned num_sinks = 0, i;
 	sigset_t set;
 	char *err = NULL;
@@ -151,21 +198,20 @@ static int serve(struct cfg *cfg, bool check_only)
 	}
 
 	raise_nofile(cfg);
-	q_fd = spool_open(cfg->spool_dir, &failed_fd);
-	if (q_fd < 0) {
-		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-q_fd));
+	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0) {
+		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-rc));
 		rc = EXIT_STARTUP;
 		goto out;
 	}
 	g.cfg = cfg;
 	g.smtp = &scfg;
-	g.q_fd = q_fd;
+	g.dirs = &dirs;
 	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);
 	atomic_init(&g.stopping, false);
 	dg.sinks = sinks;
 	dg.num_sinks = num_sinks;
-	dg.q_fd = q_fd;
-	dg.failed_fd = failed_fd;
+	dg.dirs = &dirs;
+	dg.reuse_cap = SPOOL_REUSE_PER_WORKER;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;
@@ -185,7 +231,7 @@ static int serve(struct cfg *cfg, bool check_only)
 			goto stop;
 		}
 	}
-	recover_spool(q_fd, workers, i);
+	recover_spool(&dirs, workers, i);
 	for (i = 0; i < cfg->shards && i < 64; i++) {
 		if ((shards[i] = shard_start(&g, i, workers[i])) == NULL) {
 			rc = EXIT_STARTUP;
@@ -231,12 +277,7 @@ out:
 	}
 	domain_list_free(domains);
 	limits_free(g.limits);
-	if (q_fd >= 0) {
-		close(q_fd);
-	}
-	if (failed_fd >= 0) {
-		close(failed_fd);
-	}
+	spool_close(&dirs);
 	return rc;
 }
 

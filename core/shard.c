@@ -63,7 +63,8 @@ enum op {
 	OP_GREET,    /* greet-delay timeout, conn */
 	OP_OPEN,     /* spool file openat, conn */
 	OP_WRITE,    /* spool write, conn */
-	OP_FSYNC,    /* spool file fdatasync, conn */
+	OP_FSYNC,    /* spool file fdatasync, tx */
+	OP_RENAME,   /* reused spool file: SPOOL/free/<slot> -> SPOOL/q/<id>, tx */
 	OP_DIRSYNC,  /* SPOOL/q fsync for a batch, shard */
 	OP_WAKE,     /* eventfd read, shard */
 	OP_SYNCDONE, /* eventfd read: the sync thread finished a syncfs, shard */
@@ -89,7 +90,10 @@ struct spool_tx {
 	uint64_t msg_len;     /* message bytes so far (Received: + body) */
 	uint32_t crc;         /* CRC-32C of those bytes, for the trailer */
 	int err;              /* first error, -errno */
-	bool open_inflight, write_inflight, fsync_inflight, in_dir_list;
+	bool open_inflight, write_inflight, fsync_inflight, rename_inflight, in_dir_list;
+	bool reuse;           /* writing a reused file at SPOOL/free/<slot> */
+	bool renamed;         /* ... and it is at SPOOL/q/<name> now */
+	char slot[MSG_ID_MAX];
 	bool ended;           /* trailer appended: no more bytes */
 	bool aborted;         /* the session dropped it: clean up, no reply */
 	bool data_synced, dir_synced;
@@ -583,7 +587,8 @@ static void tx_free(struct spool_tx *tx)
 
 static bool tx_busy(const struct spool_tx *tx)
 {
-	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->in_dir_list;
+	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->rename_inflight ||
+	       tx->in_dir_list;
 }
 
 static void close_quiet(struct shard *sh, int fd)
@@ -600,10 +605,20 @@ static void tx_discard(struct shard *sh, struct spool_tx *tx)
 {
 	struct io_uring_sqe *sqe;
 
-	if (tx->fd >= 0) {
+	if (tx->fd >= 0 && tx->reuse && !tx->renamed) {
+		/* Still a free file: back to the pool, or away when it is full. */
+		close_quiet(sh, tx->fd);
+		if (!spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
+			sqe = sqe_get(sh);
+			io_uring_prep_unlinkat(sqe, sh->g->dirs->free, tx->slot, 0);
+			io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			io_uring_submit(&sh->ring);
+		}
+	} else if (tx->fd >= 0) {
 		close_quiet(sh, tx->fd);
 		sqe = sqe_get(sh);
-		io_uring_prep_unlinkat(sqe, sh->g->q_fd, tx->name, 0);
+		io_uring_prep_unlinkat(sqe, sh->g->dirs->q, tx->name, 0);
 		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		/* unlinkat reads the name at submission: submit before freeing it. */
@@ -631,11 +646,25 @@ static void tx_detach_abort(struct shard *sh, struct conn *c)
 	}
 }
 
+/* tx_open opens a reused file (truncating it) or creates the file in SPOOL/q. */
+static void tx_open(struct shard *sh, struct spool_tx *tx)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	if (tx->reuse) {
+		io_uring_prep_openat(sqe, sh->g->dirs->free, tx->slot, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
+	} else {
+		io_uring_prep_openat(sqe, sh->g->dirs->q, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	io_uring_sqe_set_data64(sqe, ud_tx(OP_OPEN, tx));
+	/* openat reads the path at submission; the names live until tx_free. */
+	tx->open_inflight = true;
+}
+
 static void tx_begin(struct shard *sh, struct conn *c)
 {
 	struct msg_env *env = smtp_sess_env(c->sess);
 	struct spool_tx *tx;
-	struct io_uring_sqe *sqe;
 	size_t head_len;
 
 	if (c->tx != NULL) {
@@ -664,11 +693,8 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	}
 	tx->msg_len = tx->buf.len - head_len;
 	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
-	sqe = sqe_get(sh);
-	io_uring_prep_openat(sqe, sh->g->q_fd, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	io_uring_sqe_set_data64(sqe, ud_tx(OP_OPEN, tx));
-	/* openat reads the path at submission; tx->name lives until tx_free. */
-	tx->open_inflight = true;
+	tx->reuse = spool_pool_get(deliver_pool(sh->deliver), tx->slot);
+	tx_open(sh, tx);
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
 }
 
@@ -764,7 +790,17 @@ static void tx_kick(struct shard *sh, struct spool_tx *tx)
 		tx->write_inflight = true;
 		return;
 	}
-	if (!tx->ended || tx->buf.len != 0 || tx->fsync_inflight || tx->data_synced || tx->in_dir_list) {
+	if (!tx->ended || tx->buf.len != 0 || tx->fsync_inflight || tx->data_synced || tx->in_dir_list ||
+	    tx->rename_inflight) {
+		return;
+	}
+	if (tx->reuse && !tx->renamed) {
+		/* Complete in the page cache: give it its name in SPOOL/q. The
+		 * batch sync below makes both directories durable with it. */
+		sqe = sqe_get(sh);
+		io_uring_prep_renameat(sqe, sh->g->dirs->free, tx->slot, sh->g->dirs->q, tx->name, 0);
+		io_uring_sqe_set_data64(sqe, ud_tx(OP_RENAME, tx));
+		tx->rename_inflight = true;
 		return;
 	}
 	/* Every byte is in the page cache. The file's directory entry exists
@@ -807,6 +843,12 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 	switch (op) {
 	case OP_OPEN:
 		tx->open_inflight = false;
+		if (res < 0 && tx->reuse) {
+			/* The free file is gone (removed by hand?): create one instead. */
+			tx->reuse = false;
+			tx_open(sh, tx);
+			return;
+		}
 		if (res < 0) {
 			tx->err = tx->err ? tx->err : res;
 		} else {
@@ -838,6 +880,14 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 		if (c != NULL && c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
 			c->paused_io = false;
 			commit_finish(sh, c, c->commit_rc); /* resume reading; not a commit */
+		}
+		break;
+	case OP_RENAME:
+		tx->rename_inflight = false;
+		if (res < 0) {
+			tx->err = tx->err ? tx->err : res;
+		} else {
+			tx->renamed = true;
 		}
 		break;
 	case OP_FSYNC:
@@ -894,7 +944,7 @@ static void dirsync_submit(struct shard *sh)
 	sh->dir_batch[slot] = sh->dir_wait;
 	sh->dir_wait = NULL;
 	sqe = sqe_get(sh);
-	io_uring_prep_fsync(sqe, sh->g->q_fd, 0);
+	io_uring_prep_fsync(sqe, sh->g->dirs->q, 0);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, slot, 0));
 	sh->dir_inflight++;
 	sh->n_dirsync++;
@@ -1261,7 +1311,7 @@ static void *sync_main(void *arg)
 		if (atomic_load(&sh->sync_stop)) {
 			break;
 		}
-		atomic_store(&sh->sync_result, syncfs(sh->g->q_fd) == 0 ? 0 : -errno);
+		atomic_store(&sh->sync_result, syncfs(sh->g->dirs->q) == 0 ? 0 : -errno);
 		if (write(sh->sync_done_fd, &one, sizeof(one)) != sizeof(one)) {
 			log_line(LOG_ERR, sh->who, "sync.post error=\"%s\"", strerror(errno));
 		}
@@ -1296,6 +1346,7 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 	case OP_OPEN:
 	case OP_WRITE:
 	case OP_FSYNC:
+	case OP_RENAME:
 		on_tx_op(sh, (struct spool_tx *)(uintptr_t)(ud & ((1ull << 56) - 1)), op, cqe->res);
 		return;
 	case OP_IGNORE:

@@ -14,12 +14,13 @@
 #include "cfg.h"
 #include "deliver.h"
 #include "limits.h"
+#include "spool.h"
 
 struct shard_global {
 	const struct cfg *cfg;
 	const struct smtp_cfg *smtp;
 	struct conn_limits *limits;
-	int q_fd;                /* SPOOL/q directory */
+	const struct spool_dirs *dirs; /* SPOOL/{q,free,failed} */
 	atomic_bool stopping;    /* set by main on SIGTERM/SIGINT */
 };
 

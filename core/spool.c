@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,11 +240,14 @@ static int mkdir_one(const char *p)
 	return (mkdir(p, 0700) == 0 || errno == EEXIST) ? 0 : -errno;
 }
 
-int spool_open(const char *spool_dir, int *out_failed_fd)
+int spool_open(struct spool_dirs *out, const char *spool_dir)
 {
+	static const char *const sub[] = { "q", "free", "failed" };
+	int *fds[] = { &out->q, &out->free, &out->failed };
 	char p[4096];
-	int rc, fd;
+	int rc;
 
+	out->q = out->free = out->failed = -1;
 	/* Create each component of spool_dir (like mkdir -p). */
 	snprintf(p, sizeof(p), "%s", spool_dir);
 	for (char *s = p + 1; *s; s++) {
@@ -258,25 +262,104 @@ int spool_open(const char *spool_dir, int *out_failed_fd)
 	if ((rc = mkdir_one(p)) != 0) {
 		return rc;
 	}
-	snprintf(p, sizeof(p), "%s/q", spool_dir);
-	if ((rc = mkdir_one(p)) != 0) {
-		return rc;
-	}
-	snprintf(p, sizeof(p), "%s/failed", spool_dir);
-	if ((rc = mkdir_one(p)) != 0) {
-		return rc;
-	}
-	*out_failed_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	snprintf(p, sizeof(p), "%s/q", spool_dir);
-	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || *out_failed_fd < 0) {
-		rc = -errno;
-		if (fd >= 0) {
-			close(fd);
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", spool_dir, sub[i]);
+		if ((rc = mkdir_one(p)) != 0) {
+			spool_close(out);
+			return rc;
 		}
-		return rc;
+		*fds[i] = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (*fds[i] < 0) {
+			rc = -errno;
+			spool_close(out);
+			return rc;
+		}
 	}
-	return fd;
+	return 0;
+}
+
+void spool_close(struct spool_dirs *d)
+{
+	int *fds[] = { &d->q, &d->free, &d->failed };
+
+	for (int i = 0; i < 3; i++) {
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+		}
+		*fds[i] = -1;
+	}
+}
+
+struct spool_pool {
+	pthread_mutex_t mu;
+	uint32_t n, cap;
+	char (*names)[MSG_ID_MAX];
+};
+
+struct spool_pool *spool_pool_new(uint32_t cap)
+{
+	struct spool_pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		return NULL;
+	}
+	p->names = calloc(cap ? cap : 1, sizeof(*p->names));
+	if (p->names == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->cap = cap;
+	pthread_mutex_init(&p->mu, NULL);
+	return p;
+}
+
+void spool_pool_free(struct spool_pool *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	pthread_mutex_destroy(&p->mu);
+	free(p->names); p->names = NULL;
+	free(p);
+}
+
+bool spool_pool_put(struct spool_pool *p, const char *name)
+{
+	bool ok = false;
+
+	if (strlen(name) >= MSG_ID_MAX) {
+		return false;
+	}
+	pthread_mutex_lock(&p->mu);
+	if (p->n < p->cap) {
+		strcpy(p->names[p->n++], name);
+		ok = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+bool spool_pool_get(struct spool_pool *p, char *out)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->n > 0) {
+		memcpy(out, p->names[--p->n], MSG_ID_MAX);
+		ok = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+bool spool_pool_has_room(struct spool_pool *p)
+{
+	bool ok;
+
+	pthread_mutex_lock(&p->mu);
+	ok = p->n < p->cap;
+	pthread_mutex_unlock(&p->mu);
+	return ok;
 }
 
 void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq)

@@ -24,6 +24,7 @@
 #ifndef OMX_SPOOL_H
 #define OMX_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,8 +62,42 @@ int spool_load(struct spool_entry *out, int dirfd, const char *name);
 
 void spool_entry_fini(struct spool_entry *e);
 
-/* spool_open creates SPOOL/q and SPOOL/failed; returns the q directory fd or -errno. */
-int spool_open(const char *spool_dir, int *out_failed_fd);
+/* The spool's directories, opened once at start-up. */
+struct spool_dirs {
+	int q;      /* committed messages, one file each, named by id */
+	int free;   /* delivered files kept for reuse (see struct spool_pool) */
+	int failed; /* messages a sink refused for good */
+};
+
+/* spool_open creates SPOOL/{q,free,failed} and opens them. 0 or -errno. */
+int spool_open(struct spool_dirs *out, const char *spool_dir);
+void spool_close(struct spool_dirs *d);
+
+/*
+ * Spool file reuse. Creating and deleting a file per message makes the
+ * filesystem allocate and free an inode per message; ext4 without a journal
+ * then skips every inode freed in the last minute when it allocates the
+ * next one, and that scan became most of the server's CPU. So a delivered
+ * file is renamed into SPOOL/free/ and its name goes into its shard's pool;
+ * the next message opens it with O_TRUNC, writes it there, and renames it
+ * into SPOOL/q/ before its batch sync: no inode is allocated or freed.
+ *
+ * The pool is shared by a shard (takes) and its delivery worker (puts):
+ * one short critical section each. Only small files are kept
+ * (SPOOL_REUSE_MAX_BYTES), at most `cap` per pool.
+ */
+#define SPOOL_REUSE_MAX_BYTES (256u * 1024)
+
+struct spool_pool;
+
+struct spool_pool *spool_pool_new(uint32_t cap);
+void spool_pool_free(struct spool_pool *p);
+/* spool_pool_put adds a name (copied); false when the pool is full. */
+bool spool_pool_put(struct spool_pool *p, const char *name);
+/* spool_pool_get takes a name into out[MSG_ID_MAX]; false when empty. */
+bool spool_pool_get(struct spool_pool *p, char *out);
+/* spool_pool_has_room tells whether a put would succeed now. */
+bool spool_pool_has_room(struct spool_pool *p);
 
 /* spool_make_id formats a unique id from the time, the shard and a counter. */
 void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq);

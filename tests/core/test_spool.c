@@ -160,3 +160,26 @@ Test(crc32c, known_answers)
 		cr_assert_eq(crc32c_update(crc32c_update(0, inc, k), inc + k, 32 - k), 0x46DD794Eu);
 	}
 }
+
+Test(spool_pool, lifo_bounded_and_rejects_long_names)
+{
+	struct spool_pool *p = spool_pool_new(2);
+	char out[MSG_ID_MAX];
+	char longname[MSG_ID_MAX + 4];
+
+	cr_assert_not(spool_pool_get(p, out), "empty pool gave a name");
+	cr_assert(spool_pool_has_room(p));
+	cr_assert(spool_pool_put(p, "A1"));
+	cr_assert(spool_pool_put(p, "B2"));
+	cr_assert_not(spool_pool_has_room(p));
+	cr_assert_not(spool_pool_put(p, "C3"), "pool over its cap");
+	cr_assert(spool_pool_get(p, out));
+	cr_assert_str_eq(out, "B2");
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	cr_assert_not(spool_pool_put(p, longname), "a name longer than an id was kept");
+	cr_assert(spool_pool_get(p, out));
+	cr_assert_str_eq(out, "A1");
+	cr_assert_not(spool_pool_get(p, out));
+	spool_pool_free(p);
+}
