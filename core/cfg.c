@@ -162,6 +162,8 @@ void cfg_usage(FILE *f)
 "\n"
 "FILES\n"
 "    SPOOL/q/ID       one file per accepted message until every sink took it\n"
+"    SPOOL/free/      delivered spool files kept for reuse\n"
+"    SPOOL/failed/    messages a sink refused for good\n"
 "    DIR/new/         delivered messages (maildir sink), one file per message\n", f);
 }
 
