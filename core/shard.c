@@ -606,9 +606,12 @@ static void tx_discard(struct shard *sh, struct spool_tx *tx)
 	struct io_uring_sqe *sqe;
 
 	if (tx->fd >= 0 && tx->reuse && !tx->renamed) {
-		/* Still a free file: back to the pool, or away when it is full. */
+		/* Still a free file: back to the pool, or away when the pool is
+		 * full or the disk is (its blocks are better freed now). */
+		bool nospace = tx->err == -ENOSPC || tx->err == -EDQUOT;
+
 		close_quiet(sh, tx->fd);
-		if (!spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
+		if (nospace || !spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
 			sqe = sqe_get(sh);
 			io_uring_prep_unlinkat(sqe, sh->g->dirs->free, tx->slot, 0);
 			io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
