@@ -376,23 +376,25 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 	return fail(out_err, "%s: %s: internal error", where, o->name);
 }
 
-static int cfg_read_file(struct cfg *c, const char *path, char **out_err)
+/* cfg_read_stream applies "key value" lines from f; `path` names it in errors. */
+static int cfg_read_stream(struct cfg *c, FILE *f, const char *path, char **out_err)
 {
-	FILE *f = fopen(path, "r");
 	char *line = NULL;
 	size_t cap = 0;
 	unsigned lineno = 0;
+	ssize_t n;
 	int rc = 0;
 
-	if (f == NULL) {
-		return fail(out_err, "%s: %s", path, strerror(errno));
-	}
-	while (rc == 0 && getline(&line, &cap, f) != -1) {
+	while (rc == 0 && (n = getline(&line, &cap, f)) != -1) {
 		char where[512], *k, *v, *e;
 		const struct opt *o;
 
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		if (memchr(line, '\0', (size_t)n) != NULL) {
+			rc = fail(out_err, "%s: NUL byte in the line", where);
+			break;
+		}
 		if ((e = strchr(line, '#')) != NULL) {
 			*e = '\0';
 		}
@@ -418,6 +420,35 @@ static int cfg_read_file(struct cfg *c, const char *path, char **out_err)
 		}
 	}
 	free(line);
+	return rc;
+}
+
+static int cfg_read_file(struct cfg *c, const char *path, char **out_err)
+{
+	FILE *f = fopen(path, "r");
+	int rc;
+
+	if (f == NULL) {
+		return fail(out_err, "%s: %s", path, strerror(errno));
+	}
+	rc = cfg_read_stream(c, f, path, out_err);
+	fclose(f);
+	return rc;
+}
+
+int cfg_parse_text(struct cfg *c, const char *text, size_t len, const char *name, char **out_err)
+{
+	FILE *f;
+	int rc;
+
+	if (len == 0) {
+		return 0;
+	}
+	f = fmemopen((void *)(uintptr_t)text, len, "r");
+	if (f == NULL) {
+		return fail(out_err, "%s: %s", name, strerror(errno));
+	}
+	rc = cfg_read_stream(c, f, name, out_err);
 	fclose(f);
 	return rc;
 }

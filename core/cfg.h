@@ -70,6 +70,12 @@ void cfg_fini(struct cfg *c);
  */
 int cfg_parse_args(struct cfg *c, int argc, char **argv, int first, char **out_err);
 
+/*
+ * cfg_parse_text applies config-file text (the format of -c FILE) from
+ * memory; `name` stands for the file in errors. Same errors as -c.
+ */
+int cfg_parse_text(struct cfg *c, const char *text, size_t len, const char *name, char **out_err);
+
 /* cfg_finish fills values that depend on others (hostname, listen default). */
 int cfg_finish(struct cfg *c, char **out_err);
 
