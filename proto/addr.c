@@ -30,7 +30,9 @@ static char *dup_span(struct span s)
 	char *p = malloc(s.len + 1);
 
 	if (p != NULL) {
-		memcpy(p, s.p, s.len);
+		if (s.len > 0) {
+			memcpy(p, s.p, s.len);
+		}
 		p[s.len] = '\0';
 	}
 	return p;

@@ -64,6 +64,9 @@ int utf8_sanitize(struct bb *out, struct span in, size_t *out_num_bad)
 	size_t i = 0, run = 0;
 	int rc;
 
+	if (in.len == 0) {
+		return 0;
+	}
 	if ((rc = bb_reserve(out, in.len)) != 0) {
 		return rc;
 	}
@@ -181,11 +184,13 @@ int charset_to_utf8(struct bb *out, struct span cs, struct span in, size_t *out_
 	if (i == in.len) {
 		return bb_append_span(out, in);
 	}
-	cd = iconv_open("UTF-8", alias(n));
+	/* Names with bytes outside printable ASCII are not charsets (glibc would map them to the locale's). */
+	cd = strchr(n, '?') == NULL ? iconv_open("UTF-8", alias(n)) : (iconv_t)-1;
 	if (cd == (iconv_t)-1) {
 		rc = utf8_sanitize(out, in, out_num_bad);
 		return rc != 0 ? rc : -ENOENT;
 	}
+	size_t start = out->len;
 	char *ip = (char *)(uintptr_t)in.p;
 	size_t ileft = in.len;
 
@@ -224,5 +229,17 @@ int charset_to_utf8(struct bb *out, struct span cs, struct span in, size_t *out_
 		}
 	}
 	iconv_close(cd);
+	/* Trust but verify: some iconv modules pass bytes through; keep the output valid UTF-8. */
+	if (rc == 0 && !utf8_valid(span_make(out->p + start, out->len - start))) {
+		struct bb tmp;
+
+		bb_init(&tmp, 0);
+		rc = bb_append(&tmp, out->p + start, out->len - start);
+		out->len = start;
+		if (rc == 0) {
+			rc = utf8_sanitize(out, bb_span(&tmp), out_num_bad);
+		}
+		bb_fini(&tmp);
+	}
 	return rc;
 }

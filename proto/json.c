@@ -78,6 +78,9 @@ int json_escape(struct bb *b, struct span s, size_t *out_num_bad)
 	size_t i = 0, run = 0;
 	int rc;
 
+	if (s.len == 0) {
+		return 0;
+	}
 	while (i < s.len) {
 		uint8_t c = s.p[i];
 		char esc[8];

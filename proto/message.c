@@ -177,7 +177,9 @@ static char *dup_span(struct span s)
 	char *p = malloc(s.len + 1);
 
 	if (p != NULL) {
-		memcpy(p, s.p, s.len);
+		if (s.len > 0) {
+			memcpy(p, s.p, s.len);
+		}
 		p[s.len] = '\0';
 	}
 	return p;
@@ -695,7 +697,7 @@ int message_end(struct message *m)
 		return m->err ? m->err : 0;
 	}
 	mime_finish(m->mp);
-	mime_push(m->mp, span_make(NULL, 0));
+	mime_push(m->mp, span_make("", 0));
 	while (mime_next(m->mp, &ev) != MIME_EV_END) {
 		if ((rc = on_event(m, &ev)) != 0) {
 			m->err = rc;

@@ -51,8 +51,17 @@ void mime_finish(struct mime *p)
 	p->eof = true;
 }
 
+/* find_lf is memchr for '\n' that accepts an empty (possibly NULL) range. */
+static const uint8_t *find_lf(const uint8_t *p, size_t n)
+{
+	return n > 0 ? memchr(p, '\n', n) : NULL;
+}
+
 static void consume(struct mime *p, size_t n)
 {
+	if (n == 0) {
+		return; /* the input may be an empty span with a NULL pointer */
+	}
 	span_skip(&p->in, n);
 	p->offset += n;
 }
@@ -355,7 +364,7 @@ static void finish_headers(struct mime *p, struct mime_event *ev)
 static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 {
 	while (p->skip_to_lf) {
-		const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+		const uint8_t *lf = find_lf(p->in.p, p->in.len);
 
 		if (lf == NULL) {
 			consume(p, p->in.len);
@@ -369,7 +378,7 @@ static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 		p->skip_to_lf = false;
 	}
 	if (p->carry_len > 0 && !p->carry_done) {
-		const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+		const uint8_t *lf = find_lf(p->in.p, p->in.len);
 		size_t n = lf ? (size_t)(lf + 1 - p->in.p) : p->in.len;
 		size_t room = MIME_LINE_MAX - p->carry_len;
 
@@ -380,7 +389,11 @@ static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 			p->carry_done = true;
 			defect(p, MIME_DEF_HEADER_LINE_TOO_LONG);
 		}
-		memcpy(p->carry + p->carry_len, p->in.p, n);
+		if (n > 0) {
+			if (n > 0) {
+				memcpy(p->carry + p->carry_len, p->in.p, n);
+			}
+		}
 		p->carry_len += n;
 		consume(p, n);
 		if (lf != NULL || p->eof) {
@@ -395,7 +408,7 @@ static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 		*out_carry = true;
 		return true;
 	}
-	const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+	const uint8_t *lf = find_lf(p->in.p, p->in.len);
 
 	*out_carry = false;
 	if (lf != NULL) {
@@ -637,7 +650,7 @@ static bool run(struct mime *p, struct mime_event *ev, bool bounded)
 		return emit_data(p, ev, span_make(start, (size_t)(limit - start)));
 	}
 	for (;;) {
-		const uint8_t *lf = memchr(pos, '\n', (size_t)(limit - pos));
+		const uint8_t *lf = find_lf(pos, (size_t)(limit - pos));
 
 		if (lf == NULL) {
 			const uint8_t *end = limit;
@@ -676,7 +689,7 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 	if (p->carry_len > 0) {
 		/* A line start kept from the last input (or a non-field header line). */
 		if (!p->carry_done) {
-			const uint8_t *lf = memchr(p->in.p, '\n', p->in.len);
+			const uint8_t *lf = find_lf(p->in.p, p->in.len);
 			size_t n = lf ? (size_t)(lf + 1 - p->in.p) : p->in.len;
 			size_t room = MIME_LOOKAHEAD > p->carry_len ? MIME_LOOKAHEAD - p->carry_len : 0;
 
@@ -684,12 +697,11 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 				n = room;
 				p->carry_done = true;
 			}
-			memcpy(p->carry + p->carry_len, p->in.p, n);
+			if (n > 0) {
+				memcpy(p->carry + p->carry_len, p->in.p, n);
+			}
 			p->carry_len += n;
 			consume(p, n);
-			if (lf != NULL && n == (size_t)(lf + 1 - (p->in.p - n))) {
-				p->carry_done = true;
-			}
 			if (p->carry_len > 0 && p->carry[p->carry_len - 1] == '\n') {
 				p->carry_done = true;
 			}
@@ -740,7 +752,7 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 		}
 		if (bounded && p->in.p[0] == '-') {
 			size_t lim = p->in.len < MIME_LOOKAHEAD ? p->in.len : MIME_LOOKAHEAD;
-			const uint8_t *lf = memchr(p->in.p, '\n', lim);
+			const uint8_t *lf = find_lf(p->in.p, lim);
 
 			if (lf != NULL || p->in.len >= MIME_LOOKAHEAD || p->eof) {
 				struct span line = span_make(p->in.p, lf ? (size_t)(lf + 1 - p->in.p) : lim);

@@ -102,6 +102,7 @@ int rfc2047_decode(struct bb *out, struct span in, struct rfc2047_stats *st)
 
 	/* Fast path: no encoded word at all. */
 	if (in.len < 8 || memmem(in.p, in.len, "=?", 2) == NULL) {
+		/* (utf8_sanitize accepts an empty span) */
 		size_t bad = 0;
 
 		rc = utf8_sanitize(out, in, &bad);
