@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../proto/domains.h"
@@ -57,6 +59,36 @@ static void raise_nofile(const struct cfg *cfg)
 		log_line(LOG_WARN, "main", "limit.nofile soft=%llu below %llu needed for max-connections=%u",
 			 (unsigned long long)rl.rlim_cur, (unsigned long long)want, cfg->max_conns);
 	}
+}
+
+/*
+ * listen_addresses_free checks that nobody listens on our addresses yet.
+ * Shards bind with SO_REUSEPORT, which would silently share a port with a
+ * second oceanmx of the same user; a plain bind first refuses that.
+ */
+static bool listen_addresses_free(const struct cfg *cfg)
+{
+	for (unsigned i = 0; i < cfg->num_listen; i++) {
+		const struct cfg_listen *l = &cfg->listen[i];
+		int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+		if (fd < 0) {
+			fprintf(stderr, "oceanmx: listen %s: %s\n", l->text, strerror(errno));
+			return false;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (l->addr.ss_family == AF_INET6) {
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		}
+		if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) != 0) {
+			fprintf(stderr, "oceanmx: listen %s: %s%s\n", l->text, strerror(errno),
+				errno == EADDRINUSE ? " (is another oceanmx or MTA running?)" : "");
+			close(fd);
+			return false;
+		}
+		close(fd);
+	}
+	return true;
 }
 
 /*
@@ -197,6 +229,10 @@ static int serve(struct cfg *cfg, bool check_only)
 		scfg.domain_arg = domains;
 	}
 
+	if (!listen_addresses_free(cfg)) {
+		rc = EXIT_STARTUP;
+		goto out;
+	}
 	raise_nofile(cfg);
 	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0) {
 		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-rc));
