@@ -15,7 +15,6 @@
 #include "spool.h"
 
 #define DELIVER_BATCH_MAX   256               /* messages per flush */
-#define DELIVER_BATCH_BYTES (64u << 20)       /* bytes loaded per flush */
 #define RETRY_FIRST_MS      (30 * 1000)       /* first retry after a TEMPFAIL */
 #define RETRY_MAX_MS        (15 * 60 * 1000)  /* backoff ceiling */
 
@@ -114,11 +113,11 @@ static void start_one(struct deliver *d, struct item *it)
  * to SPOOL/free for the shard to reuse (see spool.h), the rest are removed.
  * Neither needs a sync: after a crash the message is delivered again.
  */
-static void spool_retire(struct deliver *d, struct item *it, const char *who)
+static void spool_retire(struct deliver *d, struct item *it, size_t file_len, const char *who)
 {
 	const struct spool_dirs *dirs = d->g->dirs;
 
-	if (it->ent.data_len <= SPOOL_REUSE_MAX_BYTES && spool_pool_has_room(d->pool) &&
+	if (file_len <= SPOOL_REUSE_MAX_BYTES && spool_pool_has_room(d->pool) &&
 	    renameat(dirs->q, it->name, dirs->free, it->name) == 0) {
 		if (!spool_pool_put(d->pool, it->name)) {
 			unlinkat(dirs->free, it->name, 0);
@@ -142,10 +141,13 @@ static void finish_one(struct deliver *d, struct item *it)
 	}
 	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : it->name);
 	if (all_ok) {
-		spool_retire(d, it, who);
+		size_t file_len = it->ent.data_len;
+
+		/* Unmap first: once in SPOOL/free the shard may truncate the file. */
+		spool_entry_fini(&it->ent);
+		spool_retire(d, it, file_len, who);
 		log_line(LOG_INFO, who, "deliver.ok sinks=%u", g->num_sinks);
 		atomic_fetch_add_explicit(&d->n_ok, 1, memory_order_relaxed);
-		spool_entry_fini(&it->ent);
 		free(it);
 		return;
 	}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,7 +61,15 @@ void spool_entry_fini(struct spool_entry *e)
 	}
 	free(e->env.rcpts); e->env.rcpts = NULL;
 	e->env.num_rcpts = 0;
-	free(e->data); e->data = NULL;
+	if (e->mapped) {
+		if (e->data != NULL) {
+			munmap(e->data, e->data_len ? e->data_len : 1);
+		}
+		e->data = NULL;
+		e->mapped = false;
+	} else {
+		free(e->data); e->data = NULL;
+	}
 }
 
 static char *dup_span(struct span s)
@@ -199,8 +208,7 @@ int spool_load(struct spool_entry *out, int dirfd, const char *name)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	uint8_t *data;
-	size_t got = 0;
+	void *data;
 	int rc;
 
 	if (fd < 0) {
@@ -211,28 +219,23 @@ int spool_load(struct spool_entry *out, int dirfd, const char *name)
 		close(fd);
 		return rc;
 	}
-	data = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
-	if (data == NULL) {
+	if (st.st_size <= 0) {
 		close(fd);
-		return -ENOMEM;
+		return -EINVAL; /* never acknowledged: a committed file has a trailer */
 	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
+	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	rc = data == MAP_FAILED ? -errno : 0;
 	close(fd);
-	rc = spool_parse(out, data, got);
 	if (rc != 0) {
-		free(data);
+		return rc;
 	}
-	return rc;
+	rc = spool_parse(out, data, (size_t)st.st_size);
+	if (rc != 0) {
+		munmap(data, (size_t)st.st_size);
+		return rc;
+	}
+	out->mapped = true;
+	return 0;
 }
 
 static int mkdir_one(const char *p)

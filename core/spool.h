@@ -47,6 +47,7 @@ struct spool_entry {
 	struct msg_env env;
 	uint8_t *data;
 	size_t data_len;
+	bool mapped;     /* data is a read-only file mapping (spool_load), else malloc'd */
 	struct span msg; /* the message, inside data */
 };
 
@@ -57,7 +58,11 @@ struct spool_entry {
  */
 int spool_parse(struct spool_entry *out, uint8_t *data, size_t len);
 
-/* spool_load reads dirfd/name and parses it; -errno from I/O or spool_parse. */
+/*
+ * spool_load maps dirfd/name read-only and parses it; -errno from I/O or
+ * spool_parse. A mapping keeps a large message in the page cache instead of
+ * the worker's heap.
+ */
 int spool_load(struct spool_entry *out, int dirfd, const char *name);
 
 void spool_entry_fini(struct spool_entry *e);
