@@ -1,8 +1,9 @@
 /*
  * log.h - one line shape for every log: "<shard> <16-hex session> <event> key=value..."
- * (STYLE.md §7). Lines go to stderr with a single write(2) each, so lines
- * from different threads never interleave. The level is checked before any
- * formatting. Client text must be escaped by the caller (log_escape).
+ * (STYLE.md §7). Lines go to stderr whole, so lines from different threads
+ * never interleave; while serving, through a logger thread (see
+ * log_start_async). The level is checked before any formatting. Client
+ * text must be escaped by the caller (log_escape).
  */
 #ifndef OMX_LOG_H
 #define OMX_LOG_H
@@ -36,6 +37,15 @@ void log_line_impl(enum log_level lvl, const char *who, const char *fmt, ...)
 			log_line_impl((lvl), (who), __VA_ARGS__); \
 		}                                             \
 	} while (0)
+
+/*
+ * log_start_async starts the logger thread: from then on log lines go
+ * through per-thread rings and no thread blocks on stderr (a full ring drops
+ * and counts). log_stop_async drains everything, stops it and returns to
+ * direct writes. Main thread only.
+ */
+void log_start_async(void);
+void log_stop_async(void);
 
 /*
  * log_escape copies at most `len` bytes of client text into out[out_len] as

@@ -261,6 +261,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	log_start_async();
 	for (i = 0; i < cfg->shards && i < 64; i++) {
 		if ((workers[i] = deliver_start(&dg, i)) == NULL) {
 			rc = EXIT_STARTUP;
@@ -307,6 +308,7 @@ stop:
 	if (rc == EXIT_OK) {
 		log_line(LOG_NOTICE, "main", "stopped");
 	}
+	log_stop_async();
 out:
 	for (i = 0; i < num_sinks; i++) {
 		sink_unconfigure(&sinks[i]);
