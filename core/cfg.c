@@ -76,6 +76,8 @@ void cfg_usage(FILE *f)
 "    oceanmx serve [-c FILE] [OPTIONS]\n"
 "    oceanmx check-config [-c FILE] [OPTIONS]\n"
 "    oceanmx parse [--inline-max BYTES] [FILE|-]   print the JSON document of one message\n"
+"    oceanmx verify [--dns ADDR[:PORT]] [--hostname NAME] [--now UNIXTIME] [FILE|-]\n"
+"                                 verify the DKIM signatures of one message offline\n"
 "    oceanmx --help | --version\n"
 "\n"
 "DESCRIPTION\n"

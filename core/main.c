@@ -320,6 +320,7 @@ out:
 }
 
 int cmd_parse(int argc, char **argv); /* core/cmd_parse.c */
+int cmd_verify(int argc, char **argv); /* core/cmd_verify.c */
 
 int main(int argc, char **argv)
 {
@@ -341,6 +342,8 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "parse") == 0)
 			return cmd_parse(argc - 1, argv + 1);
+		if (strcmp(a, "verify") == 0)
+			return cmd_verify(argc - 1, argv + 1);
 		if (strcmp(a, "serve") == 0) {
 			first = 2;
 		} else if (strcmp(a, "check-config") == 0) {

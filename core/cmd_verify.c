@@ -1,0 +1,356 @@
+/*
+ * cmd_verify.c - "oceanmx verify [FILE|-]": verify the DKIM signatures of
+ * one message offline and print the Authentication-Results field we would
+ * prepend, then the results as JSON ({"dkim":[...]}, the auth.dkim[] of
+ * docs/json.md).
+ *
+ * The message is streamed: header fields go to the verifier as they are
+ * complete, so each key lookup starts as soon as its DKIM-Signature field
+ * has been read (DNS overlaps reading the body), body bytes are hashed in
+ * 64 KiB chunks. A file with bare LF line ends is read as CRLF (RFC 5322
+ * messages on disk often are). Exit: 0 verified (whatever the results),
+ * 1 input or output error, 2 usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/bb.h"
+#include "../proto/json.h"
+#include "../verify/authres.h"
+#include "../verify/dkim.h"
+#include "../verify/dns.h"
+
+int cmd_verify(int argc, char **argv);
+
+#define VERIFY_CHUNK 65536
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: oceanmx verify [--dns ADDR[:PORT]] [--dns-timeout MS] [--hostname NAME]\n"
+			"                      [--now UNIXTIME] [--max-signatures N] [FILE|-]\n");
+	return 2;
+}
+
+struct keyq {
+	struct dkim_msg *m;
+	unsigned sig;
+};
+
+struct vctx {
+	struct dkim_msg *m;
+	struct dns_resolver *dns;
+	struct dns_opts dopts;
+	bool dns_failed;
+	struct keyq q[DKIM_SIGS_HARD_MAX];
+	struct bb field;    /* the header field being assembled */
+	struct bb line;     /* the current line (headers only) */
+	bool in_body;
+	bool prev_cr;       /* LF normalisation across chunks */
+};
+
+static void key_done(void *arg, const struct dns_txt_answer *a)
+{
+	struct keyq *q = arg;
+
+	dkim_msg_key_answer(q->m, q->sig, a);
+}
+
+static void start_lookup(struct vctx *v, unsigned sig)
+{
+	static struct dns_txt_answer fail; /* status DNS_ERROR, no records */
+	uint64_t id;
+	char *err = NULL;
+
+	v->q[sig].m = v->m;
+	v->q[sig].sig = sig;
+	if (v->dns == NULL && !v->dns_failed) {
+		v->dns = dns_unbound_new(&v->dopts, &err);
+		if (v->dns == NULL) {
+			fprintf(stderr, "oceanmx verify: %s\n", err ? err : "dns: cannot start the resolver");
+			free(err);
+			v->dns_failed = true;
+		}
+	}
+	if (v->dns == NULL || dns_txt(v->dns, dkim_msg_key_name(v->m, sig), 0, key_done, &v->q[sig], &id) != 0) {
+		fail.status = DNS_ERROR;
+		dkim_msg_key_answer(v->m, sig, &fail);
+	}
+}
+
+static int flush_field(struct vctx *v)
+{
+	int sig = -1, rc;
+
+	if (v->field.len == 0) {
+		return 0;
+	}
+	rc = dkim_msg_header(v->m, bb_span(&v->field), &sig);
+	bb_reset(&v->field, 0);
+	if (rc != 0) {
+		return rc;
+	}
+	if (sig >= 0) {
+		start_lookup(v, (unsigned)sig);
+	}
+	return 0;
+}
+
+/* header_line handles one complete header line (with its CRLF). */
+static int header_line(struct vctx *v, struct span line)
+{
+	int rc;
+
+	if (line.len == 2) { /* "\r\n": end of the header section */
+		if ((rc = flush_field(v)) != 0) {
+			return rc;
+		}
+		dkim_msg_headers_end(v->m);
+		v->in_body = true;
+		return 0;
+	}
+	if (line.p[0] != ' ' && line.p[0] != '\t' && (rc = flush_field(v)) != 0) {
+		return rc;
+	}
+	if (v->field.len > 0 && (rc = bb_append(&v->field, "\r\n", 2)) != 0) {
+		return rc; /* keep the fold: the field is passed as received */
+	}
+	return bb_append(&v->field, line.p, line.len - 2);
+}
+
+/* feed takes normalised (CRLF) message bytes. */
+static int feed(struct vctx *v, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		const uint8_t *lf;
+		size_t n;
+		int rc;
+
+		if (v->in_body) {
+			dkim_msg_body(v->m, p, len);
+			return 0;
+		}
+		lf = memchr(p, '\n', len);
+		n = lf ? (size_t)(lf - p) + 1 : len;
+		if ((rc = bb_append(&v->line, p, n)) != 0) {
+			return rc;
+		}
+		p += n;
+		len -= n;
+		if (lf != NULL) {
+			rc = header_line(v, bb_span(&v->line));
+			bb_reset(&v->line, 0);
+			if (rc != 0) {
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+/* feed_raw turns bare LF into CRLF, then feeds. */
+static int feed_raw(struct vctx *v, const uint8_t *p, size_t len)
+{
+	static uint8_t out[2 * VERIFY_CHUNK];
+	size_t n = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] == '\n' && !v->prev_cr) {
+			out[n++] = '\r';
+		}
+		out[n++] = p[i];
+		v->prev_cr = p[i] == '\r';
+	}
+	return feed(v, out, n);
+}
+
+static void write_json(struct bb *out, const struct dkim_result *r, size_t n)
+{
+	struct json j;
+
+	json_init(&j, out);
+	json_obj(&j);
+	json_key(&j, "dkim");
+	json_arr(&j);
+	for (size_t i = 0; i < n; i++) {
+		json_obj(&j);
+		json_key(&j, "result");
+		json_cstr(&j, auth_res_name(r[i].res));
+		json_key(&j, "reason");
+		json_cstr(&j, r[i].reason);
+		json_key(&j, "domain");
+		json_cstr(&j, r[i].domain);
+		json_key(&j, "selector");
+		json_cstr(&j, r[i].selector);
+		json_key(&j, "algorithm");
+		json_cstr(&j, r[i].algorithm);
+		json_key(&j, "identity");
+		json_cstr(&j, r[i].identity[0] ? r[i].identity : NULL);
+		json_key(&j, "b");
+		json_cstr(&j, r[i].b);
+		json_key(&j, "testing");
+		json_bool(&j, r[i].testing);
+		json_key(&j, "key_bits");
+		json_u64(&j, r[i].key_bits);
+		json_obj_end(&j);
+	}
+	json_arr_end(&j);
+	json_obj_end(&j);
+	if (j.err == 0 && bb_append(out, "\n", 1) != 0) {
+		j.err = -ENOMEM;
+	}
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' && s[0] != '-';
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	const char *path = "-", *hostname = NULL;
+	struct dkim_opts o = { 0 };
+	struct dkim_result res[DKIM_SIGS_HARD_MAX];
+	struct vctx v;
+	struct bb out;
+	static uint8_t buf[VERIFY_CHUNK];
+	char host[256];
+	uint64_t u;
+	size_t n;
+	int fd = 0, rc = 1;
+
+	memset(&v, 0, sizeof(v));
+	o.now = (uint64_t)time(NULL);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage();
+			return 0;
+		} else if (strcmp(a, "--dns") == 0 && i + 1 < argc) {
+			v.dopts.upstream = argv[++i];
+		} else if (strcmp(a, "--dns-timeout") == 0 && i + 1 < argc) {
+			if (!parse_u64(argv[++i], &u) || u == 0 || u > 600000) {
+				return usage();
+			}
+			v.dopts.timeout_ms = (uint32_t)u;
+		} else if (strcmp(a, "--hostname") == 0 && i + 1 < argc) {
+			hostname = argv[++i];
+		} else if (strcmp(a, "--now") == 0 && i + 1 < argc) {
+			if (!parse_u64(argv[++i], &o.now)) {
+				return usage();
+			}
+		} else if (strcmp(a, "--max-signatures") == 0 && i + 1 < argc) {
+			if (!parse_u64(argv[++i], &u) || u == 0 || u > DKIM_SIGS_HARD_MAX) {
+				return usage();
+			}
+			o.max_sigs = (unsigned)u;
+		} else if (a[0] == '-' && a[1] != '\0') {
+			return usage();
+		} else {
+			path = a;
+		}
+	}
+	if (hostname == NULL) {
+		if (gethostname(host, sizeof(host)) != 0) {
+			strcpy(host, "localhost");
+		}
+		host[sizeof(host) - 1] = '\0';
+		hostname = host;
+	}
+	if (v.dopts.upstream != NULL) {
+		char *err = NULL;
+
+		/* Check the address now: a typo is a usage error, not a temperror. */
+		v.dns = dns_unbound_new(&v.dopts, &err);
+		if (v.dns == NULL) {
+			fprintf(stderr, "oceanmx verify: %s\n", err ? err : "dns setup failed");
+			free(err);
+			return 2;
+		}
+	}
+	if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		fprintf(stderr, "oceanmx verify: %s: %s\n", path, strerror(errno));
+		dns_free(v.dns);
+		return 1;
+	}
+	bb_init(&out, 0);
+	bb_init(&v.field, DKIM_HDR_BYTES_MAX);
+	bb_init(&v.line, DKIM_HDR_BYTES_MAX);
+	v.m = dkim_msg_new(&o);
+	if (v.m == NULL) {
+		fprintf(stderr, "oceanmx verify: out of memory\n");
+		goto out;
+	}
+	for (;;) {
+		ssize_t got = read(fd, buf, sizeof(buf));
+
+		if (got < 0 && errno == EINTR) {
+			continue;
+		}
+		if (got < 0) {
+			fprintf(stderr, "oceanmx verify: %s: %s\n", path, strerror(errno));
+			goto out;
+		}
+		if (got == 0) {
+			break;
+		}
+		if (feed_raw(&v, buf, (size_t)got) != 0) {
+			fprintf(stderr, "oceanmx verify: header section too large or out of memory\n");
+			goto out;
+		}
+		if (v.dns != NULL) {
+			dns_process(v.dns, dns_now_ms()); /* answers that are already here */
+		}
+	}
+	if (!v.in_body) {
+		/* no empty line: a last line without CRLF, then the end of the header */
+		if ((v.line.len > 0 && (bb_append(&v.line, "\r\n", 2) != 0 || header_line(&v, bb_span(&v.line)) != 0)) ||
+		    flush_field(&v) != 0) {
+			fprintf(stderr, "oceanmx verify: out of memory\n");
+			goto out;
+		}
+		dkim_msg_headers_end(v.m);
+	}
+	dkim_msg_body_end(v.m);
+	if (v.dns != NULL && dns_wait(v.dns) != 0) {
+		fprintf(stderr, "oceanmx verify: dns: wait failed\n");
+	}
+	n = dkim_msg_results(v.m, res, DKIM_SIGS_HARD_MAX);
+	if (authres_write(&out, hostname, res, n) != 0) {
+		fprintf(stderr, "oceanmx verify: out of memory\n");
+		goto out;
+	}
+	/* The field is CRLF-folded as it would be stored; print it with LF. */
+	n = 0;
+	for (size_t i = 0; i < out.len; i++) {
+		if (out.p[i] != '\r') {
+			out.p[n++] = out.p[i];
+		}
+	}
+	out.len = n;
+	write_json(&out, res, dkim_msg_num_sigs(v.m));
+	if (fwrite(out.p, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
+		fprintf(stderr, "oceanmx verify: stdout: %s\n", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd > 0) {
+		close(fd);
+	}
+	dkim_msg_free(v.m);
+	dns_free(v.dns);
+	bb_fini(&v.field);
+	bb_fini(&v.line);
+	bb_fini(&out);
+	return rc;
+}

@@ -1,0 +1,37 @@
+/*
+ * authres.h - the Authentication-Results header field (RFC 8601): writing
+ * ours, and recognising existing ones that claim our authserv-id so they
+ * can be removed before ours is added (RFC 8601 §5).
+ *
+ * Pure; writes into a caller's byte builder.
+ */
+#ifndef OMX_AUTHRES_H
+#define OMX_AUTHRES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../core/bb.h"
+#include "../core/span.h"
+#include "dkim.h"
+
+/*
+ * authres_write appends a complete field "Authentication-Results: ID;
+ * dkim=... CRLF", one result per folded line, each with its reason and
+ * header.d, header.i (when i= was given), header.s, header.a, header.b
+ * (RFC 8601 §2.2, §2.7.1; RFC 6008 §4). With no results it writes
+ * "dkim=none". Values that are not tokens are written as quoted strings;
+ * control characters never reach the output. 0, -ENOMEM or -E2BIG.
+ */
+__attribute__((warn_unused_result)) int authres_write(struct bb *out, const char *authserv_id,
+							const struct dkim_result *dkim, size_t num_dkim);
+
+/*
+ * authres_is_ours: `field` (a whole header field as received, without its
+ * final CRLF) is an Authentication-Results field (not ARC-Authentication-
+ * Results) whose authserv-id equals `authserv_id`, ASCII case-insensitively,
+ * CFWS and an optional version allowed (RFC 8601 §2.2, §5).
+ */
+bool authres_is_ours(struct span field, const char *authserv_id);
+
+#endif
