@@ -9,7 +9,8 @@
  * The message is parsed while tx_write streams it (the MIME parser is
  * incremental), so only bodies and small attachments are held in memory.
  * Durability as the maildir sink: every file is written under a ".tmp"
- * name, fdatasync'ed and renamed at flush(); DIR is fsync'ed once per batch;
+ * name; flush() makes the batch durable with one syncfs(), renames, and
+ * fsyncs DIR once per batch;
  * the .json is renamed last, so a reader that sees ID.json finds the rest.
  * Names come from env->id, so a redelivery replaces the same files.
  */
@@ -332,17 +333,16 @@ static void json_flush(void *state)
 	struct sink_tx *tx, *ok = NULL, **ok_tail = &ok, *next;
 	int dir_err = 0;
 
+	/* 1. every file of the batch durable with one syncfs (as the spool's group
+	 * commit does: one journal commit instead of an fdatasync per file). */
+	int sync_err = st->pending != NULL && syncfs(st->dir_fd) != 0 ? -errno : 0;
+
 	for (tx = st->pending; tx != NULL; tx = next) {
 		char why[512];
-		int err = tx->err;
+		int err = tx->err ? tx->err : sync_err;
 
 		next = tx->next;
-		/* 1. every file durable, 2. renamed, the .json last. */
-		for (size_t i = 0; err == 0 && i < tx->num_files; i++) {
-			if (fdatasync(tx->files[i].fd) != 0) {
-				err = -errno;
-			}
-		}
+		/* 2. renamed, the .json last. */
 		for (size_t i = 0; err == 0 && i < tx->num_files; i++) {
 			if (renameat(st->dir_fd, tx->files[i].tmp, st->dir_fd, tx->files[i].final) != 0) {
 				err = -errno;
