@@ -340,10 +340,12 @@ int main(int argc, char **argv)
 			printf("oceanmx %s\n", OMX_VERSION);
 			return EXIT_OK;
 		}
-		if (strcmp(a, "parse") == 0)
+		if (strcmp(a, "parse") == 0) {
 			return cmd_parse(argc - 1, argv + 1);
-		if (strcmp(a, "verify") == 0)
+		}
+		if (strcmp(a, "verify") == 0) {
 			return cmd_verify(argc - 1, argv + 1);
+		}
 		if (strcmp(a, "serve") == 0) {
 			first = 2;
 		} else if (strcmp(a, "check-config") == 0) {

@@ -18,6 +18,8 @@ PKGS=(
   libcriterion-dev
   # integration tests and benchmarks: real clients and peers
   python3 swaks postfix
+  # MIME parse benchmark peer (bench/mime)
+  libgmime-3.0-dev
 )
 
 missing=()
