@@ -101,6 +101,9 @@ enum auth_res dkim_key_check(const struct dkim_key *key, const struct dkim_sig *
 	if (sig->alg == DKIM_ALG_RSA_SHA256 && key->k != DKIM_KEY_RSA) {
 		PERM("key type does not match the signature algorithm");
 	}
+	if (key->k == DKIM_KEY_ED25519 && key->p_len != 32) {
+		PERM("ed25519 public key is not 32 octets (RFC 8463 section 4)");
+	}
 	if (!key->sha256_ok) {
 		PERM("key record h= does not allow sha256");
 	}

@@ -46,7 +46,8 @@ __attribute__((warn_unused_result)) enum auth_res dkim_key_parse(struct dkim_key
 
 /*
  * dkim_key_check checks a parsed key against a signature: key type, hash
- * algorithm and t=s. AUTH_NONE when they fit, else AUTH_PERMERROR.
+ * algorithm, ed25519 key length and t=s. AUTH_NONE when they fit, else
+ * AUTH_PERMERROR.
  */
 __attribute__((warn_unused_result)) enum auth_res dkim_key_check(const struct dkim_key *key,
 								   const struct dkim_sig *sig,
