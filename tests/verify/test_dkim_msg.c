@@ -1,0 +1,246 @@
+/*
+ * test_dkim_msg.c - verify/dkim.c, the message-level verifier, with the
+ * fake crypto seam (crypto_fake.c: a "signature" is the header digest
+ * itself, the key is "good"). Checks h= selection from the bottom with
+ * over-signing, b= deletion, body hash, l=, x=, key answers, the signature
+ * bound, and that any split of the body gives the same result.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../proto/sha256.h"
+#include "../../verify/dkim.h"
+
+static void b64(char *out, const uint8_t *p, size_t len)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
+			     (i + 2 < len ? p[i + 2] : 0);
+
+		out[o++] = t[v >> 18 & 63];
+		out[o++] = t[v >> 12 & 63];
+		out[o++] = i + 1 < len ? t[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < len ? t[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
+static void sha_b64(char *out, const char *s)
+{
+	struct sha256 h;
+	uint8_t d[SHA256_LEN];
+
+	sha256_init(&h);
+	sha256_update(&h, s, strlen(s));
+	sha256_final(&h, d);
+	b64(out, d, sizeof(d));
+}
+
+static const char *const FROM = "From: A <a@x.test>";
+static const char *const SUBJ = "Subject:  Hi   there";
+static const char *const TO = "To: b@y.test";
+
+/* signature builds a DKIM-Signature over FROM and SUBJ (relaxed) with `tags` added. */
+static void signature(char *out, size_t out_len, const char *canon_body, const char *tags)
+{
+	char bh[64], b[64], head[1024], input[2048];
+
+	sha_b64(bh, canon_body);
+	snprintf(head, sizeof(head),
+		 "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=x.test; s=sel;\r\n\th=from:subject:from;%s bh=%s; b=",
+		 tags, bh);
+	snprintf(input, sizeof(input), "from:A <a@x.test>\r\nsubject:Hi there\r\n"
+		 "dkim-signature:v=1; a=rsa-sha256; c=relaxed/relaxed; d=x.test; s=sel; h=from:subject:from;%s bh=%s; b=",
+		 tags, bh);
+	sha_b64(b, input);
+	snprintf(out, out_len, "%s\r\n\t%s", head, b); /* a fold inside b= too */
+}
+
+static struct dns_txt_answer good_key;
+
+static void key_answer(struct dns_txt_answer *a, enum dns_status st, const char *rec)
+{
+	memset(a, 0, sizeof(*a));
+	a->status = st;
+	if (rec != NULL) {
+		memcpy(a->buf, rec, strlen(rec));
+		a->buf_len = strlen(rec);
+		a->rec[0] = span_make(a->buf, a->buf_len);
+		a->num_records = 1;
+	}
+}
+
+/* run verifies headers[] + body (fed in pieces of `step` bytes) and returns the first result. */
+static struct dkim_result run(const char *const *hdrs, size_t num, const char *body, size_t step,
+			      const struct dns_txt_answer *ans, uint64_t now)
+{
+	struct dkim_opts o = { .now = now };
+	struct dkim_msg *m = dkim_msg_new(&o);
+	struct dkim_result r[4];
+	size_t len = strlen(body);
+
+	cr_assert_not_null(m);
+	for (size_t i = 0; i < num; i++) {
+		int sig;
+
+		cr_assert_eq(dkim_msg_header(m, span_cstr(hdrs[i]), &sig), 0);
+		if (sig >= 0) {
+			cr_assert_str_eq(dkim_msg_key_name(m, (unsigned)sig), "sel._domainkey.x.test");
+			if (ans != NULL) {
+				dkim_msg_key_answer(m, (unsigned)sig, ans);
+			}
+		}
+	}
+	dkim_msg_headers_end(m);
+	for (size_t at = 0; at < len; at += step) {
+		dkim_msg_body(m, (const uint8_t *)body + at, at + step <= len ? step : len - at);
+	}
+	dkim_msg_body_end(m);
+	cr_assert_eq(dkim_msg_results(m, r, 4), 1);
+	dkim_msg_free(m);
+	return r[0];
+}
+
+static void setup(void)
+{
+	key_answer(&good_key, DNS_OK, "v=DKIM1; k=rsa; p=Z29vZA==");
+}
+
+TestSuite(dkim_msg, .init = setup);
+
+Test(dkim_msg, passes_and_any_split_agrees)
+{
+	char sig[2048];
+	const char *body = "Hello  world \r\n\r\n\r\n";
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	const char *h[] = { sig, FROM, SUBJ, TO };
+	for (size_t step = 1; step <= strlen(body); step++) {
+		struct dkim_result r = run(h, 4, body, step, &good_key, 0);
+
+		cr_assert_eq(r.res, AUTH_PASS, "step %zu: %s", step, r.reason);
+	}
+	struct dkim_result r = run(h, 4, body, 64, &good_key, 0);
+	cr_assert_str_eq(r.domain, "x.test");
+	cr_assert_str_eq(r.selector, "sel");
+	cr_assert_str_eq(r.algorithm, "rsa-sha256");
+	cr_assert_eq(strlen(r.b), DKIM_B_PREFIX);
+	cr_assert_eq(r.identity[0], '\0');
+}
+
+Test(dkim_msg, oversigned_from_catches_an_added_from)
+{
+	char sig[2048];
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	const char *h[] = { sig, FROM, SUBJ, TO, "From: evil@attacker.test" };
+	struct dkim_result r = run(h, 5, "Hello world\r\n", 99, &good_key, 0);
+
+	cr_assert_eq(r.res, AUTH_FAIL);
+	cr_assert_str_eq(r.reason, "signature did not verify");
+}
+
+Test(dkim_msg, changed_subject_and_body_fail)
+{
+	char sig[2048];
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	const char *h[] = { sig, FROM, "Subject: Hi there!", TO };
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, &good_key, 0).res, AUTH_FAIL);
+	const char *h2[] = { sig, FROM, SUBJ, TO };
+	struct dkim_result r = run(h2, 4, "Hello world!\r\n", 99, &good_key, 0);
+	cr_assert_eq(r.res, AUTH_FAIL);
+	cr_assert_str_eq(r.reason, "body hash did not verify");
+	/* an unsigned header may change freely */
+	const char *h3[] = { sig, FROM, SUBJ, "To: someone@else.test" };
+	cr_assert_eq(run(h3, 4, "Hello world\r\n", 99, &good_key, 0).res, AUTH_PASS);
+}
+
+Test(dkim_msg, body_length_limit)
+{
+	char sig[2048];
+
+	signature(sig, sizeof(sig), "Hello world\r\n", " l=13;");
+	const char *h[] = { sig, FROM, SUBJ, TO };
+	cr_assert_eq(run(h, 4, "Hello  world\r\nappended by a list\r\n", 5, &good_key, 0).res, AUTH_PASS);
+	signature(sig, sizeof(sig), "Hello world\r\n", " l=100;");
+	struct dkim_result r = run(h, 4, "Hello world\r\n", 5, &good_key, 0);
+	cr_assert_eq(r.res, AUTH_FAIL);
+}
+
+Test(dkim_msg, expiry)
+{
+	char sig[2048];
+
+	signature(sig, sizeof(sig), "Hello world\r\n", " t=100; x=200;");
+	const char *h[] = { sig, FROM, SUBJ, TO };
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, &good_key, 150).res, AUTH_PASS);
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, &good_key, 201).res, AUTH_PERMERROR);
+}
+
+Test(dkim_msg, key_answers)
+{
+	char sig[2048];
+	struct dns_txt_answer a;
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	const char *h[] = { sig, FROM, SUBJ, TO };
+	key_answer(&a, DNS_NXDOMAIN, NULL);
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, &a, 0).res, AUTH_PERMERROR);
+	key_answer(&a, DNS_TIMEOUT, NULL);
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, &a, 0).res, AUTH_TEMPERROR);
+	key_answer(&a, DNS_SERVFAIL, NULL);
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, &a, 0).res, AUTH_TEMPERROR);
+	cr_assert_eq(run(h, 4, "Hello world\r\n", 99, NULL, 0).res, AUTH_TEMPERROR); /* never answered */
+	key_answer(&a, DNS_OK, "k=rsa; p=");
+	struct dkim_result r = run(h, 4, "Hello world\r\n", 99, &a, 0);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	cr_assert(strstr(r.reason, "revoked") != NULL);
+	key_answer(&a, DNS_OK, "v=DKIM1; k=rsa; t=y; p=Z29vZA==");
+	r = run(h, 4, "Hello world\r\n", 99, &a, 0);
+	cr_assert(r.res == AUTH_PASS && r.testing);
+}
+
+Test(dkim_msg, signature_bound)
+{
+	char sig[2048];
+	struct dkim_opts o = { .max_sigs = 2 };
+	struct dkim_msg *m = dkim_msg_new(&o);
+	struct dkim_result r[4];
+	int s;
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(dkim_msg_header(m, span_cstr(sig), &s), 0);
+		cr_assert_eq(s, i < 2 ? i : -1);
+	}
+	cr_assert_eq(dkim_msg_num_sigs(m), 2);
+	cr_assert_eq(dkim_msg_num_skipped(m), 1);
+	cr_assert_eq(dkim_msg_keys_pending(m), 2);
+	dkim_msg_body_end(m);
+	cr_assert_eq(dkim_msg_results(m, r, 4), 2);
+	dkim_msg_free(m);
+}
+
+Test(dkim_msg, broken_signature_keeps_its_names)
+{
+	const char *h[] = { "DKIM-Signature: v=1; a=rsa-sha1; d=x.test; s=sel; h=from; bh=Z29vZA==; b=Z29vZA==", FROM };
+	struct dkim_opts o = { 0 };
+	struct dkim_msg *m = dkim_msg_new(&o);
+	struct dkim_result r[1];
+	int s;
+
+	cr_assert_eq(dkim_msg_header(m, span_cstr(h[0]), &s), 0);
+	cr_assert_eq(s, -1, "no key lookup for a refused signature");
+	cr_assert_eq(dkim_msg_header(m, span_cstr(h[1]), &s), 0);
+	dkim_msg_body_end(m);
+	cr_assert_eq(dkim_msg_results(m, r, 1), 1);
+	cr_assert_eq(r[0].res, AUTH_PERMERROR);
+	cr_assert_str_eq(r[0].domain, "x.test");
+	cr_assert_str_eq(r[0].algorithm, "rsa-sha1");
+	dkim_msg_free(m);
+}
