@@ -165,7 +165,7 @@ Test(dkim_key, records)
 
 Test(dkim_key, oversized_key_refused_before_parsing)
 {
-	static char rec[2048];
+	static char rec[4200];
 	static struct dkim_key k;
 	const char *why;
 
