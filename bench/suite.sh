@@ -1,0 +1,511 @@
+#!/usr/bin/env bash
+# bench/suite.sh - oceanmx against its peers, every workload, one run, with
+# the bundled load generator (build/oceanmx-load). Writes
+# bench/results/suite-DATE.md (table, ratios to oceanmx, machine and kernel)
+# and suite-DATE.svg (chart, gnuplot) plus the raw JSON reports.
+#
+#   bench/suite.sh                      full run (about 5-10 minutes)
+#   SUITE_QUICK=1 bench/suite.sh        small counts (about 1-2 minutes)
+#   SUITE_PEERS="oceanmx sink" bench/suite.sh
+#
+# Peers, each on its own free 127.0.0.1 port with private config and data
+# under a temp dir (nothing system-wide is changed; everything started here
+# is stopped on exit):
+#   oceanmx   build/oceanmx, maildir sink (durable: fsync before 250)
+#   sink      Postfix smtp-sink: stores nothing, the ceiling
+#   postfix   a private Postfix instance (smtpd -> virtual(8) -> maildir)
+#   aiosmtpd  Python aiosmtpd, a handler that writes each message to a file
+#             (and verifies DKIM in W4, with python3-dkim)
+#   haraka    Haraka from the npm registry, a plugin that writes each message
+#             to a file (skipped if npm cannot install it)
+#   opensmtpd skipped: Debian's opensmtpd conflicts with postfix
+#             (mail-transport-agent), which the tests need
+#
+# Workloads (oceanmx-load): W1 4 KiB, 20 sessions, persistent; W2 100 KiB,
+# 10 sessions; W3 one message per connection, 50 concurrent; W4 DKIM
+# rsa-sha256 signed 4 KiB (verified where the peer can); W5 10,000 idle
+# connections (server memory per connection, bench/idle_conns.py); W6 open
+# loop at half of oceanmx's W1 rate (latency from the intended send time).
+# Also: Postfix smtp-source against smtp-sink with W1's shape, next to
+# oceanmx-load, to show the generator is not the bottleneck.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OMX="${OMX_BIN:-$ROOT/build/oceanmx}"
+LOAD="${OMX_LOAD_BIN:-$ROOT/build/oceanmx-load}"
+PEERS="${SUITE_PEERS:-oceanmx sink postfix aiosmtpd haraka}"
+OUT="${SUITE_OUT:-$ROOT/bench/results}"
+PY=/usr/bin/python3
+QUICK="${SUITE_QUICK:-0}"
+if [[ $QUICK != 0 ]]; then
+    N1=3000 N2=300 N3=600 N4=600 N5=2000 D6=3
+else
+    N1=20000 N2=2000 N3=4000 N4=4000 N5=10000 D6=10
+fi
+TO=rcpt@y.test FROM=load@x.test
+
+log() { printf '%s suite: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+[[ $(id -u) == 0 ]] || die "run as root (peers run as nobody/postfix, apt-get may be needed)"
+
+# ---------------------------------------------------------------- packages
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have smtp-sink || need_pkgs+=(postfix)
+have gnuplot || need_pkgs+=(gnuplot-nox)
+$PY -c 'import aiosmtpd' 2>/dev/null || need_pkgs+=(python3-aiosmtpd)
+$PY -c 'import dkim, nacl' 2>/dev/null || need_pkgs+=(python3-dkim python3-nacl)
+have npm || need_pkgs+=(npm)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+if [[ ! -x $OMX || ! -x $LOAD ]]; then
+    log "building oceanmx and oceanmx-load"
+    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$ROOT/build" -j"$(nproc)" --target oceanmx oceanmx-load >/dev/null
+fi
+
+WORK="$(mktemp -d /var/tmp/oceanmx-suite.XXXXXX)"
+chmod 755 "$WORK"
+STAMP="$(date -u +%Y-%m-%d-%H%M%S)"
+mkdir -p "$OUT" "$WORK/json"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# cgroup v2 for server CPU (usage_usec includes every process and thread).
+CG_ROOT=""
+for d in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    if [[ -f $d/cgroup.procs && -w $d ]] && mkdir "$d/oceanmx-suite.$$" 2>/dev/null; then
+        CG_ROOT="$d/oceanmx-suite.$$"; break
+    fi
+done
+
+CUR_PEER="" CUR_PID="" CUR_CG="" CUR_PFCFG=""
+stop_peer() {
+    [[ -n $CUR_PEER ]] || return 0
+    case $CUR_PEER in
+    postfix) timeout -k 5 60 postfix -c "$CUR_PFCFG" stop >/dev/null 2>&1 || true ;;
+    esac
+    if [[ -n $CUR_PID ]] && kill -0 "$CUR_PID" 2>/dev/null; then
+        kill -TERM "$CUR_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$CUR_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$CUR_PID" 2>/dev/null || true
+    fi
+    # Anything of this peer still in its cgroup (Postfix children, node workers).
+    if [[ -n $CUR_CG && -f $CUR_CG/cgroup.procs ]]; then
+        for _ in $(seq 50); do
+            [[ -s $CUR_CG/cgroup.procs ]] || break
+            xargs -r kill -KILL <"$CUR_CG/cgroup.procs" 2>/dev/null || true
+            sleep 0.1
+        done
+        rmdir "$CUR_CG" 2>/dev/null || true
+    fi
+    CUR_PEER="" CUR_PID="" CUR_CG=""
+}
+cleanup() {
+    stop_peer
+    [[ -n $CG_ROOT ]] && rmdir "$CG_ROOT" 2>/dev/null || true
+    if [[ ${SUITE_KEEP:-0} == 0 ]]; then rm -rf "$WORK"; else log "kept $WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listen() {  # wait_listen PORT: the greeting must come within 30 s
+    $PY - "$1" <<'EOF'
+import socket, sys, time
+port = int(sys.argv[1]); end = time.time() + 30
+while time.time() < end:
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if s.recv(512).startswith(b"220"):
+            s.sendall(b"QUIT\r\n"); s.close(); sys.exit(0)
+        s.close()
+    except OSError:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+cg_cpu_us() { [[ -n $CUR_CG ]] && awk '/^usage_usec/ {print $2}' "$CUR_CG/cpu.stat" || echo ""; }
+cg_rss_kb() {  # RSS of every process of the peer
+    [[ -n $CUR_CG ]] || { awk '/^VmRSS/ {print $2}' "/proc/$CUR_PID/status" 2>/dev/null; return; }
+    local t=0 p
+    for p in $(cat "$CUR_CG/cgroup.procs"); do
+        t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+launch() {  # launch PEER CMD...: start in the peer's cgroup, in the background
+    CUR_PEER=$1; shift
+    CUR_CG=""
+    if [[ -n $CG_ROOT ]]; then CUR_CG="$CG_ROOT/$CUR_PEER"; mkdir -p "$CUR_CG"; fi
+    (
+        [[ -n $CUR_CG ]] && echo "$BASHPID" >"$CUR_CG/cgroup.procs"
+        exec "$@"
+    ) >"$WORK/$CUR_PEER.log" 2>&1 &
+    CUR_PID=$!
+}
+
+# ---------------------------------------------------------------- peers
+start_oceanmx() {
+    local d=$WORK/oceanmx; mkdir -p "$d"
+    launch oceanmx "$OMX" serve --listen "127.0.0.1:$1" --spool "$d/spool" --sink "maildir:$d/maildir" \
+        --hostname bench.test --max-connections 20000 --max-connections-per-ip 0 --shutdown-timeout 5
+}
+start_sink() { launch sink smtp-sink -u nobody "127.0.0.1:$1" 1000; }
+start_postfix() {
+    # The private instance of bench/peers.sh (see its README): loopback,
+    # virtual(8) into one maildir owned by nobody, no throttles, no DNS.
+    local port=$1 pf=$WORK/postfix
+    mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/mail"
+    chown postfix "$pf/data"; chown nobody:nogroup "$pf/mail"; chmod 755 "$pf" "$pf/mail"
+    cat >"$pf/etc/main.cf" <<EOF
+compatibility_level = 3.6
+config_directory = $pf/etc
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = pf.bench.test
+mydestination =
+relay_domains =
+relayhost =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+smtputf8_enable = no
+smtpd_peername_lookup = no
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+smtpd_client_recipient_rate_limit = 0
+in_flow_delay = 0
+virtual_mailbox_domains = y.test
+virtual_mailbox_base = $pf/mail
+virtual_mailbox_maps = static:maildir/
+virtual_uid_maps = static:$(id -u nobody)
+virtual_gid_maps = static:$(id -g nobody)
+virtual_minimum_uid = 100
+maillog_file_prefixes = $pf
+maillog_file = $pf/maillog
+EOF
+    cat >"$pf/etc/master.cf" <<EOF
+127.0.0.1:$port inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+    CUR_PFCFG="$pf/etc"
+    # postfix start forks the master and returns; the master stays in the cgroup.
+    launch postfix timeout -k 5 60 postfix -c "$pf/etc" start
+    wait "$CUR_PID" || die "private Postfix did not start (see $pf/maillog)"
+    CUR_PID=$(tr -d ' ' <"$pf/queue/pid/master.pid")
+}
+start_aiosmtpd() {
+    local d=$WORK/aiosmtpd; mkdir -p "$d/mail"
+    cat >"$d/server.py" <<'EOF'
+# aiosmtpd peer of bench/suite.sh: writes each message to its own file; with
+# a zone file (argv 3) it verifies DKIM with python3-dkim and refuses failures.
+import asyncio, itertools, os, re, sys
+from aiosmtpd.smtp import SMTP
+port, outdir = int(sys.argv[1]), sys.argv[2]
+zone = {}
+if len(sys.argv) > 3:
+    import dkim
+    for line in open(sys.argv[3], "rb"):
+        m = re.match(rb"^(\S+)\s+IN\s+TXT\s+\((.*)\)\s*$", line)
+        if m:
+            zone[m.group(1).lower().rstrip(b".")] = b"".join(re.findall(rb'"([^"]*)"', m.group(2)))
+seq = itertools.count()
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        data = envelope.original_content or envelope.content
+        with open(os.path.join(outdir, "%d.eml" % next(seq)), "wb") as f:
+            f.write(data)
+        if zone:
+            try:
+                ok = dkim.verify(data, dnsfunc=lambda n, timeout=5: zone.get(n.lower().rstrip(b".")))
+            except Exception:
+                ok = False
+            if not ok:
+                return "550 5.7.20 DKIM verification failed"
+        return "250 2.0.0 Ok: queued"
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+srv = loop.run_until_complete(loop.create_server(lambda: SMTP(Handler(), hostname="aiosmtpd.bench.test"),
+                                                 "127.0.0.1", port, backlog=4096))
+loop.run_forever()
+EOF
+    launch aiosmtpd $PY "$d/server.py" "$1" "$d/mail" ${AIO_ZONE:+"$AIO_ZONE"}
+}
+HARAKA_DIR=$WORK/haraka-npm
+haraka_install() {
+    [[ -x $HARAKA_DIR/node_modules/.bin/haraka ]] && return 0
+    have npm || return 1
+    mkdir -p "$HARAKA_DIR"
+    log "npm install Haraka (private prefix $HARAKA_DIR)"
+    timeout 600 npm install --no-audit --no-fund --prefix "$HARAKA_DIR" Haraka >"$WORK/haraka-npm.log" 2>&1
+}
+start_haraka() {
+    local d=$WORK/haraka port=$1
+    rm -rf "$d"; mkdir -p "$d/mail"
+    "$HARAKA_DIR/node_modules/.bin/haraka" -i "$d/srv" >/dev/null 2>&1 || return 1
+    printf '[main]\nlisten=127.0.0.1:%s\nnodes=0\n' "$port" >"$d/srv/config/smtp.ini"
+    printf 'omx_file\n' >"$d/srv/config/plugins"
+    printf 'bench.test\n' >"$d/srv/config/me"
+    printf 'LOGWARN\n' >"$d/srv/config/loglevel"
+    cat >"$d/srv/plugins/omx_file.js" <<EOF
+// bench/suite.sh peer: accept every recipient, write each message to a file.
+const fs = require('fs');
+let seq = 0;
+exports.hook_rcpt = function (next) { next(OK); };
+exports.hook_queue = function (next, connection) {
+    const ws = fs.createWriteStream('$d/mail/' + process.pid + '.' + (seq++) + '.eml');
+    ws.on('finish', () => next(OK));
+    ws.on('error', () => next(DENYSOFT));
+    connection.transaction.message_stream.pipe(ws);
+};
+EOF
+    launch haraka "$HARAKA_DIR/node_modules/.bin/haraka" -c "$d/srv"
+}
+
+# ---------------------------------------------------------------- measuring
+RES="$WORK/results.tsv"
+printf 'peer\tworkload\tmsgs_s\tmib_s\tcpu_us_msg\tp99_ms\trss_mib\tdelivered\tfailed\tnote\n' >"$RES"
+
+# measure PEER WORKLOAD NOTE ARGS...: one oceanmx-load run against the current peer
+measure() {
+    local peer=$1 w=$2 note=$3; shift 3
+    local j="$WORK/json/$peer-$w.json" c0 c1 rc=0
+    c0=$(cg_cpu_us)
+    timeout -k 10 600 "$LOAD" --json -q --timeout 60 --from $FROM --to $TO "$@" "127.0.0.1:$PORT" >"$j" 2>"$j.err" || rc=$?
+    c1=$(cg_cpu_us)
+    $PY - "$j" "$peer" "$w" "${c0:-}" "${c1:-}" "$(cg_rss_kb)" "$note" "$rc" >>"$RES" <<'EOF'
+import json, sys
+j, peer, w, c0, c1, rss, note, rc = sys.argv[1:]
+try:
+    r = json.load(open(j))
+except Exception:
+    print("\t".join([peer, w, "", "", "", "", "", "0", "", "no report (exit %s)" % rc])); sys.exit()
+d = r["messages"]["delivered"]
+cpu = "%.0f" % ((int(c1) - int(c0)) / d) if c0 and c1 and d else ""
+if not r["ok"]:
+    note = (note + "; " if note else "") + "FAILED: %s" % (r.get("first_error") or "incomplete")
+print("\t".join([peer, w, "%.0f" % r["msgs_per_s"], "%.2f" % r["mib_per_s"], cpu,
+                 "%.2f" % (r["latency_us"]["p99"] / 1000), "%.1f" % (int(rss or 0) / 1024),
+                 str(d), str(r["messages"]["failed"]), note.replace("\t", " ")]))
+EOF
+    log "$peer $w: $(tail -1 "$RES" | cut -f3-10 | tr '\t' ' ')"
+}
+
+W1_RATE=""
+run_peer() {
+    local peer=$1
+    PORT=$(free_port)
+    case $peer in
+    haraka) haraka_install || { log "haraka: npm install failed, skipped"; SKIPPED+=("haraka: npm install failed (see haraka-npm.log)"); return; } ;;
+    esac
+    "start_$peer" "$PORT" || { log "$peer: did not start"; SKIPPED+=("$peer: did not start"); stop_peer; return; }
+    if ! wait_listen "$PORT"; then
+        log "$peer: no greeting on port $PORT"; tail -5 "$WORK/$peer.log" >&2 || true
+        SKIPPED+=("$peer: no greeting"); stop_peer; return
+    fi
+    log "$peer on 127.0.0.1:$PORT"
+    measure "$peer" W1 "" -m $N1 -c 20 --size 4096
+    if [[ $peer == oceanmx ]]; then
+        W1_RATE=$($PY -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["msgs_per_s"]))' "$WORK/json/oceanmx-W1.json")
+    fi
+    measure "$peer" W2 "" -m $N2 -c 10 --size 100k
+    measure "$peer" W3 "" -m $N3 -c 50 -p 1 --size 4096
+    local vnote="signed, not verified"
+    case $peer in aiosmtpd) vnote="verified (python3-dkim)" ;; oceanmx) vnote="signed; oceanmx DKIM verification not built yet" ;; esac
+    if [[ $peer == aiosmtpd ]]; then
+        stop_peer; PORT=$(free_port); AIO_ZONE="$WORK/dkim.zone" start_aiosmtpd "$PORT"; wait_listen "$PORT" || true
+    fi
+    measure "$peer" W4 "$vnote" -m $N4 -c 20 --size 4096 --dkim rsa --dkim-key "$WORK/dkim.pem" --dkim-dns "$WORK/dkim.zone.new"
+    if [[ $peer == aiosmtpd ]]; then
+        stop_peer; PORT=$(free_port); start_aiosmtpd "$PORT"; wait_listen "$PORT" || true
+    fi
+    if [[ -n $W1_RATE && $W1_RATE -gt 1 ]]; then
+        measure "$peer" W6 "open loop at $((W1_RATE / 2)) msg/s" -d $D6 -R $((W1_RATE / 2)) -c 50 --size 4096
+    fi
+    case $peer in
+    postfix) printf '%s\tW5\t\t\t\t\t\t\t\tn/a: one smtpd process per connection (process limit 200)\n' "$peer" >>"$RES" ;;
+    *)
+        local j="$WORK/json/$peer-W5.json" rc=0
+        timeout -k 10 600 $PY "$ROOT/bench/idle_conns.py" --pid "$CUR_PID" --port "$PORT" -n $N5 --sources 50 \
+            --json "$j" >"$j.out" 2>&1 || rc=$?
+        $PY - "$j" "$peer" "$rc" >>"$RES" <<'EOF'
+import json, sys
+j, peer, rc = sys.argv[1:]
+try:
+    r = json.load(open(j))
+    print("%s\tW5\t\t\t\t\t\t\t\t%s B/conn (anon RSS %s B/conn) of the server process, %s of %s idle connections greeted"
+          % (peer, r.get("vmrss_bytes_per_conn"), r.get("rssanon_bytes_per_conn"), r.get("greeted"), r.get("requested")))
+except Exception as e:
+    print("%s\tW5\t\t\t\t\t\t\t\tfailed (exit %s)" % (peer, rc))
+EOF
+        log "$peer W5: $(tail -1 "$RES" | cut -f10)"
+        ;;
+    esac
+    stop_peer
+}
+
+# The DKIM key and zone are made once, so every peer gets the same records.
+"$LOAD" --print-message --dkim rsa --dkim-key "$WORK/dkim.pem" --dkim-dns "$WORK/dkim.zone" --from $FROM --to $TO >/dev/null
+
+SKIPPED=("opensmtpd: Debian's opensmtpd conflicts with postfix (both are mail-transport-agent)")
+for p in $PEERS; do
+    case $p in oceanmx | sink | postfix | aiosmtpd | haraka) run_peer "$p" ;; *) SKIPPED+=("$p: unknown peer") ;; esac
+done
+
+# The generator against smtp-source: same shape as W1, against smtp-sink, same run.
+GEN_CMP=""
+if have smtp-source && have smtp-sink; then
+    PORT=$(free_port); start_sink "$PORT"; wait_listen "$PORT"
+    for rep in 1 2 3; do
+        t0=$(date +%s.%N)
+        smtp-source -d -s 20 -m $N1 -l 4096 -f $FROM -t $TO "127.0.0.1:$PORT" >/dev/null 2>&1 || true
+        t1=$(date +%s.%N)
+        ss=$($PY -c "print('%.0f' % ($N1 / ($t1 - $t0)))")
+        ol=$("$LOAD" --json -q -m $N1 -c 20 --size 4096 --from $FROM --to $TO "127.0.0.1:$PORT" |
+            $PY -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["msgs_per_s"])')
+        GEN_CMP+="| $rep | $ss | $ol | $($PY -c "print('%.2f' % ($ol / $ss))") |"$'\n'
+        log "smtp-sink: smtp-source $ss msg/s, oceanmx-load $ol msg/s"
+    done
+    stop_peer
+fi
+
+# ---------------------------------------------------------------- report
+MD="$OUT/suite-$STAMP.md"
+SVG="$OUT/suite-$STAMP.svg"
+cp "$RES" "$OUT/suite-$STAMP.tsv"
+$PY - "$RES" "$MD" "$SVG" "$WORK" <<EOF
+import csv, os, subprocess, sys
+res, md, svg, work = sys.argv[1:]
+rows = list(csv.DictReader(open(res), delimiter="\t"))
+base = {r["workload"]: r for r in rows if r["peer"] == "oceanmx"}
+def ratio(r, k, inv=False):
+    b = base.get(r["workload"], {}).get(k)
+    try:
+        v, b = float(r[k]), float(b)
+        return "%.2f" % ((b / v) if inv else (v / b)) if b and v else ""
+    except (TypeError, ValueError):
+        return ""
+names = {"W1": "W1 4 KiB, 20 sessions, persistent", "W2": "W2 100 KiB, 10 sessions",
+         "W3": "W3 1 message per connection, 50 concurrent", "W4": "W4 DKIM rsa-sha256 signed 4 KiB",
+         "W5": "W5 idle connections (memory)", "W6": "W6 open loop at half of oceanmx's W1 rate"}
+out = []
+out.append("# oceanmx against its peers (bench/suite.sh), %s\n" % "$STAMP")
+out.append("One command: \`bench/suite.sh\`%s. Every figure below comes from this one run on this machine;" % (" (SUITE_QUICK=1)" if "$QUICK" != "0" else ""))
+out.append("compare ratios, not absolute numbers, across machines. Ratios are peer / oceanmx for throughput")
+out.append("and oceanmx / peer for costs (CPU, p99, memory): **> 1 means the peer is better**.\n")
+out.append("## Machine\n")
+out.append("- kernel: %s" % os.uname().release)
+out.append("- cpu: %s x %d" % (next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"), os.cpu_count()))
+mem = {l.split(":")[0]: l.split()[1] for l in open("/proc/meminfo")}
+out.append("- memory: %d MiB" % (int(mem["MemTotal"]) // 1024))
+out.append("- os: %s" % next((l.split("=",1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME")), "?"))
+out.append("- oceanmx tree: %s" % subprocess.run(["git", "-C", "$ROOT", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip())
+out.append("- load generator: build/oceanmx-load on the same machine (shares the CPUs with the server)")
+out.append("- server CPU: cgroup v2 cpu.stat usage_usec of every process of the peer, per delivered message%s" % ("" if "$CG_ROOT" else " (n/a: no writable cgroup v2)"))
+out.append("- memory (rss): VmRSS of every process of the peer after the workload\n")
+for w in ["W1", "W2", "W3", "W4", "W6"]:
+    wr = [r for r in rows if r["workload"] == w]
+    if not wr:
+        continue
+    out.append("## %s\n" % names[w])
+    out.append("| peer | msg/s | x | MiB/s | server CPU us/msg | x | p99 ms | x | RSS MiB | delivered | failed | note |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in wr:
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["peer"], r["msgs_s"], ratio(r, "msgs_s"), r["mib_s"], r["cpu_us_msg"], ratio(r, "cpu_us_msg", True),
+            r["p99_ms"], ratio(r, "p99_ms", True), r["rss_mib"], r["delivered"], r["failed"], r["note"]))
+    out.append("")
+wr = [r for r in rows if r["workload"] == "W5"]
+if wr:
+    out.append("## %s\n" % names["W5"])
+    out.append("| peer | result |")
+    out.append("| --- | --- |")
+    for r in wr:
+        out.append("| %s | %s |" % (r["peer"], r["note"]))
+    out.append("")
+gen = """$GEN_CMP"""
+if gen.strip():
+    out.append("## The load generator is not the bottleneck\n")
+    out.append("Against Postfix smtp-sink, W1's shape (%s messages of 4 KiB, 20 sessions, many messages" % "$N1")
+    out.append("per session): Postfix \`smtp-source -d -s 20 -m %s -l 4096\` then \`oceanmx-load -m %s -c 20\`, alternating.\n" % ("$N1", "$N1"))
+    out.append("| round | smtp-source msg/s | oceanmx-load msg/s | ratio |")
+    out.append("| ---: | ---: | ---: | ---: |")
+    out.append(gen.rstrip())
+    out.append("")
+skipped = """$(printf '%s\n' "${SKIPPED[@]}")"""
+out.append("## Not measured\n")
+for s in skipped.strip().splitlines():
+    out.append("- " + s)
+out.append("\nRaw figures: \`%s\` (one row per peer and workload)." % os.path.basename(md).replace(".md", ".tsv"))
+out.append("\n![chart](%s)\n" % os.path.basename(svg))
+open(md, "w").write("\n".join(out) + "\n")
+# Chart: msg/s per workload, one bar per peer.
+peers = []
+for r in rows:
+    if r["peer"] not in peers:
+        peers.append(r["peer"])
+ws = ["W1", "W2", "W3", "W4"]
+dat = os.path.join(work, "chart.dat")
+with open(dat, "w") as f:
+    f.write("workload " + " ".join(peers) + "\n")
+    for w in ws:
+        vals = []
+        for p in peers:
+            v = [r["msgs_s"] for r in rows if r["peer"] == p and r["workload"] == w]
+            vals.append(v[0] if v and v[0] else "0")
+        f.write(w + " " + " ".join(vals) + "\n")
+gp = """set terminal svg size 900,500 dynamic font 'sans,11'
+set output '%s'
+set title 'messages/s by workload (bench/suite.sh, %s)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top right
+set ylabel 'messages/s'
+set logscale y
+set yrange [1:*]
+set grid ytics
+plot for [i=2:%d] '%s' using i:xtic(1) title columnheader
+""" % (svg, "$STAMP", len(peers) + 1, dat)
+subprocess.run(["gnuplot"], input=gp, text=True, check=False)
+EOF
+cp "$WORK"/json/*.json "$OUT/" 2>/dev/null || true
+mkdir -p "$OUT/suite-$STAMP.json" && mv "$OUT"/*-W[0-9].json "$OUT/suite-$STAMP.json/" 2>/dev/null || true
+log "wrote $MD and $SVG"
+cat "$MD"
