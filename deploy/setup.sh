@@ -20,6 +20,8 @@ PKGS=(
   python3 swaks postfix
   # MIME parse benchmark peer (bench/mime)
   libgmime-3.0-dev
+  # DKIM tests: a dnslib DNS server with failure modes; dkimpy as an independent verifier
+  python3-dnslib python3-dkim
 )
 
 missing=()
