@@ -362,7 +362,7 @@ run_peer() {
     postfix) printf '%s\tW5\t\t\t\t\t\t\t\tn/a: one smtpd process per connection (process limit 200)\n' "$peer" >>"$RES" ;;
     *)
         local j="$WORK/json/$peer-W5.json" rc=0
-        timeout -k 10 600 $PY "$ROOT/bench/idle_conns.py" --pid "$CUR_PID" --port "$PORT" -n $N5 --sources 50 \
+        timeout -k 10 600 $PY "$ROOT/bench/idle_conns.py" --pid "$CUR_PID" --port "$PORT" -n $N5 --sources 50 --timeout 60 \
             --json "$j" >"$j.out" 2>&1 || rc=$?
         $PY - "$j" "$peer" "$rc" >>"$RES" <<'EOF'
 import json, sys

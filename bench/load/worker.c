@@ -103,6 +103,11 @@ struct lconn {
 	char *cmdbuf;
 	size_t cmdbuf_cap, cmdbuf_len;
 	const struct lmsg *msg;
+	/* A chained transaction: its MAIL/RCPT/DATA went out with the previous
+	 * body (RFC 2920 §3.1: message content may start a group). */
+	bool chained;
+	const struct lmsg *chain_msg;
+	int64_t chain_t;
 
 	/* the send in flight */
 	struct iovec iov[IOV_MAX_TX];
@@ -333,8 +338,9 @@ static void conn_end(struct worker *w, struct lconn *c, const char *why)
 		return;
 	}
 	if (c->st == CS_TX) {
-		STAT_ADD(w, failed, 1);
+		STAT_ADD(w, failed, c->chained ? 2 : 1);
 	}
+	c->chained = false;
 	if (why != NULL) {
 		uint64_t n;
 
@@ -430,9 +436,16 @@ static bool group_end(const struct lconn *c, enum cmd cmd)
 	if (!c->pipelining) {
 		return true;
 	}
-	/* RFC 2920 §3.1: EHLO, DATA, QUIT (and the body) end a group. */
+	/* RFC 2920 §3.1: EHLO, DATA, QUIT end a group; message content may
+	 * start one (maybe_chain puts the next MAIL/RCPT/DATA after it). */
+	if (cmd == CMD_DOT) {
+		return !c->chained;
+	}
 	return cmd != CMD_RSET && cmd != CMD_MAIL && cmd != CMD_RCPT;
 }
+
+static void maybe_chain(struct worker *w, struct lconn *c);
+static void add_tx_cmds(struct worker *w, struct lconn *c, const struct lmsg *m);
 
 static void send_submit(struct worker *w, struct lconn *c)
 {
@@ -459,6 +472,9 @@ static void pump(struct worker *w, struct lconn *c)
 	if (c->cmds[c->next_send] == CMD_GREET) {
 		c->next_send++; /* nothing to send: wait for the greeting */
 		return;
+	}
+	if (c->cmds[c->next_send] == CMD_DOT && c->st == CS_TX) {
+		maybe_chain(w, c);
 	}
 	for (;;) {
 		enum cmd cmd = c->cmds[c->next_send];
@@ -500,6 +516,35 @@ static void pump(struct worker *w, struct lconn *c)
 	send_submit(w, c);
 }
 
+static bool claim_closed(struct worker *w);
+
+/*
+ * maybe_chain: in closed loop with PIPELINING and DATA, when the body of
+ * one message is about to go out, the next transaction's MAIL/RCPT/DATA
+ * join it in the same write, so a persistent session needs one round
+ * trip per message, as Postfix's smtp client does. The script is
+ * compacted first: every command before the body has its reply.
+ */
+static void maybe_chain(struct worker *w, struct lconn *c)
+{
+	const struct lmsg *m;
+
+	if (!c->pipelining || c->chained || w->o->rate > 0 || w->o->mode != LOAD_MODE_DATA ||
+	    c->next_send + 1 != c->num_cmds || (w->o->per_connection != 0 && c->msgs >= w->o->per_connection) ||
+	    !claim_closed(w)) {
+		return;
+	}
+	m = msgset_pick(&w->run->ms, rng_next(&w->rng), rng_next(&w->rng));
+	script_reset(c);
+	script_add(c, CMD_DOT, NULL);
+	add_tx_cmds(w, c, m);
+	c->chained = true;
+	c->chain_msg = m;
+	c->chain_t = w->now;
+	c->msgs++;
+	STAT_ADD(w, attempted, 1);
+}
+
 static void start_quit(struct worker *w, struct lconn *c)
 {
 	c->st = CS_QUIT;
@@ -508,23 +553,12 @@ static void start_quit(struct worker *w, struct lconn *c)
 	pump(w, c);
 }
 
-static void start_tx(struct worker *w, struct lconn *c, int64_t t_intended)
+/* add_tx_cmds appends the commands of one transaction for message m. */
+static void add_tx_cmds(struct worker *w, struct lconn *c, const struct lmsg *m)
 {
 	const struct load_opts *o = w->o;
-	const struct lmsg *m = msgset_pick(&w->run->ms, rng_next(&w->rng), rng_next(&w->rng));
 	const char *at = strchr(o->to, '@');
 
-	c->st = CS_TX;
-	c->msg = m;
-	c->msgs++;
-	c->tx_failed = false;
-	c->t_tx = t_intended;
-	STAT_ADD(w, attempted, 1);
-	script_reset(c);
-	if (c->need_rset) {
-		script_add(c, CMD_RSET, "RSET\r\n");
-		c->need_rset = false;
-	}
 	script_add(c, CMD_MAIL, "MAIL FROM:<%s@%s>\r\n", w->run->ms.from_local, w->run->ms.domains[m->domain]);
 	if (o->recipients == 1 || at == NULL) {
 		for (unsigned i = 0; i < o->recipients; i++) {
@@ -541,6 +575,25 @@ static void start_tx(struct worker *w, struct lconn *c, int64_t t_intended)
 		script_add(c, CMD_DATA, "DATA\r\n");
 		script_add(c, CMD_DOT, NULL);
 	}
+}
+
+static void start_tx(struct worker *w, struct lconn *c, int64_t t_intended)
+{
+	const struct lmsg *m = msgset_pick(&w->run->ms, rng_next(&w->rng), rng_next(&w->rng));
+
+	c->st = CS_TX;
+	c->msg = m;
+	c->msgs++;
+	c->tx_failed = false;
+	c->chained = false;
+	c->t_tx = t_intended;
+	STAT_ADD(w, attempted, 1);
+	script_reset(c);
+	if (c->need_rset) {
+		script_add(c, CMD_RSET, "RSET\r\n");
+		c->need_rset = false;
+	}
+	add_tx_cmds(w, c, m);
 	pump(w, c);
 }
 
@@ -672,6 +725,21 @@ static bool reply_ok(enum cmd cmd, int code)
 	}
 }
 
+/* tx_finish counts the transaction whose final reply just arrived. */
+static void tx_finish(struct worker *w, struct lconn *c)
+{
+	if (c->tx_failed) {
+		STAT_ADD(w, failed, 1);
+		c->need_rset = true;
+	} else {
+		uint64_t lat = w->now > c->t_tx ? (uint64_t)(w->now - c->t_tx) : 0;
+
+		hist_record(&w->lat, lat);
+		STAT_ADD(w, bytes, c->msg->size);
+		STAT_ADD(w, delivered, 1);
+	}
+}
+
 static void script_done(struct worker *w, struct lconn *c)
 {
 	switch (c->st) {
@@ -692,16 +760,7 @@ static void script_done(struct worker *w, struct lconn *c)
 		conn_ready(w, c);
 		return;
 	case CS_TX:
-		if (c->tx_failed) {
-			STAT_ADD(w, failed, 1);
-			c->need_rset = true;
-		} else {
-			uint64_t lat = w->now > c->t_tx ? (uint64_t)(w->now - c->t_tx) : 0;
-
-			hist_record(&w->lat, lat);
-			STAT_ADD(w, bytes, c->msg->size);
-			STAT_ADD(w, delivered, 1);
-		}
+		tx_finish(w, c);
 		c->st = CS_READY; /* counted: conn_end must not fail it again */
 		conn_ready(w, c);
 		return;
@@ -742,6 +801,14 @@ static void on_reply(struct worker *w, struct lconn *c, int code)
 			/* No 354: the body must not be sent; the transaction is over. */
 			c->num_cmds = c->next_send;
 		}
+	}
+	if (cmd == CMD_DOT && c->chained && c->next_reply < c->num_cmds) {
+		/* The chained transaction's replies follow: this one is over. */
+		tx_finish(w, c);
+		c->chained = false;
+		c->msg = c->chain_msg;
+		c->t_tx = c->chain_t;
+		c->tx_failed = false;
 	}
 	if (cmd == CMD_EHLO) {
 		c->pipelining = (c->rd.ext & SMTPC_EXT_PIPELINING) != 0;
