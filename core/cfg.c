@@ -27,6 +27,8 @@ enum opt_type {
 	OPT_BARE,     /* reject|normalise */
 	OPT_LOGLEVEL, /* err..debug */
 	OPT_SYNC,     /* syncfs|fsync */
+	OPT_BOOL,     /* on|off */
+	OPT_TEMPERR,  /* accept|tempfail */
 	OPT_TYPE_COUNT
 };
 
@@ -62,6 +64,12 @@ static const struct opt opts[] = {
 	O("recv-buffer-size", OPT_U32, recv_buffer_size, 512, 1u << 20),
 	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
 	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
+	O("dkim", OPT_BOOL, dkim, 0, 0),
+	O("dkim-temperror", OPT_TEMPERR, dkim_temperror_tempfail, 0, 0),
+	O("dkim-max-signatures", OPT_U32, dkim_max_sigs, 1, 64),
+	O("verify-workers", OPT_U32, verify_workers, 0, 256),
+	O("dns", OPT_STR, dns, 0, 0),
+	O("dns-timeout", OPT_U32, dns_timeout_ms, 100, 60000),
 };
 #undef O
 
@@ -143,6 +151,21 @@ void cfg_usage(FILE *f)
 "    --shutdown-timeout S       on SIGTERM/SIGINT, time given to transactions\n"
 "                               in flight before 421 4.3.2 (default 30)\n"
 "\n"
+"  Sender authentication\n"
+"    --dkim on|off              verify DKIM signatures (RFC 6376, 8301, 8463)\n"
+"                               while the message arrives, on the verify pool,\n"
+"                               and put an Authentication-Results field on top\n"
+"                               of every stored message (default on)\n"
+"    --dkim-temperror accept|tempfail\n"
+"                               when a signature cannot be checked for now\n"
+"                               (DNS timeout, SERVFAIL): store and annotate\n"
+"                               (default), or answer 451 4.3.0 instead of 250\n"
+"    --dkim-max-signatures N    signatures verified per message (default 8)\n"
+"    --verify-workers N         verify pool threads (default: online CPUs)\n"
+"    --dns ADDR[:PORT]          resolver to ask for keys (default: the servers\n"
+"                               in /etc/resolv.conf); answers are cached by TTL\n"
+"    --dns-timeout MS           per lookup, then temperror (default 5000)\n"
+"\n"
 "  Receive pool (per shard; idle connections hold none of it)\n"
 "    --recv-buffers N           provided receive buffers, a power of two\n"
 "                               (default 256); when all are in use, reading\n"
@@ -186,6 +209,9 @@ void cfg_init(struct cfg *c)
 	c->shutdown_timeout = 30;
 	c->bare_lf = SMTP_BARE_REJECT;
 	c->recv_buffers = 256;
+	c->dkim = true;
+	c->dkim_max_sigs = 8;
+	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;
 	c->log_level = LOG_NOTICE;
 }
@@ -201,6 +227,7 @@ void cfg_fini(struct cfg *c)
 	free(c->hostname); c->hostname = NULL;
 	free(c->spool_dir); c->spool_dir = NULL;
 	free(c->domains); c->domains = NULL;
+	free(c->dns); c->dns = NULL;
 	free(c->config_file); c->config_file = NULL;
 }
 
@@ -347,6 +374,9 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		if (strcmp(v, "reject") == 0) {
 			c->bare_lf = SMTP_BARE_REJECT;
 	c->recv_buffers = 256;
+	c->dkim = true;
+	c->dkim_max_sigs = 8;
+	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;
 		} else if (strcmp(v, "normalise") == 0 || strcmp(v, "normalize") == 0) {
 			c->bare_lf = SMTP_BARE_NORMALISE;
@@ -354,6 +384,20 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 			return fail(out_err, "%s: bare-lf: \"%s\" is not reject or normalise", where, v);
 		}
 		return 0;
+	case OPT_BOOL:
+	case OPT_TEMPERR: {
+		bool *dst = (bool *)(void *)base;
+		const char *yes = o->type == OPT_BOOL ? "on" : "tempfail", *no = o->type == OPT_BOOL ? "off" : "accept";
+
+		if (strcmp(v, yes) == 0) {
+			*dst = true;
+		} else if (strcmp(v, no) == 0) {
+			*dst = false;
+		} else {
+			return fail(out_err, "%s: %s: \"%s\" is not %s or %s", where, o->name, v, yes, no);
+		}
+		return 0;
+	}
 	case OPT_SYNC:
 		if (strcmp(v, "syncfs") == 0) {
 			c->spool_sync = SPOOL_SYNC_SYNCFS;

@@ -55,6 +55,12 @@ struct cfg {
 	uint32_t recv_buffer_size;    /* bytes each */
 	enum smtp_bare_policy bare_lf;
 	enum spool_sync spool_sync;
+	bool dkim;                    /* verify DKIM signatures (default on) */
+	bool dkim_temperror_tempfail; /* answer 451 when a signature's verdict is temperror */
+	uint32_t dkim_max_sigs;       /* signatures verified per message */
+	uint32_t verify_workers;      /* 0 = one per online CPU */
+	char *dns;                    /* upstream resolver ADDR[:PORT]; NULL = /etc/resolv.conf */
+	uint32_t dns_timeout_ms;
 	int log_level;
 	char *config_file;            /* -c, if any */
 };

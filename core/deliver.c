@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../verify/authres.h"
 #include "cfg.h"
 #include "log.h"
 #include "spool.h"
@@ -69,6 +70,53 @@ static void on_done(void *arg, enum sink_rc rc, const char *why)
 	}
 }
 
+#define MSG_SPANS_MAX 64 /* pieces of a message after removing forged A-R fields */
+
+/*
+ * message_spans splits what the sinks get into spans: our auth block first
+ * (RFC 8601: at the top), then the message without the Authentication-
+ * Results fields in its header that claim our authserv-id (RFC 8601 §5:
+ * a sender could forge our verdict). Returns the number of spans.
+ */
+static size_t message_spans(const struct spool_entry *e, const char *hostname, struct span *out)
+{
+	struct span c = e->msg;
+	size_t n = 0;
+	const uint8_t *keep = c.p; /* start of the bytes kept since the last removal */
+
+	if (e->auth.len > 0) {
+		out[n++] = e->auth;
+	}
+	while (c.len > 0 && n < MSG_SPANS_MAX - 2) {
+		const uint8_t *start = c.p;
+		struct span line, field;
+
+		/* One field: a line and its continuation lines (starting with SP/HT). */
+		do {
+			if (!span_take_until(&c, &line, '\n')) {
+				span_take(&c, &line, c.len);
+			} else {
+				span_skip(&c, 1);
+			}
+		} while (c.len > 0 && (c.p[0] == ' ' || c.p[0] == '\t'));
+		field = span_make(start, (size_t)(c.p - start));
+		if (field.len <= 2 && (field.p[0] == '\r' || field.p[0] == '\n')) {
+			break; /* the empty line: the body follows */
+		}
+		while (field.len > 0 && (field.p[field.len - 1] == '\n' || field.p[field.len - 1] == '\r')) {
+			field.len--;
+		}
+		if (authres_is_ours(field, hostname)) {
+			if (start > keep) {
+				out[n++] = span_make(keep, (size_t)(start - keep));
+			}
+			keep = c.p;
+		}
+	}
+	out[n++] = span_make(keep, (size_t)(e->msg.p + e->msg.len - keep));
+	return n;
+}
+
 /* start_one loads the entry and opens a tx on every sink; results land in it->rc. */
 static void start_one(struct deliver *d, struct item *it)
 {
@@ -89,16 +137,19 @@ static void start_one(struct deliver *d, struct item *it)
 		}
 		return;
 	}
+	struct span spans[MSG_SPANS_MAX];
+	size_t num_spans = message_spans(&it->ent, g->hostname, spans);
+
 	for (unsigned s = 0; s < g->num_sinks; s++) {
 		const struct sink_ops *ops = g->sinks[s].ops;
 		struct sink_tx *tx = NULL;
 
 		rc = ops->tx_begin(d->state[s], &tx, &it->ent.env);
-		if (rc == 0) {
-			rc = ops->tx_write(tx, it->ent.msg);
-			if (rc != 0) {
-				ops->tx_abort(tx);
-			}
+		for (size_t k = 0; rc == 0 && k < num_spans; k++) {
+			rc = ops->tx_write(tx, spans[k]);
+		}
+		if (rc != 0 && tx != NULL) {
+			ops->tx_abort(tx);
 		}
 		if (rc != 0) {
 			snprintf(it->why, sizeof(it->why), "%s: %s", g->sinks[s].spec, strerror(-rc));

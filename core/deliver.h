@@ -20,6 +20,7 @@ struct deliver_global {
 	struct sink *sinks;  /* configured sinks, shared read-only */
 	unsigned num_sinks;
 	const struct spool_dirs *dirs;
+	const char *hostname;  /* our authserv-id: forged A-R fields claiming it are dropped */
 	uint32_t reuse_cap;  /* spool files kept for reuse per worker (0 = none) */
 };
 

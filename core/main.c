@@ -22,6 +22,7 @@
 #include "log.h"
 #include "shard.h"
 #include "spool.h"
+#include "vpool.h"
 
 #define OMX_VERSION "0.1.0"
 #define SPOOL_REUSE_PER_WORKER 4096 /* spool files kept for reuse, per shard */
@@ -247,6 +248,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	dg.sinks = sinks;
 	dg.num_sinks = num_sinks;
 	dg.dirs = &dirs;
+	dg.hostname = cfg->hostname;
 	dg.reuse_cap = SPOOL_REUSE_PER_WORKER;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
@@ -262,6 +264,22 @@ static int serve(struct cfg *cfg, bool check_only)
 	signal(SIGPIPE, SIG_IGN);
 
 	log_start_async();
+	if (cfg->dkim) {
+		struct vpool_cfg vc = {
+			.workers = cfg->verify_workers,
+			.dns = cfg->dns,
+			.dns_timeout_ms = cfg->dns_timeout_ms,
+			.max_sigs = cfg->dkim_max_sigs,
+		};
+
+		g.vpool = vpool_start(&vc, &err);
+		if (g.vpool == NULL) {
+			fprintf(stderr, "oceanmx: %s\n", err ? err : "verify pool: cannot start");
+			free(err);
+			rc = EXIT_STARTUP;
+			goto stop;
+		}
+	}
 	for (i = 0; i < cfg->shards && i < 64; i++) {
 		if ((workers[i] = deliver_start(&dg, i)) == NULL) {
 			rc = EXIT_STARTUP;
@@ -301,6 +319,8 @@ stop:
 	for (i = 0; i < 64; i++) {
 		shard_join(shards[i]);
 	}
+	/* Shards are gone (each waited for its verify jobs), so the pool is idle. */
+	vpool_stop(g.vpool);
 	/* Shards are gone, so nothing more is queued: workers drain and stop. */
 	for (i = 0; i < 64; i++) {
 		deliver_stop(workers[i]);

@@ -68,6 +68,7 @@ enum op {
 	OP_DIRSYNC,  /* SPOOL/q fsync for a batch, shard */
 	OP_WAKE,     /* eventfd read, shard */
 	OP_SYNCDONE, /* eventfd read: the sync thread finished a syncfs, shard */
+	OP_VDONE,    /* eventfd read: the verify pool finished jobs, shard */
 	OP_IGNORE,   /* cancel, close, unlink: result not needed */
 	OP_COUNT     /* sentinel */
 };
@@ -95,6 +96,9 @@ struct spool_tx {
 	bool renamed;         /* ... and it is at SPOOL/q/<name> now */
 	char slot[MSG_ID_MAX];
 	bool ended;           /* trailer appended: no more bytes */
+	bool body_done;       /* TX_END seen; waiting for the verifier's verdict */
+	bool auth_tempfail;   /* --dkim-temperror tempfail and a temperror verdict */
+	struct vjob *vjob;    /* DKIM verification in the pool, until its verdict */
 	bool aborted;         /* the session dropped it: clean up, no reply */
 	bool data_synced, dir_synced;
 };
@@ -165,6 +169,10 @@ struct shard {
 	int wake_fd;
 	uint64_t wake_buf;
 	bool wake_armed;
+
+	struct vpool_inbox inbox;   /* verify pool results */
+	uint64_t vdone_buf;
+	uint32_t vjobs_live;        /* jobs created and not yet freed */
 
 	/* --spool-sync syncfs: one syncfs() per batch, on a thread of its own
 	 * (it blocks), requested and answered through two eventfds. */
@@ -490,8 +498,8 @@ static void conn_close(struct shard *sh, struct conn *c)
 		return;
 	}
 	c->closing = true;
-	if (c->tx != NULL && !c->tx->ended) {
-		tx_detach_abort(sh, c);
+	if (c->tx != NULL && !c->tx->ended && !c->tx->body_done) {
+		tx_detach_abort(sh, c); /* mid-data: never acknowledged */
 	}
 	if (!c->send_inflight && c->out.len == 0) {
 		conn_finish_io(sh, c);
@@ -580,6 +588,12 @@ static inline uint64_t ud_tx(enum op op, const struct spool_tx *tx)
 
 static void tx_free(struct spool_tx *tx)
 {
+	if (tx->vjob != NULL) {
+		/* The verdict is not wanted any more; the job comes back through
+		 * the inbox and is freed there. */
+		vjob_abandon(tx->vjob);
+		tx->vjob = NULL;
+	}
 	bb_fini(&tx->buf);
 	bb_fini(&tx->wbuf);
 	free(tx);
@@ -698,6 +712,10 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
 	tx->reuse = spool_pool_get(deliver_pool(sh->deliver), tx->slot);
 	tx_open(sh, tx);
+	if (sh->g->vpool != NULL && (tx->vjob = vjob_new(sh->g->vpool, &sh->inbox)) != NULL) {
+		vjob_set_owner(tx->vjob, tx);
+		sh->vjobs_live++;
+	}
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
 }
 
@@ -714,6 +732,9 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 	}
 	tx->msg_len += body.len;
 	tx->crc = crc32c_update(tx->crc, body.p, body.len);
+	if (tx->vjob != NULL) {
+		vjob_feed(tx->vjob, body.p, body.len);
+	}
 	if (tx->buf.len >= WRITE_CHUNK) {
 		tx_kick(sh, tx);
 	}
@@ -749,6 +770,12 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx_kick(sh, tx);
 		return;
 	}
+	if (tx->auth_tempfail) {
+		log_line(LOG_INFO, c->who, "tx.tempfail id=%s reason=\"dkim temperror\"", tx->name);
+		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
+		tx_discard(sh, tx);
+		return;
+	}
 	if (tx->err != 0) {
 		log_line(LOG_WARN, c->who, "spool.error id=%s error=\"%s\"", tx->name, strerror(-tx->err));
 		commit_finish(sh, c, (tx->err == -ENOSPC || tx->err == -EDQUOT) ? SMTP_COMMIT_NOSPACE
@@ -782,7 +809,7 @@ static void tx_kick(struct shard *sh, struct spool_tx *tx)
 	if (tx->fd < 0 || tx->write_inflight || tx->err != 0 || tx->aborted) {
 		return;
 	}
-	if (tx->buf.len > 0 && (tx->ended || tx->buf.len >= WRITE_CHUNK)) {
+	if (tx->buf.len > 0 && (tx->ended || tx->body_done || tx->buf.len >= WRITE_CHUNK)) {
 		t = tx->wbuf;
 		tx->wbuf = tx->buf;
 		tx->buf = t;
@@ -831,12 +858,64 @@ static void tx_end(struct shard *sh, struct conn *c)
 		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
 		return;
 	}
-	spool_trailer_format(trailer, tx->msg_len, tx->crc);
+	if (tx->vjob != NULL) {
+		/* The trailer waits for the verdict, which goes before it. */
+		vjob_end(tx->vjob);
+		tx->body_done = true;
+		tx_kick(sh, tx);
+		return;
+	}
+	spool_trailer_format(trailer, tx->msg_len, tx->crc, 0);
 	if (tx->err == 0 && bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
 		tx->err = -ENOMEM;
 	}
 	tx->ended = true;
 	tx_check(sh, tx);
+}
+
+/*
+ * tx_verdict appends the finished job's Authentication-Results field (the
+ * spool's auth block) and the trailer, so the commit can go on.
+ */
+static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
+{
+	char trailer[SPOOL_TRAILER_LEN + 1];
+	size_t mark = tx->buf.len;
+	uint32_t auth_len = 0;
+
+	tx->vjob = NULL;
+	if (tx->err == 0 && vjob_authres(j, &tx->buf, sh->g->cfg->hostname) != 0) {
+		tx->err = -ENOMEM;
+	}
+	if (tx->err == 0) {
+		auth_len = (uint32_t)(tx->buf.len - mark);
+		tx->crc = crc32c_update(tx->crc, tx->buf.p + mark, auth_len);
+		spool_trailer_format(trailer, tx->msg_len, tx->crc, auth_len);
+		if (bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
+			tx->err = -ENOMEM;
+		}
+	}
+	if (sh->g->cfg->dkim_temperror_tempfail && vjob_worst(j) == AUTH_TEMPERROR) {
+		tx->auth_tempfail = true;
+	}
+	tx->ended = true;
+	tx->body_done = false;
+	tx_check(sh, tx);
+}
+
+/* on_vdone takes the pool's finished jobs: verdicts for live txs, the rest freed. */
+static void on_vdone(struct shard *sh)
+{
+	struct vjob *j = vpool_inbox_take(&sh->inbox), *next;
+
+	for (; j != NULL; j = next) {
+		next = vjob_next(j);
+		if (!vjob_abandoned(j)) {
+			tx_verdict(sh, vjob_owner(j), j);
+		}
+		vjob_free(j);
+		sh->vjobs_live--;
+	}
 }
 
 static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
@@ -1286,6 +1365,14 @@ static void arm_wake(struct shard *sh)
 	sh->wake_armed = true;
 }
 
+static void arm_vdone(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_read(sqe, sh->inbox.efd, &sh->vdone_buf, sizeof(sh->vdone_buf), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_VDONE, 0, 0));
+}
+
 static void arm_syncdone(struct shard *sh)
 {
 	struct io_uring_sqe *sqe = sqe_get(sh);
@@ -1335,6 +1422,10 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 		return;
 	case OP_DIRSYNC:
 		on_dirsync(sh, idx, cqe->res);
+		return;
+	case OP_VDONE:
+		arm_vdone(sh);
+		on_vdone(sh);
 		return;
 	case OP_SYNCDONE:
 		arm_syncdone(sh);
@@ -1397,7 +1488,8 @@ static void run_resumes(struct shard *sh)
 
 static bool shard_done(struct shard *sh)
 {
-	if (!sh->stopping || sh->nconns != 0 || sh->dir_inflight != 0 || sh->dir_wait != NULL) {
+	if (!sh->stopping || sh->nconns != 0 || sh->dir_inflight != 0 || sh->dir_wait != NULL ||
+	    sh->vjobs_live != 0) {
 		return false;
 	}
 	/* A listener stays open while its accept request holds it: wait for
@@ -1522,6 +1614,12 @@ static int shard_setup(struct shard *sh)
 		return -errno;
 	}
 	arm_wake(sh);
+	if (sh->g->vpool != NULL) {
+		if ((rc = vpool_inbox_init(&sh->inbox)) != 0) {
+			return rc;
+		}
+		arm_vdone(sh);
+	}
 	if (cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
 		sh->sync_req_fd = eventfd(0, EFD_CLOEXEC);
 		sh->sync_done_fd = eventfd(0, EFD_CLOEXEC);
@@ -1554,6 +1652,7 @@ static void shard_teardown(struct shard *sh)
 	if (sh->sync_req_fd >= 0) {
 		close(sh->sync_req_fd);
 	}
+	vpool_inbox_fini(&sh->inbox);
 	if (sh->sync_done_fd >= 0) {
 		close(sh->sync_done_fd);
 	}
@@ -1616,6 +1715,7 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	sh->wake_fd = -1;
 	sh->sync_req_fd = -1;
 	sh->sync_done_fd = -1;
+	sh->inbox.efd = -1;
 	snprintf(sh->who, sizeof(sh->who), "s%u", idx);
 	for (unsigned i = 0; i < CFG_LISTEN_MAX; i++) {
 		sh->listen_fd[i] = -1;

@@ -15,11 +15,13 @@
 #include "deliver.h"
 #include "limits.h"
 #include "spool.h"
+#include "vpool.h"
 
 struct shard_global {
 	const struct cfg *cfg;
 	const struct smtp_cfg *smtp;
 	struct conn_limits *limits;
+	struct vpool *vpool;     /* DKIM verification; NULL with --dkim off */
 	const struct spool_dirs *dirs; /* SPOOL/{q,free,failed} */
 	atomic_bool stopping;    /* set by main on SIGTERM/SIGINT */
 };

@@ -29,9 +29,10 @@ int spool_head_format(struct bb *out, const struct msg_env *env)
 	return rc ? rc : bb_append(out, "\n", 1);
 }
 
-void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc)
+void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc, uint32_t auth_len)
 {
-	snprintf(out, SPOOL_TRAILER_LEN + 1, "\nOMXEND %016" PRIx64 " %08" PRIx32 "\n", msg_len, crc);
+	snprintf(out, SPOOL_TRAILER_LEN + 1, "\nOMXEND %016" PRIx64 " %08" PRIx32 " %08" PRIx32 "\n", msg_len, crc,
+		 auth_len);
 }
 
 /* hex_field parses exactly n lower-case hex digits. */
@@ -152,7 +153,7 @@ static int parse_head_line(struct msg_env *env, struct span key, struct span val
 int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 {
 	struct span c = span_make(data, len), line;
-	uint64_t msg_len, crc;
+	uint64_t msg_len, crc, auth_len;
 	struct span tr;
 	int rc;
 
@@ -165,7 +166,7 @@ int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 		return -EINVAL;
 	}
 	if (!hex_field(tr.p, 16, &msg_len) || tr.p[16] != ' ' || !hex_field(tr.p + 17, 8, &crc) ||
-	    tr.p[25] != '\n') {
+	    tr.p[25] != ' ' || !hex_field(tr.p + 26, 8, &auth_len) || tr.p[34] != '\n') {
 		return -EINVAL;
 	}
 	c.len -= SPOOL_TRAILER_LEN;
@@ -189,13 +190,14 @@ int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 			goto fail;
 		}
 	}
-	if (c.len != msg_len || crc32c_update(0, c.p, c.len) != (uint32_t)crc || out->env.id[0] == '\0' ||
-	    out->env.num_rcpts == 0) {
+	if (msg_len > c.len || c.len - msg_len != auth_len || crc32c_update(0, c.p, c.len) != (uint32_t)crc ||
+	    out->env.id[0] == '\0' || out->env.num_rcpts == 0) {
 		rc = -EINVAL;
 		goto fail;
 	}
 	out->env.size = msg_len;
-	out->msg = c;
+	out->msg = span_make(c.p, msg_len);
+	out->auth = span_make(c.p + msg_len, auth_len);
 	out->data = data;
 	out->data_len = len;
 	return 0;

@@ -8,8 +8,13 @@
  *   esmtp 0|1\n  smtputf8 0|1\n  body 7BIT|8BITMIME|BINARYMIME\n
  *   from <addr>\n  rcpt <addr>\n ... \n          (blank line ends the head)
  *   <message: our Received: field, then the bytes the client sent>
- *   \nOMXEND <16 hex: message length> <8 hex: CRC-32C of the message>\n
- *                                               (SPOOL_TRAILER_LEN bytes)
+ *   <auth: our Authentication-Results field(s), CRLF-terminated, or nothing>
+ *   \nOMXEND <16 hex: message length> <8 hex: CRC-32C of message + auth>
+ *          <8 hex: auth length>\n              (SPOOL_TRAILER_LEN bytes)
+ *
+ * The auth block comes after the message because verification finishes
+ * only at its end; delivery puts it in front of the message (RFC 8601:
+ * added at the top, like trace fields).
  *
  * A file is committed when its trailer is present and both length and
  * checksum match (blocks may reach a journal-less disk in any order):
@@ -31,16 +36,17 @@
 #include "../proto/msg.h"
 #include "bb.h"
 
-#define SPOOL_TRAILER_LEN 34 /* "\nOMXEND " + 16 hex + " " + 8 hex + "\n" */
+#define SPOOL_TRAILER_LEN 43 /* "\nOMXEND " + 16 hex + " " + 8 hex + " " + 8 hex + "\n" */
 
 /* spool_head_format appends the head (through the blank line) for env. */
 int spool_head_format(struct bb *out, const struct msg_env *env);
 
 /*
  * spool_trailer_format writes the trailer for a message of msg_len bytes
- * whose crc32c_update() checksum is `crc` into out[SPOOL_TRAILER_LEN + 1].
+ * followed by an auth block of auth_len bytes, whose crc32c_update()
+ * checksum over both is `crc`, into out[SPOOL_TRAILER_LEN + 1].
  */
-void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc);
+void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc, uint32_t auth_len);
 
 /* A loaded spool entry: owns the file bytes and the envelope strings. */
 struct spool_entry {
@@ -49,6 +55,7 @@ struct spool_entry {
 	size_t data_len;
 	bool mapped;     /* data is a read-only file mapping (spool_load), else malloc'd */
 	struct span msg; /* the message, inside data */
+	struct span auth; /* our Authentication-Results field(s), inside data; may be empty */
 };
 
 /*

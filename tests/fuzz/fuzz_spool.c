@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(copy);
 		return 0;
 	}
-	if (ent.msg.p < ent.data || ent.msg.p + ent.msg.len > ent.data + ent.data_len) {
+	if (ent.msg.p < ent.data || ent.msg.p + ent.msg.len > ent.data + ent.data_len ||
+	    ent.auth.p != ent.msg.p + ent.msg.len || ent.auth.p + ent.auth.len > ent.data + ent.data_len) {
 		abort();
 	}
 	if (strlen(ent.env.id) >= MSG_ID_MAX || ent.env.num_rcpts == 0) {

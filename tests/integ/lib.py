@@ -305,6 +305,20 @@ class Delivered:
         if not self.rcpts:
             self.error = "no Delivered-To line"
             return
+        # Our Authentication-Results field(s), folded, come next (RFC 8601: on top).
+        self.authres = []
+        while True:
+            ln, nxt = line_at(pos)
+            if ln is None or not ln.startswith(b"Authentication-Results: "):
+                break
+            start = pos
+            pos = nxt
+            while pos < len(raw) and raw[pos:pos + 1] in (b" ", b"\t"):
+                ln, nxt = line_at(pos)
+                if ln is None:
+                    break
+                pos = nxt
+            self.authres.append(raw[start:pos])
         ln, nxt = line_at(pos)
         if ln is None or not ln.startswith(b"Received: "):
             self.error = "no Received: field after Delivered-To"

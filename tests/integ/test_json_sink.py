@@ -53,7 +53,9 @@ def main(t):
             with open(os.path.join(jdir, qid + ".eml"), "rb") as f:
                 eml = f.read()
             t.check(eml.endswith(content), "ID.eml does not end with the bytes the client sent")
-            t.check(eml.startswith(b"Received: "), "ID.eml does not start with our Received: field")
+            t.check(eml.startswith(b"Authentication-Results: mx.test;"),
+                    "ID.eml does not start with our Authentication-Results: field: %r" % eml[:80])
+            t.check(b"\r\nReceived: from client.test" in eml[:400], "our Received: field is not next: %r" % eml[:300])
             with open(path) as f:
                 doc = json.load(f)
 

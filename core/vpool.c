@@ -1,0 +1,699 @@
+/*
+ * vpool.c - the verify pool; see vpool.h.
+ *
+ * Threads: workers (each job is bound to one, so its operations run in
+ * order on one thread, as struct dkim_msg requires) and one DNS thread
+ * owning the resolver. Hand-offs are small queues under a mutex per worker
+ * (or for the DNS thread) plus a condition variable or an eventfd; the
+ * result goes back to the shard through a lock-free stack and an eventfd
+ * its ring reads.
+ *
+ * Ownership: the shard owns a job's feed buffer until it posts it (the
+ * buffer moves into the operation); the worker owns the verifier state;
+ * the job is freed only by the shard, after it came back through the inbox.
+ */
+#include "vpool.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../verify/authres.h"
+#include "../verify/dkim.h"
+#include "../verify/dns.h"
+#include "log.h"
+
+#define VJOB_CHUNK      (64u * 1024)  /* message bytes per posted operation */
+#define VJOB_LINE_MAX   (64u * 1024)  /* one header line, for the header splitter */
+
+enum vop_kind {
+	VOP_DATA = 0, /* message bytes (header and body) */
+	VOP_END,      /* the message is complete */
+	VOP_KEY,      /* a key lookup answered */
+	VOP_KIND_COUNT
+};
+
+struct vop {
+	struct vop *next;
+	struct vjob *job;
+	enum vop_kind kind;
+	unsigned sig;                 /* VOP_KEY */
+	struct dns_txt_answer *ans;   /* VOP_KEY, owned */
+	struct bb data;               /* VOP_DATA, owned */
+};
+
+struct vworker {
+	struct vpool *pool;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct vop *head, **tail;     /* under mu */
+	bool stop;                    /* under mu */
+	bool started;
+};
+
+struct dnsreq {
+	struct dnsreq *next;
+	struct vjob *job;
+	unsigned sig;
+	char name[256];
+};
+
+struct vdns {
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	struct dnsreq *head, **tail;  /* under mu */
+	bool stop;                    /* under mu */
+	int efd;                      /* wakes the DNS thread */
+	struct dns_resolver *res;     /* DNS thread only */
+	struct dns_opts opts;
+	char *upstream;
+};
+
+struct vpool {
+	unsigned num_workers;
+	struct vworker *w;
+	struct vdns dns;
+	_Atomic unsigned next_worker;
+	struct dkim_opts dopts;
+};
+
+struct vjob {
+	struct vpool *pool;
+	struct vworker *w;
+	struct vpool_inbox *in;
+	struct vjob *next;            /* inbox link */
+	void *owner;                  /* the shard's tx; meaningful unless abandoned */
+	/* shard side */
+	struct bb pend;               /* bytes not yet posted */
+	bool end_posted, abandoned;
+	_Atomic bool body_unwanted;   /* set by the worker: no signature, skip the body */
+	/* worker side */
+	struct dkim_msg *m;
+	struct bb line;               /* header line being assembled */
+	struct bb field;              /* header field being assembled */
+	bool in_body, hdr_overflow, ended;
+	unsigned dns_outstanding;
+	/* results, set by the worker before the job enters the inbox */
+	size_t num_res;
+	struct dkim_result *res;
+	bool failed;                  /* the verifier could not run (out of memory) */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void worker_post(struct vworker *w, struct vop *op)
+{
+	op->next = NULL;
+	pthread_mutex_lock(&w->mu);
+	*w->tail = op;
+	w->tail = &op->next;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void op_free(struct vop *op)
+{
+	bb_fini(&op->data);
+	free(op->ans); op->ans = NULL;
+	free(op);
+}
+
+/* inbox_push hands a finished job to its shard; the job is the shard's from here on. */
+static void inbox_push(struct vjob *j)
+{
+	struct vpool_inbox *in = j->in;
+	struct vjob *old = atomic_load(&in->head);
+	uint64_t one = 1;
+
+	do {
+		j->next = old;
+	} while (!atomic_compare_exchange_weak(&in->head, &old, j));
+	if (old == NULL && write(in->efd, &one, sizeof(one)) != sizeof(one)) {
+		log_line(LOG_ERR, "vpool", "inbox.wake error=\"%s\"", strerror(errno));
+	}
+}
+
+/* ------------------------------------------------------------ DNS thread */
+
+static void dns_answered(void *arg, const struct dns_txt_answer *a)
+{
+	struct dnsreq *rq = arg;
+	struct vop *op;
+
+	/* The job waits for every lookup it started: the answer must get
+	 * there even when memory is short, so wait for the allocator. */
+	while ((op = calloc(1, sizeof(*op))) == NULL) {
+		usleep(1000);
+	}
+	op->ans = malloc(sizeof(*op->ans));
+	if (op->ans != NULL) {
+		memcpy(op->ans, a, sizeof(*a));
+		/* The spans point into the answer's own buffer: rebase them. */
+		for (unsigned i = 0; i < op->ans->num_records; i++) {
+			op->ans->rec[i].p = op->ans->buf + (a->rec[i].p - a->buf);
+		}
+	}
+	op->kind = VOP_KEY;
+	op->job = rq->job;
+	op->sig = rq->sig;
+	worker_post(rq->job->w, op);
+	free(rq);
+}
+
+static void dns_start_pending(struct vdns *d, struct dnsreq *list)
+{
+	while (list != NULL) {
+		struct dnsreq *rq = list;
+		uint64_t id;
+
+		list = rq->next;
+		if (d->res == NULL || dns_txt(d->res, rq->name, 0, dns_answered, rq, &id) != 0) {
+			struct dns_txt_answer fail;
+
+			memset(&fail, 0, sizeof(fail));
+			fail.status = DNS_ERROR;
+			dns_answered(rq, &fail);
+		}
+	}
+}
+
+static void *dns_main(void *arg)
+{
+	struct vdns *d = arg;
+	char *err = NULL;
+
+	d->res = dns_unbound_new(&d->opts, &err);
+	if (d->res == NULL) {
+		log_line(LOG_ERR, "vpool", "dns.start error=\"%s\" (every DKIM key lookup fails as temperror)",
+			 err ? err : "unknown");
+		free(err);
+	}
+	for (;;) {
+		struct pollfd pfd[2];
+		struct dnsreq *list;
+		uint64_t now = dns_now_ms(), next = d->res ? d->res->ops->next_deadline(d->res) : UINT64_MAX, v;
+		int timeout = next == UINT64_MAX ? 1000 : (next <= now ? 0 : (int)(next - now < 1000 ? next - now : 1000));
+		bool stop;
+
+		pfd[0].fd = d->efd;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = d->res ? d->res->ops->fd(d->res) : -1;
+		pfd[1].events = POLLIN;
+		if (poll(pfd, 2, timeout) < 0 && errno != EINTR) {
+			break;
+		}
+		if (pfd[0].revents & POLLIN) {
+			if (read(d->efd, &v, sizeof(v)) < 0) {
+				/* Nothing to do: the queue is read below anyway. */
+			}
+		}
+		pthread_mutex_lock(&d->mu);
+		list = d->head;
+		d->head = NULL;
+		d->tail = &d->head;
+		stop = d->stop;
+		pthread_mutex_unlock(&d->mu);
+		dns_start_pending(d, list);
+		if (d->res != NULL) {
+			d->res->ops->process(d->res, dns_now_ms());
+		}
+		/* Stop only once every lookup answered: jobs wait for them. */
+		if (stop && (d->res == NULL || d->res->ops->pending(d->res) == 0)) {
+			break;
+		}
+	}
+	if (d->res != NULL) {
+		d->res->ops->free(d->res);
+		d->res = NULL;
+	}
+	return NULL;
+}
+
+static void dns_request(struct vjob *j, unsigned sig)
+{
+	struct vdns *d = &j->pool->dns;
+	struct dnsreq *rq = calloc(1, sizeof(*rq));
+	uint64_t one = 1;
+
+	if (rq == NULL) {
+		struct dns_txt_answer fail;
+
+		memset(&fail, 0, sizeof(fail));
+		fail.status = DNS_ERROR;
+		dkim_msg_key_answer(j->m, sig, &fail);
+		return;
+	}
+	rq->job = j;
+	rq->sig = sig;
+	snprintf(rq->name, sizeof(rq->name), "%s", dkim_msg_key_name(j->m, sig));
+	j->dns_outstanding++;
+	pthread_mutex_lock(&d->mu);
+	*d->tail = rq;
+	d->tail = &rq->next;
+	pthread_mutex_unlock(&d->mu);
+	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
+	}
+}
+
+/* ------------------------------------------------------------ workers */
+
+/* header_field hands one complete header field (without its final CRLF) to the verifier. */
+static void header_field(struct vjob *j)
+{
+	struct span f = bb_span(&j->field);
+	int sig = -1;
+
+	while (f.len > 0 && (f.p[f.len - 1] == '\n' || f.p[f.len - 1] == '\r')) {
+		f.len--;
+	}
+	if (f.len > 0 && dkim_msg_header(j->m, f, &sig) == 0 && sig >= 0) {
+		dns_request(j, (unsigned)sig);
+	}
+	bb_reset(&j->field, 0);
+}
+
+/* header_line takes one line of the header section (with its LF). */
+static void header_line(struct vjob *j)
+{
+	struct span l = bb_span(&j->line);
+
+	if ((l.len == 2 && l.p[0] == '\r') || l.len == 1) {
+		if (j->field.len > 0) {
+			header_field(j);
+		}
+		dkim_msg_headers_end(j->m);
+		j->in_body = true;
+		if (dkim_msg_num_sigs(j->m) == 0) {
+			/* Nothing to verify: the shard may stop copying the body. */
+			atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
+		}
+	} else if (l.p[0] == ' ' || l.p[0] == '\t') {
+		if (bb_append_span(&j->field, l) != 0) {
+			j->hdr_overflow = true;
+		}
+	} else {
+		if (j->field.len > 0) {
+			header_field(j);
+		}
+		if (bb_append_span(&j->field, l) != 0) {
+			j->hdr_overflow = true;
+		}
+	}
+	bb_reset(&j->line, 0);
+}
+
+static void feed(struct vjob *j, struct span in)
+{
+	while (in.len > 0 && !j->in_body) {
+		struct span part;
+		bool eol = span_take_until(&in, &part, '\n');
+
+		if (eol) {
+			part.len++; /* keep the LF */
+			span_skip(&in, 1);
+		} else {
+			part = in;
+			in.len = 0;
+		}
+		if (j->hdr_overflow || bb_append_span(&j->line, part) != 0) {
+			/* A header beyond our bounds: stop feeding headers; the
+			 * verifier then fails the signatures it cannot check. */
+			j->hdr_overflow = true;
+			bb_reset(&j->line, 1);
+		}
+		if (eol && !j->hdr_overflow) {
+			header_line(j);
+		}
+	}
+	if (in.len > 0) {
+		dkim_msg_body(j->m, in.p, in.len);
+	}
+}
+
+static void maybe_complete(struct vjob *j)
+{
+	size_t n;
+
+	if (!j->ended || j->dns_outstanding != 0) {
+		return;
+	}
+	if (j->m != NULL) {
+		n = dkim_msg_results(j->m, NULL, 0);
+		if (n > 0) {
+			j->res = calloc(n, sizeof(*j->res));
+			if (j->res == NULL) {
+				j->failed = true;
+				n = 0;
+			} else {
+				j->num_res = dkim_msg_results(j->m, j->res, n);
+			}
+		}
+		dkim_msg_free(j->m);
+		j->m = NULL;
+	}
+	bb_fini(&j->line);
+	bb_fini(&j->field);
+	inbox_push(j); /* last touch by the pool */
+}
+
+static void run_op(struct vop *op)
+{
+	struct vjob *j = op->job;
+
+	switch (op->kind) {
+	case VOP_DATA:
+		if (j->m != NULL) {
+			feed(j, bb_span(&op->data));
+		}
+		break;
+	case VOP_END:
+		if (j->m != NULL) {
+			if (!j->in_body) {
+				if (j->line.len > 0 && !j->hdr_overflow) {
+					header_line(j);
+				}
+				if (!j->in_body) {
+					if (j->field.len > 0) {
+						header_field(j);
+					}
+					dkim_msg_headers_end(j->m);
+				}
+			}
+			dkim_msg_body_end(j->m);
+		}
+		j->ended = true;
+		maybe_complete(j);
+		break;
+	case VOP_KEY:
+		j->dns_outstanding--;
+		if (j->m != NULL) {
+			struct dns_txt_answer oom;
+
+			if (op->ans == NULL) {
+				memset(&oom, 0, sizeof(oom));
+				oom.status = DNS_ERROR;
+			}
+			dkim_msg_key_answer(j->m, op->sig, op->ans ? op->ans : &oom);
+		}
+		maybe_complete(j);
+		break;
+	case VOP_KIND_COUNT:
+		break;
+	}
+	op_free(op);
+}
+
+static void *worker_main(void *arg)
+{
+	struct vworker *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		struct vop *list = w->head;
+
+		if (list == NULL) {
+			if (w->stop) {
+				break;
+			}
+			pthread_cond_wait(&w->cv, &w->mu);
+			continue;
+		}
+		w->head = NULL;
+		w->tail = &w->head;
+		pthread_mutex_unlock(&w->mu);
+		while (list != NULL) {
+			struct vop *op = list;
+
+			list = op->next;
+			run_op(op);
+		}
+		pthread_mutex_lock(&w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ API */
+
+struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
+{
+	struct vpool *p = calloc(1, sizeof(*p));
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	*out_err = NULL;
+	if (p == NULL) {
+		return NULL;
+	}
+	p->num_workers = c->workers ? c->workers : (ncpu > 0 ? (unsigned)ncpu : 1);
+	p->dopts.max_sigs = c->max_sigs;
+	p->dopts.now = 0; /* set per job: x= is checked against the arrival time */
+	p->w = calloc(p->num_workers, sizeof(*p->w));
+	p->dns.efd = eventfd(0, EFD_CLOEXEC);
+	p->dns.upstream = c->dns ? strdup(c->dns) : NULL;
+	if (p->w == NULL || p->dns.efd < 0 || (c->dns && p->dns.upstream == NULL)) {
+		if (asprintf(out_err, "verify pool: %s", strerror(errno ? errno : ENOMEM)) < 0) {
+			*out_err = NULL;
+		}
+		vpool_stop(p);
+		return NULL;
+	}
+	p->dns.opts.upstream = p->dns.upstream;
+	p->dns.opts.timeout_ms = c->dns_timeout_ms;
+	p->dns.tail = &p->dns.head;
+	pthread_mutex_init(&p->dns.mu, NULL);
+	if (pthread_create(&p->dns.thread, NULL, dns_main, &p->dns) != 0) {
+		if (asprintf(out_err, "verify pool: cannot start the DNS thread") < 0) {
+			*out_err = NULL;
+		}
+		vpool_stop(p);
+		return NULL;
+	}
+	p->dns.started = true;
+	for (unsigned i = 0; i < p->num_workers; i++) {
+		struct vworker *w = &p->w[i];
+
+		w->pool = p;
+		w->tail = &w->head;
+		pthread_mutex_init(&w->mu, NULL);
+		pthread_cond_init(&w->cv, NULL);
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			if (asprintf(out_err, "verify pool: cannot start worker %u", i) < 0) {
+				*out_err = NULL;
+			}
+			vpool_stop(p);
+			return NULL;
+		}
+		w->started = true;
+	}
+	return p;
+}
+
+void vpool_stop(struct vpool *p)
+{
+	uint64_t one = 1;
+
+	if (p == NULL) {
+		return;
+	}
+	/* DNS first: it stops once every lookup answered, and the answers are
+	 * posted to the workers, which are stopped (after draining) next. */
+	if (p->dns.started) {
+		pthread_mutex_lock(&p->dns.mu);
+		p->dns.stop = true;
+		pthread_mutex_unlock(&p->dns.mu);
+		if (write(p->dns.efd, &one, sizeof(one)) != sizeof(one)) {
+			log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
+		}
+		pthread_join(p->dns.thread, NULL);
+		pthread_mutex_destroy(&p->dns.mu);
+	}
+	for (unsigned i = 0; p->w != NULL && i < p->num_workers; i++) {
+		struct vworker *w = &p->w[i];
+
+		if (!w->started) {
+			continue;
+		}
+		pthread_mutex_lock(&w->mu);
+		w->stop = true;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thread, NULL);
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+	}
+	if (p->dns.efd >= 0) {
+		close(p->dns.efd);
+	}
+	free(p->dns.upstream); p->dns.upstream = NULL;
+	free(p->w); p->w = NULL;
+	free(p);
+}
+
+int vpool_inbox_init(struct vpool_inbox *in)
+{
+	atomic_init(&in->head, NULL);
+	in->efd = eventfd(0, EFD_CLOEXEC);
+	return in->efd < 0 ? -errno : 0;
+}
+
+void vpool_inbox_fini(struct vpool_inbox *in)
+{
+	if (in->efd >= 0) {
+		close(in->efd);
+	}
+	in->efd = -1;
+}
+
+struct vjob *vpool_inbox_take(struct vpool_inbox *in)
+{
+	return atomic_exchange(&in->head, NULL);
+}
+
+struct vjob *vjob_next(const struct vjob *j)
+{
+	return j->next;
+}
+
+struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in)
+{
+	struct vjob *j = calloc(1, sizeof(*j));
+	struct dkim_opts o = p->dopts;
+
+	if (j == NULL) {
+		return NULL;
+	}
+	o.now = (uint64_t)time(NULL);
+	j->m = dkim_msg_new(&o);
+	if (j->m == NULL) {
+		free(j);
+		return NULL;
+	}
+	j->pool = p;
+	j->in = in;
+	j->w = &p->w[atomic_fetch_add(&p->next_worker, 1) % p->num_workers];
+	bb_init(&j->pend, 0);
+	bb_init(&j->line, VJOB_LINE_MAX);
+	bb_init(&j->field, DKIM_SIG_FIELD_MAX * 4);
+	return j;
+}
+
+static void post_pending(struct vjob *j)
+{
+	struct vop *op;
+
+	if (j->pend.len == 0) {
+		return;
+	}
+	op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		/* Dropping bytes makes the body hash fail: the verdict is then
+		 * fail, never a false pass. */
+		bb_reset(&j->pend, 0);
+		return;
+	}
+	op->kind = VOP_DATA;
+	op->job = j;
+	op->data = j->pend; /* the buffer moves into the operation */
+	bb_init(&j->pend, 0);
+	worker_post(j->w, op);
+}
+
+void vjob_feed(struct vjob *j, const uint8_t *p, size_t len)
+{
+	if (j->end_posted || atomic_load_explicit(&j->body_unwanted, memory_order_relaxed)) {
+		return;
+	}
+	if (bb_append(&j->pend, p, len) != 0) {
+		post_pending(j);
+		if (bb_append(&j->pend, p, len) != 0) {
+			return;
+		}
+	}
+	if (j->pend.len >= VJOB_CHUNK) {
+		post_pending(j);
+	}
+}
+
+void vjob_end(struct vjob *j)
+{
+	struct vop *op;
+
+	if (j->end_posted) {
+		return;
+	}
+	post_pending(j);
+	op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		/* Without END the job never comes back: wait for the allocator. */
+		while ((op = calloc(1, sizeof(*op))) == NULL) {
+			usleep(1000);
+		}
+	}
+	op->kind = VOP_END;
+	op->job = j;
+	j->end_posted = true;
+	worker_post(j->w, op);
+}
+
+void vjob_abandon(struct vjob *j)
+{
+	j->abandoned = true;
+	bb_reset(&j->pend, 1); /* nobody wants the verdict: stop hashing */
+	vjob_end(j);
+}
+
+bool vjob_abandoned(const struct vjob *j)
+{
+	return j->abandoned;
+}
+
+int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname)
+{
+	int rc = authres_write(out, hostname, j->res, j->num_res);
+
+	return rc;
+}
+
+enum auth_res vjob_worst(const struct vjob *j)
+{
+	enum auth_res worst = AUTH_NONE;
+
+	for (size_t i = 0; i < j->num_res; i++) {
+		if (j->res[i].res == AUTH_TEMPERROR) {
+			worst = AUTH_TEMPERROR;
+		}
+	}
+	return worst;
+}
+
+void vjob_set_owner(struct vjob *j, void *owner)
+{
+	j->owner = owner;
+}
+
+void *vjob_owner(const struct vjob *j)
+{
+	return j->owner;
+}
+
+void vjob_free(struct vjob *j)
+{
+	if (j == NULL) {
+		return;
+	}
+	dkim_msg_free(j->m);
+	bb_fini(&j->pend);
+	bb_fini(&j->line);
+	bb_fini(&j->field);
+	free(j->res); j->res = NULL;
+	free(j);
+}

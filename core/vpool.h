@@ -1,0 +1,94 @@
+/*
+ * vpool.h - the verify pool: M worker threads that run DKIM verification
+ * (header parsing, body hashing, signature checks) for messages the shards
+ * are receiving, plus one DNS thread that owns the resolver (one cache for
+ * the whole process). Shards never wait: they post message bytes and get
+ * the finished job back through their inbox (an eventfd their ring reads).
+ *
+ * Life of a job (all calls on the owning shard's thread unless noted):
+ *   j = vjob_new(pool, inbox)        at TX_BEGIN
+ *   vjob_feed(j, bytes)              the client's message bytes, in order
+ *   vjob_end(j)                      at TX_END; or vjob_abandon(j) when the
+ *                                    transaction or session goes away
+ *   ... the job shows up in vpool_inbox_take() once every key lookup has
+ *   answered (the DNS deadline bounds that) ...
+ *   vjob_authres(j, out, hostname)   the Authentication-Results field
+ *   vjob_free(j)
+ * An abandoned job still comes back through the inbox (the pool never frees
+ * a job the shard may still name); the shard frees it there.
+ */
+#ifndef OMX_VPOOL_H
+#define OMX_VPOOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../verify/auth.h"
+#include "bb.h"
+
+struct vpool_cfg {
+	unsigned workers;        /* worker threads; 0: one per online CPU */
+	const char *dns;         /* "ADDR[:PORT]" upstream; NULL: /etc/resolv.conf */
+	uint32_t dns_timeout_ms; /* per lookup; 0: the resolver's default */
+	unsigned max_sigs;       /* DKIM signatures verified per message; 0: default */
+};
+
+struct vpool;
+struct vjob;
+
+/* A shard's completion inbox: finished jobs, and an eventfd to wake its ring. */
+struct vpool_inbox {
+	_Atomic(struct vjob *) head;
+	int efd;
+};
+
+/* vpool_start starts the workers and the DNS thread; NULL with *out_err (malloc'd) on failure. Main thread. */
+struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err);
+
+/* vpool_stop finishes queued work, then joins and frees everything. Main thread, after the shards stopped. */
+void vpool_stop(struct vpool *p);
+
+int vpool_inbox_init(struct vpool_inbox *in);
+void vpool_inbox_fini(struct vpool_inbox *in);
+
+/* vpool_inbox_take takes every finished job (a list linked by vjob_next). Shard thread. */
+struct vjob *vpool_inbox_take(struct vpool_inbox *in);
+struct vjob *vjob_next(const struct vjob *j);
+
+/* vjob_new starts a job whose result goes to `in`; NULL on ENOMEM (the message is then not verified). */
+struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in);
+
+/* vjob_set_owner / vjob_owner: the shard's own pointer for the job (its tx). */
+void vjob_set_owner(struct vjob *j, void *owner);
+void *vjob_owner(const struct vjob *j);
+
+/*
+ * vjob_feed copies message bytes (the client's, not our Received:) for the
+ * job; once the worker saw a header without any DKIM-Signature, the body is
+ * not copied any more.
+ */
+void vjob_feed(struct vjob *j, const uint8_t *p, size_t len);
+
+/* vjob_end: the message is complete. */
+void vjob_end(struct vjob *j);
+
+/* vjob_abandon: nobody wants the result; the job still returns through the inbox. */
+void vjob_abandon(struct vjob *j);
+
+/* vjob_abandoned tells whether vjob_abandon was called (shard thread). */
+bool vjob_abandoned(const struct vjob *j);
+
+/*
+ * vjob_authres appends the Authentication-Results field (RFC 8601) for the
+ * finished job, CRLF-terminated, with authserv-id `hostname`. 0 or -ENOMEM.
+ */
+int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);
+
+/* vjob_worst: the most severe DKIM result (for the optional tempfail policy). */
+enum auth_res vjob_worst(const struct vjob *j);
+
+void vjob_free(struct vjob *j);
+
+#endif

@@ -1,0 +1,123 @@
+"""
+test_dkim_server - DKIM verification inside the server (issue 5): messages
+arrive over SMTP, the verify pool checks their signatures against keys a
+real DNS server on loopback serves (dns_server.py, the dkim-arc-stalwart
+keys), and every stored message starts with our Authentication-Results
+field, with the client's bytes unchanged below our Received: field.
+Forged Authentication-Results fields that claim our authserv-id are
+removed (RFC 8601 §5), foreign ones kept; --dkim-temperror tempfail answers
+451 when a key lookup times out; --dkim off stores no verdict.
+"""
+
+import os
+import re
+import smtplib
+
+from lib import Server, Skip, check_delivered, corpora_dir, crlf, parse_queue_id, run
+
+try:
+    from dns_server import DnsServer, parse_zone
+except ImportError as e:  # python3-dnslib missing
+    DnsServer = None
+    IMPORT_ERR = str(e)
+
+# file -> number of dkim=pass expected (005 is left out: its x= has expired).
+MESSAGES = {"001.eml": 2, "002.eml": 1, "003.eml": 2, "004.eml": 1, "006.eml": 1}
+KEY_004 = "s1024-2013-q3._domainkey.facebookmail.com"
+
+
+def send(port, content, expect=250):
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=60)
+    try:
+        s.ehlo()
+        s.mail("a@x.test")
+        s.rcpt("b@y.test")
+        code, resp = s.data(content)
+        if code != expect:
+            raise AssertionError("end of data: %d %r (want %d)" % (code, resp, expect))
+        return parse_queue_id(resp.decode()) if code == 250 else None
+    finally:
+        s.close()
+
+
+def authres(d):
+    return b"".join(d.authres).decode("utf-8", "replace")
+
+
+def main(t):
+    if DnsServer is None:
+        raise Skip("python3-dnslib missing (%s)" % IMPORT_ERR)
+    base = os.path.join(corpora_dir(), "dkim-arc-stalwart")
+    if not os.path.isdir(base):
+        raise Skip("corpus %s absent" % base)
+    with open(os.path.join(base, "keys.zone")) as f:
+        zone = parse_zone(f.read())
+    msgs = {}
+    for name in MESSAGES:
+        with open(os.path.join(base, "dkim", name), "rb") as f:
+            msgs[name] = f.read()
+    dns = DnsServer(zone, {KEY_004: "timeout"}).start()
+    dns_ok = DnsServer(zone).start()
+    try:
+        with Server("--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
+            for name, npass in MESSAGES.items():
+                with t.case("corpus_%s_verified_in_server" % name):
+                    content = msgs[name].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                    qid = send(srv.port, content)
+                    d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                    ar = authres(d)
+                    t.check(ar.startswith("Authentication-Results: mx.test;"), "no A-R of ours on top: %r" % ar)
+                    got = len(re.findall(r"dkim=pass", ar))
+                    t.check(got == npass, "%s: %d dkim=pass, want %d:\n%s" % (name, got, npass, ar))
+
+            with t.case("tampered_body_fails"):
+                content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                i = content.index(b"\r\n\r\n") + 4
+                content = content[:i] + b"TAMPERED " + content[i:]
+                qid = send(srv.port, content)
+                d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                t.check("dkim=fail" in authres(d), "tampered body: %r" % authres(d))
+
+            with t.case("unsigned_is_none_and_forged_verdict_removed"):
+                content = crlf("Authentication-Results: mx.test; dkim=pass header.d=bank.example\n"
+                               "Authentication-Results: other.example; spf=pass\n"
+                               "Authentication-Results: MX.TEST (forged); dkim=pass\n"
+                               "Subject: unsigned\n\nhello\n")
+                qid = send(srv.port, content)
+                got = srv.maildir.wait_ids([qid])[qid]
+                t.check(got, "message %s not delivered" % qid)
+                d = got[0]
+                ar = authres(d)
+                t.check("dkim=none" in ar and "bank.example" not in ar, "our verdict: %r" % ar)
+                t.check(b"other.example; spf=pass" in d.content, "a foreign A-R field was removed")
+                t.check(b"header.d=bank.example" not in d.content and b"(forged)" not in d.content,
+                        "a forged A-R claiming mx.test was kept: %r" % d.content[:300])
+                t.check(d.content.endswith(b"Subject: unsigned\r\n\r\nhello\r\n"), "content changed: %r" % d.content)
+
+        with Server("--dns", "127.0.0.1:%d" % dns.port, "--dns-timeout", "500",
+                    "--dkim-temperror", "tempfail") as srv:
+            with t.case("temperror_tempfails_when_asked"):
+                content = msgs["004.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                send(srv.port, content, expect=451)
+                t.check(srv.maildir.count() == 0, "a tempfailed message was stored")
+
+        with Server("--dns", "127.0.0.1:%d" % dns.port, "--dns-timeout", "500") as srv:
+            with t.case("temperror_annotated_by_default"):
+                content = msgs["004.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                qid = send(srv.port, content)
+                d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                t.check("dkim=temperror" in authres(d), "timeout: %r" % authres(d))
+
+        with Server("--dkim", "off") as srv:
+            with t.case("dkim_off_stores_no_verdict"):
+                content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                qid = send(srv.port, content)
+                d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                t.check(not d.authres, "--dkim off stored %r" % authres(d))
+    finally:
+        dns.stop()
+        dns_ok.stop()
+
+
+if __name__ == "__main__":
+    run(main)
