@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "addr.h"
 #include "date.h"
@@ -195,6 +196,117 @@ static void tree(struct json *j, const struct message *m, const struct message_p
 	json_obj_end(j);
 }
 
+/*
+ * ar_token takes the next token of an Authentication-Results value: a
+ * quoted-string (unquoted into out), or a run up to space, ';' or '='.
+ * Comments in parentheses are skipped. Returns false at the end.
+ */
+static bool ar_token(const char **pp, char *out, size_t out_len, char *out_delim)
+{
+	const char *p = *pp;
+	size_t n = 0;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+			p++;
+		}
+		if (*p != '(') {
+			break;
+		}
+		for (int depth = 0; *p != '\0'; p++) {
+			depth += *p == '(' ? 1 : *p == ')' ? -1 : 0;
+			if (depth == 0) {
+				p++;
+				break;
+			}
+		}
+	}
+	if (*p == '\0') {
+		return false;
+	}
+	if (*p == '"') {
+		for (p++; *p != '\0' && *p != '"'; p++) {
+			if (*p == '\\' && p[1] != '\0') {
+				p++;
+			}
+			if (n + 1 < out_len) {
+				out[n++] = *p;
+			}
+		}
+		if (*p == '"') {
+			p++;
+		}
+	} else {
+		while (*p != '\0' && *p != ' ' && *p != '\t' && *p != ';' && *p != '=' && *p != '\r' &&
+		       *p != '\n' && *p != '(') {
+			if (n + 1 < out_len) {
+				out[n++] = *p;
+			}
+			p++;
+		}
+	}
+	out[n] = '\0';
+	while (*p == ' ' || *p == '\t') {
+		p++;
+	}
+	*out_delim = *p;
+	if (*p == ';' || *p == '=') {
+		p++;
+	}
+	*pp = p;
+	return true;
+}
+
+/* authres_dkim writes one auth.dkim[] object per dkim= result of our A-R value. */
+static void authres_dkim(struct json *j, const char *v, const char *authserv_id)
+{
+	char tok[256], key[64], delim;
+	bool in_dkim = false;
+
+	/* authserv-id first, then ";"-separated resinfo. */
+	if (!ar_token(&v, tok, sizeof(tok), &delim) || strcasecmp(tok, authserv_id) != 0) {
+		return;
+	}
+	while (delim != ';' && ar_token(&v, tok, sizeof(tok), &delim)) {
+		/* skip a version after the authserv-id */
+	}
+	while (ar_token(&v, key, sizeof(key), &delim)) {
+		if (delim != '=') {
+			continue;
+		}
+		if (!ar_token(&v, tok, sizeof(tok), &delim)) {
+			break;
+		}
+		if (strcasecmp(key, "dkim") == 0) {
+			if (in_dkim) {
+				json_obj_end(j);
+			}
+			json_obj(j);
+			json_key(j, "result");
+			json_cstr(j, tok);
+			in_dkim = true;
+		} else if (in_dkim) {
+			static const char *const map[][2] = {
+				{ "reason", "reason" },         { "header.d", "domain" }, { "header.s", "selector" },
+				{ "header.a", "algorithm" },    { "header.i", "identity" }, { "header.b", "b" },
+			};
+			for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++) {
+				if (strcasecmp(key, map[k][0]) == 0) {
+					json_key(j, map[k][1]);
+					json_cstr(j, tok);
+				}
+			}
+		}
+		if (delim == ';' && in_dkim) {
+			json_obj_end(j);
+			in_dkim = false;
+		}
+	}
+	if (in_dkim) {
+		json_obj_end(j);
+	}
+}
+
 int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *env, const struct msgdoc_opts *o)
 {
 	struct json j;
@@ -281,11 +393,19 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 	} else {
 		json_null(&j);
 	}
-	/* Filled by the DKIM, SPF, DMARC and ARC issues; "none" until then. */
+	/* From our own Authentication-Results field (DKIM now; SPF, DMARC and
+	 * ARC "none" until their verifiers run in the server). */
 	json_key(&j, "auth");
 	json_obj(&j);
 	json_key(&j, "dkim");
 	json_arr(&j);
+	if (o->authserv_id != NULL && message_num_headers(m) > 0) {
+		const struct message_header *h = message_header_at(m, 0);
+
+		if (strcasecmp(h->name, "Authentication-Results") == 0) {
+			authres_dkim(&j, h->raw, o->authserv_id);
+		}
+	}
 	json_arr_end(&j);
 	json_key(&j, "spf");
 	json_obj(&j);

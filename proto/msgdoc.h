@@ -25,6 +25,10 @@ struct msgdoc_opts {
 	size_t inline_max;          /* attachments up to this size inline as base64 (SIZE_MAX: all) */
 	msgdoc_att_path_fn *att_path; /* for the others; may be NULL */
 	void *arg;
+	/* Our authserv-id: the first header field, when it is the
+	 * Authentication-Results field we prepended with this id, fills the
+	 * "auth" section. NULL (oceanmx parse): "auth" stays empty. */
+	const char *authserv_id;
 };
 
 /*

@@ -34,6 +34,7 @@
 struct json_conf {
 	char *dir;
 	size_t inline_max;
+	char *authserv_id;  /* our hostname: our A-R field fills the "auth" section */
 };
 
 struct json_file {
@@ -79,12 +80,15 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	const char *q = strchr(arg, '?');
 	size_t dir_len = q ? (size_t)(q - arg) : strlen(arg);
 
-	(void)ctx;
 	if (dir_len == 0) {
 		return set_err(out_err, "json: missing directory (json:DIR[?inline_max=BYTES])");
 	}
 	c = calloc(1, sizeof(*c));
-	if (c == NULL || (c->dir = strndup(arg, dir_len)) == NULL) {
+	if (c == NULL || (c->dir = strndup(arg, dir_len)) == NULL ||
+	    (c->authserv_id = strdup(ctx->hostname ? ctx->hostname : "localhost")) == NULL) {
+		if (c != NULL) {
+			free(c->dir);
+		}
 		free(c);
 		return set_err(out_err, "json: out of memory");
 	}
@@ -94,6 +98,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 
 		if (strncmp(q + 1, "inline_max=", 11) != 0) {
 			free(c->dir);
+			free(c->authserv_id);
 			free(c);
 			return set_err(out_err, "json: unknown option \"%s\" in \"%s\" (known: inline_max)", q + 1, arg);
 		}
@@ -101,6 +106,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 		c->inline_max = strtoull(q + 12, &end, 10);
 		if (errno != 0 || *end != '\0' || end == q + 12) {
 			free(c->dir);
+			free(c->authserv_id);
 			free(c);
 			return set_err(out_err, "json: inline_max: not a number of bytes: \"%s\"", q + 12);
 		}
@@ -110,6 +116,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 
 		set_err(out_err, "json: %s: %s", c->dir, strerror(e));
 		free(c->dir);
+		free(c->authserv_id);
 		free(c);
 		return -1;
 	}
@@ -121,6 +128,7 @@ static void json_unconfigure(void *conf)
 {
 	struct json_conf *c = conf;
 
+	free(c->authserv_id); c->authserv_id = NULL;
 	free(c->dir); c->dir = NULL;
 	free(c);
 }
@@ -298,7 +306,9 @@ static const char *att_path(void *arg, const struct message_part *p)
 static void json_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 {
 	struct json_state *st = tx->st;
-	struct msgdoc_opts o = { .inline_max = st->conf->inline_max, .att_path = att_path, .arg = tx };
+	struct msgdoc_opts o = {
+		.inline_max = st->conf->inline_max, .att_path = att_path, .arg = tx, .authserv_id = st->conf->authserv_id,
+	};
 	struct bb doc;
 	char name[320];
 	int rc, slot;

@@ -9,9 +9,11 @@ removed (RFC 8601 §5), foreign ones kept; --dkim-temperror tempfail answers
 451 when a key lookup times out; --dkim off stores no verdict.
 """
 
+import json
 import os
 import re
 import smtplib
+import time
 
 from lib import Server, Skip, check_delivered, corpora_dir, crlf, parse_queue_id, run
 
@@ -59,7 +61,10 @@ def main(t):
     dns = DnsServer(zone, {KEY_004: "timeout"}).start()
     dns_ok = DnsServer(zone).start()
     try:
-        with Server("--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
+        srv = Server("--dns", "127.0.0.1:%d" % dns_ok.port)
+        jdir = os.path.join(srv.tmp, "json")
+        srv.args += ["--sink", "json:" + jdir]
+        with srv:
             for name, npass in MESSAGES.items():
                 with t.case("corpus_%s_verified_in_server" % name):
                     content = msgs[name].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -69,6 +74,22 @@ def main(t):
                     t.check(ar.startswith("Authentication-Results: mx.test;"), "no A-R of ours on top: %r" % ar)
                     got = len(re.findall(r"dkim=pass", ar))
                     t.check(got == npass, "%s: %d dkim=pass, want %d:\n%s" % (name, got, npass, ar))
+
+            with t.case("json_auth_dkim_section"):
+                content = msgs["001.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                qid = send(srv.port, content)
+                check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                path = os.path.join(jdir, qid + ".json")
+                deadline = time.monotonic() + 30
+                while not os.path.exists(path) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                with open(path) as f:
+                    doc = json.load(f)
+                dk = doc["auth"]["dkim"]
+                t.check([(x["result"], x["domain"], x["selector"], x["algorithm"]) for x in dk] ==
+                        [("pass", "football.example.com", "brisbane", "ed25519-sha256"),
+                         ("pass", "football.example.com", "test", "rsa-sha256")],
+                        "auth.dkim: %r" % dk)
 
             with t.case("tampered_body_fails"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
