@@ -130,11 +130,12 @@ sys.exit(1)
 EOF
 }
 cg_cpu_us() { [[ -n $CUR_CG ]] && awk '/^usage_usec/ {print $2}' "$CUR_CG/cpu.stat" || echo ""; }
-cg_rss_kb() {  # RSS of every process of the peer
-    [[ -n $CUR_CG ]] || { awk '/^VmRSS/ {print $2}' "/proc/$CUR_PID/status" 2>/dev/null; return; }
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+cg_rss_kb() {  # proportional set size of every process of the peer (shared pages split)
+    [[ -n $CUR_CG ]] || { pss_kb "$CUR_PID"; return; }
     local t=0 p
     for p in $(cat "$CUR_CG/cgroup.procs"); do
-        t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+        t=$((t + $(pss_kb "$p")))
     done
     echo "$t"
 }
@@ -438,13 +439,13 @@ out.append("- os: %s" % next((l.split("=",1)[1].strip().strip('"') for l in open
 out.append("- oceanmx tree: %s" % subprocess.run(["git", "-C", "$ROOT", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip())
 out.append("- load generator: build/oceanmx-load on the same machine (shares the CPUs with the server)")
 out.append("- server CPU: cgroup v2 cpu.stat usage_usec of every process of the peer, per delivered message%s" % ("" if "$CG_ROOT" else " (n/a: no writable cgroup v2)"))
-out.append("- memory (rss): VmRSS of every process of the peer after the workload\n")
+out.append("- memory: PSS (/proc/PID/smaps_rollup, shared pages split between processes) of every process of the peer after the workload\n")
 for w in ["W1", "W2", "W3", "W4", "W6"]:
     wr = [r for r in rows if r["workload"] == w]
     if not wr:
         continue
     out.append("## %s\n" % names[w])
-    out.append("| peer | msg/s | x | MiB/s | server CPU us/msg | x | p99 ms | x | RSS MiB | delivered | failed | note |")
+    out.append("| peer | msg/s | x | MiB/s | server CPU us/msg | x | p99 ms | x | PSS MiB | delivered | failed | note |")
     out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in wr:
         out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (

@@ -38,6 +38,7 @@ struct load_opts {
 	double timeout;            /* seconds to wait for any reply */
 	uint64_t max_errors;       /* connection errors that end the run */
 	bool tls, json, quiet;
+	bool no_chain;             /* --no-chain: never send MAIL in the same write as a body */
 	const char *helo, *from_local, *from_domain, *to;
 };
 
@@ -56,6 +57,7 @@ struct load_run {
 	uint64_t conn_errors;         /* atomic: across workers, for --max-errors */
 	int stop;                     /* atomic: 1 = no new messages (signal, fatal, error limit) */
 	int fatal;                    /* atomic: 1 = the run cannot succeed (message in fatal_msg) */
+	int no_chain;                 /* atomic: 1 = a server refused MAIL sent right after a body */
 	char fatal_msg[256];
 };
 

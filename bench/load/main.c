@@ -55,6 +55,8 @@ static const char usage_text[] =
 	"      --to ADDR            recipient; with -r N>1 the local part gets 1..N\n"
 	"                           (default rcpt@example.com)\n"
 	"      --helo NAME          EHLO name (default load.test)\n"
+	"      --no-chain           never send the next MAIL/RCPT/DATA in the same write as\n"
+	"                           a message body (closed loop, DATA, PIPELINING do by default)\n"
 	"DKIM:\n"
 	"      --dkim rsa|ed25519   sign every message (rsa-sha256 2048-bit / ed25519-sha256)\n"
 	"      --dkim-key FILE      PEM private key; created (and kept) if FILE does not exist\n"
@@ -233,7 +235,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_MODE = 256, O_DKIM, O_DKIM_KEY, O_DKIM_DNS, O_SELECTOR, O_SENDER_DOMAINS, O_FROM, O_TO, O_HELO,
-		O_TLS, O_TIMEOUT, O_MAX_ERRORS, O_JSON, O_PRINT,
+		O_TLS, O_TIMEOUT, O_MAX_ERRORS, O_JSON, O_PRINT, O_NO_CHAIN,
 	};
 	static const struct option longopts[] = {
 		{ "connections", required_argument, NULL, 'c' },
@@ -254,6 +256,7 @@ int main(int argc, char **argv)
 		{ "to", required_argument, NULL, O_TO },
 		{ "helo", required_argument, NULL, O_HELO },
 		{ "tls", no_argument, NULL, O_TLS },
+		{ "no-chain", no_argument, NULL, O_NO_CHAIN },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "max-errors", required_argument, NULL, O_MAX_ERRORS },
 		{ "json", no_argument, NULL, O_JSON },
@@ -371,6 +374,9 @@ int main(int argc, char **argv)
 			break;
 		case O_TLS:
 			o->tls = true;
+			break;
+		case O_NO_CHAIN:
+			o->no_chain = true;
 			break;
 		case O_TIMEOUT:
 			o->timeout = parse_pos_double("--timeout", optarg);

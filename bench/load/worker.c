@@ -106,6 +106,8 @@ struct lconn {
 	/* A chained transaction: its MAIL/RCPT/DATA went out with the previous
 	 * body (RFC 2920 §3.1: message content may start a group). */
 	bool chained;
+	bool chain_tx;  /* the current transaction was sent chained */
+	bool abandon;   /* the server refused chaining: give the message back */
 	const struct lmsg *chain_msg;
 	int64_t chain_t;
 
@@ -522,14 +524,16 @@ static bool claim_closed(struct worker *w);
  * maybe_chain: in closed loop with PIPELINING and DATA, when the body of
  * one message is about to go out, the next transaction's MAIL/RCPT/DATA
  * join it in the same write, so a persistent session needs one round
- * trip per message, as Postfix's smtp client does. The script is
+ * trip per message (RFC 2920 §3.1). A server that answers 503 to such a
+ * MAIL turns chaining off for the run (on_reply). The script is
  * compacted first: every command before the body has its reply.
  */
 static void maybe_chain(struct worker *w, struct lconn *c)
 {
 	const struct lmsg *m;
 
-	if (!c->pipelining || c->chained || w->o->rate > 0 || w->o->mode != LOAD_MODE_DATA ||
+	if (!c->pipelining || c->chained || w->o->rate > 0 || w->o->mode != LOAD_MODE_DATA || w->o->no_chain ||
+	    __atomic_load_n(&w->run->no_chain, __ATOMIC_RELAXED) ||
 	    c->next_send + 1 != c->num_cmds || (w->o->per_connection != 0 && c->msgs >= w->o->per_connection) ||
 	    !claim_closed(w)) {
 		return;
@@ -585,7 +589,7 @@ static void start_tx(struct worker *w, struct lconn *c, int64_t t_intended)
 	c->msg = m;
 	c->msgs++;
 	c->tx_failed = false;
-	c->chained = false;
+	c->chained = c->chain_tx = c->abandon = false;
 	c->t_tx = t_intended;
 	STAT_ADD(w, attempted, 1);
 	script_reset(c);
@@ -728,6 +732,16 @@ static bool reply_ok(enum cmd cmd, int code)
 /* tx_finish counts the transaction whose final reply just arrived. */
 static void tx_finish(struct worker *w, struct lconn *c)
 {
+	if (c->abandon) {
+		/* Not the message's fault: hand it out again (unchained). */
+		c->abandon = false;
+		c->need_rset = true;
+		STAT_ADD(w, attempted, (uint64_t)-1);
+		if (w->o->messages != 0) {
+			__atomic_fetch_sub(&w->run->claimed, 1, __ATOMIC_RELAXED);
+		}
+		return;
+	}
 	if (c->tx_failed) {
 		STAT_ADD(w, failed, 1);
 		c->need_rset = true;
@@ -795,7 +809,15 @@ static void on_reply(struct worker *w, struct lconn *c, int code)
 			conn_end(w, c, msg);
 			return;
 		}
-		note_error(w, "%s", msg);
+		if (cmd == CMD_MAIL && code == 503 && c->chain_tx) {
+			/* Some servers (Haraka) refuse MAIL pipelined after the end
+			 * of data, though RFC 2920 §3.1 allows it: stop chaining
+			 * for the whole run and send this message again. */
+			__atomic_store_n(&w->run->no_chain, 1, __ATOMIC_RELAXED);
+			c->abandon = true;
+		} else {
+			note_error(w, "%s", msg);
+		}
 		c->tx_failed = true;
 		if (cmd == CMD_DATA) {
 			/* No 354: the body must not be sent; the transaction is over. */
@@ -809,6 +831,7 @@ static void on_reply(struct worker *w, struct lconn *c, int code)
 		c->msg = c->chain_msg;
 		c->t_tx = c->chain_t;
 		c->tx_failed = false;
+		c->chain_tx = true;
 	}
 	if (cmd == CMD_EHLO) {
 		c->pipelining = (c->rd.ext & SMTPC_EXT_PIPELINING) != 0;
