@@ -21,9 +21,11 @@
 
 #include "../core/bb.h"
 #include "../proto/json.h"
+#include "../verify/auth_json.h"
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
 #include "../verify/dns.h"
+#include "../verify/spf.h"
 
 int cmd_verify(int argc, char **argv);
 
@@ -32,7 +34,8 @@ int cmd_verify(int argc, char **argv);
 static int usage(void)
 {
 	fprintf(stderr, "usage: oceanmx verify [--dns ADDR[:PORT]] [--dns-timeout MS] [--hostname NAME]\n"
-			"                      [--now UNIXTIME] [--max-signatures N] [FILE|-]\n");
+			"                      [--now UNIXTIME] [--max-signatures N]\n"
+			"                      [--client-ip IP [--mail-from ADDR] [--helo NAME] [--spf-only]] [FILE|-]\n");
 	return 2;
 }
 
@@ -168,12 +171,25 @@ static int feed_raw(struct vctx *v, const uint8_t *p, size_t len)
 	return feed(v, out, n);
 }
 
-static void write_json(struct bb *out, const struct dkim_result *r, size_t n)
+struct spfq {
+	struct spf_check *mfrom, *helo;
+	bool spf_only;
+};
+
+static void write_json(struct bb *out, const struct dkim_result *r, size_t n, const struct spfq *sq)
 {
 	struct json j;
 
 	json_init(&j, out);
 	json_obj(&j);
+	if (sq->mfrom != NULL || sq->helo != NULL) {
+		json_key(&j, "spf");
+		auth_json_spf(&j, sq->mfrom ? spf_check_result(sq->mfrom) : NULL,
+			      sq->helo ? spf_check_result(sq->helo) : NULL);
+	}
+	if (sq->spf_only) {
+		goto end;
+	}
 	json_key(&j, "dkim");
 	json_arr(&j);
 	for (size_t i = 0; i < n; i++) {
@@ -199,10 +215,76 @@ static void write_json(struct bb *out, const struct dkim_result *r, size_t n)
 		json_obj_end(&j);
 	}
 	json_arr_end(&j);
+end:
 	json_obj_end(&j);
 	if (j.err == 0 && bb_append(out, "\n", 1) != 0) {
 		j.err = -ENOMEM;
 	}
+}
+
+/* spf_dns makes the resolver on first use; NULL (and a message) if it cannot. */
+static struct dns_resolver *ensure_dns(struct vctx *v)
+{
+	char *err = NULL;
+
+	if (v->dns == NULL && !v->dns_failed) {
+		v->dns = dns_unbound_new(&v->dopts, &err);
+		if (v->dns == NULL) {
+			fprintf(stderr, "oceanmx verify: %s\n", err ? err : "dns: cannot start the resolver");
+			free(err);
+			v->dns_failed = true;
+		}
+	}
+	return v->dns;
+}
+
+/*
+ * start_spf starts the MAIL FROM check (and, unless --spf-only, the HELO
+ * check when a HELO name was given). 0, or -1 after a message.
+ */
+static int start_spf(struct vctx *v, struct spfq *sq, const char *ip, const char *mail_from, const char *helo,
+		     const char *hostname, uint64_t now)
+{
+	struct spf_params p = {
+		.identity = SPF_ID_MAILFROM,
+		.client_ip = ip,
+		.mail_from = mail_from ? mail_from : "",
+		.helo = helo ? helo : "",
+		.receiver = hostname,
+		.now = now,
+		.timeout_ms = v->dopts.timeout_ms,
+	};
+	char mf[SPF_SENDER_MAX + 3];
+	size_t n = strlen(p.mail_from);
+	struct dns_resolver *r;
+
+	if (n >= 2 && p.mail_from[0] == '<' && p.mail_from[n - 1] == '>' && n - 2 < sizeof(mf)) {
+		memcpy(mf, p.mail_from + 1, n - 2); /* "<a@b>" as written in MAIL FROM */
+		mf[n - 2] = '\0';
+		p.mail_from = mf;
+	}
+	sq->mfrom = spf_check_new(&p);
+	if (sq->mfrom == NULL) {
+		fprintf(stderr, "oceanmx verify: out of memory\n");
+		return -1;
+	}
+	if (!sq->spf_only && helo != NULL && helo[0] != '\0') {
+		p.identity = SPF_ID_HELO;
+		sq->helo = spf_check_new(&p);
+		if (sq->helo == NULL) {
+			fprintf(stderr, "oceanmx verify: out of memory\n");
+			return -1;
+		}
+	}
+	r = ensure_dns(v);
+	if (r == NULL) {
+		return -1;
+	}
+	spf_check_start(sq->mfrom, r, NULL, NULL);
+	if (sq->helo != NULL) {
+		spf_check_start(sq->helo, r, NULL, NULL);
+	}
+	return 0;
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -216,7 +298,8 @@ static bool parse_u64(const char *s, uint64_t *out)
 
 int cmd_verify(int argc, char **argv)
 {
-	const char *path = "-", *hostname = NULL;
+	const char *path = "-", *hostname = NULL, *client_ip = NULL, *mail_from = NULL, *helo = NULL;
+	struct spfq sq = { 0 };
 	struct dkim_opts o = { 0 };
 	struct dkim_result res[DKIM_SIGS_HARD_MAX];
 	struct vctx v;
@@ -253,6 +336,14 @@ int cmd_verify(int argc, char **argv)
 				return usage();
 			}
 			o.max_sigs = (unsigned)u;
+		} else if (strcmp(a, "--client-ip") == 0 && i + 1 < argc) {
+			client_ip = argv[++i];
+		} else if (strcmp(a, "--mail-from") == 0 && i + 1 < argc) {
+			mail_from = argv[++i];
+		} else if (strcmp(a, "--helo") == 0 && i + 1 < argc) {
+			helo = argv[++i];
+		} else if (strcmp(a, "--spf-only") == 0) {
+			sq.spf_only = true;
 		} else if (a[0] == '-' && a[1] != '\0') {
 			return usage();
 		} else {
@@ -277,8 +368,26 @@ int cmd_verify(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (sq.spf_only && client_ip == NULL) {
+		fprintf(stderr, "oceanmx verify: --spf-only needs --client-ip\n");
+		dns_free(v.dns);
+		return 2;
+	}
+	if (client_ip != NULL && start_spf(&v, &sq, client_ip, mail_from, helo, hostname, o.now) != 0) {
+		dns_free(v.dns);
+		return 2;
+	}
+	if (sq.spf_only) {
+		fd = -1;
+		bb_init(&out, 0);
+		bb_init(&v.field, 0);
+		bb_init(&v.line, 0);
+		goto results;
+	}
 	if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		fprintf(stderr, "oceanmx verify: %s: %s\n", path, strerror(errno));
+		spf_check_free(sq.mfrom);
+		spf_check_free(sq.helo);
 		dns_free(v.dns);
 		return 1;
 	}
@@ -321,13 +430,23 @@ int cmd_verify(int argc, char **argv)
 		dkim_msg_headers_end(v.m);
 	}
 	dkim_msg_body_end(v.m);
+results:
 	if (v.dns != NULL && dns_wait(v.dns) != 0) {
 		fprintf(stderr, "oceanmx verify: dns: wait failed\n");
 	}
-	n = dkim_msg_results(v.m, res, DKIM_SIGS_HARD_MAX);
-	if (authres_write(&out, hostname, res, n) != 0) {
-		fprintf(stderr, "oceanmx verify: out of memory\n");
-		goto out;
+	n = v.m != NULL ? dkim_msg_results(v.m, res, DKIM_SIGS_HARD_MAX) : 0;
+	{
+		struct authres_in ain = {
+			.dkim = res,
+			.num_dkim = n,
+			.spf_mfrom = sq.mfrom ? spf_check_result(sq.mfrom) : NULL,
+			.spf_helo = sq.helo ? spf_check_result(sq.helo) : NULL,
+		};
+
+		if (authres_write_all(&out, hostname, &ain) != 0) {
+			fprintf(stderr, "oceanmx verify: out of memory\n");
+			goto out;
+		}
 	}
 	/* The field is CRLF-folded as it would be stored; print it with LF. */
 	n = 0;
@@ -337,7 +456,7 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	out.len = n;
-	write_json(&out, res, dkim_msg_num_sigs(v.m));
+	write_json(&out, res, v.m != NULL ? dkim_msg_num_sigs(v.m) : 0, &sq);
 	if (fwrite(out.p, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
 		fprintf(stderr, "oceanmx verify: stdout: %s\n", strerror(errno));
 		goto out;
@@ -347,6 +466,8 @@ out:
 	if (fd > 0) {
 		close(fd);
 	}
+	spf_check_free(sq.mfrom);
+	spf_check_free(sq.helo);
 	dkim_msg_free(v.m);
 	dns_free(v.dns);
 	bb_fini(&v.field);

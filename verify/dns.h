@@ -1,6 +1,9 @@
 /*
  * dns.h - the asynchronous DNS resolver interface used by verify/ (DKIM
- * keys now; SPF and DMARC records later), and bounded TXT answers.
+ * keys, SPF, DMARC and ARC records), bounded TXT answers, and bounded
+ * answers of the other types SPF needs (A, AAAA, MX, PTR) through the
+ * generic query op added for SPF (dns_query; a backend without it makes
+ * dns_query fail with -ENOSYS, so older backends keep working).
  *
  * A resolver is a vtable (struct dns_resolver_ops) so that the tests and a
  * fake can plug in; dns_unbound_new() is the real one (libunbound). The
@@ -18,6 +21,7 @@
 #ifndef OMX_DNS_H
 #define OMX_DNS_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +72,55 @@ enum dns_status dns_txt_from_rdata(struct dns_txt_answer *out, const uint8_t *co
 /* dns_txt_fn gets the answer; `a` is borrowed for the duration of the call. */
 typedef void dns_txt_fn(void *arg, const struct dns_txt_answer *a);
 
+/* Record types of the generic query (RFC 1035 §3.2.2, RFC 3596). */
+enum dns_qtype {
+	DNS_T_A = 1,
+	DNS_T_PTR = 12,
+	DNS_T_MX = 15,
+	DNS_T_TXT = 16,
+	DNS_T_AAAA = 28,
+};
+
+#define DNS_RR_MAX 32        /* records of one generic answer that we look at */
+#define DNS_NAME_TEXT_MAX 255 /* a domain name as text, without the final dot */
+
+/*
+ * One record of a generic answer: A -> 4 octets, AAAA -> 16 octets, MX ->
+ * the exchange as text (lower case, no final dot) with its preference in
+ * `pref`, PTR -> the name as text, TXT -> its strings concatenated (an
+ * rdata without strings is an empty record here, not an error).
+ */
+struct dns_rr {
+	struct span data; /* into the answer's buf */
+	uint16_t pref;    /* MX only */
+};
+
+struct dns_answer {
+	enum dns_status status; /* DNS_OK means num_records >= 1 */
+	uint16_t qtype;
+	uint32_t ttl;
+	unsigned num_records;
+	unsigned num_ignored;   /* records beyond DNS_RR_MAX, or of another type */
+	struct dns_rr rr[DNS_RR_MAX];
+	size_t buf_len;
+	uint8_t buf[DNS_TXT_BYTES_MAX];
+};
+
+/*
+ * dns_answer_from_rdata fills *out from the rdatas (wire format) of one
+ * answer of type `qtype`; names inside MX and PTR rdata must be
+ * uncompressed (libunbound hands them out so). Returns out->status:
+ * DNS_OK, DNS_NODATA, DNS_MALFORMED or DNS_TOO_BIG.
+ */
+enum dns_status dns_answer_from_rdata(struct dns_answer *out, uint16_t qtype, const uint8_t *const *rdata,
+				      const size_t *rdata_len, size_t num);
+
+/* dns_answer_set_status empties *out and sets its status (for failures). */
+void dns_answer_set_status(struct dns_answer *out, uint16_t qtype, enum dns_status s);
+
+/* dns_answer_fn gets the answer; `a` is borrowed for the duration of the call. */
+typedef void dns_answer_fn(void *arg, const struct dns_answer *a);
+
 struct dns_resolver;
 
 struct dns_resolver_ops {
@@ -87,6 +140,11 @@ struct dns_resolver_ops {
 	/* next_deadline: earliest deadline among pending lookups, UINT64_MAX if none. */
 	uint64_t (*next_deadline)(struct dns_resolver *r);
 	void (*free)(struct dns_resolver *r);
+	/* query starts a lookup of `name` for type `qtype` (enum dns_qtype);
+	 * like txt, cb runs exactly once from dns_process() unless cancelled,
+	 * and ids share txt's space. NULL in backends that predate it. */
+	int (*query)(struct dns_resolver *r, const char *name, uint16_t qtype, uint64_t deadline_ms,
+		     dns_answer_fn *cb, void *arg, uint64_t *out_id);
 };
 
 struct dns_resolver {
@@ -113,6 +171,16 @@ static inline int dns_txt(struct dns_resolver *r, const char *name, uint64_t dea
 			  uint64_t *out_id)
 {
 	return r->ops->txt(r, name, deadline_ms, cb, arg, out_id);
+}
+
+/* dns_query: see dns_resolver_ops.query; -ENOSYS when the backend lacks it. */
+static inline int dns_query(struct dns_resolver *r, const char *name, uint16_t qtype, uint64_t deadline_ms,
+			    dns_answer_fn *cb, void *arg, uint64_t *out_id)
+{
+	if (r->ops->query == NULL) {
+		return -ENOSYS;
+	}
+	return r->ops->query(r, name, qtype, deadline_ms, cb, arg, out_id);
 }
 
 static inline void dns_cancel(struct dns_resolver *r, uint64_t id)

@@ -4,7 +4,8 @@
  * One ub_ctx in threaded async mode: libunbound's own thread does the
  * network work and writes finished lookups to a pipe (ub_fd); ub_process()
  * in the owner's thread runs our callback, which maps the answer to a
- * bounded struct dns_txt_answer and calls the user's callback.
+ * bounded struct dns_txt_answer (txt) or struct dns_answer (query, any
+ * type) and calls the user's callback.
  * Deadlines are ours (libunbound retries an unresponsive server for much
  * longer than a mail transaction can wait): a lookup past its deadline is
  * cancelled and completes as DNS_TIMEOUT. A lookup whose cancel raced with
@@ -30,7 +31,9 @@ struct ubq {
 	uint64_t deadline;
 	int async_id;
 	bool orphan;         /* completed by us (timeout/cancel); unbound still owns a callback */
-	dns_txt_fn *cb;
+	dns_txt_fn *cb;        /* txt lookups */
+	dns_answer_fn *acb;    /* generic lookups (query) */
+	uint16_t qtype;
 	void *arg;
 };
 
@@ -43,6 +46,7 @@ struct dns_ub {
 	uint64_t next_id;
 	uint32_t timeout_ms;
 	struct dns_txt_answer *ans; /* scratch answer, reused per callback */
+	struct dns_answer *gans;    /* scratch generic answer, allocated on first query */
 };
 
 static void list_init(struct ubq *h)
@@ -108,6 +112,63 @@ static void fill_answer(struct dns_txt_answer *a, int err, const struct ub_resul
 	}
 }
 
+static void fill_generic(struct dns_answer *a, uint16_t qtype, int err, const struct ub_result *res)
+{
+	if (err != 0 || res == NULL) {
+		dns_answer_set_status(a, qtype, err == UB_SERVFAIL ? DNS_SERVFAIL : DNS_ERROR);
+		return;
+	}
+	if (res->bogus) {
+		dns_answer_set_status(a, qtype, DNS_SERVFAIL);
+	} else if (res->rcode == 3 || res->nxdomain) {
+		dns_answer_set_status(a, qtype, DNS_NXDOMAIN);
+	} else if (res->rcode != 0) {
+		dns_answer_set_status(a, qtype, DNS_SERVFAIL);
+	} else if (!res->havedata) {
+		dns_answer_set_status(a, qtype, DNS_NODATA);
+	} else {
+		const uint8_t *rd[DNS_RR_MAX + 1];
+		size_t rl[DNS_RR_MAX + 1];
+		size_t n = 0, extra = 0;
+
+		for (size_t i = 0; res->data[i] != NULL; i++) {
+			if (n == DNS_RR_MAX + 1) {
+				extra++;
+				continue;
+			}
+			rd[n] = (const uint8_t *)res->data[i];
+			rl[n] = res->len[i] > 0 ? (size_t)res->len[i] : 0;
+			n++;
+		}
+		dns_answer_from_rdata(a, qtype, rd, rl, n);
+		a->num_ignored += (unsigned)extra;
+	}
+	a->ttl = res->ttl > 0 ? (uint32_t)res->ttl : 0;
+}
+
+/* deliver runs q's callback with an answer built by fill_* or a bare status. */
+static void deliver(struct dns_ub *u, struct ubq *q, int err, const struct ub_result *res, bool timeout)
+{
+	if (q->acb != NULL) {
+		if (timeout) {
+			dns_answer_set_status(u->gans, q->qtype, DNS_TIMEOUT);
+		} else {
+			fill_generic(u->gans, q->qtype, err, res);
+		}
+		q->acb(q->arg, u->gans);
+		return;
+	}
+	if (timeout) {
+		u->ans->status = DNS_TIMEOUT;
+		u->ans->num_records = u->ans->num_ignored = 0;
+		u->ans->buf_len = 0;
+		u->ans->ttl = 0;
+	} else {
+		fill_answer(u->ans, err, res);
+	}
+	q->cb(q->arg, u->ans);
+}
+
 static void ub_done(void *mydata, int err, struct ub_result *res)
 {
 	struct ubq *q = mydata;
@@ -119,8 +180,7 @@ static void ub_done(void *mydata, int err, struct ub_result *res)
 	} else {
 		list_del(q);
 		u->num_pending--;
-		fill_answer(u->ans, err, res);
-		q->cb(q->arg, u->ans);
+		deliver(u, q, err, res, false);
 		free(q);
 	}
 	if (res != NULL) {
@@ -128,13 +188,46 @@ static void ub_done(void *mydata, int err, struct ub_result *res)
 	}
 }
 
-static int ub_txt(struct dns_resolver *r, const char *name, uint64_t deadline_ms, dns_txt_fn *cb, void *arg,
-		  uint64_t *out_id)
+/*
+ * presentation writes `name` (raw label bytes, '.' between labels) in the
+ * master-file form libunbound parses: bytes other than letters, digits,
+ * '-' and '_' as \DDD (RFC 1035 §5.1), so a macro-expanded SPF name with
+ * spaces or '%' (RFC 7208 §7.3) is asked as it is. -EINVAL if too long.
+ */
+static int presentation(char *out, size_t out_len, const char *name)
 {
-	struct dns_ub *u = ub_of(r);
-	struct ubq *q = calloc(1, sizeof(*q));
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+		unsigned char c = *p;
+		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+			     c == '_' || c == '.';
+
+		if (n + (plain ? 1 : 4) >= out_len) {
+			return -EINVAL;
+		}
+		if (plain) {
+			out[n++] = (char)c;
+		} else {
+			n += (size_t)snprintf(out + n, out_len - n, "\\%03u", c);
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+static int start(struct dns_ub *u, const char *name, uint16_t qtype, uint64_t deadline_ms, dns_txt_fn *cb,
+		 dns_answer_fn *acb, void *arg, uint64_t *out_id)
+{
+	struct ubq *q;
+	char pres[4 * 256];
 	int rc;
 
+	if (presentation(pres, sizeof(pres), name) != 0) {
+		return -EINVAL;
+	}
+	name = pres;
+	q = calloc(1, sizeof(*q));
 	if (q == NULL) {
 		return -ENOMEM;
 	}
@@ -142,10 +235,12 @@ static int ub_txt(struct dns_resolver *r, const char *name, uint64_t deadline_ms
 	q->id = ++u->next_id;
 	q->deadline = deadline_ms ? deadline_ms : dns_now_ms() + u->timeout_ms;
 	q->cb = cb;
+	q->acb = acb;
+	q->qtype = qtype;
 	q->arg = arg;
 	list_add(&u->pending, q);
 	u->num_pending++;
-	rc = ub_resolve_async(u->ctx, name, RR_TYPE_TXT, RR_CLASS_IN, q, ub_done, &q->async_id);
+	rc = ub_resolve_async(u->ctx, name, qtype, RR_CLASS_IN, q, ub_done, &q->async_id);
 	if (rc != 0) {
 		list_del(q);
 		u->num_pending--;
@@ -156,6 +251,23 @@ static int ub_txt(struct dns_resolver *r, const char *name, uint64_t deadline_ms
 	return 0;
 }
 
+static int ub_txt(struct dns_resolver *r, const char *name, uint64_t deadline_ms, dns_txt_fn *cb, void *arg,
+		  uint64_t *out_id)
+{
+	return start(ub_of(r), name, RR_TYPE_TXT, deadline_ms, cb, NULL, arg, out_id);
+}
+
+static int ub_query(struct dns_resolver *r, const char *name, uint16_t qtype, uint64_t deadline_ms,
+		    dns_answer_fn *cb, void *arg, uint64_t *out_id)
+{
+	struct dns_ub *u = ub_of(r);
+
+	if (u->gans == NULL && (u->gans = malloc(sizeof(*u->gans))) == NULL) {
+		return -ENOMEM;
+	}
+	return start(u, name, qtype, deadline_ms, NULL, cb, arg, out_id);
+}
+
 /* finish completes q now (timeout or cancel): unbound is told to drop it. */
 static void finish(struct dns_ub *u, struct ubq *q, bool run_cb)
 {
@@ -163,11 +275,7 @@ static void finish(struct dns_ub *u, struct ubq *q, bool run_cb)
 	u->num_pending--;
 	if (ub_cancel(u->ctx, q->async_id) == 0) {
 		if (run_cb) {
-			u->ans->status = DNS_TIMEOUT;
-			u->ans->num_records = u->ans->num_ignored = 0;
-			u->ans->buf_len = 0;
-			u->ans->ttl = 0;
-			q->cb(q->arg, u->ans);
+			deliver(u, q, 0, NULL, true);
 		}
 		free(q);
 		return;
@@ -176,11 +284,7 @@ static void finish(struct dns_ub *u, struct ubq *q, bool run_cb)
 	q->orphan = true;
 	list_add(&u->orphans, q);
 	if (run_cb) {
-		u->ans->status = DNS_TIMEOUT;
-		u->ans->num_records = u->ans->num_ignored = 0;
-		u->ans->buf_len = 0;
-		u->ans->ttl = 0;
-		q->cb(q->arg, u->ans);
+		deliver(u, q, 0, NULL, true);
 	}
 }
 
@@ -254,6 +358,7 @@ static void ub_free_all(struct dns_resolver *r)
 		free(q);
 	}
 	free(u->ans);
+	free(u->gans);
 	free(u);
 }
 
@@ -266,6 +371,7 @@ static const struct dns_resolver_ops ub_ops = {
 	.pending = ub_pending,
 	.next_deadline = ub_next_deadline,
 	.free = ub_free_all,
+	.query = ub_query,
 };
 
 /* fwd_spec turns "ADDR[:PORT]" / "[V6]:PORT" / "V6" into unbound's "ADDR@PORT". */
@@ -359,7 +465,12 @@ struct dns_resolver *dns_unbound_new(const struct dns_opts *o, char **out_err)
 	    /* resolv.conf often names 127.0.0.53; a test server sits on loopback too */
 	    (rc = ub_ctx_set_option(u->ctx, "do-not-query-localhost:", "no")) != 0 ||
 	    /* ask upstream the full name: a minimised walk stops at empty non-terminals */
-	    (rc = ub_ctx_set_option(u->ctx, "qname-minimisation:", "no")) != 0) {
+	    (rc = ub_ctx_set_option(u->ctx, "qname-minimisation:", "no")) != 0 ||
+	    /* reverse names of private and documentation space are the upstream's to
+	     * answer (SPF ptr and %{p} look them up), not unbound's built-in empty zones */
+	    (rc = ub_ctx_set_option(u->ctx, "unblock-lan-zones:", "yes")) != 0 ||
+	    (rc = ub_ctx_set_option(u->ctx, "insecure-lan-zones:", "yes")) != 0 ||
+	    (rc = ub_ctx_set_option(u->ctx, "local-zone:", "8.b.d.0.1.0.0.2.ip6.arpa. nodefault")) != 0) {
 		*out_err = errdup("libunbound setup", ub_strerror(rc));
 		goto fail;
 	}

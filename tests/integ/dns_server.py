@@ -18,6 +18,12 @@ Other names: NOERROR/NODATA when the name is an ancestor of a served name
 (an empty non-terminal), else NXDOMAIN, with an SOA in the authority
 section so negative answers can be cached (RFC 2308).
 
+Besides TXT it serves any-type record sets (`rrsets`, for SPF: A, AAAA,
+MX, PTR, TXT, CNAME, SPF) with the OpenSPF suite's rules: a CNAME is
+answered and chased; a name in `timeouts` never answers a query for a
+type it has no records of; a name with records, but none of the asked
+type, is NODATA; TXT values are lists of strings (bytes or str, UTF-8).
+
 Use from a test:  srv = DnsServer(records, specials); srv.start(); srv.port;
 srv.stop(). Or run it: dns_server.py ZONEFILE [NAME=MODE...] prints
 "PORT n" and serves until killed.
@@ -30,7 +36,7 @@ import struct
 import sys
 import threading
 
-from dnslib import DNSRecord, QTYPE, RCODE, RR, SOA, TXT, DNSLabel
+from dnslib import AAAA, CNAME, DNSRecord, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSLabel, RD
 
 MODES = ("timeout", "servfail", "refused", "nxdomain", "malformed", "oversized", "badtxt")
 
@@ -52,8 +58,47 @@ def parse_zone(text):
     return recs
 
 
+class RawTXT(RD):
+    """A TXT rdata packed exactly from its strings, even none (dnslib's TXT would too,
+    but this keeps zero strings and any bytes explicit)."""
+
+    def __init__(self, strings):
+        self.strings = strings
+
+    def pack(self, buffer):
+        for s in self.strings:
+            buffer.append(bytes([len(s)]))
+            buffer.append(s)
+
+    def __repr__(self):
+        return " ".join('"%s"' % s.decode("utf-8", "replace") for s in self.strings)
+
+
+def _rdata(rtype, value):
+    if rtype == "A":
+        return QTYPE.A, A(value)
+    if rtype == "AAAA":
+        return QTYPE.AAAA, AAAA(value)
+    if rtype == "MX":
+        return QTYPE.MX, MX(value[1], value[0])
+    if rtype == "PTR":
+        return QTYPE.PTR, PTR(value)
+    if rtype == "CNAME":
+        return QTYPE.CNAME, CNAME(value)
+    if rtype in ("TXT", "SPF"):
+        strings = [x.encode("utf-8") if isinstance(x, str) else x for x in value]
+        if not strings:
+            strings = [b""]  # RFC 1035 §3.3.14: a TXT rdata holds at least one string
+        return (QTYPE.TXT if rtype == "TXT" else 99), RawTXT(strings)
+    raise ValueError(rtype)
+
+
 class DnsServer:
-    def __init__(self, records=None, specials=None, host="127.0.0.1"):
+    def __init__(self, records=None, specials=None, host="127.0.0.1", rrsets=None, timeouts=None):
+        self.rrsets = {}
+        for k, v in (rrsets or {}).items():
+            self.rrsets.setdefault(k.rstrip(".").lower(), []).extend(v)
+        self.timeouts = {k.rstrip(".").lower() for k in (timeouts or ())}
         self.records = {k.lower(): v for k, v in (records or {}).items()}
         self.specials = {k.rstrip(".").lower(): v for k, v in (specials or {}).items()}
         for v in self.specials.values():
@@ -101,6 +146,9 @@ class DnsServer:
             b = bytearray(r.pack())
             b[-2] = 200  # the string length byte: 200 octets in a 2-octet rdata
             return bytes(b)
+        raw = ".".join(l.decode("utf-8", "replace") for l in q.q.qname.label).lower()
+        if raw in self.rrsets or raw in self.timeouts:
+            return self._rrset_answer(q, raw, r, tcp)
         if q.q.qtype == QTYPE.TXT and qname in self.records:
             for ttl, strings in self.records[qname]:
                 r.add_answer(RR(q.q.qname, QTYPE.TXT, rdata=TXT(strings), ttl=ttl))
@@ -108,11 +156,40 @@ class DnsServer:
                 r = q.reply()
                 r.header.tc = 1
             return r.pack()
-        exists = qname in self.records or any(n.endswith("." + qname) for n in self.records)
+        exists = (qname in self.records or any(n.endswith("." + qname) for n in self.records)
+                  or any(n.endswith("." + qname) for n in self.rrsets))
         if not exists:
             r.header.rcode = RCODE.NXDOMAIN
         self._soa(r)
         return r.pack()
+
+    def _rrset_answer(self, q, qname, r, tcp):
+        """_rrset_answer answers from self.rrsets (CNAME chased), or None for a timeout."""
+        name, qt, seen = qname, q.q.qtype, 0
+        owner = q.q.qname
+        while True:
+            rrs = self.rrsets.get(name, [])
+            cn = [v for t, v in rrs if t == "CNAME"]
+            if cn and qt != QTYPE.CNAME and seen < 8:
+                target = cn[0].rstrip(".").lower()
+                r.add_answer(RR(owner, QTYPE.CNAME, rdata=CNAME(cn[0]), ttl=60))
+                owner, name, seen = DNSLabel(target), target, seen + 1
+                continue
+            match = [(t, v) for t, v in rrs if _rdata(t, v)[0] == qt]
+            if match:
+                for t, v in match:
+                    rt, rd = _rdata(t, v)
+                    r.add_answer(RR(owner, rt, rdata=rd, ttl=60))
+                if not tcp and len(r.pack()) > 1232:
+                    r = q.reply()
+                    r.header.tc = 1
+                return r.pack()
+            if name in self.timeouts:
+                return None
+            if seen and name not in self.rrsets and not any(n.endswith("." + name) for n in self.rrsets):
+                r.header.rcode = RCODE.NXDOMAIN
+            self._soa(r)
+            return r.pack()
 
     @staticmethod
     def _soa(r):
