@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,7 +78,25 @@ struct vdns {
 	char *upstream;
 };
 
+/*
+ * Key cache: the answers of recent key lookups, by name, until their TTL
+ * runs out, shared by the workers. A hit answers the job on the worker at
+ * once, without a round trip through the DNS thread and libunbound's own
+ * threads (libunbound caches too, but asking it costs several context
+ * switches per message). Direct-mapped: a collision replaces the entry.
+ */
+#define KCACHE_SLOTS   1024
+#define KCACHE_TTL_MAX 3600  /* seconds; bounds a hostile TTL */
+
+struct kcache_entry {
+	char name[256];
+	uint64_t expires_ms;            /* 0 = empty */
+	struct dns_txt_answer *ans;     /* owned */
+};
+
 struct vpool {
+	pthread_mutex_t kc_mu;
+	struct kcache_entry *kc;        /* KCACHE_SLOTS entries */
 	unsigned num_workers;
 	struct vworker *w;
 	struct vdns dns;
@@ -97,6 +116,7 @@ struct vjob {
 	_Atomic bool body_unwanted;   /* set by the worker: no signature, skip the body */
 	/* worker side */
 	struct dkim_msg *m;
+	struct dns_txt_answer *kc_buf;  /* room for a cached answer (8 KiB), allocated on first use */
 	struct bb line;               /* header line being assembled */
 	struct bb field;              /* header field being assembled */
 	bool in_body, hdr_overflow, ended;
@@ -106,6 +126,8 @@ struct vjob {
 	struct dkim_result *res;
 	bool failed;                  /* the verifier could not run (out of memory) */
 };
+
+static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -153,6 +175,7 @@ static void dns_answered(void *arg, const struct dns_txt_answer *a)
 	while ((op = calloc(1, sizeof(*op))) == NULL) {
 		usleep(1000);
 	}
+	kc_store(rq->job->pool, rq->name, a);
 	op->ans = malloc(sizeof(*op->ans));
 	if (op->ans != NULL) {
 		memcpy(op->ans, a, sizeof(*a));
@@ -237,6 +260,61 @@ static void *dns_main(void *arg)
 	return NULL;
 }
 
+static size_t kc_slot(const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h = (h ^ (uint64_t)(*p | 0x20)) * 1099511628211ull; /* DNS names: case-insensitive */
+	}
+	return (size_t)(h % KCACHE_SLOTS);
+}
+
+/* kc_lookup copies a live cached answer into *out; false on a miss. Worker thread. */
+static bool kc_lookup(struct vpool *p, const char *name, struct dns_txt_answer *out)
+{
+	struct kcache_entry *e = &p->kc[kc_slot(name)];
+	bool hit = false;
+
+	pthread_mutex_lock(&p->kc_mu);
+	if (e->ans != NULL && e->expires_ms > dns_now_ms() && strcasecmp(e->name, name) == 0) {
+		memcpy(out, e->ans, sizeof(*out));
+		for (unsigned i = 0; i < out->num_records; i++) {
+			out->rec[i].p = out->buf + (e->ans->rec[i].p - e->ans->buf);
+		}
+		hit = true;
+	}
+	pthread_mutex_unlock(&p->kc_mu);
+	return hit;
+}
+
+/* kc_store keeps a definite answer (a key, or no such key) for its TTL. DNS thread. */
+static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a)
+{
+	struct kcache_entry *e;
+	struct dns_txt_answer *copy;
+	uint32_t ttl = a->ttl < KCACHE_TTL_MAX ? a->ttl : KCACHE_TTL_MAX;
+
+	if (ttl == 0 || dns_status_transient(a->status) || strlen(name) >= sizeof(e->name)) {
+		return; /* temporary failures are asked again */
+	}
+	copy = malloc(sizeof(*copy));
+	if (copy == NULL) {
+		return;
+	}
+	memcpy(copy, a, sizeof(*copy));
+	for (unsigned i = 0; i < copy->num_records; i++) {
+		copy->rec[i].p = copy->buf + (a->rec[i].p - a->buf);
+	}
+	e = &p->kc[kc_slot(name)];
+	pthread_mutex_lock(&p->kc_mu);
+	free(e->ans);
+	e->ans = copy;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->expires_ms = dns_now_ms() + (uint64_t)ttl * 1000;
+	pthread_mutex_unlock(&p->kc_mu);
+}
+
 static void dns_request(struct vjob *j, unsigned sig)
 {
 	struct vdns *d = &j->pool->dns;
@@ -249,6 +327,14 @@ static void dns_request(struct vjob *j, unsigned sig)
 		memset(&fail, 0, sizeof(fail));
 		fail.status = DNS_ERROR;
 		dkim_msg_key_answer(j->m, sig, &fail);
+		return;
+	}
+	if (j->kc_buf == NULL) {
+		j->kc_buf = malloc(sizeof(*j->kc_buf));
+	}
+	if (j->kc_buf != NULL && kc_lookup(j->pool, dkim_msg_key_name(j->m, sig), j->kc_buf)) {
+		dkim_msg_key_answer(j->m, sig, j->kc_buf);
+		free(rq);
 		return;
 	}
 	rq->job = j;
@@ -360,6 +446,7 @@ static void maybe_complete(struct vjob *j)
 		dkim_msg_free(j->m);
 		j->m = NULL;
 	}
+	free(j->kc_buf); j->kc_buf = NULL;
 	bb_fini(&j->line);
 	bb_fini(&j->field);
 	inbox_push(j); /* last touch by the pool */
@@ -457,9 +544,11 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 	p->dopts.max_sigs = c->max_sigs;
 	p->dopts.now = 0; /* set per job: x= is checked against the arrival time */
 	p->w = calloc(p->num_workers, sizeof(*p->w));
+	p->kc = calloc(KCACHE_SLOTS, sizeof(*p->kc));
+	pthread_mutex_init(&p->kc_mu, NULL);
 	p->dns.efd = eventfd(0, EFD_CLOEXEC);
 	p->dns.upstream = c->dns ? strdup(c->dns) : NULL;
-	if (p->w == NULL || p->dns.efd < 0 || (c->dns && p->dns.upstream == NULL)) {
+	if (p->w == NULL || p->kc == NULL || p->dns.efd < 0 || (c->dns && p->dns.upstream == NULL)) {
 		if (asprintf(out_err, "verify pool: %s", strerror(errno ? errno : ENOMEM)) < 0) {
 			*out_err = NULL;
 		}
@@ -535,6 +624,11 @@ void vpool_stop(struct vpool *p)
 	}
 	free(p->dns.upstream); p->dns.upstream = NULL;
 	free(p->w); p->w = NULL;
+	for (size_t i = 0; p->kc != NULL && i < KCACHE_SLOTS; i++) {
+		free(p->kc[i].ans); p->kc[i].ans = NULL;
+	}
+	free(p->kc); p->kc = NULL;
+	pthread_mutex_destroy(&p->kc_mu);
 	free(p);
 }
 
@@ -691,6 +785,7 @@ void vjob_free(struct vjob *j)
 		return;
 	}
 	dkim_msg_free(j->m);
+	free(j->kc_buf); j->kc_buf = NULL;
 	bb_fini(&j->pend);
 	bb_fini(&j->line);
 	bb_fini(&j->field);
