@@ -50,8 +50,11 @@ step_fuzz() {
 		local dict=()
 		[ -f "tests/fuzz/$name.dict" ] && dict=(-dict="tests/fuzz/$name.dict")
 		echo "fuzz: $name for ${OMX_FUZZ_SECONDS}s"
-		if ! "$t" "${dict[@]}" -max_total_time="$OMX_FUZZ_SECONDS" -print_final_stats=0 \
-			"$work" >"$work.log" 2>&1; then
+		# A fixed seed keeps runs comparable; -timeout fails an input that
+		# takes over 10 s (a hang is a bug too), and timeout(1) bounds the
+		# whole run whatever libFuzzer does.
+		if ! timeout $((OMX_FUZZ_SECONDS + 120)) "$t" "${dict[@]}" -seed=1 -timeout=10 \
+			-max_total_time="$OMX_FUZZ_SECONDS" -print_final_stats=0 "$work" >"$work.log" 2>&1; then
 			echo "fuzz: $name FAILED"; tail -60 "$work.log"; rc=1
 		fi
 		rm -rf "$work" "$work.log"
