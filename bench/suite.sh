@@ -440,6 +440,14 @@ out.append("- oceanmx tree: %s" % subprocess.run(["git", "-C", "$ROOT", "rev-par
 out.append("- load generator: build/oceanmx-load on the same machine (shares the CPUs with the server)")
 out.append("- server CPU: cgroup v2 cpu.stat usage_usec of every process of the peer, per delivered message%s" % ("" if "$CG_ROOT" else " (n/a: no writable cgroup v2)"))
 out.append("- memory: PSS (/proc/PID/smaps_rollup, shared pages split between processes) of every process of the peer after the workload\n")
+out.append("## What each peer does before its 250\n")
+out.append("| peer | stores | durable before 250 |")
+out.append("| --- | --- | --- |")
+out.append("| oceanmx | spool file, then maildir | yes: fdatasync of the spool file and fsync of its directory |")
+out.append("| sink | nothing (Postfix smtp-sink) | no: the ceiling of this client on this machine |")
+out.append("| postfix | queue file (cleanup), then virtual(8) into a maildir | yes: Postfix fsyncs the queue file |")
+out.append("| aiosmtpd | one file per message, written by the handler | no fsync |")
+out.append("| haraka | one file per message, written by a plugin | no fsync |\n")
 for w in ["W1", "W2", "W3", "W4", "W6"]:
     wr = [r for r in rows if r["workload"] == w]
     if not wr:
