@@ -24,7 +24,9 @@
 #include "../verify/auth_json.h"
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
+#include "../verify/dmarc.h"
 #include "../verify/dns.h"
+#include "../verify/psl.h"
 #include "../verify/spf.h"
 
 int cmd_verify(int argc, char **argv);
@@ -35,7 +37,8 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: oceanmx verify [--dns ADDR[:PORT]] [--dns-timeout MS] [--hostname NAME]\n"
 			"                      [--now UNIXTIME] [--max-signatures N]\n"
-			"                      [--client-ip IP [--mail-from ADDR] [--helo NAME] [--spf-only]] [FILE|-]\n");
+			"                      [--client-ip IP [--mail-from ADDR] [--helo NAME] [--spf-only]]\n"
+			"                      [--psl PUBLIC_SUFFIX_LIST] [FILE|-]\n");
 	return 2;
 }
 
@@ -54,6 +57,10 @@ struct vctx {
 	struct bb line;     /* the current line (headers only) */
 	bool in_body;
 	bool prev_cr;       /* LF normalisation across chunks */
+	unsigned num_from;  /* From fields seen (RFC 7489 §6.6.1 wants exactly one) */
+	struct bb from;     /* the value of the first From field */
+	void (*headers_done)(struct vctx *v);
+	void *hd_arg;
 };
 
 static void key_done(void *arg, const struct dns_txt_answer *a)
@@ -93,6 +100,17 @@ static int flush_field(struct vctx *v)
 		return 0;
 	}
 	rc = dkim_msg_header(v->m, bb_span(&v->field), &sig);
+	{
+		struct span f = bb_span(&v->field);
+
+		/* keep the From value for DMARC; it is only known complete here */
+		if (span_eat_ci(&f, "From") && (f.len > 0 && (f.p[0] == ':' || f.p[0] == ' ' || f.p[0] == '\t'))) {
+			f = span_trim_ws(f);
+			if (f.len > 0 && f.p[0] == ':' && v->num_from++ == 0 && rc == 0) {
+				rc = bb_append(&v->from, f.p + 1, f.len - 1);
+			}
+		}
+	}
 	bb_reset(&v->field, 0);
 	if (rc != 0) {
 		return rc;
@@ -114,6 +132,9 @@ static int header_line(struct vctx *v, struct span line)
 		}
 		dkim_msg_headers_end(v->m);
 		v->in_body = true;
+		if (v->headers_done != NULL) {
+			v->headers_done(v);
+		}
 		return 0;
 	}
 	if (line.p[0] != ' ' && line.p[0] != '\t' && (rc = flush_field(v)) != 0) {
@@ -176,7 +197,8 @@ struct spfq {
 	bool spf_only;
 };
 
-static void write_json(struct bb *out, const struct dkim_result *r, size_t n, const struct spfq *sq)
+static void write_json(struct bb *out, const struct dkim_result *r, size_t n, const struct spfq *sq,
+		       const struct dmarc_result *dres)
 {
 	struct json j;
 
@@ -190,6 +212,8 @@ static void write_json(struct bb *out, const struct dkim_result *r, size_t n, co
 	if (sq->spf_only) {
 		goto end;
 	}
+	json_key(&j, "dmarc");
+	auth_json_dmarc(&j, dres);
 	json_key(&j, "dkim");
 	json_arr(&j);
 	for (size_t i = 0; i < n; i++) {
@@ -219,6 +243,39 @@ end:
 	json_obj_end(&j);
 	if (j.err == 0 && bb_append(out, "\n", 1) != 0) {
 		j.err = -ENOMEM;
+	}
+}
+
+struct dmctx {
+	struct psl *psl;
+	struct dmarc_check **dm;
+	enum dmarc_from_rc *from_rc;
+};
+
+static struct dns_resolver *ensure_dns(struct vctx *v);
+
+/* start_dmarc runs at the end of the header: the From domain is known, its record lookup starts. */
+static void start_dmarc(struct vctx *v)
+{
+	struct dmctx *d = v->hd_arg;
+	char dom[PSL_NAME_MAX + 1];
+	struct dmarc_opts o = { .timeout_ms = v->dopts.timeout_ms };
+	struct dns_resolver *r;
+
+	if (v->num_from != 1) {
+		*d->from_rc = v->num_from == 0 ? DMARC_FROM_NONE : DMARC_FROM_MULTIPLE;
+		return;
+	}
+	*d->from_rc = dmarc_from_domain(dom, sizeof(dom), bb_span(&v->from));
+	if (*d->from_rc != DMARC_FROM_OK || d->psl == NULL || (r = ensure_dns(v)) == NULL) {
+		if (*d->from_rc == DMARC_FROM_OK) {
+			*d->from_rc = DMARC_FROM_INVALID;
+		}
+		return;
+	}
+	*d->dm = dmarc_check_new(d->psl, dom, &o);
+	if (*d->dm != NULL) {
+		dmarc_check_start(*d->dm, r, NULL, NULL);
 	}
 }
 
@@ -300,6 +357,12 @@ int cmd_verify(int argc, char **argv)
 {
 	const char *path = "-", *hostname = NULL, *client_ip = NULL, *mail_from = NULL, *helo = NULL;
 	struct spfq sq = { 0 };
+	const char *psl_path = PSL_DEFAULT_PATH;
+	struct psl *psl = NULL;
+	struct dmarc_check *dm = NULL;
+	struct dmarc_result dres;
+	enum dmarc_from_rc from_rc = DMARC_FROM_NONE;
+	struct dmctx dmctx = { 0 };
 	struct dkim_opts o = { 0 };
 	struct dkim_result res[DKIM_SIGS_HARD_MAX];
 	struct vctx v;
@@ -342,6 +405,8 @@ int cmd_verify(int argc, char **argv)
 			mail_from = argv[++i];
 		} else if (strcmp(a, "--helo") == 0 && i + 1 < argc) {
 			helo = argv[++i];
+		} else if (strcmp(a, "--psl") == 0 && i + 1 < argc) {
+			psl_path = argv[++i];
 		} else if (strcmp(a, "--spf-only") == 0) {
 			sq.spf_only = true;
 		} else if (a[0] == '-' && a[1] != '\0') {
@@ -381,6 +446,7 @@ int cmd_verify(int argc, char **argv)
 		fd = -1;
 		bb_init(&out, 0);
 		bb_init(&v.field, 0);
+		bb_init(&v.from, 0);
 		bb_init(&v.line, 0);
 		goto results;
 	}
@@ -394,6 +460,22 @@ int cmd_verify(int argc, char **argv)
 	bb_init(&out, 0);
 	bb_init(&v.field, DKIM_HDR_BYTES_MAX);
 	bb_init(&v.line, DKIM_HDR_BYTES_MAX);
+	bb_init(&v.from, DKIM_SIG_FIELD_MAX);
+	{
+		char *err = NULL;
+
+		psl = psl_load(psl_path, &err);
+		if (psl == NULL) {
+			fprintf(stderr, "oceanmx verify: %s (DMARC needs the Debian package publicsuffix)\n",
+				err ? err : "psl: cannot load");
+			free(err);
+		}
+	}
+	dmctx.psl = psl;
+	dmctx.dm = &dm;
+	dmctx.from_rc = &from_rc;
+	v.hd_arg = &dmctx;
+	v.headers_done = start_dmarc;
 	v.m = dkim_msg_new(&o);
 	if (v.m == NULL) {
 		fprintf(stderr, "oceanmx verify: out of memory\n");
@@ -428,6 +510,7 @@ int cmd_verify(int argc, char **argv)
 			goto out;
 		}
 		dkim_msg_headers_end(v.m);
+		v.headers_done(&v);
 	}
 	dkim_msg_body_end(v.m);
 results:
@@ -435,12 +518,23 @@ results:
 		fprintf(stderr, "oceanmx verify: dns: wait failed\n");
 	}
 	n = v.m != NULL ? dkim_msg_results(v.m, res, DKIM_SIGS_HARD_MAX) : 0;
+	if (dm != NULL) {
+		dmarc_check_eval(dm, &dres, res, n, sq.mfrom ? spf_check_result(sq.mfrom) : NULL);
+	} else if (!sq.spf_only && from_rc != DMARC_FROM_OK) {
+		memset(&dres, 0, sizeof(dres));
+		dres.res = from_rc == DMARC_FROM_NONE && v.num_from == 0 ? AUTH_NONE : AUTH_PERMERROR;
+		dres.reason = v.num_from == 0	      ? "no From field"
+			      : v.num_from > 1	      ? "more than one From field"
+			      : from_rc == DMARC_FROM_MULTIPLE ? "more than one From address"
+							      : "no usable From domain";
+	}
 	{
 		struct authres_in ain = {
-			.dkim = res,
+			.dkim = sq.spf_only ? NULL : res,
 			.num_dkim = n,
 			.spf_mfrom = sq.mfrom ? spf_check_result(sq.mfrom) : NULL,
 			.spf_helo = sq.helo ? spf_check_result(sq.helo) : NULL,
+			.dmarc = sq.spf_only ? NULL : &dres,
 		};
 
 		if (authres_write_all(&out, hostname, &ain) != 0) {
@@ -456,7 +550,7 @@ results:
 		}
 	}
 	out.len = n;
-	write_json(&out, res, v.m != NULL ? dkim_msg_num_sigs(v.m) : 0, &sq);
+	write_json(&out, res, v.m != NULL ? dkim_msg_num_sigs(v.m) : 0, &sq, sq.spf_only ? NULL : &dres);
 	if (fwrite(out.p, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
 		fprintf(stderr, "oceanmx verify: stdout: %s\n", strerror(errno));
 		goto out;
@@ -468,6 +562,9 @@ out:
 	}
 	spf_check_free(sq.mfrom);
 	spf_check_free(sq.helo);
+	dmarc_check_free(dm);
+	psl_free(psl);
+	bb_fini(&v.from);
 	dkim_msg_free(v.m);
 	dns_free(v.dns);
 	bb_fini(&v.field);

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arc.h"
 #include "authres.h"
+#include "dmarc.h"
 
 /* tspecials of RFC 2045 §5.1 plus SP and CTLs: a value without them is a token. */
 static bool is_token_char(unsigned char c)
@@ -93,8 +95,10 @@ int authres_write_all(struct bb *out, const char *authserv_id, const struct auth
 	put_str(out, &rc, "Authentication-Results: ");
 	put_value(out, &rc, authserv_id);
 	put_str(out, &rc, ";");
-	if (num_dkim == 0 && in->spf_mfrom == NULL && in->spf_helo == NULL && in->dmarc == NULL && in->arc == NULL) {
+	if (num_dkim == 0 && (in->dkim != NULL || (in->spf_mfrom == NULL && in->spf_helo == NULL &&
+						       in->dmarc == NULL && in->arc == NULL))) {
 		put_str(out, &rc, "\r\n\tdkim=none");
+		methods++;
 	}
 	for (size_t i = 0; i < num_dkim; i++) {
 		const struct dkim_result *r = &dkim[i];
@@ -219,9 +223,48 @@ bool authres_is_ours(struct span field, const char *authserv_id)
 /* authres_put_dmarc_arc writes the dmarc= and arc= entries; returns how many. */
 static size_t authres_put_dmarc_arc(struct bb *out, int *rc, const struct authres_in *in, size_t methods)
 {
-	(void)out;
-	(void)rc;
-	(void)in;
-	(void)methods;
-	return 0;
+	size_t n = 0;
+
+	if (in->dmarc != NULL) {
+		const struct dmarc_result *d = in->dmarc;
+
+		if (methods + n++ > 0) {
+			put_str(out, rc, ";");
+		}
+		put_str(out, rc, "\r\n\tdmarc=");
+		put_str(out, rc, auth_res_name(d->res));
+		if (d->res == AUTH_PASS || d->res == AUTH_FAIL) {
+			/* RFC 7489 §11.2 leaves the comment free: the policy and what was done */
+			put_str(out, rc, " (p=");
+			put_str(out, rc, dmarc_policy_name(d->policy));
+			put_str(out, rc, " dis=");
+			put_str(out, rc, dmarc_policy_name(d->disposition));
+			put_str(out, rc, ")");
+		} else if (d->reason != NULL) {
+			put_str(out, rc, " reason=");
+			put_value(out, rc, d->reason);
+		}
+		if (d->from_domain[0] != '\0') {
+			put_str(out, rc, " header.from=");
+			put_value(out, rc, d->from_domain);
+		}
+		if (d->res == AUTH_PASS || d->res == AUTH_FAIL) {
+			put_str(out, rc, " policy.dmarc=");
+			put_str(out, rc, dmarc_policy_name(d->policy));
+		}
+	}
+	if (in->arc != NULL) {
+		const struct arc_result *a = in->arc;
+
+		if (methods + n++ > 0) {
+			put_str(out, rc, ";");
+		}
+		put_str(out, rc, "\r\n\tarc=");
+		put_str(out, rc, auth_res_name(a->res));
+		if (a->reason != NULL && a->res != AUTH_PASS) {
+			put_str(out, rc, " reason=");
+			put_value(out, rc, a->reason);
+		}
+	}
+	return n;
 }

@@ -47,8 +47,9 @@ __attribute__((warn_unused_result)) int authres_write(struct bb *out, const char
  * smtp.mailfrom=SENDER or smtp.helo=NAME (RFC 8601 §2.7.2) and a reason
  * for errors; dmarc=RESULT with header.from=DOMAIN and policy.dmarc=P
  * (RFC 7489 §11.2; policy.dmarc is the policy applied); arc=RESULT
- * (RFC 8617 §10.2). dkim=none is written only when no other method has a
- * result. 0, -ENOMEM or -E2BIG (then nothing is appended).
+ * (RFC 8617 §10.2). dkim=none is written when no method has a
+ * result or `dkim` is non-NULL (DKIM was checked) without results.
+ * 0, -ENOMEM or -E2BIG (then nothing is appended).
  */
 __attribute__((warn_unused_result)) int authres_write_all(struct bb *out, const char *authserv_id,
 							    const struct authres_in *in);

@@ -145,7 +145,8 @@ def main(t):
                     "auth.spf.helo: %r" % doc["spf"])
             t.check("spf=pass smtp.mailfrom=test@e9.example.com" in hdr, "A-R: %r" % hdr)
             t.check("smtp.helo=msgbas2x.cos.example.com" in hdr, "A-R: %r" % hdr)
-            t.check(doc["dkim"] == [] and "dkim=" not in hdr, "no DKIM entry expected: %r" % hdr)
+            t.check(doc["dkim"] == [] and "dkim=none" in hdr, "dkim=none expected: %r" % hdr)
+            t.check("dmarc=" in hdr and doc["dmarc"]["from_domain"] == "e9.example.com", "dmarc: %r" % hdr)
         finally:
             srv.stop()
 
