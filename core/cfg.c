@@ -65,6 +65,7 @@ static const struct opt opts[] = {
 	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
 	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
 	O("dkim", OPT_BOOL, dkim, 0, 0),
+	O("spf", OPT_BOOL, spf, 0, 0),
 	O("dkim-temperror", OPT_TEMPERR, dkim_temperror_tempfail, 0, 0),
 	O("dkim-max-signatures", OPT_U32, dkim_max_sigs, 1, 64),
 	O("verify-workers", OPT_U32, verify_workers, 0, 256),
@@ -156,6 +157,11 @@ void cfg_usage(FILE *f)
 "                               while the message arrives, on the verify pool,\n"
 "                               and put an Authentication-Results field on top\n"
 "                               of every stored message (default on)\n"
+"    --spf on|off               check SPF (RFC 7208) for the MAIL FROM identity\n"
+"                               (postmaster@HELO for <>) and the HELO identity;\n"
+"                               the DNS lookups run while DATA arrives; spf=\n"
+"                               results with smtp.mailfrom / smtp.helo in the\n"
+"                               Authentication-Results field (default on)\n"
 "    --dkim-temperror accept|tempfail\n"
 "                               when a signature cannot be checked for now\n"
 "                               (DNS timeout, SERVFAIL): store and annotate\n"
@@ -210,6 +216,7 @@ void cfg_init(struct cfg *c)
 	c->bare_lf = SMTP_BARE_REJECT;
 	c->recv_buffers = 256;
 	c->dkim = true;
+	c->spf = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;
@@ -375,6 +382,7 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 			c->bare_lf = SMTP_BARE_REJECT;
 	c->recv_buffers = 256;
 	c->dkim = true;
+	c->spf = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;

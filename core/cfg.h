@@ -56,6 +56,7 @@ struct cfg {
 	enum smtp_bare_policy bare_lf;
 	enum spool_sync spool_sync;
 	bool dkim;                    /* verify DKIM signatures (default on) */
+	bool spf;                     /* check SPF for MAIL FROM and HELO (default on) */
 	bool dkim_temperror_tempfail; /* answer 451 when a signature's verdict is temperror */
 	uint32_t dkim_max_sigs;       /* signatures verified per message */
 	uint32_t verify_workers;      /* 0 = one per online CPU */

@@ -712,9 +712,14 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
 	tx->reuse = spool_pool_get(deliver_pool(sh->deliver), tx->slot);
 	tx_open(sh, tx);
-	if (sh->g->vpool != NULL && (tx->vjob = vjob_new(sh->g->vpool, &sh->inbox)) != NULL) {
+	if (sh->g->vpool != NULL && (tx->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim)) != NULL) {
 		vjob_set_owner(tx->vjob, tx);
 		sh->vjobs_live++;
+		/* SPF's DNS overlaps the transfer of the message. */
+		if (sh->g->cfg->spf && vjob_spf(tx->vjob, env->client_ip, env->mail_from, env->helo,
+						 sh->g->cfg->hostname, sh->g->cfg->dns_timeout_ms) != 0) {
+			log_line(LOG_WARN, c->who, "spf.start error=\"out of memory\"");
+		}
 	}
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
 }

@@ -28,6 +28,7 @@
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
 #include "../verify/dns.h"
+#include "../verify/spf.h"
 #include "log.h"
 
 #define VJOB_CHUNK      (64u * 1024)  /* message bytes per posted operation */
@@ -37,6 +38,7 @@ enum vop_kind {
 	VOP_DATA = 0, /* message bytes (header and body) */
 	VOP_END,      /* the message is complete */
 	VOP_KEY,      /* a key lookup answered */
+	VOP_SPF,      /* an SPF check finished */
 	VOP_KIND_COUNT
 };
 
@@ -46,6 +48,7 @@ struct vop {
 	enum vop_kind kind;
 	unsigned sig;                 /* VOP_KEY */
 	struct dns_txt_answer *ans;   /* VOP_KEY, owned */
+	struct spf_result *spf;       /* VOP_SPF, owned */
 	struct bb data;               /* VOP_DATA, owned */
 };
 
@@ -64,6 +67,21 @@ struct dnsreq {
 	struct vjob *job;
 	unsigned sig;
 	char name[256];
+	/* An SPF request (RFC 7208): both identities are checked on the DNS
+	 * thread, which owns the resolver; NULL for a key lookup. */
+	struct spf_req *spf;
+};
+
+struct spf_req {
+	char client_ip[64];
+	char *mail_from, *helo, *receiver;
+	uint32_t timeout_ms;
+};
+
+/* One SPF check in flight on the DNS thread. */
+struct spf_run {
+	struct vjob *job;
+	struct spf_check *check;
 };
 
 struct vdns {
@@ -121,6 +139,9 @@ struct vjob {
 	struct bb field;              /* header field being assembled */
 	bool in_body, hdr_overflow, ended;
 	unsigned dns_outstanding;
+	unsigned spf_outstanding;     /* set by the shard before anything is posted */
+	bool dkim;                    /* DKIM is verified (--dkim on) */
+	struct spf_result *spf[SPF_ID_COUNT]; /* owned; NULL when not checked */
 	/* results, set by the worker before the job enters the inbox */
 	size_t num_res;
 	struct dkim_result *res;
@@ -145,6 +166,7 @@ static void op_free(struct vop *op)
 {
 	bb_fini(&op->data);
 	free(op->ans); op->ans = NULL;
+	free(op->spf); op->spf = NULL;
 	free(op);
 }
 
@@ -191,6 +213,78 @@ static void dns_answered(void *arg, const struct dns_txt_answer *a)
 	free(rq);
 }
 
+static void spf_req_free(struct spf_req *q)
+{
+	if (q == NULL) {
+		return;
+	}
+	free(q->mail_from); q->mail_from = NULL;
+	free(q->helo); q->helo = NULL;
+	free(q->receiver); q->receiver = NULL;
+	free(q);
+}
+
+/* spf_finished posts one identity's result to the job's worker. DNS thread. */
+static void spf_finished(void *arg, struct spf_check *c)
+{
+	struct spf_run *run = arg;
+	struct vop *op;
+
+	while ((op = calloc(1, sizeof(*op))) == NULL) {
+		usleep(1000);
+	}
+	op->spf = malloc(sizeof(*op->spf));
+	if (op->spf != NULL) {
+		memcpy(op->spf, spf_check_result(c), sizeof(*op->spf));
+	}
+	op->kind = VOP_SPF;
+	op->job = run->job;
+	worker_post(run->job->w, op);
+	spf_check_free(c); /* allowed from its own done callback */
+	free(run);
+}
+
+static void spf_start(struct vdns *d, struct dnsreq *rq)
+{
+	struct spf_req *q = rq->spf;
+
+	for (int id = 0; id < SPF_ID_COUNT; id++) {
+		struct spf_params sp = {
+			.identity = (enum spf_identity)id,
+			.client_ip = q->client_ip,
+			.mail_from = q->mail_from ? q->mail_from : "",
+			.helo = q->helo ? q->helo : "",
+			.receiver = q->receiver,
+			.now = (uint64_t)time(NULL),
+			.timeout_ms = q->timeout_ms,
+		};
+		struct spf_run *run = calloc(1, sizeof(*run));
+
+		if (run != NULL) {
+			run->job = rq->job;
+			run->check = spf_check_new(&sp);
+		}
+		if (run == NULL || run->check == NULL || d->res == NULL) {
+			/* Still answer: the job waits for both identities. */
+			struct spf_check *c = run ? run->check : NULL;
+			struct vop *op;
+
+			while ((op = calloc(1, sizeof(*op))) == NULL) {
+				usleep(1000);
+			}
+			op->kind = VOP_SPF; /* op->spf NULL: temperror */
+			op->job = rq->job;
+			worker_post(rq->job->w, op);
+			spf_check_free(c);
+			free(run);
+			continue;
+		}
+		spf_check_start(run->check, d->res, spf_finished, run);
+	}
+	spf_req_free(q);
+	free(rq);
+}
+
 static void dns_start_pending(struct vdns *d, struct dnsreq *list)
 {
 	while (list != NULL) {
@@ -198,6 +292,10 @@ static void dns_start_pending(struct vdns *d, struct dnsreq *list)
 		uint64_t id;
 
 		list = rq->next;
+		if (rq->spf != NULL) {
+			spf_start(d, rq);
+			continue;
+		}
 		if (d->res == NULL || dns_txt(d->res, rq->name, 0, dns_answered, rq, &id) != 0) {
 			struct dns_txt_answer fail;
 
@@ -429,7 +527,7 @@ static void maybe_complete(struct vjob *j)
 {
 	size_t n;
 
-	if (!j->ended || j->dns_outstanding != 0) {
+	if (!j->ended || j->dns_outstanding != 0 || j->spf_outstanding != 0) {
 		return;
 	}
 	if (j->m != NULL) {
@@ -490,6 +588,14 @@ static void run_op(struct vop *op)
 				oom.status = DNS_ERROR;
 			}
 			dkim_msg_key_answer(j->m, op->sig, op->ans ? op->ans : &oom);
+		}
+		maybe_complete(j);
+		break;
+	case VOP_SPF:
+		j->spf_outstanding--;
+		if (op->spf != NULL && op->spf->identity < SPF_ID_COUNT && j->spf[op->spf->identity] == NULL) {
+			j->spf[op->spf->identity] = op->spf;
+			op->spf = NULL; /* the job keeps it */
 		}
 		maybe_complete(j);
 		break;
@@ -657,7 +763,7 @@ struct vjob *vjob_next(const struct vjob *j)
 	return j->next;
 }
 
-struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in)
+struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim)
 {
 	struct vjob *j = calloc(1, sizeof(*j));
 	struct dkim_opts o = p->dopts;
@@ -666,10 +772,13 @@ struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in)
 		return NULL;
 	}
 	o.now = (uint64_t)time(NULL);
-	j->m = dkim_msg_new(&o);
-	if (j->m == NULL) {
+	j->dkim = dkim;
+	if (dkim && (j->m = dkim_msg_new(&o)) == NULL) {
 		free(j);
 		return NULL;
+	}
+	if (!dkim) {
+		atomic_store(&j->body_unwanted, true); /* nothing reads the message */
 	}
 	j->pool = p;
 	j->in = in;
@@ -752,9 +861,47 @@ bool vjob_abandoned(const struct vjob *j)
 
 int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname)
 {
-	int rc = authres_write(out, hostname, j->res, j->num_res);
+	struct authres_in in = {
+		.dkim = j->res,
+		.num_dkim = j->num_res,
+		.spf_mfrom = j->spf[SPF_ID_MAILFROM],
+		.spf_helo = j->spf[SPF_ID_HELO],
+	};
+	static const struct dkim_result none[1];
 
-	return rc;
+	if (in.dkim == NULL && j->dkim) {
+		in.dkim = none; /* DKIM was checked: "dkim=none" when there was no signature */
+	}
+	return authres_write_all(out, hostname, &in);
+}
+
+int vjob_spf(struct vjob *j, const char *client_ip, const char *mail_from, const char *helo, const char *receiver,
+	     uint32_t timeout_ms)
+{
+	struct vdns *d = &j->pool->dns;
+	struct dnsreq *rq = calloc(1, sizeof(*rq));
+	struct spf_req *q = calloc(1, sizeof(*q));
+	uint64_t one = 1;
+
+	if (rq == NULL || q == NULL || (mail_from && (q->mail_from = strdup(mail_from)) == NULL) ||
+	    (helo && (q->helo = strdup(helo)) == NULL) || (receiver && (q->receiver = strdup(receiver)) == NULL)) {
+		spf_req_free(q);
+		free(rq);
+		return -ENOMEM;
+	}
+	snprintf(q->client_ip, sizeof(q->client_ip), "%s", client_ip);
+	q->timeout_ms = timeout_ms;
+	rq->job = j;
+	rq->spf = q;
+	j->spf_outstanding = SPF_ID_COUNT; /* before the request can be answered */
+	pthread_mutex_lock(&d->mu);
+	*d->tail = rq;
+	d->tail = &rq->next;
+	pthread_mutex_unlock(&d->mu);
+	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
+	}
+	return 0;
 }
 
 enum auth_res vjob_worst(const struct vjob *j)
@@ -790,5 +937,8 @@ void vjob_free(struct vjob *j)
 	bb_fini(&j->line);
 	bb_fini(&j->field);
 	free(j->res); j->res = NULL;
+	for (int i = 0; i < SPF_ID_COUNT; i++) {
+		free(j->spf[i]); j->spf[i] = NULL;
+	}
 	free(j);
 }

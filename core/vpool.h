@@ -57,8 +57,11 @@ void vpool_inbox_fini(struct vpool_inbox *in);
 struct vjob *vpool_inbox_take(struct vpool_inbox *in);
 struct vjob *vjob_next(const struct vjob *j);
 
-/* vjob_new starts a job whose result goes to `in`; NULL on ENOMEM (the message is then not verified). */
-struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in);
+/*
+ * vjob_new starts a job whose result goes to `in`, verifying DKIM when
+ * `dkim`; NULL on ENOMEM (the message is then not verified).
+ */
+struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim);
 
 /* vjob_set_owner / vjob_owner: the shard's own pointer for the job (its tx). */
 void vjob_set_owner(struct vjob *j, void *owner);
@@ -71,6 +74,15 @@ void *vjob_owner(const struct vjob *j);
  */
 void vjob_feed(struct vjob *j, const uint8_t *p, size_t len);
 
+/*
+ * vjob_spf starts the SPF checks (RFC 7208) of the MAIL FROM identity
+ * (postmaster@HELO for the null sender) and of the HELO identity for a
+ * client at `client_ip`; the job then waits for both. Call it right after
+ * vjob_new, before anything else. Strings are copied. 0 or -ENOMEM.
+ */
+int vjob_spf(struct vjob *j, const char *client_ip, const char *mail_from, const char *helo, const char *receiver,
+	     uint32_t timeout_ms);
+
 /* vjob_end: the message is complete. */
 void vjob_end(struct vjob *j);
 
@@ -82,7 +94,8 @@ bool vjob_abandoned(const struct vjob *j);
 
 /*
  * vjob_authres appends the Authentication-Results field (RFC 8601) for the
- * finished job, CRLF-terminated, with authserv-id `hostname`. 0 or -ENOMEM.
+ * finished job (dkim=, and spf= for both identities when vjob_spf ran),
+ * CRLF-terminated, with authserv-id `hostname`. 0 or -ENOMEM.
  */
 int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);
 

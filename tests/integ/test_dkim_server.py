@@ -28,11 +28,11 @@ MESSAGES = {"001.eml": 2, "002.eml": 1, "003.eml": 2, "004.eml": 1, "006.eml": 1
 KEY_004 = "s1024-2013-q3._domainkey.facebookmail.com"
 
 
-def send(port, content, expect=250):
+def send(port, content, expect=250, sender="a@x.test"):
     s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=60)
     try:
         s.ehlo()
-        s.mail("a@x.test")
+        s.mail(sender)
         s.rcpt("b@y.test")
         code, resp = s.data(content)
         if code != expect:
@@ -54,6 +54,9 @@ def main(t):
         raise Skip("corpus %s absent" % base)
     with open(os.path.join(base, "keys.zone")) as f:
         zone = parse_zone(f.read())
+    # SPF records for the SPF cases (RFC 7208): one that authorises loopback, one that refuses all.
+    zone["spf-ok.example.net"] = [(300, [b"v=spf1 ip4:127.0.0.0/8 -all"])]
+    zone["spf-bad.example.net"] = [(300, [b"v=spf1 -all"])]
     msgs = {}
     for name in MESSAGES:
         with open(os.path.join(base, "dkim", name), "rb") as f:
@@ -90,6 +93,17 @@ def main(t):
                         [("pass", "football.example.com", "brisbane", "ed25519-sha256"),
                          ("pass", "football.example.com", "test", "rsa-sha256")],
                         "auth.dkim: %r" % dk)
+
+            with t.case("spf_pass_fail_none_in_server"):
+                for sender, want in (("a@spf-ok.example.net", "spf=pass smtp.mailfrom=a@spf-ok.example.net"),
+                                     ("a@spf-bad.example.net", "spf=fail"),
+                                     ("a@x.test", "spf=none smtp.mailfrom=a@x.test")):
+                    content = crlf("Subject: spf %s\n\nhello\n" % sender)
+                    qid = send(srv.port, content, sender=sender)
+                    d = check_delivered(t, srv.maildir, qid, sender, ["b@y.test"], content)
+                    ar = authres(d).replace("\r\n\t", " ")
+                    t.check(want in ar, "%s: want %r in %r" % (sender, want, ar))
+                    t.check("smtp.helo=client.test" in ar, "no HELO identity result: %r" % ar)
 
             with t.case("tampered_body_fails"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -129,12 +143,20 @@ def main(t):
                 d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
                 t.check("dkim=temperror" in authres(d), "timeout: %r" % authres(d))
 
-        with Server("--dkim", "off") as srv:
-            with t.case("dkim_off_stores_no_verdict"):
+        with Server("--dkim", "off", "--spf", "off") as srv:
+            with t.case("dkim_and_spf_off_store_no_verdict"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 qid = send(srv.port, content)
                 d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
-                t.check(not d.authres, "--dkim off stored %r" % authres(d))
+                t.check(not d.authres, "--dkim off --spf off stored %r" % authres(d))
+
+        with Server("--dkim", "off", "--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
+            with t.case("dkim_off_spf_only"):
+                content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                qid = send(srv.port, content, sender="a@spf-ok.example.net")
+                d = check_delivered(t, srv.maildir, qid, "a@spf-ok.example.net", ["b@y.test"], content)
+                ar = authres(d)
+                t.check("spf=pass" in ar and "dkim=" not in ar, "--dkim off: %r" % ar)
     finally:
         dns.stop()
         dns_ok.stop()
