@@ -22,6 +22,8 @@ PKGS=(
   libgmime-3.0-dev
   # DKIM tests: a dnslib DNS server with failure modes; dkimpy as an independent verifier
   python3-dnslib python3-dkim
+  # DMARC organizational domains
+  publicsuffix
 )
 
 missing=()
