@@ -66,6 +66,9 @@ static const struct opt opts[] = {
 	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
 	O("dkim", OPT_BOOL, dkim, 0, 0),
 	O("spf", OPT_BOOL, spf, 0, 0),
+	O("dmarc", OPT_BOOL, dmarc, 0, 0),
+	O("dmarc-enforce", OPT_BOOL, dmarc_enforce, 0, 0),
+	O("psl", OPT_STR, psl, 0, 0),
 	O("dkim-temperror", OPT_TEMPERR, dkim_temperror_tempfail, 0, 0),
 	O("dkim-max-signatures", OPT_U32, dkim_max_sigs, 1, 64),
 	O("verify-workers", OPT_U32, verify_workers, 0, 256),
@@ -162,6 +165,17 @@ void cfg_usage(FILE *f)
 "                               the DNS lookups run while DATA arrives; spf=\n"
 "                               results with smtp.mailfrom / smtp.helo in the\n"
 "                               Authentication-Results field (default on)\n"
+"    --dmarc on|off             evaluate DMARC (RFC 7489) for the one From\n"
+"                               domain, with record discovery at the domain and\n"
+"                               its organizational domain (Public Suffix List),\n"
+"                               DKIM and SPF alignment; dmarc= with header.from\n"
+"                               and policy.dmarc in Authentication-Results\n"
+"                               (default on)\n"
+"    --dmarc-enforce on|off     answer 550 5.7.1 at the end of data when the\n"
+"                               policy is reject (after pct=); quarantine is\n"
+"                               marked in Authentication-Results (default off)\n"
+"    --psl FILE                 Public Suffix List (default: Debian's\n"
+"                               /usr/share/publicsuffix/public_suffix_list.dat)\n"
 "    --dkim-temperror accept|tempfail\n"
 "                               when a signature cannot be checked for now\n"
 "                               (DNS timeout, SERVFAIL): store and annotate\n"
@@ -217,6 +231,7 @@ void cfg_init(struct cfg *c)
 	c->recv_buffers = 256;
 	c->dkim = true;
 	c->spf = true;
+	c->dmarc = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;
@@ -235,6 +250,7 @@ void cfg_fini(struct cfg *c)
 	free(c->spool_dir); c->spool_dir = NULL;
 	free(c->domains); c->domains = NULL;
 	free(c->dns); c->dns = NULL;
+	free(c->psl); c->psl = NULL;
 	free(c->config_file); c->config_file = NULL;
 }
 
@@ -383,6 +399,7 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 	c->recv_buffers = 256;
 	c->dkim = true;
 	c->spf = true;
+	c->dmarc = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;

@@ -57,6 +57,9 @@ struct cfg {
 	enum spool_sync spool_sync;
 	bool dkim;                    /* verify DKIM signatures (default on) */
 	bool spf;                     /* check SPF for MAIL FROM and HELO (default on) */
+	bool dmarc;                   /* evaluate DMARC (default on) */
+	bool dmarc_enforce;           /* p=reject answers 550 5.7.1 (default off: annotate) */
+	char *psl;                    /* Public Suffix List path; NULL = Debian's */
 	bool dkim_temperror_tempfail; /* answer 451 when a signature's verdict is temperror */
 	uint32_t dkim_max_sigs;       /* signatures verified per message */
 	uint32_t verify_workers;      /* 0 = one per online CPU */

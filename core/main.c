@@ -270,6 +270,8 @@ static int serve(struct cfg *cfg, bool check_only)
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,
 			.max_sigs = cfg->dkim_max_sigs,
+			.dmarc = cfg->dmarc,
+			.psl_path = cfg->psl,
 		};
 
 		g.vpool = vpool_start(&vc, &err);

@@ -98,6 +98,7 @@ struct spool_tx {
 	bool ended;           /* trailer appended: no more bytes */
 	bool body_done;       /* TX_END seen; waiting for the verifier's verdict */
 	bool auth_tempfail;   /* --dkim-temperror tempfail and a temperror verdict */
+	bool policy_reject;   /* --dmarc-enforce and the sender's DMARC policy says reject */
 	struct vjob *vjob;    /* DKIM verification in the pool, until its verdict */
 	bool aborted;         /* the session dropped it: clean up, no reply */
 	bool data_synced, dir_synced;
@@ -775,6 +776,12 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx_kick(sh, tx);
 		return;
 	}
+	if (tx->policy_reject) {
+		log_line(LOG_INFO, c->who, "tx.reject id=%s reason=\"dmarc policy reject\"", tx->name);
+		commit_finish(sh, c, SMTP_COMMIT_REJECT);
+		tx_discard(sh, tx);
+		return;
+	}
 	if (tx->auth_tempfail) {
 		log_line(LOG_INFO, c->who, "tx.tempfail id=%s reason=\"dkim temperror\"", tx->name);
 		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
@@ -902,6 +909,9 @@ static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
 	}
 	if (sh->g->cfg->dkim_temperror_tempfail && vjob_worst(j) == AUTH_TEMPERROR) {
 		tx->auth_tempfail = true;
+	}
+	if (sh->g->cfg->dmarc_enforce && vjob_dmarc_reject(j)) {
+		tx->policy_reject = true;
 	}
 	tx->ended = true;
 	tx->body_done = false;

@@ -28,6 +28,8 @@
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
 #include "../verify/dns.h"
+#include "../verify/dmarc.h"
+#include "../verify/psl.h"
 #include "../verify/spf.h"
 #include "log.h"
 
@@ -39,6 +41,7 @@ enum vop_kind {
 	VOP_END,      /* the message is complete */
 	VOP_KEY,      /* a key lookup answered */
 	VOP_SPF,      /* an SPF check finished */
+	VOP_DMARC,    /* the DMARC record discovery finished */
 	VOP_KIND_COUNT
 };
 
@@ -49,6 +52,7 @@ struct vop {
 	unsigned sig;                 /* VOP_KEY */
 	struct dns_txt_answer *ans;   /* VOP_KEY, owned */
 	struct spf_result *spf;       /* VOP_SPF, owned */
+	struct dmarc_check *dmarc;    /* VOP_DMARC, owned; NULL: could not run */
 	struct bb data;               /* VOP_DATA, owned */
 };
 
@@ -70,6 +74,7 @@ struct dnsreq {
 	/* An SPF request (RFC 7208): both identities are checked on the DNS
 	 * thread, which owns the resolver; NULL for a key lookup. */
 	struct spf_req *spf;
+	bool dmarc;                   /* a DMARC record discovery for `name` */
 };
 
 struct spf_req {
@@ -113,6 +118,8 @@ struct kcache_entry {
 };
 
 struct vpool {
+	struct psl *psl;                /* DMARC organizational domains; NULL: DMARC off */
+	uint32_t dns_timeout_ms;
 	pthread_mutex_t kc_mu;
 	struct kcache_entry *kc;        /* KCACHE_SLOTS entries */
 	unsigned num_workers;
@@ -141,6 +148,13 @@ struct vjob {
 	unsigned dns_outstanding;
 	unsigned spf_outstanding;     /* set by the shard before anything is posted */
 	bool dkim;                    /* DKIM is verified (--dkim on) */
+	/* DMARC (RFC 7489), worker side */
+	unsigned num_from;            /* From fields seen */
+	char *from_value;             /* the first From field's value, owned */
+	unsigned dmarc_outstanding;
+	struct dmarc_check *dmarc;    /* discovery done, evaluated at completion */
+	bool dmarc_done;              /* dmarc_res holds a result */
+	struct dmarc_result dmarc_res;
 	struct spf_result *spf[SPF_ID_COUNT]; /* owned; NULL when not checked */
 	/* results, set by the worker before the job enters the inbox */
 	size_t num_res;
@@ -167,6 +181,7 @@ static void op_free(struct vop *op)
 	bb_fini(&op->data);
 	free(op->ans); op->ans = NULL;
 	free(op->spf); op->spf = NULL;
+	dmarc_check_free(op->dmarc); op->dmarc = NULL;
 	free(op);
 }
 
@@ -285,6 +300,34 @@ static void spf_start(struct vdns *d, struct dnsreq *rq)
 	free(rq);
 }
 
+static void dmarc_finished(void *arg, struct dmarc_check *c)
+{
+	struct vjob *j = arg;
+	struct vop *op;
+
+	while ((op = calloc(1, sizeof(*op))) == NULL) {
+		usleep(1000);
+	}
+	op->kind = VOP_DMARC;
+	op->job = j;
+	op->dmarc = c; /* the worker evaluates and frees it: its lookups are over */
+	worker_post(j->w, op);
+}
+
+static void dmarc_start(struct vdns *d, struct dnsreq *rq)
+{
+	struct vpool *p = rq->job->pool;
+	struct dmarc_opts o = { .timeout_ms = p->dns_timeout_ms };
+	struct dmarc_check *c = d->res != NULL ? dmarc_check_new(p->psl, rq->name, &o) : NULL;
+
+	if (c == NULL) {
+		dmarc_finished(rq->job, NULL);
+	} else {
+		dmarc_check_start(c, d->res, dmarc_finished, rq->job);
+	}
+	free(rq);
+}
+
 static void dns_start_pending(struct vdns *d, struct dnsreq *list)
 {
 	while (list != NULL) {
@@ -294,6 +337,10 @@ static void dns_start_pending(struct vdns *d, struct dnsreq *list)
 		list = rq->next;
 		if (rq->spf != NULL) {
 			spf_start(d, rq);
+			continue;
+		}
+		if (rq->dmarc) {
+			dmarc_start(d, rq);
 			continue;
 		}
 		if (d->res == NULL || dns_txt(d->res, rq->name, 0, dns_answered, rq, &id) != 0) {
@@ -413,6 +460,31 @@ static void kc_store(struct vpool *p, const char *name, const struct dns_txt_ans
 	pthread_mutex_unlock(&p->kc_mu);
 }
 
+static void dmarc_request(struct vjob *j, const char *domain)
+{
+	struct vdns *d = &j->pool->dns;
+	struct dnsreq *rq = calloc(1, sizeof(*rq));
+	uint64_t one = 1;
+
+	if (rq == NULL) {
+		j->dmarc_done = true;
+		j->dmarc_res.res = AUTH_TEMPERROR;
+		j->dmarc_res.reason = "out of memory";
+		return;
+	}
+	rq->job = j;
+	rq->dmarc = true;
+	snprintf(rq->name, sizeof(rq->name), "%s", domain);
+	j->dmarc_outstanding++;
+	pthread_mutex_lock(&d->mu);
+	*d->tail = rq;
+	d->tail = &rq->next;
+	pthread_mutex_unlock(&d->mu);
+	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
+	}
+}
+
 static void dns_request(struct vjob *j, unsigned sig)
 {
 	struct vdns *d = &j->pool->dns;
@@ -459,10 +531,60 @@ static void header_field(struct vjob *j)
 	while (f.len > 0 && (f.p[f.len - 1] == '\n' || f.p[f.len - 1] == '\r')) {
 		f.len--;
 	}
-	if (f.len > 0 && dkim_msg_header(j->m, f, &sig) == 0 && sig >= 0) {
+	if (j->pool->psl != NULL) {
+		struct span name = f;
+
+		if (span_eat_ci(&name, "From") && (span_peek_u8(name) == ':' || span_peek_u8(name) == ' ' ||
+						   span_peek_u8(name) == '\t')) {
+			struct span v;
+
+			if (span_take_until(&name, &v, ':')) {
+				span_skip(&name, 1);
+				if (j->num_from++ == 0) {
+					j->from_value = strndup((const char *)name.p, name.len);
+				}
+			}
+		}
+	}
+	if (j->m != NULL && f.len > 0 && dkim_msg_header(j->m, f, &sig) == 0 && sig >= 0) {
 		dns_request(j, (unsigned)sig);
 	}
 	bb_reset(&j->field, 0);
+}
+
+static void dmarc_request(struct vjob *j, const char *domain);
+
+/*
+ * headers_done: the header section is complete. DMARC needs exactly one
+ * From address (RFC 7489 §6.6.1); its record discovery starts now, so its
+ * DNS overlaps the body.
+ */
+static void headers_done(struct vjob *j)
+{
+	char domain[PSL_NAME_MAX + 1];
+	enum dmarc_from_rc rc;
+
+	if (j->m != NULL) {
+		dkim_msg_headers_end(j->m);
+	}
+	if (j->pool->psl == NULL) {
+		return;
+	}
+	memset(&j->dmarc_res, 0, sizeof(j->dmarc_res));
+	if (j->num_from != 1 || j->from_value == NULL) {
+		rc = j->num_from == 0 ? DMARC_FROM_NONE : DMARC_FROM_MULTIPLE;
+	} else {
+		rc = dmarc_from_domain(domain, sizeof(domain), span_cstr(j->from_value));
+	}
+	if (rc == DMARC_FROM_OK) {
+		dmarc_request(j, domain);
+		return;
+	}
+	/* Reported, never guessed at: no From, several, or no domain in it. */
+	j->dmarc_done = true;
+	j->dmarc_res.res = rc == DMARC_FROM_NONE ? AUTH_NONE : AUTH_PERMERROR;
+	j->dmarc_res.reason = rc == DMARC_FROM_NONE ? "no From field" : rc == DMARC_FROM_MULTIPLE ?
+			      "not exactly one From address" : "no domain in the From address";
 }
 
 /* header_line takes one line of the header section (with its LF). */
@@ -474,9 +596,9 @@ static void header_line(struct vjob *j)
 		if (j->field.len > 0) {
 			header_field(j);
 		}
-		dkim_msg_headers_end(j->m);
+		headers_done(j);
 		j->in_body = true;
-		if (dkim_msg_num_sigs(j->m) == 0) {
+		if (j->m == NULL || dkim_msg_num_sigs(j->m) == 0) {
 			/* Nothing to verify: the shard may stop copying the body. */
 			atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
 		}
@@ -518,7 +640,7 @@ static void feed(struct vjob *j, struct span in)
 			header_line(j);
 		}
 	}
-	if (in.len > 0) {
+	if (in.len > 0 && j->m != NULL) {
 		dkim_msg_body(j->m, in.p, in.len);
 	}
 }
@@ -527,7 +649,7 @@ static void maybe_complete(struct vjob *j)
 {
 	size_t n;
 
-	if (!j->ended || j->dns_outstanding != 0 || j->spf_outstanding != 0) {
+	if (!j->ended || j->dns_outstanding != 0 || j->spf_outstanding != 0 || j->dmarc_outstanding != 0) {
 		return;
 	}
 	if (j->m != NULL) {
@@ -544,6 +666,18 @@ static void maybe_complete(struct vjob *j)
 		dkim_msg_free(j->m);
 		j->m = NULL;
 	}
+	if (j->pool->psl != NULL && !j->dmarc_done) {
+		if (j->dmarc != NULL) {
+			/* RFC 7489 §4.2: aligned DKIM pass or aligned SPF (MAIL FROM) pass. */
+			dmarc_check_eval(j->dmarc, &j->dmarc_res, j->res, j->num_res, j->spf[SPF_ID_MAILFROM]);
+		} else {
+			j->dmarc_res.res = AUTH_TEMPERROR;
+			j->dmarc_res.reason = "record discovery could not run";
+		}
+		j->dmarc_done = true;
+	}
+	dmarc_check_free(j->dmarc);
+	j->dmarc = NULL;
 	free(j->kc_buf); j->kc_buf = NULL;
 	bb_fini(&j->line);
 	bb_fini(&j->field);
@@ -556,23 +690,22 @@ static void run_op(struct vop *op)
 
 	switch (op->kind) {
 	case VOP_DATA:
-		if (j->m != NULL) {
-			feed(j, bb_span(&op->data));
-		}
+		feed(j, bb_span(&op->data));
 		break;
 	case VOP_END:
-		if (j->m != NULL) {
-			if (!j->in_body) {
-				if (j->line.len > 0 && !j->hdr_overflow) {
-					header_line(j);
-				}
-				if (!j->in_body) {
-					if (j->field.len > 0) {
-						header_field(j);
-					}
-					dkim_msg_headers_end(j->m);
-				}
+		if (!j->in_body) {
+			if (j->line.len > 0 && !j->hdr_overflow) {
+				header_line(j);
 			}
+			if (!j->in_body) {
+				if (j->field.len > 0) {
+					header_field(j);
+				}
+				headers_done(j);
+				j->in_body = true;
+			}
+		}
+		if (j->m != NULL) {
 			dkim_msg_body_end(j->m);
 		}
 		j->ended = true;
@@ -597,6 +730,12 @@ static void run_op(struct vop *op)
 			j->spf[op->spf->identity] = op->spf;
 			op->spf = NULL; /* the job keeps it */
 		}
+		maybe_complete(j);
+		break;
+	case VOP_DMARC:
+		j->dmarc_outstanding--;
+		j->dmarc = op->dmarc; /* NULL: could not run (temperror below) */
+		op->dmarc = NULL;
 		maybe_complete(j);
 		break;
 	case VOP_KIND_COUNT:
@@ -660,6 +799,14 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 		}
 		vpool_stop(p);
 		return NULL;
+	}
+	p->dns_timeout_ms = c->dns_timeout_ms;
+	if (c->dmarc) {
+		p->psl = psl_load(c->psl_path ? c->psl_path : PSL_DEFAULT_PATH, out_err);
+		if (p->psl == NULL) {
+			vpool_stop(p);
+			return NULL;
+		}
 	}
 	p->dns.opts.upstream = p->dns.upstream;
 	p->dns.opts.timeout_ms = c->dns_timeout_ms;
@@ -735,6 +882,7 @@ void vpool_stop(struct vpool *p)
 	}
 	free(p->kc); p->kc = NULL;
 	pthread_mutex_destroy(&p->kc_mu);
+	psl_free(p->psl); p->psl = NULL;
 	free(p);
 }
 
@@ -866,6 +1014,7 @@ int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname)
 		.num_dkim = j->num_res,
 		.spf_mfrom = j->spf[SPF_ID_MAILFROM],
 		.spf_helo = j->spf[SPF_ID_HELO],
+		.dmarc = j->dmarc_done ? &j->dmarc_res : NULL,
 	};
 	static const struct dkim_result none[1];
 
@@ -904,6 +1053,11 @@ int vjob_spf(struct vjob *j, const char *client_ip, const char *mail_from, const
 	return 0;
 }
 
+bool vjob_dmarc_reject(const struct vjob *j)
+{
+	return j->dmarc_done && j->dmarc_res.res == AUTH_FAIL && j->dmarc_res.disposition == DMARC_P_REJECT;
+}
+
 enum auth_res vjob_worst(const struct vjob *j)
 {
 	enum auth_res worst = AUTH_NONE;
@@ -940,5 +1094,7 @@ void vjob_free(struct vjob *j)
 	for (int i = 0; i < SPF_ID_COUNT; i++) {
 		free(j->spf[i]); j->spf[i] = NULL;
 	}
+	free(j->from_value); j->from_value = NULL;
+	dmarc_check_free(j->dmarc); j->dmarc = NULL;
 	free(j);
 }

@@ -33,6 +33,8 @@ struct vpool_cfg {
 	const char *dns;         /* "ADDR[:PORT]" upstream; NULL: /etc/resolv.conf */
 	uint32_t dns_timeout_ms; /* per lookup; 0: the resolver's default */
 	unsigned max_sigs;       /* DKIM signatures verified per message; 0: default */
+	bool dmarc;              /* evaluate DMARC (RFC 7489) */
+	const char *psl_path;    /* Public Suffix List; NULL: Debian's publicsuffix file */
 };
 
 struct vpool;
@@ -98,6 +100,9 @@ bool vjob_abandoned(const struct vjob *j);
  * CRLF-terminated, with authserv-id `hostname`. 0 or -ENOMEM.
  */
 int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);
+
+/* vjob_dmarc_reject: DMARC failed and the sender's policy (after pct) is reject. */
+bool vjob_dmarc_reject(const struct vjob *j);
 
 /* vjob_worst: the most severe DKIM result (for the optional tempfail policy). */
 enum auth_res vjob_worst(const struct vjob *j);

@@ -63,6 +63,8 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(DATA_LINE_LONG, 500, "5.5.2", "Line too long in message data", 0),
 	R(COMMIT_TEMPFAIL, 451, "4.3.0", "Local error in processing, try again later", 0),
 	R(COMMIT_NOSPACE, 452, "4.3.1", "Insufficient system storage", 0),
+	/* RFC 7489 §6.7: reject at the end of data; 5.7.1 "delivery not authorized". */
+	R(POLICY_REJECT, 550, "5.7.1", "Rejected by the sender domain's DMARC policy", 0),
 	R(TOO_MANY_ERRORS, 421, "4.7.0", "%s Too many errors, closing connection", REPLY_F_CLOSE),
 	R(TIMEOUT, 421, "4.4.2", "%s Timeout, closing connection", REPLY_F_CLOSE),
 	R(SHUTDOWN, 421, "4.3.2", "%s Service shutting down, closing connection", REPLY_F_CLOSE),
@@ -83,7 +85,7 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(SEQ_NESTED), N(SEQ_MAIL), N(SEQ_RCPT), N(NO_VALID_RCPT), N(SEQ_BINARY),
 	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS),
 	N(SIZE_EXCEEDED), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
-	N(COMMIT_NOSPACE), N(TOO_MANY_ERRORS), N(TIMEOUT), N(SHUTDOWN), N(TOO_MANY_CONN),
+	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT), N(SHUTDOWN), N(TOO_MANY_CONN),
 	N(LOCAL_ERROR),
 };
 #undef N

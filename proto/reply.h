@@ -68,6 +68,7 @@ enum smtp_reply {
 	SMTP_R_DATA_LINE_LONG,   /* 500 5.5.2 text line too long in message data */
 	SMTP_R_COMMIT_TEMPFAIL,  /* 451 4.3.0 */
 	SMTP_R_COMMIT_NOSPACE,   /* 452 4.3.1 */
+	SMTP_R_POLICY_REJECT,    /* 550 5.7.1 DMARC p=reject, when enforced */
 	SMTP_R_TOO_MANY_ERRORS,  /* 421 4.7.0 */
 	SMTP_R_TIMEOUT,          /* 421 4.4.2 */
 	SMTP_R_SHUTDOWN,         /* 421 4.3.2 */

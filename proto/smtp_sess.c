@@ -753,6 +753,9 @@ int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out)
 	case SMTP_COMMIT_NOSPACE:
 		r = SMTP_R_COMMIT_NOSPACE;
 		break;
+	case SMTP_COMMIT_REJECT:
+		r = SMTP_R_POLICY_REJECT;
+		break;
 	default:
 		r = SMTP_R_COMMIT_TEMPFAIL;
 		break;

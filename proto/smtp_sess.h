@@ -105,6 +105,7 @@ enum smtp_commit {
 	SMTP_COMMIT_OK = 0,   /* 250 2.0.0 ... queued as <id> */
 	SMTP_COMMIT_TEMPFAIL, /* 451 4.3.0 */
 	SMTP_COMMIT_NOSPACE,  /* 452 4.3.1 */
+	SMTP_COMMIT_REJECT,   /* 550 5.7.1: the sender's DMARC policy is reject (when enforced) */
 	SMTP_COMMIT_COUNT     /* sentinel */
 };
 

@@ -57,6 +57,9 @@ def main(t):
     # SPF records for the SPF cases (RFC 7208): one that authorises loopback, one that refuses all.
     zone["spf-ok.example.net"] = [(300, [b"v=spf1 ip4:127.0.0.0/8 -all"])]
     zone["spf-bad.example.net"] = [(300, [b"v=spf1 -all"])]
+    # DMARC (RFC 7489) records for both: reject when not aligned.
+    zone["_dmarc.spf-ok.example.net"] = [(300, [b"v=DMARC1; p=reject"])]
+    zone["_dmarc.spf-bad.example.net"] = [(300, [b"v=DMARC1; p=reject"])]
     msgs = {}
     for name in MESSAGES:
         with open(os.path.join(base, "dkim", name), "rb") as f:
@@ -105,6 +108,19 @@ def main(t):
                     t.check(want in ar, "%s: want %r in %r" % (sender, want, ar))
                     t.check("smtp.helo=client.test" in ar, "no HELO identity result: %r" % ar)
 
+            with t.case("dmarc_in_server_annotates"):
+                for dom, want in (("spf-ok.example.net", "dmarc=pass"), ("spf-bad.example.net", "dmarc=fail")):
+                    sender = "a@" + dom
+                    content = crlf("From: <%s>\nSubject: dmarc %s\n\nhello\n" % (sender, dom))
+                    qid = send(srv.port, content, sender=sender)
+                    d = check_delivered(t, srv.maildir, qid, sender, ["b@y.test"], content)
+                    ar = authres(d).replace("\r\n\t", " ")
+                    t.check(want in ar and "header.from=" + dom in ar, "%s: want %r in %r" % (dom, want, ar))
+                content = crlf("Subject: no From\n\nhello\n")
+                qid = send(srv.port, content)
+                d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                t.check("dmarc=none" in authres(d), "no From: %r" % authres(d))
+
             with t.case("tampered_body_fails"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 i = content.index(b"\r\n\r\n") + 4
@@ -143,14 +159,30 @@ def main(t):
                 d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
                 t.check("dkim=temperror" in authres(d), "timeout: %r" % authres(d))
 
-        with Server("--dkim", "off", "--spf", "off") as srv:
+        with Server("--dns", "127.0.0.1:%d" % dns_ok.port, "--dmarc-enforce", "on") as srv:
+            with t.case("dmarc_reject_enforced_550"):
+                sender = "a@spf-bad.example.net"
+                content = crlf("From: <%s>\nSubject: enforced\n\nhello\n" % sender)
+                s = smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=60)
+                s.ehlo()
+                s.mail(sender)
+                s.rcpt("b@y.test")
+                code, resp = s.data(content)
+                s.close()
+                t.check(code == 550 and resp.startswith(b"5.7.1"), "p=reject enforced: %d %r" % (code, resp))
+                ok = crlf("From: <a@spf-ok.example.net>\nSubject: aligned\n\nhello\n")
+                qid = send(srv.port, ok, sender="a@spf-ok.example.net")
+                check_delivered(t, srv.maildir, qid, "a@spf-ok.example.net", ["b@y.test"], ok)
+                t.check(srv.maildir.count() == 1, "the rejected message was stored")
+
+        with Server("--dkim", "off", "--spf", "off", "--dmarc", "off") as srv:
             with t.case("dkim_and_spf_off_store_no_verdict"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 qid = send(srv.port, content)
                 d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
-                t.check(not d.authres, "--dkim off --spf off stored %r" % authres(d))
+                t.check(not d.authres, "--dkim off --spf off --dmarc off stored %r" % authres(d))
 
-        with Server("--dkim", "off", "--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
+        with Server("--dkim", "off", "--dmarc", "off", "--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
             with t.case("dkim_off_spf_only"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 qid = send(srv.port, content, sender="a@spf-ok.example.net")
