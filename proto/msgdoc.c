@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -257,18 +258,34 @@ static bool ar_token(const char **pp, char *out, size_t out_len, char *out_delim
 	return true;
 }
 
-/* authres_dkim writes one auth.dkim[] object per dkim= result of our A-R value. */
-static void authres_dkim(struct json *j, const char *v, const char *authserv_id)
+/* One resinfo of our Authentication-Results field: method=result and its properties. */
+#define AR_ENTRIES_MAX 24
+#define AR_PROPS_MAX 8
+
+struct ar_entry {
+	char method[32], result[32];
+	unsigned num_props;
+	char key[AR_PROPS_MAX][32];
+	char val[AR_PROPS_MAX][256];
+};
+
+/*
+ * authres_parse splits our Authentication-Results value (RFC 8601 §2.2:
+ * authserv-id, then ";"-separated method=result with ptype.property=value
+ * and reason=) into entries. Returns how many; 0 when the authserv-id is
+ * not ours. Comments are skipped, quoted values unquoted.
+ */
+static unsigned authres_parse(struct ar_entry *e, const char *v, const char *authserv_id)
 {
 	char tok[256], key[64], delim;
-	bool in_dkim = false;
+	unsigned n = 0;
+	bool open = false;
 
-	/* authserv-id first, then ";"-separated resinfo. */
 	if (!ar_token(&v, tok, sizeof(tok), &delim) || strcasecmp(tok, authserv_id) != 0) {
-		return;
+		return 0;
 	}
 	while (delim != ';' && ar_token(&v, tok, sizeof(tok), &delim)) {
-		/* skip a version after the authserv-id */
+		/* a version after the authserv-id */
 	}
 	while (ar_token(&v, key, sizeof(key), &delim)) {
 		if (delim != '=') {
@@ -277,34 +294,144 @@ static void authres_dkim(struct json *j, const char *v, const char *authserv_id)
 		if (!ar_token(&v, tok, sizeof(tok), &delim)) {
 			break;
 		}
-		if (strcasecmp(key, "dkim") == 0) {
-			if (in_dkim) {
-				json_obj_end(j);
+		if (!open || strchr(key, '.') == NULL) {
+			if (!open && n < AR_ENTRIES_MAX) {
+				memset(&e[n], 0, sizeof(e[n]));
+				snprintf(e[n].method, sizeof(e[n].method), "%.31s", key);
+				snprintf(e[n].result, sizeof(e[n].result), "%.31s", tok);
+				n++;
+				open = true;
+			} else if (open && e[n - 1].num_props < AR_PROPS_MAX) {
+				struct ar_entry *x = &e[n - 1]; /* reason= */
+
+				snprintf(x->key[x->num_props], sizeof(x->key[0]), "%.31s", key);
+				snprintf(x->val[x->num_props], sizeof(x->val[0]), "%.255s", tok);
+				x->num_props++;
 			}
-			json_obj(j);
-			json_key(j, "result");
-			json_cstr(j, tok);
-			in_dkim = true;
-		} else if (in_dkim) {
-			static const char *const map[][2] = {
-				{ "reason", "reason" },         { "header.d", "domain" }, { "header.s", "selector" },
-				{ "header.a", "algorithm" },    { "header.i", "identity" }, { "header.b", "b" },
-			};
-			for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++) {
-				if (strcasecmp(key, map[k][0]) == 0) {
-					json_key(j, map[k][1]);
-					json_cstr(j, tok);
-				}
-			}
+		} else if (e[n - 1].num_props < AR_PROPS_MAX) {
+			struct ar_entry *x = &e[n - 1];
+
+			snprintf(x->key[x->num_props], sizeof(x->key[0]), "%.31s", key);
+			snprintf(x->val[x->num_props], sizeof(x->val[0]), "%.255s", tok);
+			x->num_props++;
 		}
-		if (delim == ';' && in_dkim) {
-			json_obj_end(j);
-			in_dkim = false;
+		if (delim == ';') {
+			open = false;
 		}
 	}
-	if (in_dkim) {
+	return n;
+}
+
+static const char *ar_prop(const struct ar_entry *e, const char *key)
+{
+	for (unsigned i = 0; i < e->num_props; i++) {
+		if (strcasecmp(e->key[i], key) == 0) {
+			return e->val[i];
+		}
+	}
+	return NULL;
+}
+
+/* ar_obj writes {result, and the properties renamed by `map`} for one entry. */
+static void ar_obj(struct json *j, const struct ar_entry *e, const char *const (*map)[2], size_t num_map)
+{
+	json_obj(j);
+	json_key(j, "result");
+	json_cstr(j, e->result);
+	for (size_t k = 0; k < num_map; k++) {
+		const char *v = ar_prop(e, map[k][0]);
+
+		if (v != NULL) {
+			json_key(j, map[k][1]);
+			json_cstr(j, v);
+		}
+	}
+}
+
+/*
+ * auth_section writes "auth" from our own Authentication-Results field
+ * (the first header field, put there by the server): dkim[], spf (MAIL FROM
+ * identity, with the HELO identity inside), dmarc, arc; "none" for what the
+ * field does not name.
+ */
+static void auth_section(struct json *j, const struct message *m, const char *authserv_id)
+{
+	static const char *const dkim_map[][2] = {
+		{ "reason", "reason" }, { "header.d", "domain" }, { "header.s", "selector" },
+		{ "header.a", "algorithm" }, { "header.i", "identity" }, { "header.b", "b" },
+	};
+	static const char *const spf_map[][2] = { { "reason", "reason" }, { "smtp.mailfrom", "smtp_mailfrom" } };
+	static const char *const helo_map[][2] = { { "reason", "reason" }, { "smtp.helo", "smtp_helo" } };
+	static const char *const dmarc_map[][2] = {
+		{ "reason", "reason" }, { "header.from", "header_from" }, { "policy.dmarc", "policy" },
+	};
+	static const char *const arc_map[][2] = { { "reason", "reason" } };
+	struct ar_entry *e = calloc(AR_ENTRIES_MAX, sizeof(*e)); /* ~57 KiB: not on the stack */
+	unsigned n = 0;
+	const struct ar_entry *spf = NULL, *helo = NULL, *dmarc = NULL, *arc = NULL;
+
+	if (e != NULL && authserv_id != NULL && message_num_headers(m) > 0) {
+		const struct message_header *h = message_header_at(m, 0);
+
+		if (strcasecmp(h->name, "Authentication-Results") == 0) {
+			n = authres_parse(e, h->raw, authserv_id);
+		}
+	}
+	json_key(j, "auth");
+	json_obj(j);
+	json_key(j, "dkim");
+	json_arr(j);
+	for (unsigned i = 0; i < n; i++) {
+		if (strcasecmp(e[i].method, "dkim") == 0 && strcasecmp(e[i].result, "none") != 0) {
+			ar_obj(j, &e[i], dkim_map, sizeof(dkim_map) / sizeof(dkim_map[0]));
+			json_obj_end(j);
+		} else if (strcasecmp(e[i].method, "spf") == 0) {
+			if (ar_prop(&e[i], "smtp.helo") != NULL) {
+				helo = helo ? helo : &e[i];
+			} else {
+				spf = spf ? spf : &e[i];
+			}
+		} else if (strcasecmp(e[i].method, "dmarc") == 0) {
+			dmarc = dmarc ? dmarc : &e[i];
+		} else if (strcasecmp(e[i].method, "arc") == 0) {
+			arc = arc ? arc : &e[i];
+		}
+	}
+	json_arr_end(j);
+	json_key(j, "spf");
+	if (spf != NULL) {
+		ar_obj(j, spf, spf_map, sizeof(spf_map) / sizeof(spf_map[0]));
+	} else {
+		json_obj(j);
+		json_key(j, "result");
+		json_cstr(j, "none");
+	}
+	if (helo != NULL) {
+		json_key(j, "helo");
+		ar_obj(j, helo, helo_map, sizeof(helo_map) / sizeof(helo_map[0]));
 		json_obj_end(j);
 	}
+	json_obj_end(j);
+	json_key(j, "dmarc");
+	if (dmarc != NULL) {
+		ar_obj(j, dmarc, dmarc_map, sizeof(dmarc_map) / sizeof(dmarc_map[0]));
+	} else {
+		json_obj(j);
+		json_key(j, "result");
+		json_cstr(j, "none");
+	}
+	json_obj_end(j);
+	json_key(j, "arc");
+	if (arc != NULL) {
+		ar_obj(j, arc, arc_map, 1);
+	} else {
+		json_obj(j);
+		json_key(j, "result");
+		json_cstr(j, "none");
+	}
+	json_obj_end(j);
+	json_obj_end(j);
+	free(e);
 }
 
 int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *env, const struct msgdoc_opts *o)
@@ -393,36 +520,7 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 	} else {
 		json_null(&j);
 	}
-	/* From our own Authentication-Results field (DKIM now; SPF, DMARC and
-	 * ARC "none" until their verifiers run in the server). */
-	json_key(&j, "auth");
-	json_obj(&j);
-	json_key(&j, "dkim");
-	json_arr(&j);
-	if (o->authserv_id != NULL && message_num_headers(m) > 0) {
-		const struct message_header *h = message_header_at(m, 0);
-
-		if (strcasecmp(h->name, "Authentication-Results") == 0) {
-			authres_dkim(&j, h->raw, o->authserv_id);
-		}
-	}
-	json_arr_end(&j);
-	json_key(&j, "spf");
-	json_obj(&j);
-	json_key(&j, "result");
-	json_cstr(&j, "none");
-	json_obj_end(&j);
-	json_key(&j, "dmarc");
-	json_obj(&j);
-	json_key(&j, "result");
-	json_cstr(&j, "none");
-	json_obj_end(&j);
-	json_key(&j, "arc");
-	json_obj(&j);
-	json_key(&j, "result");
-	json_cstr(&j, "none");
-	json_obj_end(&j);
-	json_obj_end(&j);
+	auth_section(&j, m, o->authserv_id);
 	json_key(&j, "defects");
 	json_arr(&j);
 	for (size_t i = 0; i < message_num_defects(m); i++) {

@@ -92,6 +92,11 @@ def main(t):
                 with open(path) as f:
                     doc = json.load(f)
                 dk = doc["auth"]["dkim"]
+                t.check(doc["auth"]["spf"]["result"] == "none" and doc["auth"]["spf"]["smtp_mailfrom"] == "a@x.test"
+                        and doc["auth"]["spf"]["helo"]["smtp_helo"] == "client.test", "auth.spf: %r" % doc["auth"]["spf"])
+                t.check(doc["auth"]["dmarc"]["result"] == "none" and
+                        doc["auth"]["dmarc"].get("header_from") == "football.example.com",
+                        "auth.dmarc: %r" % doc["auth"]["dmarc"])
                 t.check([(x["result"], x["domain"], x["selector"], x["algorithm"]) for x in dk] ==
                         [("pass", "football.example.com", "brisbane", "ed25519-sha256"),
                          ("pass", "football.example.com", "test", "rsa-sha256")],
