@@ -729,7 +729,6 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 		struct span content = line;
 		bool complete = line.p[line.len - 1] == '\n';
 
-		p->carry_emitted = true;
 		if (complete && bounded) {
 			content = strip_eol(line);
 			p->pend_eol = (uint8_t)(line.len - content.len);
@@ -744,7 +743,20 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 				p->pend_cr = true;
 			}
 		}
-		return emit_data(p, ev, content);
+		/*
+		 * The carried line is used up now. When it gives an event, the
+		 * event may point into carry[], so it is released at the next
+		 * call; when it gives none (base64 junk, a skipped part), release
+		 * it here, or the loop in mime_next would hand it out again
+		 * (decoding it twice, or for ever).
+		 */
+		if (emit_data(p, ev, content)) {
+			p->carry_emitted = true;
+			return true;
+		}
+		p->carry_len = 0;
+		p->carry_done = false;
+		return false;
 	}
 	if (p->at_line_start && !p->pend_cr) {
 		if (p->in.len == 0) {
