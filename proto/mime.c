@@ -149,10 +149,24 @@ static bool any_bounds(const struct mime *p)
 	return false;
 }
 
-/* match_boundary: is `line` "--" boundary ["--"] WSP* EOL of an open multipart? */
+/*
+ * match_boundary: is `line` "--" boundary ["--"] WSP* EOL of an open
+ * multipart? Only the first MIME_LOOKAHEAD bytes count, wherever the line
+ * comes from (a header block, carry[], the input), so that the answer does
+ * not depend on how the input was cut; a line cut there (or at the end)
+ * may end in the CR of its CRLF.
+ */
 static bool match_boundary(const struct mime *p, struct span line, uint32_t *out_idx, bool *out_close)
 {
-	struct span c = strip_eol(line);
+	struct span c;
+
+	if (line.len > MIME_LOOKAHEAD) {
+		line.len = MIME_LOOKAHEAD;
+	}
+	c = strip_eol(line);
+	if (c.len == line.len && c.len > 0 && c.p[c.len - 1] == '\r') {
+		c.len--;
+	}
 
 	if (c.len < 2 || c.p[0] != '-' || c.p[1] != '-') {
 		return false;
@@ -357,13 +371,10 @@ static void finish_headers(struct mime *p, struct mime_event *ev)
 	ev->part = in;
 }
 
-/*
- * hdr_line gets the next complete header line (with its line ending) from
- * carry[] or, zero-copy, from the input. False: need more input.
- */
-static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
+/* skip_rest drops the rest of a line that was cut; false: need more input. */
+static bool skip_rest(struct mime *p)
 {
-	while (p->skip_to_lf) {
+	if (p->skip_to_lf) {
 		const uint8_t *lf = find_lf(p->in.p, p->in.len);
 
 		if (lf == NULL) {
@@ -372,10 +383,24 @@ static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 				return false;
 			}
 			p->skip_to_lf = false;
-			break;
+			return true;
 		}
 		consume(p, (size_t)(lf + 1 - p->in.p));
 		p->skip_to_lf = false;
+	}
+	return true;
+}
+
+/*
+ * hdr_line gets the next complete header line (with its line ending) from
+ * carry[] or, zero-copy, from the input. False: need more input. A line
+ * longer than MIME_LINE_MAX (line ending included) is cut there, with a
+ * defect, whether it came whole or in pieces; the rest is skipped.
+ */
+static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
+{
+	if (!skip_rest(p)) {
+		return false;
 	}
 	if (p->carry_len > 0 && !p->carry_done) {
 		const uint8_t *lf = find_lf(p->in.p, p->in.len);
@@ -409,10 +434,27 @@ static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 		return true;
 	}
 	const uint8_t *lf = find_lf(p->in.p, p->in.len);
+	size_t len = lf != NULL ? (size_t)(lf + 1 - p->in.p) : p->in.len;
 
 	*out_carry = false;
+	if (len > MIME_LINE_MAX) {
+		/*
+		 * Too long, known now: cut it into carry[] as the branch above
+		 * does when the line comes in pieces, so that step_hdr may look
+		 * at it more than once and the rest is skipped only after it.
+		 */
+		memcpy(p->carry, p->in.p, MIME_LINE_MAX);
+		p->carry_len = MIME_LINE_MAX;
+		p->carry_done = true;
+		p->skip_to_lf = true;
+		consume(p, MIME_LINE_MAX);
+		defect(p, MIME_DEF_HEADER_LINE_TOO_LONG);
+		*out_line = span_make(p->carry, p->carry_len);
+		*out_carry = true;
+		return true;
+	}
 	if (lf != NULL) {
-		*out_line = span_make(p->in.p, (size_t)(lf + 1 - p->in.p));
+		*out_line = span_make(p->in.p, len);
 		return true;
 	}
 	if (p->in.len == 0) {
@@ -422,20 +464,11 @@ static bool hdr_line(struct mime *p, struct span *out_line, bool *out_carry)
 		*out_line = p->in;
 		return true;
 	}
-	size_t n = p->in.len < MIME_LINE_MAX ? p->in.len : MIME_LINE_MAX;
-
-	memcpy(p->carry, p->in.p, n);
-	p->carry_len = n;
+	/* in.len <= MIME_LINE_MAX: whether the line is too long is known when more comes. */
+	memcpy(p->carry, p->in.p, p->in.len);
+	p->carry_len = p->in.len;
 	p->carry_done = false;
-	consume(p, n);
-	if (n == MIME_LINE_MAX) {
-		p->carry_done = true;
-		p->skip_to_lf = true;
-		defect(p, MIME_DEF_HEADER_LINE_TOO_LONG);
-		*out_line = span_make(p->carry, p->carry_len);
-		*out_carry = true;
-		return true;
-	}
+	consume(p, p->in.len);
 	return false;
 }
 
@@ -565,11 +598,12 @@ static bool step_hdr(struct mime *p, struct mime_event *ev, bool *out_more)
 		line_done(p, line, from_carry);
 		return false;
 	}
-	/* Not a header field: the body starts with this line (Python, GMime). */
+	/* Not a header field: the body starts with this line (Python, GMime), all of it. */
 	defect(p, MIME_DEF_HEADER_NO_COLON);
 	if (from_carry) {
 		p->carry_done = true;
 	}
+	p->skip_to_lf = false;
 	finish_headers(p, ev);
 	return true;
 }
@@ -686,6 +720,10 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 	uint32_t idx;
 	bool close;
 
+	if (p->carry_len == 0 && !skip_rest(p)) {
+		*out_more = true; /* the rest of a delimiter line before an epilogue */
+		return false;
+	}
 	if (p->carry_len > 0) {
 		/* A line start kept from the last input (or a non-field header line). */
 		if (!p->carry_done) {
@@ -716,6 +754,8 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 		struct span line = span_make(p->carry, p->carry_len);
 
 		if (bounded && match_boundary(p, line, &idx, &close)) {
+			/* A delimiter line cut at the lookahead: the rest of it goes too. */
+			p->skip_to_lf = p->skip_to_lf || line.p[line.len - 1] != '\n';
 			p->carry_len = 0;
 			p->carry_done = false;
 			begin_close(p, idx + 1, close ? AFT_EPILOGUE : AFT_CHILD);
@@ -771,6 +811,7 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 
 				if (match_boundary(p, line, &idx, &close)) {
 					consume(p, line.len);
+					p->skip_to_lf = lf == NULL;
 					begin_close(p, idx + 1, close ? AFT_EPILOGUE : AFT_CHILD);
 					return false;
 				}
