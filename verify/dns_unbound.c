@@ -483,6 +483,14 @@ struct dns_resolver *dns_unbound_new(const struct dns_opts *o, char **out_err)
 			*out_err = errdup("cannot forward to", o->upstream);
 			goto fail;
 		}
+		/* RFC 6761 §6.2 lets a resolver answer test. itself (unbound's
+		 * default static zone: NXDOMAIN); a server the operator names may
+		 * well serve it (test set-ups, the load generator's signing
+		 * domain), so names under test. go there too. */
+		if ((rc = ub_ctx_set_option(u->ctx, "local-zone:", "test. transparent")) != 0) {
+			*out_err = errdup("libunbound setup", ub_strerror(rc));
+			goto fail;
+		}
 	} else if ((rc = ub_ctx_resolvconf(u->ctx, NULL)) != 0) {
 		*out_err = errdup("cannot read /etc/resolv.conf", rc > 0 ? strerror(rc) : ub_strerror(rc));
 		goto fail;
