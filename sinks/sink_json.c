@@ -27,6 +27,7 @@
 #include "../proto/message.h"
 #include "../proto/msgdoc.h"
 #include "sink.h"
+#include "sink_fs.h"
 
 #define JSON_INLINE_MAX_DEFAULT 65536
 #define JSON_MAX_FILES 1001 /* .eml, and one per attachment (MIME_PARTS_MAX) */
@@ -161,22 +162,6 @@ static void json_worker_fini(void *state)
 	free(st);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /* add_file opens DIR/<tmp> for writing; returns its slot or -errno. */
 static int add_file(struct sink_tx *tx, const char *final, uint32_t part)
@@ -227,11 +212,11 @@ static int on_part_data(void *arg, const struct message_part *p, uint64_t size_b
 		}
 		/* The bytes so far are still kept by the message (keep_max = inline_max). */
 		if (message_part_content(p, &kept) && kept.len == size_before &&
-		    (rc = write_all(tx->files[slot].fd, kept.p, kept.len)) != 0) {
+		    (rc = sink_write_all(tx->files[slot].fd, kept.p, kept.len)) != 0) {
 			return rc;
 		}
 	}
-	return write_all(tx->files[slot].fd, data.p, data.len);
+	return sink_write_all(tx->files[slot].fd, data.p, data.len);
 }
 
 static void tx_free(struct sink_tx *tx, bool unlink_tmp)
@@ -281,7 +266,7 @@ static int json_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 
 static int json_tx_write(struct sink_tx *tx, struct span bytes)
 {
-	int rc = write_all(tx->files[0].fd, bytes.p, bytes.len);
+	int rc = sink_write_all(tx->files[0].fd, bytes.p, bytes.len);
 
 	return rc != 0 ? rc : message_feed(tx->msg, bytes.p, bytes.len);
 }
@@ -328,7 +313,7 @@ static void json_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 		rc = slot;
 	}
 	if (rc == 0) {
-		rc = write_all(tx->files[tx->num_files - 1].fd, doc.p, doc.len);
+		rc = sink_write_all(tx->files[tx->num_files - 1].fd, doc.p, doc.len);
 	}
 	bb_fini(&doc);
 	tx->err = rc;

@@ -26,6 +26,7 @@
 
 #include "../core/bb.h"
 #include "sink.h"
+#include "sink_fs.h"
 
 struct maildir_conf {
 	char *dir;
@@ -167,22 +168,6 @@ static void maildir_worker_fini(void *state)
 	free(st);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static int maildir_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_env *env)
 {
@@ -209,7 +194,7 @@ static int maildir_tx_begin(void *state, struct sink_tx **out_tx, const struct m
 		rc = bb_printf(&hdr, "Delivered-To: <%s>\r\n", env->rcpts[i]);
 	}
 	if (rc == 0) {
-		rc = write_all(tx->fd, hdr.p, hdr.len);
+		rc = sink_write_all(tx->fd, hdr.p, hdr.len);
 	}
 	bb_fini(&hdr);
 	if (rc != 0) {
@@ -224,7 +209,7 @@ static int maildir_tx_begin(void *state, struct sink_tx **out_tx, const struct m
 
 static int maildir_tx_write(struct sink_tx *tx, struct span bytes)
 {
-	return write_all(tx->fd, bytes.p, bytes.len);
+	return sink_write_all(tx->fd, bytes.p, bytes.len);
 }
 
 static void maildir_tx_abort(struct sink_tx *tx)
