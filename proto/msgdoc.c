@@ -332,13 +332,17 @@ static const char *ar_prop(const struct ar_entry *e, const char *key)
 	return NULL;
 }
 
-/* ar_obj writes {result, and the properties renamed by `map`} for one entry. */
+/*
+ * ar_obj opens {result, and the properties renamed by `map`} for one entry;
+ * for NULL (the field names no such result) it opens {"result": "none"}.
+ * The caller closes the object.
+ */
 static void ar_obj(struct json *j, const struct ar_entry *e, const char *const (*map)[2], size_t num_map)
 {
 	json_obj(j);
 	json_key(j, "result");
-	json_cstr(j, e->result);
-	for (size_t k = 0; k < num_map; k++) {
+	json_cstr(j, e != NULL ? e->result : "none");
+	for (size_t k = 0; e != NULL && k < num_map; k++) {
 		const char *v = ar_prop(e, map[k][0]);
 
 		if (v != NULL) {
@@ -399,13 +403,7 @@ static void auth_section(struct json *j, const struct message *m, const char *au
 	}
 	json_arr_end(j);
 	json_key(j, "spf");
-	if (spf != NULL) {
-		ar_obj(j, spf, spf_map, sizeof(spf_map) / sizeof(spf_map[0]));
-	} else {
-		json_obj(j);
-		json_key(j, "result");
-		json_cstr(j, "none");
-	}
+	ar_obj(j, spf, spf_map, sizeof(spf_map) / sizeof(spf_map[0]));
 	if (helo != NULL) {
 		json_key(j, "helo");
 		ar_obj(j, helo, helo_map, sizeof(helo_map) / sizeof(helo_map[0]));
@@ -413,22 +411,10 @@ static void auth_section(struct json *j, const struct message *m, const char *au
 	}
 	json_obj_end(j);
 	json_key(j, "dmarc");
-	if (dmarc != NULL) {
-		ar_obj(j, dmarc, dmarc_map, sizeof(dmarc_map) / sizeof(dmarc_map[0]));
-	} else {
-		json_obj(j);
-		json_key(j, "result");
-		json_cstr(j, "none");
-	}
+	ar_obj(j, dmarc, dmarc_map, sizeof(dmarc_map) / sizeof(dmarc_map[0]));
 	json_obj_end(j);
 	json_key(j, "arc");
-	if (arc != NULL) {
-		ar_obj(j, arc, arc_map, 1);
-	} else {
-		json_obj(j);
-		json_key(j, "result");
-		json_cstr(j, "none");
-	}
+	ar_obj(j, arc, arc_map, sizeof(arc_map) / sizeof(arc_map[0]));
 	json_obj_end(j);
 	json_obj_end(j);
 	free(e);
