@@ -122,6 +122,7 @@ struct conn {
 	enum smtp_commit commit_rc;
 	struct ip_key ipkey;
 	struct spool_tx *tx;
+	struct vjob *vjob;        /* checks started at MAIL FROM, until TX_BEGIN takes them */
 	struct conn *next_resume; /* commit finished, resume input */
 	struct conn *next_reap;   /* released at the end of the loop iteration */
 	struct conn *next_bufwait; /* recv ended with -ENOBUFS: re-arm when buffers return */
@@ -334,6 +335,7 @@ static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
 
 static void conn_flush(struct shard *sh, struct conn *c);
 static void conn_close(struct shard *sh, struct conn *c);
+static void conn_drop_vjob(struct shard *sh, struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
 static void tx_kick(struct shard *sh, struct spool_tx *tx);
 static void tx_detach_abort(struct shard *sh, struct conn *c);
@@ -465,6 +467,7 @@ static void conn_release(struct shard *sh, struct conn *c)
 		limits_release(sh->g->limits, &c->ipkey);
 	}
 	log_line(LOG_INFO, c->who, "conn.close");
+	conn_drop_vjob(sh, c);
 	smtp_sess_free(c->sess);
 	bb_fini(&c->out);
 	bb_fini(&c->sending);
@@ -499,6 +502,7 @@ static void conn_close(struct shard *sh, struct conn *c)
 		return;
 	}
 	c->closing = true;
+	conn_drop_vjob(sh, c);
 	if (c->tx != NULL && !c->tx->ended && !c->tx->body_done) {
 		tx_detach_abort(sh, c); /* mid-data: never acknowledged */
 	}
@@ -679,6 +683,37 @@ static void tx_open(struct shard *sh, struct spool_tx *tx)
 	tx->open_inflight = true;
 }
 
+/* conn_drop_vjob abandons checks started for a transaction that never sent data. */
+static void conn_drop_vjob(struct shard *sh, struct conn *c)
+{
+	(void)sh;
+	if (c->vjob != NULL) {
+		vjob_abandon(c->vjob); /* it comes back through the inbox and is freed there */
+		c->vjob = NULL;
+	}
+}
+
+/*
+ * conn_start_vjob starts the verify job of the transaction MAIL FROM just
+ * opened: SPF needs only the envelope, so its DNS overlaps RCPT, DATA and
+ * the transfer of the message (RFC 7208 §2.4 checks at MAIL FROM). The job
+ * waits on the conn until TX_BEGIN gives it the message bytes.
+ */
+static void conn_start_vjob(struct shard *sh, struct conn *c)
+{
+	const struct msg_env *env = smtp_sess_env(c->sess);
+
+	conn_drop_vjob(sh, c); /* RSET and a new MAIL: the old sender is gone */
+	if (sh->g->vpool == NULL || (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim)) == NULL) {
+		return;
+	}
+	sh->vjobs_live++;
+	if (sh->g->cfg->spf && vjob_spf(c->vjob, env->client_ip, env->mail_from, env->helo, sh->g->cfg->hostname,
+					 sh->g->cfg->dns_timeout_ms) != 0) {
+		log_line(LOG_WARN, c->who, "spf.start error=\"out of memory\"");
+	}
+}
+
 static void tx_begin(struct shard *sh, struct conn *c)
 {
 	struct msg_env *env = smtp_sess_env(c->sess);
@@ -713,14 +748,12 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
 	tx->reuse = spool_pool_get(deliver_pool(sh->deliver), tx->slot);
 	tx_open(sh, tx);
-	if (sh->g->vpool != NULL && (tx->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim)) != NULL) {
+	if (c->vjob == NULL) {
+		conn_start_vjob(sh, c); /* MAIL's attempt ran out of memory: try again */
+	}
+	if ((tx->vjob = c->vjob) != NULL) {
+		c->vjob = NULL;
 		vjob_set_owner(tx->vjob, tx);
-		sh->vjobs_live++;
-		/* SPF's DNS overlaps the transfer of the message. */
-		if (sh->g->cfg->spf && vjob_spf(tx->vjob, env->client_ip, env->mail_from, env->helo,
-						 sh->g->cfg->hostname, sh->g->cfg->dns_timeout_ms) != 0) {
-			log_line(LOG_WARN, c->who, "spf.start error=\"out of memory\"");
-		}
 	}
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
 }
@@ -1080,6 +1113,9 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 		switch (ev) {
 		case SMTP_EV_NEED_INPUT:
 			goto out;
+		case SMTP_EV_MAIL:
+			conn_start_vjob(sh, c);
+			break;
 		case SMTP_EV_TX_BEGIN:
 			tx_begin(sh, c);
 			break;

@@ -6,8 +6,9 @@
  * the finished job back through their inbox (an eventfd their ring reads).
  *
  * Life of a job (all calls on the owning shard's thread unless noted):
- *   j = vjob_new(pool, inbox)        at TX_BEGIN
- *   vjob_feed(j, bytes)              the client's message bytes, in order
+ *   j = vjob_new(pool, inbox)        at MAIL FROM (SMTP_EV_MAIL)
+ *   vjob_spf(j, ...)                 at once, so SPF's DNS overlaps RCPT and DATA
+ *   vjob_feed(j, bytes)              from TX_BEGIN: the client's message bytes, in order
  *   vjob_end(j)                      at TX_END; or vjob_abandon(j) when the
  *                                    transaction or session goes away
  *   ... the job shows up in vpool_inbox_take() once every key lookup has

@@ -33,7 +33,7 @@ enum smtp_state {
 	SMTP_ST_COUNT         /* sentinel */
 };
 
-#define SMTP_EVQ_MAX 4 /* at most TX_BEGIN or TX_ABORT, then CLOSE, per command */
+#define SMTP_EVQ_MAX 4 /* at most MAIL, TX_BEGIN or TX_ABORT, then CLOSE, per command */
 
 struct smtp_sess {
 	const struct smtp_cfg *cfg;
@@ -285,6 +285,7 @@ static void cmd_mail(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 	s->in_mail = true;
 	s->bdat_failed = false;
 	reply(s, out, SMTP_R_MAIL_OK, NULL);
+	ev_push(s, SMTP_EV_MAIL);
 }
 
 /* max_rcpts: 0 in the config means the RFC 5321 §4.5.3.1.8 minimum of 100. */
@@ -831,7 +832,8 @@ bool smtp_sess_in_tx(const struct smtp_sess *s)
 const char *smtp_ev_name(enum smtp_ev ev)
 {
 	static const char *const names[SMTP_EV_COUNT] = {
-		[SMTP_EV_NEED_INPUT] = "need-input", [SMTP_EV_TX_BEGIN] = "tx-begin",
+		[SMTP_EV_NEED_INPUT] = "need-input", [SMTP_EV_MAIL] = "mail",
+		[SMTP_EV_TX_BEGIN] = "tx-begin",
 		[SMTP_EV_BODY] = "body",             [SMTP_EV_TX_ABORT] = "tx-abort",
 		[SMTP_EV_TX_END] = "tx-end",         [SMTP_EV_CLOSE] = "close",
 	};

@@ -14,6 +14,7 @@
  *		struct span body;
  *		switch (smtp_sess_next(s, &in, &out, &body)) {
  *		case SMTP_EV_NEED_INPUT: flush out; wait for more bytes; break;
+ *		case SMTP_EV_MAIL:       start sender checks (optional); continue;
  *		case SMTP_EV_TX_BEGIN:   fill env id/time; open spool entry; continue;
  *		case SMTP_EV_BODY:       append body to spool entry; continue;
  *		case SMTP_EV_TX_ABORT:   drop spool entry; continue;
@@ -78,6 +79,11 @@ struct smtp_cfg {
 /* Events returned by smtp_sess_next(). */
 enum smtp_ev {
 	SMTP_EV_NEED_INPUT = 0, /* all input consumed: flush output, feed more */
+	SMTP_EV_MAIL,           /* MAIL FROM accepted (its 250 is queued): env->mail_from
+	                           and env->helo are set, so checks of the sender (SPF)
+	                           can start while recipients and data arrive. A new
+	                           MAIL, TX_BEGIN or the end of the session follows;
+	                           RSET does not report itself */
 	SMTP_EV_TX_BEGIN,       /* message data starts (DATA accepted or first BDAT):
 	                           the envelope is final; core fills env->id/received_us */
 	SMTP_EV_BODY,           /* *out_body holds the next message bytes, unstuffed */

@@ -37,6 +37,7 @@ struct run {
 	struct bb log;
 	uint64_t body_len;
 	bool in_msg;
+	bool mail_open; /* MAIL event seen, no TX_BEGIN yet */
 	bool closed;
 	int seq;
 };
@@ -64,10 +65,20 @@ static void feed(struct run *r, struct smtp_sess *s, struct span in, uint8_t com
 		case SMTP_EV_NEED_INPUT:
 			CHECK(in.len == 0);
 			return;
+		case SMTP_EV_MAIL: {
+			const struct msg_env *env = smtp_sess_env(s);
+
+			CHECK(!r->in_msg && env->mail_from != NULL && env->helo != NULL && env->num_rcpts == 0);
+			r->mail_open = true;
+			log_ev(r, "mail");
+			break;
+		}
 		case SMTP_EV_TX_BEGIN: {
 			struct msg_env *env = smtp_sess_env(s);
 
-			CHECK(!r->in_msg && env->num_rcpts > 0 && env->mail_from != NULL && env->helo != NULL);
+			CHECK(!r->in_msg && r->mail_open && env->num_rcpts > 0 && env->mail_from != NULL &&
+			      env->helo != NULL);
+			r->mail_open = false;
 			snprintf(env->id, sizeof(env->id), "M%d", ++r->seq);
 			r->in_msg = true;
 			r->body_len = 0;

@@ -15,7 +15,7 @@ import re
 import smtplib
 import time
 
-from lib import Server, Skip, check_delivered, corpora_dir, crlf, parse_queue_id, run
+from lib import Conn, Server, Skip, check_delivered, corpora_dir, crlf, parse_queue_id, run
 
 try:
     from dns_server import DnsServer, parse_zone
@@ -60,6 +60,7 @@ def main(t):
     # DMARC (RFC 7489) records for both: reject when not aligned.
     zone["_dmarc.spf-ok.example.net"] = [(300, [b"v=DMARC1; p=reject"])]
     zone["_dmarc.spf-bad.example.net"] = [(300, [b"v=DMARC1; p=reject"])]
+    zone["spf-early.example.net"] = [(300, [b"v=spf1 ip4:127.0.0.0/8 -all"])]
     msgs = {}
     for name in MESSAGES:
         with open(os.path.join(base, "dkim", name), "rb") as f:
@@ -112,6 +113,30 @@ def main(t):
                     ar = authres(d).replace("\r\n\t", " ")
                     t.check(want in ar, "%s: want %r in %r" % (sender, want, ar))
                     t.check("smtp.helo=client.test" in ar, "no HELO identity result: %r" % ar)
+
+            with t.case("spf_starts_at_mail_from"):
+                # RFC 7208 §2.4: the check belongs to MAIL FROM, and starting it
+                # there lets its DNS overlap RCPT and DATA. The client stops
+                # after MAIL's 250 until the DNS server has seen the query for
+                # the sender's domain, so this fails if the check starts later.
+                c = Conn(srv.port)
+                t.check(c.cmd("EHLO client.test").code == 250, "EHLO")
+                t.check(c.cmd("MAIL FROM:<a@spf-early.example.net>").code == 250, "MAIL")
+                deadline = time.monotonic() + 20
+                while ("spf-early.example.net", "TXT") not in dns_ok.queries and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                t.check(("spf-early.example.net", "TXT") in dns_ok.queries,
+                        "no SPF query for the MAIL FROM domain before RCPT/DATA: %r" % dns_ok.queries[-5:])
+                t.check(c.cmd("RCPT TO:<b@y.test>").code == 250, "RCPT")
+                t.check(c.cmd("DATA").code == 354, "DATA")
+                content = crlf("Subject: early\n\nhello\n")
+                r = c.cmd(content + b".")
+                t.check(r.code == 250, "end of data: %r" % (r,))
+                c.close()
+                d = check_delivered(t, srv.maildir, parse_queue_id(r), "a@spf-early.example.net",
+                                    ["b@y.test"], content)
+                t.check("spf=pass smtp.mailfrom=a@spf-early.example.net" in authres(d).replace("\r\n\t", " "),
+                        "verdict: %r" % authres(d))
 
             with t.case("dmarc_in_server_annotates"):
                 for dom, want in (("spf-ok.example.net", "dmarc=pass"), ("spf-bad.example.net", "dmarc=fail")):

@@ -29,6 +29,7 @@ struct dialog {
 	struct bb log;  /* events and message bodies */
 	struct bb body; /* body of the message in progress */
 	int tx_seq;
+	bool mail_open; /* a MAIL event came and no TX_BEGIN yet */
 	bool closed;
 };
 
@@ -68,9 +69,20 @@ static void dialog_feed(struct dialog *d, struct smtp_sess *s, const struct dial
 			cr_assert(body.len > 0, "empty BODY event");
 			cr_assert(bb_append_span(&d->body, body) == 0);
 			continue;
+		case SMTP_EV_MAIL: {
+			/* Not logged (the 250 in the transcript shows it); checked instead. */
+			const struct msg_env *env = smtp_sess_env(s);
+
+			cr_assert(env->mail_from != NULL && smtp_sess_in_tx(s), "MAIL event without a sender");
+			cr_assert_eq(env->num_rcpts, 0, "MAIL event after RCPT");
+			d->mail_open = true;
+			continue;
+		}
 		case SMTP_EV_TX_BEGIN: {
 			struct msg_env *env = smtp_sess_env(s);
 
+			cr_assert(d->mail_open, "TX_BEGIN without a MAIL event before it");
+			d->mail_open = false;
 			snprintf(env->id, sizeof(env->id), "ID%d", ++d->tx_seq);
 			env->received_us = 1700000000000000LL;
 			cr_assert(bb_printf(&d->log, "TX_BEGIN@%zu from=<%s> rcpts=%zu body=%s utf8=%d\n", d->out.len,

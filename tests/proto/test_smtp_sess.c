@@ -187,6 +187,7 @@ Test(smtp_sess, envelope_is_exposed_at_tx_begin)
 
 	bb_init(&out, 0);
 	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	cr_assert_eq(smtp_sess_next(s, &sp, &out, &body), SMTP_EV_MAIL);
 	cr_assert_eq(smtp_sess_next(s, &sp, &out, &body), SMTP_EV_TX_BEGIN);
 	env = smtp_sess_env(s);
 	cr_assert_str_eq(env->helo, "c.test");
@@ -653,6 +654,7 @@ Test(smtp_sess, shutdown_waits_for_transaction)
 
 	bb_init(&out, 0);
 	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_MAIL);
 	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_TX_BEGIN);
 	cr_assert_not(smtp_sess_shutdown(s, &out));
 	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_BODY);
@@ -676,6 +678,7 @@ Test(smtp_sess, shutdown_after_mail_waits_for_rset)
 
 	bb_init(&out, 0);
 	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_MAIL);
 	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_NEED_INPUT);
 	cr_assert_not(smtp_sess_shutdown(s, &out));
 	cr_assert_eq(smtp_sess_next(s, &in2, &out, &body), SMTP_EV_CLOSE);
@@ -721,6 +724,7 @@ Test(smtp_sess, abort_during_bdat_reports_tx_abort_first)
 
 	bb_init(&out, 0);
 	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_MAIL);
 	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_TX_BEGIN);
 	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_BODY);
 	cr_assert_eq(body.len, 3);
@@ -772,4 +776,38 @@ Test(smtp_sess, mixed_dialog_split_everywhere)
 
 	cr_assert(strstr(t, "TX_END@") != NULL);
 	free(t);
+}
+
+/*
+ * MAIL is reported once per accepted MAIL command, after its 250 is queued
+ * and before anything later is parsed, so core can start SPF while RCPT and
+ * DATA are still on the way; a refused MAIL reports nothing.
+ */
+Test(smtp_sess, mail_event_per_accepted_mail)
+{
+	struct smtp_cfg cfg = cfg_std();
+	struct smtp_sess *s = smtp_sess_new(&cfg, "192.0.2.1", 25);
+	struct span in = SPAN_LIT("EHLO c.test\r\nMAIL FROM:<bad\r\nMAIL FROM:<a@b.test>\r\nRSET\r\n"
+				  "MAIL FROM:<>\r\nRCPT TO:<x@example.org>\r\n"),
+		    body;
+	struct bb out;
+	size_t before;
+
+	bb_init(&out, 0);
+	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_MAIL);
+	cr_assert_str_eq(smtp_sess_env(s)->mail_from, "a@b.test");
+	cr_assert_str_eq(smtp_sess_env(s)->helo, "c.test");
+	cr_assert(bb_append(&out, "", 1) == 0);
+	cr_assert(strstr((char *)out.p, "250 2.1.0") != NULL, "the 250 precedes the event");
+	cr_assert(strncmp((const char *)in.p, "RSET", 4) == 0, "nothing after MAIL was parsed");
+	out.len--;
+	before = out.len;
+	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_MAIL);
+	cr_assert_str_eq(smtp_sess_env(s)->mail_from, "");
+	cr_assert(out.len > before);
+	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_NEED_INPUT);
+	cr_assert_eq(smtp_sess_env(s)->num_rcpts, 1);
+	smtp_sess_free(s);
+	bb_fini(&out);
 }
