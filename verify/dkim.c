@@ -12,24 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/bb.h"
 #include "dkim.h"
 #include "dkim_canon.h"
 #include "dkim_crypto.h"
+#include "dkim_hash.h"
 #include "dkim_key.h"
-
-struct bodyhash {
-	enum dkim_canon c;
-	bool has_l;
-	uint64_t l;
-	struct dkim_body_canon canon;
-	struct dkim_sha256 sha;
-	uint8_t digest[DKIM_SHA256_LEN];
-};
-
-struct field_ref {
-	uint32_t off, len;
-};
 
 struct slot {
 	uint8_t *field;            /* owned copy of the DKIM-Signature field */
@@ -49,14 +36,11 @@ struct slot {
 
 struct dkim_msg {
 	struct dkim_opts o;
-	struct bb hdrs;
-	struct field_ref *fields;
-	size_t num_fields, cap_fields;
-	bool hdr_overflow;
+	struct dkim_hdrs hdrs;
 	bool headers_done, body_done, evaluated;
 	struct slot *slots;
 	unsigned num_slots, num_skipped;
-	struct bodyhash bh[DKIM_SIGS_HARD_MAX];
+	struct dkim_bodyhash bh[DKIM_SIGS_HARD_MAX];
 	unsigned num_bh;
 };
 
@@ -81,7 +65,7 @@ struct dkim_msg *dkim_msg_new(const struct dkim_opts *o)
 		free(m);
 		return NULL;
 	}
-	bb_init(&m->hdrs, DKIM_HDR_BYTES_MAX);
+	dkim_hdrs_init(&m->hdrs);
 	return m;
 }
 
@@ -95,8 +79,7 @@ void dkim_msg_free(struct dkim_msg *m)
 		m->slots[i].field = NULL;
 	}
 	free(m->slots);
-	free(m->fields);
-	bb_fini(&m->hdrs);
+	dkim_hdrs_fini(&m->hdrs);
 	free(m);
 }
 
@@ -181,45 +164,16 @@ static void new_sig(struct dkim_msg *m, struct span field, int *out_sig)
 
 int dkim_msg_header(struct dkim_msg *m, struct span field, int *out_sig)
 {
-	struct span name = dkim_hdr_name(field);
+	int rc;
 
 	*out_sig = -1;
 	if (m->headers_done) {
 		return 0;
 	}
-	if (!m->hdr_overflow) {
-		if (m->num_fields == m->cap_fields) {
-			size_t ncap = m->cap_fields ? m->cap_fields * 2 : 32;
-			struct field_ref *nf;
-
-			if (ncap > DKIM_HDR_FIELDS_MAX) {
-				ncap = DKIM_HDR_FIELDS_MAX;
-			}
-			if (m->num_fields == ncap) {
-				m->hdr_overflow = true;
-				goto sig;
-			}
-			nf = realloc(m->fields, ncap * sizeof(*nf));
-			if (nf == NULL) {
-				return -ENOMEM;
-			}
-			m->fields = nf;
-			m->cap_fields = ncap;
-		}
-		int rc = bb_append(&m->hdrs, field.p, field.len);
-
-		if (rc == -E2BIG) {
-			m->hdr_overflow = true;
-		} else if (rc != 0) {
-			return rc;
-		} else {
-			m->fields[m->num_fields].off = (uint32_t)(m->hdrs.len - field.len);
-			m->fields[m->num_fields].len = (uint32_t)field.len;
-			m->num_fields++;
-		}
+	if ((rc = dkim_hdrs_add(&m->hdrs, field)) != 0) {
+		return rc;
 	}
-sig:
-	if (span_eq_ci(name, "dkim-signature")) {
+	if (span_eq_ci(dkim_hdr_name(field), "dkim-signature")) {
 		if (m->num_slots == m->o.max_sigs) {
 			m->num_skipped++;
 		} else {
@@ -243,69 +197,7 @@ void dkim_msg_key_answer(struct dkim_msg *m, unsigned sig, const struct dns_txt_
 	}
 	s = &m->slots[sig];
 	s->key_done = true;
-	switch (a->status) {
-	case DNS_OK: {
-		const char *first_reason = NULL;
-
-		for (unsigned i = 0; i < a->num_records; i++) {
-			const char *why = NULL;
-
-			if (dkim_key_parse(&s->key, &why, a->rec[i]) == AUTH_NONE) {
-				s->key_res = AUTH_NONE;
-				s->key_reason = NULL;
-				return; /* the first usable record wins */
-			}
-			if (first_reason == NULL) {
-				first_reason = why;
-			}
-		}
-		s->key_res = AUTH_PERMERROR; /* §6.1.2: key syntax error */
-		s->key_reason = first_reason ? first_reason : "key record syntax error";
-		return;
-	}
-	case DNS_NXDOMAIN:
-	case DNS_NODATA:
-		s->key_res = AUTH_PERMERROR;
-		s->key_reason = "no key for signature"; /* §6.1.2 */
-		return;
-	case DNS_TOO_BIG:
-		s->key_res = AUTH_PERMERROR;
-		s->key_reason = "key record too large";
-		return;
-	case DNS_MALFORMED:
-		s->key_res = AUTH_PERMERROR;
-		s->key_reason = "malformed key record";
-		return;
-	case DNS_TIMEOUT:
-		s->key_res = AUTH_TEMPERROR;
-		s->key_reason = "key lookup timed out";
-		return;
-	case DNS_SERVFAIL:
-		s->key_res = AUTH_TEMPERROR;
-		s->key_reason = "key lookup failed (SERVFAIL)";
-		return;
-	default:
-		s->key_res = AUTH_TEMPERROR;
-		s->key_reason = "key lookup failed";
-		return;
-	}
-}
-
-static void body_sink(void *arg, const uint8_t *p, size_t len)
-{
-	struct bodyhash *h = arg;
-
-	if (h->has_l) {
-		uint64_t done = h->canon.num_out; /* bytes already emitted before this call */
-		uint64_t room = h->l > done ? h->l - done : 0;
-
-		if (room < len) {
-			len = (size_t)room; /* l=: only the first l canonical octets count (§3.5) */
-		}
-	}
-	if (len > 0) {
-		dkim_sha256_update(&h->sha, p, len);
-	}
+	s->key_res = dkim_key_from_answer(&s->key, &s->key_reason, a);
 }
 
 void dkim_msg_headers_end(struct dkim_msg *m)
@@ -328,13 +220,7 @@ void dkim_msg_headers_end(struct dkim_msg *m)
 			}
 		}
 		if (k == m->num_bh) {
-			struct bodyhash *h = &m->bh[m->num_bh++];
-
-			h->c = s->sig.bc;
-			h->has_l = s->sig.has_l;
-			h->l = s->sig.l;
-			dkim_sha256_init(&h->sha);
-			dkim_body_canon_init(&h->canon, h->c, body_sink, h);
+			dkim_bodyhash_init(&m->bh[m->num_bh++], s->sig.bc, s->sig.has_l, s->sig.l);
 		}
 		s->bh = (int)k;
 	}
@@ -349,7 +235,7 @@ void dkim_msg_body(struct dkim_msg *m, const uint8_t *p, size_t len)
 		return;
 	}
 	for (unsigned k = 0; k < m->num_bh; k++) {
-		dkim_body_canon_update(&m->bh[k].canon, p, len);
+		dkim_bodyhash_update(&m->bh[k], p, len);
 	}
 }
 
@@ -363,8 +249,7 @@ void dkim_msg_body_end(struct dkim_msg *m)
 	}
 	m->body_done = true;
 	for (unsigned k = 0; k < m->num_bh; k++) {
-		dkim_body_canon_final(&m->bh[k].canon);
-		dkim_sha256_final(&m->bh[k].sha, m->bh[k].digest);
+		dkim_bodyhash_final(&m->bh[k]);
 	}
 }
 
@@ -388,88 +273,33 @@ unsigned dkim_msg_keys_pending(const struct dkim_msg *m)
 	return n;
 }
 
-static void sha_sink(void *arg, const uint8_t *p, size_t len)
-{
-	dkim_sha256_update(arg, p, len);
-}
-
-static bool eq_ci(struct span a, struct span b)
-{
-	if (a.len != b.len) {
-		return false;
-	}
-	for (size_t i = 0; i < a.len; i++) {
-		uint8_t x = a.p[i], y = b.p[i];
-
-		if (x >= 'A' && x <= 'Z') {
-			x += 32;
-		}
-		if (y >= 'A' && y <= 'Z') {
-			y += 32;
-		}
-		if (x != y) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /*
- * header_digest hashes the signed header fields (§5.4.2: for each name in
- * h=, the last not yet used instance, from the bottom; a name with no
- * instance left contributes nothing, which is how over-signing works) and
- * the signature field itself with b='s value deleted and no CRLF (§3.7).
+ * header_digest hashes the signed header fields (h=, selected from the
+ * bottom, §5.4.2) and the signature field itself with b='s value deleted
+ * and no CRLF (§3.7).
  */
 static bool header_digest(const struct dkim_msg *m, const struct slot *s, uint8_t out[DKIM_SHA256_LEN])
 {
-	const struct dkim_sig *g = &s->sig;
 	struct dkim_sha256 sha;
-	uint8_t *copy;
-	size_t cut_off, cut_len;
 
 	dkim_sha256_init(&sha);
-	for (unsigned j = 0; j < g->num_h; j++) {
-		unsigned skip = 0;
-
-		for (unsigned e = 0; e < j; e++) {
-			skip += eq_ci(g->h[e], g->h[j]);
-		}
-		for (size_t f = m->num_fields; f-- > 0;) {
-			struct span field = span_make(m->hdrs.p + m->fields[f].off, m->fields[f].len);
-
-			if (!eq_ci(dkim_hdr_name(field), g->h[j])) {
-				continue;
-			}
-			if (skip-- == 0) {
-				dkim_hdr_canon(g->hc, field, true, sha_sink, &sha);
-				break;
-			}
-		}
-	}
-	cut_off = (size_t)(g->b_raw.p - s->field);
-	cut_len = g->b_raw.len;
-	copy = malloc(s->field_len ? s->field_len : 1);
-	if (copy == NULL) {
+	dkim_hdrs_hash_signed(&m->hdrs, s->sig.hc, s->sig.h, s->sig.num_h, &sha);
+	if (!dkim_hash_sig_field(s->sig.hc, span_make(s->field, s->field_len), s->sig.b_raw, &sha)) {
 		return false;
 	}
-	memcpy(copy, s->field, cut_off);
-	memcpy(copy + cut_off, s->field + cut_off + cut_len, s->field_len - cut_off - cut_len);
-	dkim_hdr_canon(g->hc, span_make(copy, s->field_len - cut_len), false, sha_sink, &sha);
-	free(copy);
 	dkim_sha256_final(&sha, out);
 	return true;
 }
 
 static void evaluate(struct dkim_msg *m, struct slot *s)
 {
-	const struct bodyhash *h;
 	uint8_t digest[DKIM_SHA256_LEN];
 	const char *why = NULL;
 
 	if (s->res != AUTH_NONE) {
 		return;
 	}
-	if (m->hdr_overflow) {
+	if (m->hdrs.overflow) {
 		s->res = AUTH_PERMERROR;
 		s->reason = "header section too large to verify";
 		return;
@@ -493,15 +323,7 @@ static void evaluate(struct dkim_msg *m, struct slot *s)
 		s->reason = "message body incomplete";
 		return;
 	}
-	h = &m->bh[s->bh];
-	if (s->sig.has_l && s->sig.l > h->canon.num_out) {
-		s->res = AUTH_FAIL;
-		s->reason = "l= is longer than the body";
-		return;
-	}
-	if (s->sig.bh_len != DKIM_SHA256_LEN || memcmp(s->sig.bh, h->digest, DKIM_SHA256_LEN) != 0) {
-		s->res = AUTH_FAIL;
-		s->reason = "body hash did not verify"; /* §6.1.3 */
+	if ((s->res = dkim_bodyhash_check(&m->bh[s->bh], &s->sig, &s->reason)) != AUTH_NONE) {
 		return;
 	}
 	if (!header_digest(m, s, digest)) {

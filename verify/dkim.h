@@ -34,13 +34,13 @@
 
 #include "../core/span.h"
 #include "auth.h"
+#include "dkim_hash.h"
 #include "dkim_sig.h"
 #include "dns.h"
 
 #define DKIM_SIGS_DEFAULT 8             /* signatures verified per message (issue 5) */
 #define DKIM_SIGS_HARD_MAX 64           /* upper bound for opts.max_sigs */
-#define DKIM_HDR_BYTES_MAX (1024 * 1024) /* header bytes kept for h= selection */
-#define DKIM_HDR_FIELDS_MAX 8192        /* header fields kept */
+/* DKIM_HDR_BYTES_MAX, DKIM_HDR_FIELDS_MAX: dkim_hash.h */
 #define DKIM_SIG_FIELD_MAX 16384        /* one DKIM-Signature field */
 #define DKIM_B_PREFIX 8                 /* header.b: first 8 characters of b= (RFC 6008 §4) */
 

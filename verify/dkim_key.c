@@ -92,13 +92,50 @@ enum auth_res dkim_key_parse(struct dkim_key *out, const char **out_reason, stru
 	return AUTH_NONE;
 }
 
-enum auth_res dkim_key_check(const struct dkim_key *key, const struct dkim_sig *sig, const char **out_reason)
+enum auth_res dkim_key_from_answer(struct dkim_key *out, const char **out_reason, const struct dns_txt_answer *a)
+{
+	const char *first_reason = NULL;
+
+	*out_reason = NULL;
+	switch (a->status) {
+	case DNS_OK:
+		for (unsigned i = 0; i < a->num_records; i++) {
+			const char *why = NULL;
+
+			if (dkim_key_parse(out, &why, a->rec[i]) == AUTH_NONE) {
+				return AUTH_NONE; /* the first usable record wins */
+			}
+			if (first_reason == NULL) {
+				first_reason = why;
+			}
+		}
+		PERM(first_reason ? first_reason : "key record syntax error"); /* §6.1.2: key syntax error */
+	case DNS_NXDOMAIN:
+	case DNS_NODATA:
+		PERM("no key for signature"); /* §6.1.2 */
+	case DNS_TOO_BIG:
+		PERM("key record too large");
+	case DNS_MALFORMED:
+		PERM("malformed key record");
+	case DNS_TIMEOUT:
+		*out_reason = "key lookup timed out";
+		return AUTH_TEMPERROR;
+	case DNS_SERVFAIL:
+		*out_reason = "key lookup failed (SERVFAIL)";
+		return AUTH_TEMPERROR;
+	default:
+		*out_reason = "key lookup failed";
+		return AUTH_TEMPERROR;
+	}
+}
+
+enum auth_res dkim_key_fits_alg(const struct dkim_key *key, enum dkim_alg alg, const char **out_reason)
 {
 	*out_reason = NULL;
-	if (sig->alg == DKIM_ALG_ED25519_SHA256 && key->k != DKIM_KEY_ED25519) {
+	if (alg == DKIM_ALG_ED25519_SHA256 && key->k != DKIM_KEY_ED25519) {
 		PERM("key type does not match the signature algorithm");
 	}
-	if (sig->alg == DKIM_ALG_RSA_SHA256 && key->k != DKIM_KEY_RSA) {
+	if (alg == DKIM_ALG_RSA_SHA256 && key->k != DKIM_KEY_RSA) {
 		PERM("key type does not match the signature algorithm");
 	}
 	if (key->k == DKIM_KEY_ED25519 && key->p_len != 32) {
@@ -106,6 +143,14 @@ enum auth_res dkim_key_check(const struct dkim_key *key, const struct dkim_sig *
 	}
 	if (!key->sha256_ok) {
 		PERM("key record h= does not allow sha256");
+	}
+	return AUTH_NONE;
+}
+
+enum auth_res dkim_key_check(const struct dkim_key *key, const struct dkim_sig *sig, const char **out_reason)
+{
+	if (dkim_key_fits_alg(key, sig->alg, out_reason) != AUTH_NONE) {
+		return AUTH_PERMERROR;
 	}
 	if (key->strict && sig->has_i) {
 		/* t=s: the i= domain must be d= itself, not a subdomain */

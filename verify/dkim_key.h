@@ -12,6 +12,7 @@
 #include "../core/span.h"
 #include "auth.h"
 #include "dkim_sig.h"
+#include "dns.h"
 
 /*
  * Largest p= accepted, decoded: a 4096-bit RSA SubjectPublicKeyInfo is
@@ -45,9 +46,28 @@ __attribute__((warn_unused_result)) enum auth_res dkim_key_parse(struct dkim_key
 								   struct span record);
 
 /*
+ * dkim_key_from_answer turns the answer of a key lookup into *out: the
+ * first record that parses as a usable key wins (AUTH_NONE). Otherwise
+ * AUTH_PERMERROR (no usable record, no such name, no TXT, too large,
+ * malformed; RFC 6376 §6.1.2) or AUTH_TEMPERROR (timeout, SERVFAIL, local
+ * failure), with a static *out_reason. Borrows `a` during the call.
+ */
+__attribute__((warn_unused_result)) enum auth_res dkim_key_from_answer(struct dkim_key *out, const char **out_reason,
+									 const struct dns_txt_answer *a);
+
+/*
+ * dkim_key_fits_alg checks a parsed key against a signature algorithm: key
+ * type, hash algorithm (h=) and ed25519 key length. AUTH_NONE when they
+ * fit, else AUTH_PERMERROR with a static *out_reason. (The ARC-Seal has
+ * only an algorithm to check; RFC 8617 §4.1.3.)
+ */
+__attribute__((warn_unused_result)) enum auth_res dkim_key_fits_alg(const struct dkim_key *key, enum dkim_alg alg,
+								      const char **out_reason);
+
+/*
  * dkim_key_check checks a parsed key against a signature: key type, hash
- * algorithm, ed25519 key length and t=s. AUTH_NONE when they fit, else
- * AUTH_PERMERROR.
+ * algorithm, ed25519 key length (dkim_key_fits_alg) and t=s. AUTH_NONE
+ * when they fit, else AUTH_PERMERROR.
  */
 __attribute__((warn_unused_result)) enum auth_res dkim_key_check(const struct dkim_key *key,
 								   const struct dkim_sig *sig,

@@ -20,6 +20,20 @@ const char *dkim_alg_name(enum dkim_alg alg)
 	}
 }
 
+enum dkim_alg dkim_alg_from_name(struct span a)
+{
+	if (span_eq(a, SPAN_LIT("rsa-sha256"))) {
+		return DKIM_ALG_RSA_SHA256;
+	}
+	if (span_eq(a, SPAN_LIT("ed25519-sha256"))) {
+		return DKIM_ALG_ED25519_SHA256;
+	}
+	if (span_eq(a, SPAN_LIT("rsa-sha1"))) {
+		return DKIM_ALG_RSA_SHA1;
+	}
+	return DKIM_ALG_UNKNOWN;
+}
+
 bool dkim_domain_ok(struct span d)
 {
 	size_t label = 0;
@@ -139,6 +153,13 @@ bool dkim_sig_expired(const struct dkim_sig *sig, uint64_t now)
 
 enum auth_res dkim_sig_parse(struct dkim_sig *out, const char **out_reason, struct span value)
 {
+	return dkim_sig_parse_kind(out, out_reason, value, DKIM_SIG_DKIM);
+}
+
+enum auth_res dkim_sig_parse_kind(struct dkim_sig *out, const char **out_reason, struct span value,
+				  enum dkim_sig_kind kind)
+{
+	const bool ams = kind == DKIM_SIG_ARC_AMS;
 	struct dkim_tag tags[DKIM_TAGS_MAX];
 	const struct dkim_tag *t;
 	size_t num = 0, err_pos = 0;
@@ -170,34 +191,34 @@ enum auth_res dkim_sig_parse(struct dkim_sig *out, const char **out_reason, stru
 		out->b_raw = t->raw;
 	}
 
-	/* §6.1.1: v= is required and must be "1". */
-	if ((t = dkim_tag_find(tags, num, "v")) == NULL) {
-		PERM("signature missing required tag v=");
+	/* §6.1.1: v= is required and must be "1"; the AMS has none (RFC 8617 §4.1.2: ignore one). */
+	if (!ams) {
+		if ((t = dkim_tag_find(tags, num, "v")) == NULL) {
+			PERM("signature missing required tag v=");
+		}
+		if (!(t->value.len == 1 && t->value.p[0] == '1')) {
+			PERM("incompatible signature version");
+		}
 	}
-	if (!(t->value.len == 1 && t->value.p[0] == '1')) {
-		PERM("incompatible signature version");
-	}
-	static const char *const required[] = { "a", "b", "bh", "d", "h", "s" };
+	static const char *const required[] = { "a", "b", "bh", "d", "h", "s", "i" };
 	static const char *const missing[] = { "signature missing required tag a=",
 					       "signature missing required tag b=",
 					       "signature missing required tag bh=",
 					       "signature missing required tag d=",
 					       "signature missing required tag h=",
-					       "signature missing required tag s=" };
-	for (size_t k = 0; k < sizeof(required) / sizeof(required[0]); k++) {
+					       "signature missing required tag s=",
+					       "signature missing required tag i=" };
+	for (size_t k = 0; k < sizeof(required) / sizeof(required[0]) - (ams ? 0 : 1); k++) {
 		if (dkim_tag_find(tags, num, required[k]) == NULL) {
 			PERM(missing[k]);
 		}
 	}
 
-	if (span_eq(out->a, SPAN_LIT("rsa-sha256"))) {
-		out->alg = DKIM_ALG_RSA_SHA256;
-	} else if (span_eq(out->a, SPAN_LIT("ed25519-sha256"))) {
-		out->alg = DKIM_ALG_ED25519_SHA256;
-	} else if (span_eq(out->a, SPAN_LIT("rsa-sha1"))) {
-		out->alg = DKIM_ALG_RSA_SHA1;
+	out->alg = dkim_alg_from_name(out->a);
+	if (out->alg == DKIM_ALG_RSA_SHA1) {
 		PERM("rsa-sha1 signatures are not accepted (RFC 8301 section 3.1)");
-	} else {
+	}
+	if (out->alg == DKIM_ALG_UNKNOWN) {
 		PERM("unsupported signature algorithm");
 	}
 
@@ -224,18 +245,24 @@ enum auth_res dkim_sig_parse(struct dkim_sig *out, const char **out_reason, stru
 	t = dkim_tag_find(tags, num, "h");
 	list = t->value;
 	while (dkim_list_next(&list, &item)) {
+		if (ams && item.len == 0) {
+			continue; /* an empty name selects no field (what ARC signers produce for h=) */
+		}
 		if (!field_name_ok(item)) {
 			PERM("h= syntax error");
 		}
 		if (out->num_h == DKIM_SIG_H_MAX) {
 			PERM("too many header fields in h=");
 		}
+		if (ams && span_eq_ci(item, "arc-seal")) {
+			PERM("h= lists ARC-Seal (RFC 8617 section 4.1.2)");
+		}
 		out->h[out->num_h++] = item;
 		if (span_eq_ci(item, "from")) {
 			has_from = true;
 		}
 	}
-	if (!has_from) {
+	if (!has_from && !ams) {
 		PERM("From field not signed"); /* §5.4: From MUST be signed */
 	}
 
@@ -253,7 +280,9 @@ enum auth_res dkim_sig_parse(struct dkim_sig *out, const char **out_reason, stru
 		}
 	}
 
-	if (out->i.p != NULL) {
+	if (ams) {
+		/* i= is the ARC instance (RFC 8617 §4.2.1), checked by the ARC code; no AUID. */
+	} else if (out->i.p != NULL) {
 		size_t at = SIZE_MAX;
 
 		if (!dkim_qp_decode(out->identity, sizeof(out->identity), &out->identity_len, out->i)) {

@@ -34,6 +34,13 @@ enum dkim_canon {
 	DKIM_CANON_RELAXED,    /* §3.4.2, §3.4.4 */
 };
 
+/* Which field a tag list is parsed as: the two share syntax and meaning but for a few tags. */
+enum dkim_sig_kind {
+	DKIM_SIG_DKIM = 0, /* DKIM-Signature (RFC 6376 §3.5) */
+	DKIM_SIG_ARC_AMS,  /* ARC-Message-Signature (RFC 8617 §4.1.2) */
+	DKIM_SIG_KIND_COUNT /* number of values */
+};
+
 struct dkim_sig {
 	/* as written in the field (borrowed); empty when absent */
 	struct span a, d, s, i, q, b_text;
@@ -53,6 +60,18 @@ struct dkim_sig {
 };
 
 /*
+ * dkim_sig_parse_kind parses the value of a DKIM-Signature field like
+ * dkim_sig_parse, or of an ARC-Message-Signature field (RFC 8617 §4.1.2):
+ * then v= is ignored (not defined for the AMS), i= is the instance tag
+ * (required, left undecoded in out->i for the ARC code: identity stays
+ * empty and has_i false), h= may be empty or hold empty elements (they
+ * select nothing, as an absent field does) and need not list From, and
+ * h= must not list ARC-Seal (§4.1.2). Everything else is the DKIM rule.
+ */
+__attribute__((warn_unused_result)) enum auth_res dkim_sig_parse_kind(struct dkim_sig *out, const char **out_reason,
+									struct span value, enum dkim_sig_kind kind);
+
+/*
  * dkim_sig_parse parses the value of a DKIM-Signature field (after the
  * colon, folding included) into *out, which borrows `value`.
  * Returns AUTH_NONE when the signature is well formed and verifiable, or
@@ -68,6 +87,9 @@ __attribute__((warn_unused_result)) enum auth_res dkim_sig_parse(struct dkim_sig
 
 /* dkim_sig_expired: x= is present and lies before `now` (§3.5 "x="). */
 bool dkim_sig_expired(const struct dkim_sig *sig, uint64_t now);
+
+/* dkim_alg_from_name maps an a= value (case-sensitive, §3.5) to its algorithm; DKIM_ALG_UNKNOWN if none. */
+enum dkim_alg dkim_alg_from_name(struct span a);
 
 /* dkim_alg_name returns "rsa-sha256", "ed25519-sha256", "rsa-sha1" or NULL. */
 const char *dkim_alg_name(enum dkim_alg alg);
