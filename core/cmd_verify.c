@@ -1,13 +1,14 @@
 /*
- * cmd_verify.c - "oceanmx verify [FILE|-]": verify the DKIM signatures of
- * one message offline and print the Authentication-Results field we would
- * prepend, then the results as JSON ({"dkim":[...]}, the auth.dkim[] of
- * docs/json.md).
+ * cmd_verify.c - "oceanmx verify [FILE|-]": verify the DKIM signatures and
+ * the ARC chain of one message offline (and SPF, DMARC) and print the
+ * Authentication-Results field we would prepend, then the results as JSON
+ * ({"spf", "dmarc", "arc", "dkim":[...]}, the auth objects of docs/json.md).
  *
- * The message is streamed: header fields go to the verifier as they are
- * complete, so each key lookup starts as soon as its DKIM-Signature field
- * has been read (DNS overlaps reading the body), body bytes are hashed in
- * 64 KiB chunks. A file with bare LF line ends is read as CRLF (RFC 5322
+ * The message is streamed: header fields go to the DKIM verifier and the
+ * ARC validator as they are complete, so each key lookup starts as soon as
+ * its DKIM-Signature, ARC-Seal or ARC-Message-Signature field has been
+ * read (DNS overlaps reading the body), body bytes are hashed in 64 KiB
+ * chunks. A file with bare LF line ends is read as CRLF (RFC 5322
  * messages on disk often are). Exit: 0 verified (whatever the results),
  * 1 input or output error, 2 usage.
  */
@@ -21,6 +22,7 @@
 
 #include "../core/bb.h"
 #include "../proto/json.h"
+#include "../verify/arc.h"
 #include "../verify/auth_json.h"
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
@@ -38,7 +40,9 @@ static int usage(void)
 	fprintf(stderr, "usage: oceanmx verify [--dns ADDR[:PORT]] [--dns-timeout MS] [--hostname NAME]\n"
 			"                      [--now UNIXTIME] [--max-signatures N]\n"
 			"                      [--client-ip IP [--mail-from ADDR] [--helo NAME] [--spf-only]]\n"
-			"                      [--psl PUBLIC_SUFFIX_LIST] [FILE|-]\n");
+			"                      [--psl PUBLIC_SUFFIX_LIST] [FILE|-]\n"
+			"Checks DKIM and the ARC chain (and SPF with --client-ip, DMARC with a From\n"
+			"field); prints the Authentication-Results field, then the results as JSON.\n");
 	return 2;
 }
 
@@ -47,8 +51,15 @@ struct keyq {
 	unsigned sig;
 };
 
+struct arcq {
+	struct arc_msg *m;
+	unsigned key;
+};
+
 struct vctx {
 	struct dkim_msg *m;
+	struct arc_msg *arc;
+	struct arcq aq[ARC_KEYS_HARD_MAX];
 	struct dns_resolver *dns;
 	struct dns_opts dopts;
 	bool dns_failed;
@@ -68,6 +79,29 @@ static void key_done(void *arg, const struct dns_txt_answer *a)
 	struct keyq *q = arg;
 
 	dkim_msg_key_answer(q->m, q->sig, a);
+}
+
+static struct dns_resolver *ensure_dns(struct vctx *v);
+
+static void arc_key_done(void *arg, const struct dns_txt_answer *a)
+{
+	struct arcq *q = arg;
+
+	arc_msg_key_answer(q->m, q->key, a);
+}
+
+static void start_arc_lookup(struct vctx *v, unsigned key)
+{
+	static struct dns_txt_answer fail; /* status DNS_ERROR, no records */
+	struct dns_resolver *r = ensure_dns(v);
+	uint64_t id;
+
+	v->aq[key].m = v->arc;
+	v->aq[key].key = key;
+	if (r == NULL || dns_txt(r, arc_msg_key_name(v->arc, key), 0, arc_key_done, &v->aq[key], &id) != 0) {
+		fail.status = DNS_ERROR;
+		arc_msg_key_answer(v->arc, key, &fail);
+	}
 }
 
 static void start_lookup(struct vctx *v, unsigned sig)
@@ -94,12 +128,15 @@ static void start_lookup(struct vctx *v, unsigned sig)
 
 static int flush_field(struct vctx *v)
 {
-	int sig = -1, rc;
+	int sig = -1, key = -1, rc;
 
 	if (v->field.len == 0) {
 		return 0;
 	}
 	rc = dkim_msg_header(v->m, bb_span(&v->field), &sig);
+	if (rc == 0) {
+		rc = arc_msg_header(v->arc, bb_span(&v->field), &key);
+	}
 	{
 		struct span f = bb_span(&v->field);
 
@@ -118,6 +155,9 @@ static int flush_field(struct vctx *v)
 	if (sig >= 0) {
 		start_lookup(v, (unsigned)sig);
 	}
+	if (key >= 0) {
+		start_arc_lookup(v, (unsigned)key);
+	}
 	return 0;
 }
 
@@ -131,6 +171,7 @@ static int header_line(struct vctx *v, struct span line)
 			return rc;
 		}
 		dkim_msg_headers_end(v->m);
+		arc_msg_headers_end(v->arc);
 		v->in_body = true;
 		if (v->headers_done != NULL) {
 			v->headers_done(v);
@@ -156,6 +197,7 @@ static int feed(struct vctx *v, const uint8_t *p, size_t len)
 
 		if (v->in_body) {
 			dkim_msg_body(v->m, p, len);
+			arc_msg_body(v->arc, p, len);
 			return 0;
 		}
 		lf = memchr(p, '\n', len);
@@ -198,7 +240,7 @@ struct spfq {
 };
 
 static void write_json(struct bb *out, const struct dkim_result *r, size_t n, const struct spfq *sq,
-		       const struct dmarc_result *dres)
+		       const struct dmarc_result *dres, const struct arc_result *ares)
 {
 	struct json j;
 
@@ -214,6 +256,8 @@ static void write_json(struct bb *out, const struct dkim_result *r, size_t n, co
 	}
 	json_key(&j, "dmarc");
 	auth_json_dmarc(&j, dres);
+	json_key(&j, "arc");
+	auth_json_arc(&j, ares);
 	json_key(&j, "dkim");
 	json_arr(&j);
 	for (size_t i = 0; i < n; i++) {
@@ -251,8 +295,6 @@ struct dmctx {
 	struct dmarc_check **dm;
 	enum dmarc_from_rc *from_rc;
 };
-
-static struct dns_resolver *ensure_dns(struct vctx *v);
 
 /* start_dmarc runs at the end of the header: the From domain is known, its record lookup starts. */
 static void start_dmarc(struct vctx *v)
@@ -365,6 +407,7 @@ int cmd_verify(int argc, char **argv)
 	struct dmctx dmctx = { 0 };
 	struct dkim_opts o = { 0 };
 	struct dkim_result res[DKIM_SIGS_HARD_MAX];
+	struct arc_result ares;
 	struct vctx v;
 	struct bb out;
 	static uint8_t buf[VERIFY_CHUNK];
@@ -477,7 +520,8 @@ int cmd_verify(int argc, char **argv)
 	v.hd_arg = &dmctx;
 	v.headers_done = start_dmarc;
 	v.m = dkim_msg_new(&o);
-	if (v.m == NULL) {
+	v.arc = arc_msg_new(NULL);
+	if (v.m == NULL || v.arc == NULL) {
 		fprintf(stderr, "oceanmx verify: out of memory\n");
 		goto out;
 	}
@@ -510,14 +554,20 @@ int cmd_verify(int argc, char **argv)
 			goto out;
 		}
 		dkim_msg_headers_end(v.m);
+		arc_msg_headers_end(v.arc);
 		v.headers_done(&v);
 	}
 	dkim_msg_body_end(v.m);
+	arc_msg_body_end(v.arc);
 results:
 	if (v.dns != NULL && dns_wait(v.dns) != 0) {
 		fprintf(stderr, "oceanmx verify: dns: wait failed\n");
 	}
 	n = v.m != NULL ? dkim_msg_results(v.m, res, DKIM_SIGS_HARD_MAX) : 0;
+	memset(&ares, 0, sizeof(ares));
+	if (v.arc != NULL) {
+		arc_msg_result(v.arc, &ares);
+	}
 	if (dm != NULL) {
 		dmarc_check_eval(dm, &dres, res, n, sq.mfrom ? spf_check_result(sq.mfrom) : NULL);
 	} else if (!sq.spf_only && from_rc != DMARC_FROM_OK) {
@@ -535,6 +585,7 @@ results:
 			.spf_mfrom = sq.mfrom ? spf_check_result(sq.mfrom) : NULL,
 			.spf_helo = sq.helo ? spf_check_result(sq.helo) : NULL,
 			.dmarc = sq.spf_only ? NULL : &dres,
+			.arc = sq.spf_only ? NULL : &ares,
 		};
 
 		if (authres_write_all(&out, hostname, &ain) != 0) {
@@ -550,7 +601,8 @@ results:
 		}
 	}
 	out.len = n;
-	write_json(&out, res, v.m != NULL ? dkim_msg_num_sigs(v.m) : 0, &sq, sq.spf_only ? NULL : &dres);
+	write_json(&out, res, v.m != NULL ? dkim_msg_num_sigs(v.m) : 0, &sq, sq.spf_only ? NULL : &dres,
+		   sq.spf_only ? NULL : &ares);
 	if (fwrite(out.p, 1, out.len, stdout) != out.len || fflush(stdout) != 0) {
 		fprintf(stderr, "oceanmx verify: stdout: %s\n", strerror(errno));
 		goto out;
@@ -566,6 +618,7 @@ out:
 	psl_free(psl);
 	bb_fini(&v.from);
 	dkim_msg_free(v.m);
+	arc_msg_free(v.arc);
 	dns_free(v.dns);
 	bb_fini(&v.field);
 	bb_fini(&v.line);

@@ -108,6 +108,8 @@ void auth_json_dmarc(struct json *j, const struct dmarc_result *d)
 
 void auth_json_arc(struct json *j, const struct arc_result *a)
 {
+	char why[ARC_REASON_MAX];
+
 	if (a == NULL) {
 		none_obj(j);
 		return;
@@ -116,10 +118,14 @@ void auth_json_arc(struct json *j, const struct arc_result *a)
 	json_key(j, "result");
 	json_cstr(j, auth_res_name(a->res));
 	json_key(j, "reason");
-	json_cstr(j, a->reason);
+	json_cstr(j, a->res == AUTH_FAIL ? arc_result_describe(why, sizeof(why), a) : NULL);
 	json_key(j, "sets");
 	json_u64(j, a->num_sets);
 	json_key(j, "oldest_pass");
-	json_u64(j, a->oldest_pass);
+	if (a->res == AUTH_PASS) {
+		json_u64(j, a->oldest_pass);
+	} else {
+		json_null(j);
+	}
 	json_obj_end(j);
 }

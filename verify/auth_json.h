@@ -24,7 +24,12 @@ void auth_json_spf(struct json *j, const struct spf_result *mfrom, const struct 
 /* auth_json_dmarc writes auth.dmarc ({"result": "none"} for NULL). */
 void auth_json_dmarc(struct json *j, const struct dmarc_result *d);
 
-/* auth_json_arc writes auth.arc ({"result": "none"} for NULL). */
+/*
+ * auth_json_arc writes auth.arc: {"result", "reason" (what failed, with
+ * the field and instance; null unless fail), "sets" (ARC sets seen),
+ * "oldest_pass" (pass only, else null; 0: every AMS verifies)};
+ * {"result": "none"} for NULL.
+ */
 void auth_json_arc(struct json *j, const struct arc_result *a);
 
 #endif

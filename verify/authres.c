@@ -261,9 +261,11 @@ static size_t authres_put_dmarc_arc(struct bb *out, int *rc, const struct authre
 		}
 		put_str(out, rc, "\r\n\tarc=");
 		put_str(out, rc, auth_res_name(a->res));
-		if (a->reason != NULL && a->res != AUTH_PASS) {
+		if (a->reason != NULL && a->res == AUTH_FAIL) {
+			char why[ARC_REASON_MAX];
+
 			put_str(out, rc, " reason=");
-			put_value(out, rc, a->reason);
+			put_value(out, rc, arc_result_describe(why, sizeof(why), a));
 		}
 	}
 	return n;
