@@ -38,6 +38,9 @@ struct load_opts {
 	double timeout;            /* seconds to wait for any reply */
 	uint64_t max_errors;       /* connection errors that end the run */
 	bool tls, json, quiet;
+	bool tls_verify;           /* --tls-verify / --tls-ca */
+	const char *tls_ca;        /* --tls-ca FILE or NULL */
+	const char *host;          /* HOST of the target (SNI, certificate name) */
 	bool no_chain;             /* --no-chain: never send MAIL in the same write as a body */
 	const char *helo, *from_local, *from_domain, *to;
 };
@@ -46,8 +49,11 @@ struct load_opts {
 struct load_stats {
 	uint64_t attempted, delivered, failed, bytes;
 	uint64_t conn_opened, conn_errors;
+	uint64_t tls_handshakes, tls_errors; /* --tls: completed / failed handshakes */
 	uint64_t replies[6]; /* by first digit; [0] = unparseable */
 };
+
+struct ltls_ctx;
 
 struct load_run {
 	struct load_opts o;
@@ -58,6 +64,7 @@ struct load_run {
 	int stop;                     /* atomic: 1 = no new messages (signal, fatal, error limit) */
 	int fatal;                    /* atomic: 1 = the run cannot succeed (message in fatal_msg) */
 	int no_chain;                 /* atomic: 1 = a server refused MAIL sent right after a body */
+	struct ltls_ctx *tls_ctx;     /* --tls: the client context, shared by the workers */
 	char fatal_msg[256];
 };
 

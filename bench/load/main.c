@@ -23,6 +23,7 @@
 
 #include "dkim.h"
 #include "load.h"
+#include "tls.h"
 #include "worker.h"
 
 #define EXIT_USAGE 2
@@ -62,9 +63,15 @@ static const char usage_text[] =
 	"      --dkim-key FILE      PEM private key; created (and kept) if FILE does not exist\n"
 	"      --dkim-dns FILE      write the DNS TXT records (zone file syntax) to FILE\n"
 	"      --selector NAME      DKIM selector (default " DKIM_SELECTOR ")\n"
+	"TLS:\n"
+	"      --tls                every session: EHLO, STARTTLS (the server must offer it,\n"
+	"                           or the run fails), TLS handshake, EHLO again, then the\n"
+	"                           transactions inside TLS; a full handshake per session\n"
+	"      --tls-verify         check the server's certificate chain (system CAs) and\n"
+	"                           that it names HOST; default: no check (self-signed is fine)\n"
+	"      --tls-ca FILE        PEM trust anchors for the check (implies --tls-verify)\n"
+	"                           SNI is HOST when HOST is a name, not an address\n"
 	"other:\n"
-	"      --tls                require STARTTLS (not implemented yet: the run fails,\n"
-	"                           saying whether the server offers it)\n"
 	"      --timeout SECONDS    wait at most this long for any reply (default 30)\n"
 	"      --max-errors N       stop after N connection errors (default 100; 0 = never)\n"
 	"      --json               the report as one JSON object on stdout\n"
@@ -146,6 +153,10 @@ static void parse_target(struct load_opts *o, const char *s)
 	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0 || res == NULL) {
 		usage_error("cannot resolve '%s': %s", s, gai_strerror(rc));
+	}
+	o->host = strdup(host);
+	if (o->host == NULL) {
+		usage_error("out of memory");
 	}
 	memcpy(&o->addr, res->ai_addr, res->ai_addrlen);
 	o->addr_len = res->ai_addrlen;
@@ -235,7 +246,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_MODE = 256, O_DKIM, O_DKIM_KEY, O_DKIM_DNS, O_SELECTOR, O_SENDER_DOMAINS, O_FROM, O_TO, O_HELO,
-		O_TLS, O_TIMEOUT, O_MAX_ERRORS, O_JSON, O_PRINT, O_NO_CHAIN,
+		O_TLS, O_TLS_VERIFY, O_TLS_CA, O_TIMEOUT, O_MAX_ERRORS, O_JSON, O_PRINT, O_NO_CHAIN,
 	};
 	static const struct option longopts[] = {
 		{ "connections", required_argument, NULL, 'c' },
@@ -256,6 +267,8 @@ int main(int argc, char **argv)
 		{ "to", required_argument, NULL, O_TO },
 		{ "helo", required_argument, NULL, O_HELO },
 		{ "tls", no_argument, NULL, O_TLS },
+		{ "tls-verify", no_argument, NULL, O_TLS_VERIFY },
+		{ "tls-ca", required_argument, NULL, O_TLS_CA },
 		{ "no-chain", no_argument, NULL, O_NO_CHAIN },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "max-errors", required_argument, NULL, O_MAX_ERRORS },
@@ -281,14 +294,14 @@ int main(int argc, char **argv)
 	struct worker *workers[LOAD_THREADS_MAX] = { NULL };
 	pthread_t threads[LOAD_THREADS_MAX];
 	struct load_stats tot;
-	struct hist lat, setup;
+	struct hist lat, setup, tls_hs;
 	struct sigaction sa;
 	sigset_t block, old;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	bool tty, ok;
 	double elapsed;
 	int64_t t_done, next_progress;
-	const char *first_err = "";
+	const char *first_err = "", *tls_desc = "";
 	int c;
 
 	memset(&key, 0, sizeof(key));
@@ -375,6 +388,13 @@ int main(int argc, char **argv)
 		case O_TLS:
 			o->tls = true;
 			break;
+		case O_TLS_VERIFY:
+			o->tls_verify = true;
+			break;
+		case O_TLS_CA:
+			o->tls_ca = optarg;
+			o->tls_verify = true;
+			break;
 		case O_NO_CHAIN:
 			o->no_chain = true;
 			break;
@@ -417,6 +437,9 @@ int main(int argc, char **argv)
 	}
 	if (o->duration > 0) {
 		o->messages = 0;
+	}
+	if (o->tls_verify && !o->tls) {
+		usage_error("--tls-verify and --tls-ca need --tls");
 	}
 	if ((dkim_key != NULL || dkim_dns != NULL) && dkim == DKIM_NONE) {
 		usage_error("--dkim-key and --dkim-dns need --dkim rsa|ed25519");
@@ -532,6 +555,16 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (o->tls) {
+		struct ltls_opts to = { .host = o->host, .verify = o->tls_verify, .ca_file = o->tls_ca };
+
+		run.tls_ctx = ltls_ctx_new(&to, err, sizeof(err));
+		if (run.tls_ctx == NULL) {
+			fprintf(stderr, "oceanmx-load: %s\n", err);
+			return 1;
+		}
+	}
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
@@ -613,6 +646,7 @@ int main(int argc, char **argv)
 	memset(&tot, 0, sizeof(tot));
 	hist_init(&lat);
 	hist_init(&setup);
+	hist_init(&tls_hs);
 	for (unsigned i = 0; i < o->threads; i++) {
 		struct load_stats s;
 		uint64_t *dst = (uint64_t *)&tot;
@@ -624,6 +658,10 @@ int main(int argc, char **argv)
 		}
 		hist_merge(&lat, worker_lat(workers[i]));
 		hist_merge(&setup, worker_setup(workers[i]));
+		hist_merge(&tls_hs, worker_tls_hs(workers[i]));
+		if (tls_desc[0] == '\0') {
+			tls_desc = worker_tls_desc(workers[i]);
+		}
 		if (first_err[0] == '\0') {
 			first_err = worker_first_error(workers[i]);
 		}
@@ -662,6 +700,17 @@ int main(int argc, char **argv)
 			(unsigned long long)tot.replies[2], (unsigned long long)tot.replies[3],
 			(unsigned long long)tot.replies[4], (unsigned long long)tot.replies[5],
 			(unsigned long long)tot.replies[0]);
+		if (o->tls) {
+			fprintf(f, "\"tls\":{\"handshakes\":%llu,\"failures\":%llu,\"verify\":%s,\"session\":",
+				(unsigned long long)tot.tls_handshakes, (unsigned long long)tot.tls_errors,
+				o->tls_verify ? "true" : "false");
+			json_str(f, tls_desc);
+			fputc(',', f);
+			json_hist(f, "handshake_us", &tls_hs);
+			fputs("},", f);
+		} else {
+			fputs("\"tls\":null,", f);
+		}
 		fprintf(f, "\"interrupted\":%s,\"first_error\":", g_signals ? "true" : "false");
 		if (first_err[0] != '\0') {
 			json_str(f, first_err);
@@ -685,8 +734,8 @@ int main(int argc, char **argv)
 		if (o->rate > 0) {
 			printf(" at %.0f msg/s", o->rate);
 		}
-		printf(", %u rcpt, %s%s\n", o->recipients, dkim == DKIM_NONE ? "unsigned" : dkim_alg_name(dkim),
-		       o->per_connection ? "" : ", persistent sessions");
+		printf(", %u rcpt, %s%s%s\n", o->recipients, dkim == DKIM_NONE ? "unsigned" : dkim_alg_name(dkim),
+		       o->per_connection ? "" : ", persistent sessions", o->tls ? ", STARTTLS" : "");
 		printf("messages     attempted %llu, delivered %llu, failed %llu\n", (unsigned long long)tot.attempted,
 		       (unsigned long long)tot.delivered, (unsigned long long)tot.failed);
 		printf("throughput   %.1f msg/s, %.2f MiB/s over %.3f s\n", elapsed > 0 ? tot.delivered / elapsed : 0.0,
@@ -699,6 +748,15 @@ int main(int argc, char **argv)
 		       (unsigned long long)tot.replies[2], (unsigned long long)tot.replies[3],
 		       (unsigned long long)tot.replies[4], (unsigned long long)tot.replies[5],
 		       (unsigned long long)tot.replies[0]);
+		if (o->tls) {
+			char h50[32], h99[32];
+
+			fmt_dur(h50, sizeof(h50), hist_quantile(&tls_hs, 0.5));
+			fmt_dur(h99, sizeof(h99), hist_quantile(&tls_hs, 0.99));
+			printf("tls          handshakes %llu, failures %llu, p50 %s p99 %s, %s%s\n",
+			       (unsigned long long)tot.tls_handshakes, (unsigned long long)tot.tls_errors, h50, h99,
+			       tls_desc[0] ? tls_desc : "no session", o->tls_verify ? ", verified" : ", not verified");
+		}
 		if (first_err[0] != '\0') {
 			printf("first error  %s\n", first_err);
 		}
@@ -714,6 +772,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < o->threads; i++) {
 		worker_free(workers[i]);
 	}
+	ltls_ctx_free(run.tls_ctx);
 	msgset_fini(&run.ms);
 	lkey_fini(&key);
 	return ok ? 0 : 1;

@@ -39,12 +39,14 @@
 #include <liburing.h>
 
 #include "smtpc.h"
+#include "tls.h"
 
 #define RING_ENTRIES 1024
 #define PBUF_SIZE    4096
 #define PBUF_GROUP   0
 #define TICK_NS      (100 * 1000 * 1000LL)
 #define IOV_MAX_TX   6
+#define TLS_RBUF     16384 /* plaintext out of SSL_read per call (one record) */
 
 enum op {
 	OP_NONE = 0, /* never used: a zero user_data is a bug */
@@ -66,11 +68,21 @@ enum cmd {
 	CMD_DOT,       /* the body and ".": 2xx */
 	CMD_BDAT,      /* "BDAT n LAST" and the body: 2xx */
 	CMD_QUIT,      /* 221 */
+	CMD_STARTTLS,  /* 220 (RFC 3207) */
 	CMD_COUNT      /* sentinel */
 };
 
 static const char *const cmd_names[CMD_COUNT] = {
-	"greeting", "EHLO", "RSET", "MAIL", "RCPT", "DATA", "end of data", "BDAT", "QUIT",
+	"greeting", "EHLO", "RSET", "MAIL", "RCPT", "DATA", "end of data", "BDAT", "QUIT", "STARTTLS",
+};
+
+/* --tls: where a session is on its way to TLS (RFC 3207). */
+enum tls_st {
+	TLS_OFF = 0, /* plaintext: no --tls, or before STARTTLS */
+	TLS_REQ,     /* STARTTLS sent, waiting for its 220 */
+	TLS_HS,      /* handshake running: socket bytes are ciphertext from here on */
+	TLS_ON,      /* established: commands and replies go through the session */
+	TLS_ST_COUNT /* sentinel */
 };
 
 enum cstate {
@@ -111,9 +123,18 @@ struct lconn {
 	const struct lmsg *chain_msg;
 	int64_t chain_t;
 
-	/* the send in flight */
+	/* the send in flight: mh (plaintext), or tls_mh (ciphertext) with
+	 * mh then holding the plaintext not yet encrypted */
 	struct iovec iov[IOV_MAX_TX];
 	struct msghdr mh;
+	struct msghdr *send_mh; /* the one given to the send in flight */
+
+	/* --tls */
+	struct ltls *tls; /* per slot, NULL without --tls */
+	enum tls_st tls_st;
+	struct iovec tls_iov;
+	struct msghdr tls_mh;
+	int64_t t_tls;    /* the 220 to STARTTLS: handshake start */
 
 	int64_t t_tx;   /* transaction start (closed loop) or intended time (open loop) */
 	int64_t t_conn; /* connect start */
@@ -147,7 +168,9 @@ struct worker {
 	bool sched_done;
 
 	struct load_stats st;
-	struct hist lat, setup;
+	struct hist lat, setup, tls_hs;
+	uint8_t *tls_rbuf;  /* TLS_RBUF, with --tls */
+	char tls_desc[80];  /* version and cipher of the first session */
 	char first_err[256];
 	int done;
 };
@@ -314,6 +337,10 @@ static void slot_release(struct worker *w, struct lconn *c)
 	c->fd = -1;
 	c->st = CS_FREE;
 	c->gen++;
+	if (c->tls != NULL) {
+		ltls_end(c->tls);
+	}
+	c->tls_st = TLS_OFF;
 	c->msg = NULL;
 	c->next_free = w->freel;
 	w->freel = c;
@@ -344,15 +371,22 @@ static void conn_end(struct worker *w, struct lconn *c, const char *why)
 	}
 	c->chained = false;
 	if (why != NULL) {
+		char hs[256];
 		uint64_t n;
 
+		if (c->tls_st == TLS_HS) {
+			/* Every failure before the session is up is a handshake failure. */
+			STAT_ADD(w, tls_errors, 1);
+			snprintf(hs, sizeof(hs), "TLS handshake: %s", why);
+			why = hs;
+		}
 		note_error(w, "%s", why);
 		STAT_ADD(w, conn_errors, 1);
 		n = __atomic_add_fetch(&w->run->conn_errors, 1, __ATOMIC_RELAXED);
 		if (w->o->max_errors != 0 && n >= w->o->max_errors) {
 			char msg[256];
 
-			snprintf(msg, sizeof(msg), "%llu connection errors (--max-errors); first: %s",
+			snprintf(msg, sizeof(msg), "%llu connection errors (--max-errors); first: %.180s",
 				 (unsigned long long)n, why);
 			run_fatal(w, msg);
 		}
@@ -390,6 +424,7 @@ static void conn_connect(struct worker *w, struct lconn *c)
 	c->recv_armed = c->send_inflight = false;
 	c->pipelining = c->chunking = false;
 	c->tx_failed = c->need_rset = false;
+	c->tls_st = TLS_OFF;
 	c->msgs = 0;
 	c->num_cmds = c->next_send = c->next_reply = 0;
 	smtpc_init(&c->rd);
@@ -449,14 +484,66 @@ static bool group_end(const struct lconn *c, enum cmd cmd)
 static void maybe_chain(struct worker *w, struct lconn *c);
 static void add_tx_cmds(struct worker *w, struct lconn *c, const struct lmsg *m);
 
-static void send_submit(struct worker *w, struct lconn *c)
+static void send_submit(struct worker *w, struct lconn *c, struct msghdr *mh)
 {
 	struct io_uring_sqe *sqe = sqe_get(w);
 
-	io_uring_prep_sendmsg(sqe, c->fd, &c->mh, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_prep_sendmsg(sqe, c->fd, mh, MSG_NOSIGNAL | MSG_WAITALL);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
+	c->send_mh = mh;
 	c->send_inflight = true;
 	c->inflight++;
+}
+
+/* mh_advance moves mh past n sent octets; true when some are left. */
+static bool mh_advance(struct msghdr *mh, size_t n)
+{
+	while (mh->msg_iovlen > 0 && n >= mh->msg_iov[0].iov_len) {
+		n -= mh->msg_iov[0].iov_len;
+		mh->msg_iov++;
+		mh->msg_iovlen--;
+	}
+	if (mh->msg_iovlen == 0) {
+		return false;
+	}
+	mh->msg_iov[0].iov_base = (uint8_t *)mh->msg_iov[0].iov_base + n;
+	mh->msg_iov[0].iov_len -= n;
+	return true;
+}
+
+/*
+ * tls_out encrypts more of the plaintext waiting in c->mh (at most about
+ * LTLS_OUT_BATCH octets, so a long body is encrypted as it goes out) and
+ * sends the pending ciphertext. True when the caller must wait: a send is
+ * in flight, or the connection failed.
+ */
+static bool tls_out(struct worker *w, struct lconn *c)
+{
+	struct iovec *iov = c->mh.msg_iov;
+	size_t num_iov = c->mh.msg_iovlen;
+	const uint8_t *p;
+	size_t len;
+	char err[200];
+
+	if (c->send_inflight) {
+		return true;
+	}
+	if (num_iov > 0 && ltls_write(c->tls, &iov, &num_iov, LTLS_OUT_BATCH, err, sizeof(err)) != 0) {
+		conn_end(w, c, err);
+		return true;
+	}
+	c->mh.msg_iov = iov;
+	c->mh.msg_iovlen = num_iov;
+	if (!ltls_take_out(c->tls, &p, &len)) {
+		return false;
+	}
+	c->tls_iov.iov_base = (void *)(uintptr_t)p;
+	c->tls_iov.iov_len = len;
+	memset(&c->tls_mh, 0, sizeof(c->tls_mh));
+	c->tls_mh.msg_iov = &c->tls_iov;
+	c->tls_mh.msg_iovlen = 1;
+	send_submit(w, c, &c->tls_mh);
+	return true;
 }
 
 /*
@@ -515,7 +602,11 @@ static void pump(struct worker *w, struct lconn *c)
 	c->mh.msg_iov = c->iov;
 	c->mh.msg_iovlen = niov;
 	c->last = w->now;
-	send_submit(w, c);
+	if (c->tls_st == TLS_ON) {
+		tls_out(w, c);
+		return;
+	}
+	send_submit(w, c, &c->mh);
 }
 
 static bool claim_closed(struct worker *w);
@@ -716,6 +807,7 @@ static bool reply_ok(enum cmd cmd, int code)
 {
 	switch (cmd) {
 	case CMD_GREET:
+	case CMD_STARTTLS:
 		return code == 220;
 	case CMD_EHLO:
 	case CMD_RSET:
@@ -754,18 +846,139 @@ static void tx_finish(struct worker *w, struct lconn *c)
 	}
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+/*
+ * tls_step runs after the plaintext EHLO (send STARTTLS) and after the
+ * 220 to STARTTLS (start the handshake; the ClientHello goes out).
+ */
+static void tls_step(struct worker *w, struct lconn *c)
+{
+	char err[200];
+
+	if (c->tls_st == TLS_OFF) {
+		if ((c->rd.ext & SMTPC_EXT_STARTTLS) == 0) {
+			static const char msg[] = "--tls: the server does not offer STARTTLS in its EHLO reply";
+
+			/* Every session would fail the same way. */
+			run_fatal(w, msg);
+			conn_end(w, c, msg);
+			return;
+		}
+		c->tls_st = TLS_REQ;
+		script_reset(c);
+		script_add(c, CMD_STARTTLS, "STARTTLS\r\n");
+		pump(w, c);
+		return;
+	}
+	c->tls_st = TLS_HS;
+	c->t_tls = w->now;
+	/* RFC 3207 §4.2: forget everything the server said before TLS. */
+	smtpc_init(&c->rd);
+	c->pipelining = c->chunking = false;
+	script_reset(c);
+	c->mh.msg_iovlen = 0;
+	if (ltls_begin(c->tls, w->run->tls_ctx, err, sizeof(err)) != 0 ||
+	    ltls_handshake(c->tls, err, sizeof(err)) == LTLS_ERROR) {
+		conn_end(w, c, err);
+		return;
+	}
+	tls_out(w, c);
+}
+
+static void tls_established(struct worker *w, struct lconn *c)
+{
+	c->tls_st = TLS_ON;
+	hist_record(&w->tls_hs, (uint64_t)(w->now - c->t_tls));
+	STAT_ADD(w, tls_handshakes, 1);
+	if (w->tls_desc[0] == '\0') {
+		ltls_describe(c->tls, w->tls_desc, sizeof(w->tls_desc));
+	}
+	/* RFC 3207 §4.2: EHLO again; its extensions are the ones that count. */
+	script_reset(c);
+	script_add(c, CMD_EHLO, "EHLO %s\r\n", w->o->helo);
+	pump(w, c);
+}
+
+static void on_data(struct worker *w, struct lconn *c, const uint8_t *p, size_t len);
+
+/*
+ * tls_in takes ciphertext from the socket: handshake, then the replies
+ * inside.
+ *
+ * Records without application data (a TLS 1.3 NewSessionTicket after our
+ * Finished + EHLO) are ACKed at once (TCP_QUICKACK): a server that writes
+ * without TCP_NODELAY (Postfix's smtpd) holds its next small write, the
+ * EHLO reply, under Nagle's algorithm until that ACK, and our delayed ACK
+ * would add about 40 ms to every session's setup.
+ */
+static void tls_in(struct worker *w, struct lconn *c, const uint8_t *p, size_t len)
+{
+	bool was_on = c->tls_st == TLS_ON;
+	size_t got = 0;
+	char err[200];
+
+	c->last = w->now;
+	if (ltls_feed(c->tls, p, len) != 0) {
+		conn_end(w, c, "out of memory for TLS input");
+		return;
+	}
+	if (c->tls_st == TLS_HS) {
+		enum ltls_rc rc = ltls_handshake(c->tls, err, sizeof(err));
+
+		if (rc == LTLS_ERROR) {
+			conn_end(w, c, err);
+			return;
+		}
+		if (rc == LTLS_WANT) {
+			tls_out(w, c);
+			return;
+		}
+		tls_established(w, c);
+		if (c->st == CS_CLOSING) {
+			return;
+		}
+	}
+	for (;;) {
+		size_t n = 0;
+		enum ltls_rc rc = ltls_read(c->tls, w->tls_rbuf, TLS_RBUF, &n, err, sizeof(err));
+
+		if (rc == LTLS_WANT) {
+			break;
+		}
+		if (rc == LTLS_CLOSED) {
+			conn_end(w, c, "the server closed the TLS session (close_notify)");
+			return;
+		}
+		if (rc == LTLS_ERROR) {
+			conn_end(w, c, err);
+			return;
+		}
+		got += n;
+		on_data(w, c, w->tls_rbuf, n);
+		if (c->st == CS_CLOSING || c->st == CS_FREE) {
+			return;
+		}
+	}
+	if (got == 0 && was_on) {
+		int one = 1;
+
+		setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
+	if (ltls_pending(c->tls)) {
+		tls_out(w, c); /* e.g. an answer to a KeyUpdate */
+	}
+}
+
 static void script_done(struct worker *w, struct lconn *c)
 {
 	switch (c->st) {
 	case CS_HELLO:
-		hist_record(&w->setup, (uint64_t)(w->now - c->t_conn));
-		if (w->o->tls) {
-			run_fatal(w, (c->rd.ext & SMTPC_EXT_STARTTLS)
-					     ? "--tls: STARTTLS is not implemented in this oceanmx-load yet"
-					     : "--tls: server does not offer STARTTLS");
-			conn_end(w, c, NULL);
+		if (w->o->tls && c->tls_st != TLS_ON) {
+			tls_step(w, c);
 			return;
 		}
+		hist_record(&w->setup, (uint64_t)(w->now - c->t_conn));
 		if (w->o->mode == LOAD_MODE_BDAT && !c->chunking) {
 			run_fatal(w, "--mode bdat: server does not offer CHUNKING");
 			conn_end(w, c, NULL);
@@ -804,7 +1017,8 @@ static void on_reply(struct worker *w, struct lconn *c, int code)
 		char msg[240];
 
 		snprintf(msg, sizeof(msg), "%s: %d %s", cmd_names[cmd], code, c->rd.last_text);
-		if (code == 421 || cmd == CMD_GREET || cmd == CMD_EHLO || cmd == CMD_RSET || cmd == CMD_QUIT) {
+		if (code == 421 || cmd == CMD_GREET || cmd == CMD_EHLO || cmd == CMD_RSET || cmd == CMD_QUIT ||
+		    cmd == CMD_STARTTLS) {
 			/* The session cannot go on (RFC 5321 §3.8: 421 closes it). */
 			conn_end(w, c, msg);
 			return;
@@ -861,6 +1075,14 @@ static void on_data(struct worker *w, struct lconn *c, const uint8_t *p, size_t 
 			return;
 		}
 		on_reply(w, c, code);
+		if (c->tls_st == TLS_HS) {
+			/* From the 220 to STARTTLS on, the socket carries TLS: any
+			 * plaintext after it was not sent by a conforming server. */
+			if (in.len > 0) {
+				conn_end(w, c, "STARTTLS: the server sent more after its 220");
+			}
+			return;
+		}
 	}
 }
 
@@ -874,7 +1096,11 @@ static void on_recv(struct worker *w, struct lconn *c, const struct io_uring_cqe
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
 		if (cqe->res > 0 && c->st != CS_CLOSING) {
-			on_data(w, c, w->bufs + (size_t)bid * PBUF_SIZE, (size_t)cqe->res);
+			if (c->tls_st >= TLS_HS) {
+				tls_in(w, c, w->bufs + (size_t)bid * PBUF_SIZE, (size_t)cqe->res);
+			} else {
+				on_data(w, c, w->bufs + (size_t)bid * PBUF_SIZE, (size_t)cqe->res);
+			}
 		}
 		pbuf_return(w, bid);
 	}
@@ -910,8 +1136,6 @@ static void on_recv(struct worker *w, struct lconn *c, const struct io_uring_cqe
 
 static void on_send(struct worker *w, struct lconn *c, int res)
 {
-	size_t n;
-
 	c->inflight--;
 	c->send_inflight = false;
 	if (c->st == CS_CLOSING) {
@@ -926,17 +1150,19 @@ static void on_send(struct worker *w, struct lconn *c, int res)
 		return;
 	}
 	/* A short send: move the iovecs past what went out and go on. */
-	n = (size_t)res;
-	while (c->mh.msg_iovlen > 0 && n >= c->mh.msg_iov[0].iov_len) {
-		n -= c->mh.msg_iov[0].iov_len;
-		c->mh.msg_iov++;
-		c->mh.msg_iovlen--;
-	}
-	if (c->mh.msg_iovlen > 0) {
-		c->mh.msg_iov[0].iov_base = (uint8_t *)c->mh.msg_iov[0].iov_base + n;
-		c->mh.msg_iov[0].iov_len -= n;
-		send_submit(w, c);
+	if (mh_advance(c->send_mh, (size_t)res)) {
+		send_submit(w, c, c->send_mh);
 		return;
+	}
+	if (c->tls_st >= TLS_HS) {
+		/* More of the group, or what SSL queued meanwhile (the ClientHello,
+		 * if the 220 to STARTTLS was handled before this completion). */
+		if (c->send_mh == &c->tls_mh) {
+			ltls_sent(c->tls);
+		}
+		if (tls_out(w, c)) {
+			return;
+		}
 	}
 	pump(w, c);
 }
@@ -1004,15 +1230,19 @@ static void check_timeouts(struct worker *w)
 
 	for (unsigned i = 0; i < w->nconns; i++) {
 		struct lconn *c = &w->conns[i];
-		bool waiting = c->st == CS_CONNECTING ||
+		bool waiting = c->st == CS_CONNECTING || c->tls_st == TLS_HS ||
 			       ((c->st == CS_HELLO || c->st == CS_TX || c->st == CS_QUIT) &&
 				(c->next_reply < c->next_send || c->send_inflight));
 
 		if (waiting && w->now - c->last > limit) {
 			char msg[128];
 
-			snprintf(msg, sizeof(msg), "no reply within %.0f s (%s)", w->o->timeout,
-				 c->st == CS_CONNECTING ? "connect" : cmd_names[c->cmds[c->next_reply < c->num_cmds ? c->next_reply : 0]]);
+			if (c->tls_st == TLS_HS) {
+				snprintf(msg, sizeof(msg), "no progress within %.0f s", w->o->timeout);
+			} else {
+				snprintf(msg, sizeof(msg), "no reply within %.0f s (%s)", w->o->timeout,
+					 c->st == CS_CONNECTING ? "connect" : cmd_names[c->cmds[c->next_reply < c->num_cmds ? c->next_reply : 0]]);
+			}
 			conn_end(w, c, msg);
 		}
 	}
@@ -1159,6 +1389,7 @@ struct worker *worker_new(struct load_run *run, unsigned idx, unsigned num, unsi
 	w->rng = 0x9E3779B97F4A7C15ull * (idx + 1);
 	hist_init(&w->lat);
 	hist_init(&w->setup);
+	hist_init(&w->tls_hs);
 	if (run->o.rate > 0) {
 		/* Each worker sends rate/num messages per second, staggered. */
 		w->interval = 1e9 * (double)num / run->o.rate;
@@ -1183,6 +1414,12 @@ struct worker *worker_new(struct load_run *run, unsigned idx, unsigned num, unsi
 		if (c->cmdbuf == NULL) {
 			goto nomem;
 		}
+		if (run->o.tls && (c->tls = ltls_new()) == NULL) {
+			goto nomem;
+		}
+	}
+	if (run->o.tls && (w->tls_rbuf = malloc(TLS_RBUF)) == NULL) {
+		goto nomem;
 	}
 	for (unsigned i = num_conns; i > 0; i--) {
 		w->conns[i - 1].next_free = w->freel;
@@ -1208,8 +1445,10 @@ void worker_free(struct worker *w)
 			close(w->conns[i].fd);
 		}
 		free(w->conns[i].cmdbuf);
+		ltls_free(w->conns[i].tls);
 	}
 	free(w->conns);
+	free(w->tls_rbuf);
 	if (w->br != NULL) {
 		munmap(w->br, w->br_bytes);
 	}
@@ -1242,6 +1481,16 @@ const struct hist *worker_lat(const struct worker *w)
 const struct hist *worker_setup(const struct worker *w)
 {
 	return &w->setup;
+}
+
+const struct hist *worker_tls_hs(const struct worker *w)
+{
+	return &w->tls_hs;
+}
+
+const char *worker_tls_desc(const struct worker *w)
+{
+	return w->tls_desc;
 }
 
 const char *worker_first_error(const struct worker *w)

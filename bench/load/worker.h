@@ -32,6 +32,10 @@ void worker_stats_peek(const struct worker *w, struct load_stats *out);
 /* worker_hists borrows the histograms; valid to read only after the thread ended. */
 const struct hist *worker_lat(const struct worker *w);
 const struct hist *worker_setup(const struct worker *w);
+const struct hist *worker_tls_hs(const struct worker *w); /* 220 to STARTTLS -> handshake done */
+
+/* worker_tls_desc: "TLSv1.3 CIPHER" of the worker's first TLS session, or ""; after the thread ended. */
+const char *worker_tls_desc(const struct worker *w);
 
 /* worker_first_error returns the first error text seen (or ""), after the thread ended. */
 const char *worker_first_error(const struct worker *w);
