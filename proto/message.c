@@ -455,6 +455,22 @@ static int on_event(struct message *m, const struct mime_event *ev)
 	case MIME_EV_DEFECT:
 		add_defect(m, mime_defect_name(ev->defect), ev->part_index);
 		return 0;
+	case MIME_EV_UU_BEGIN: {
+		/*
+		 * The file name of a uuencoded body: it names the part when its
+		 * header did not, and a named file is an attachment, not the
+		 * text body (no body bytes have come before it).
+		 */
+		struct message_part *p = m->parts[ev->part->index];
+
+		if (p->filename == NULL && ev->value.len > 0) {
+			if ((p->filename = dup_span(ev->value)) == NULL) {
+				return -ENOMEM;
+			}
+			p->text_candidate = false;
+		}
+		return 0;
+	}
 	case MIME_EV_PREAMBLE: {
 		/* Kept while no delimiter came: a multipart without any is a leaf (as in Python). */
 		struct message_part *p = m->parts[ev->part->index];

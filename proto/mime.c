@@ -11,6 +11,14 @@
  *
  * The frame stack holds every open part from the root to the current one;
  * closing (a delimiter, EOF) pops frames one PART_END per call.
+ *
+ * An encoded composite adds a layer below that machinery: the raw layer
+ * (enc_fill) reads the caller's bytes, stops at a delimiter of a multipart
+ * below the composite (held line ending and lookahead as above) and
+ * decodes the rest into dec[], which the machinery then reads as its input;
+ * the end of the raw body is its end of input, after which the delimiter's
+ * closing follows (enc_leave). Same output for any cut of the raw input:
+ * the decoders are streaming and the line state is kept as above.
  */
 #include "mime.h"
 
@@ -23,6 +31,8 @@ enum mime_st {
 	ST_DONE,      /* END sent */
 };
 
+static const uint8_t CRLF[2] = { '\r', '\n' };
+
 enum mime_after {
 	AFT_NONE = 0,
 	AFT_CHILD,    /* a delimiter: the top multipart starts a new child */
@@ -31,6 +41,19 @@ enum mime_after {
 };
 
 enum { MS_PREAMBLE = 0, MS_CHILDREN = 1, MS_EPILOGUE = 2, MS_SKIP = 3 };
+
+/* mime_frame.enc: a multipart or message part with a base64/QP body. */
+enum {
+	ENC_NONE = 0,     /* not encoded, or the header was ignored */
+	ENC_SNIFF_B64,    /* base64: its first non-blank line decides (step_sniff) */
+	ENC_SNIFF_QP,     /* QP multipart: a preamble line that decodes to its delimiter decides */
+	ENC_SNIFF_ALWAYS, /* QP message: decoded unless its body starts with a delimiter */
+	ENC_LAYER,        /* its body is being decoded (mime.enc) */
+};
+
+/* uuencode: line feeds per BODY event, so that the output fits out[] (mime_dec.h). */
+#define MIME_UU_EVENT_LINES 238
+_Static_assert((MIME_UU_EVENT_LINES + 2) * MIME_UU_LINE_OUT <= MIME_OUT_MAX, "uudecode output bound");
 
 void mime_init(struct mime *p)
 {
@@ -42,12 +65,20 @@ void mime_init(struct mime *p)
 
 void mime_push(struct mime *p, struct span in)
 {
+	if (p->enc) {
+		p->raw = in; /* in still holds decoded bytes of the last input */
+		return;
+	}
 	p->in = in;
 	p->pend_eol_contig = false; /* the held line ending was in the old buffer */
 }
 
 void mime_finish(struct mime *p)
 {
+	if (p->enc) {
+		p->raw_eof = true;
+		return;
+	}
 	p->eof = true;
 }
 
@@ -63,7 +94,9 @@ static void consume(struct mime *p, size_t n)
 		return; /* the input may be an empty span with a NULL pointer */
 	}
 	span_skip(&p->in, n);
-	p->offset += n;
+	if (!p->enc) {
+		p->offset += n; /* decoded bytes: the raw layer counts the input */
+	}
 }
 
 static struct mime_frame *top(struct mime *p)
@@ -93,6 +126,7 @@ static void push_part(struct mime *p)
 	f->cte_seen = false;
 	f->ctype_seen = false;
 	f->header_bytes = 0;
+	f->enc = ENC_NONE;
 	f->info.index = p->num_parts++;
 	f->info.parent = parent ? parent->info.index : UINT32_MAX;
 	f->info.child_num = parent ? ++parent->num_children : 0;
@@ -120,6 +154,7 @@ static void push_part(struct mime *p)
 	p->flushed = false;
 	memset(&p->b64, 0, sizeof(p->b64));
 	memset(&p->qp, 0, sizeof(p->qp));
+	mime_uu_init(&p->uu);
 }
 
 static bool is_wsp(uint8_t c)
@@ -139,9 +174,15 @@ static struct span strip_eol(struct span s)
 	return s;
 }
 
-static bool any_bounds(const struct mime *p)
+/* layer_lo: the first frame whose delimiters count in the current input (mime.enc: decoded bytes). */
+static uint32_t layer_lo(const struct mime *p)
 {
-	for (uint32_t i = 0; i < p->depth; i++) {
+	return p->enc ? p->enc_base : 0;
+}
+
+static bool bounds_in(const struct mime *p, uint32_t lo, uint32_t hi)
+{
+	for (uint32_t i = lo; i < hi; i++) {
 		if (p->stack[i].info.kind == MIME_KIND_MULTIPART && p->stack[i].mstate != MS_EPILOGUE) {
 			return true;
 		}
@@ -149,14 +190,13 @@ static bool any_bounds(const struct mime *p)
 	return false;
 }
 
-/*
- * match_boundary: is `line` "--" boundary ["--"] WSP* EOL of an open
- * multipart? Only the first MIME_LOOKAHEAD bytes count, wherever the line
- * comes from (a header block, carry[], the input), so that the answer does
- * not depend on how the input was cut; a line cut there (or at the end)
- * may end in the CR of its CRLF.
- */
-static bool match_boundary(const struct mime *p, struct span line, uint32_t *out_idx, bool *out_close)
+static bool any_bounds(const struct mime *p)
+{
+	return bounds_in(p, layer_lo(p), p->depth);
+}
+
+/* delim_content: a line without its line ending, as match_range looks at it. */
+static struct span delim_content(struct span line)
 {
 	struct span c;
 
@@ -167,37 +207,61 @@ static bool match_boundary(const struct mime *p, struct span line, uint32_t *out
 	if (c.len == line.len && c.len > 0 && c.p[c.len - 1] == '\r') {
 		c.len--;
 	}
+	return c;
+}
+
+/* match_frame: is content (see delim_content) "--" boundary ["--"] WSP* of frame f? */
+static bool match_frame(const struct mime_frame *f, struct span c, bool *out_close)
+{
+	size_t bl = f->info.boundary_len;
+
+	if (f->info.kind != MIME_KIND_MULTIPART || f->mstate == MS_EPILOGUE) {
+		return false;
+	}
+	if (c.len < 2 + bl || c.p[0] != '-' || c.p[1] != '-' || memcmp(c.p + 2, f->info.boundary, bl) != 0) {
+		return false;
+	}
+	struct span rest = span_make(c.p + 2 + bl, c.len - 2 - bl);
+	bool close = rest.len >= 2 && rest.p[0] == '-' && rest.p[1] == '-';
+
+	if (close) {
+		span_skip(&rest, 2);
+	}
+	while (rest.len > 0 && is_wsp(rest.p[0])) {
+		span_skip(&rest, 1);
+	}
+	*out_close = close;
+	return rest.len == 0;
+}
+
+/*
+ * match_range: is `line` "--" boundary ["--"] WSP* EOL of an open
+ * multipart among stack[lo..hi)? Only the first MIME_LOOKAHEAD bytes count,
+ * wherever the line comes from (a header block, carry[], the input), so
+ * that the answer does not depend on how the input was cut; a line cut
+ * there (or at the end) may end in the CR of its CRLF.
+ */
+static bool match_range(const struct mime *p, struct span line, uint32_t lo, uint32_t hi, uint32_t *out_idx,
+			bool *out_close)
+{
+	struct span c = delim_content(line);
 
 	if (c.len < 2 || c.p[0] != '-' || c.p[1] != '-') {
 		return false;
 	}
-	for (uint32_t i = p->depth; i-- > 0;) {
-		const struct mime_frame *f = &p->stack[i];
-		size_t bl = f->info.boundary_len;
-
-		if (f->info.kind != MIME_KIND_MULTIPART || f->mstate == MS_EPILOGUE) {
-			continue;
+	for (uint32_t i = hi; i-- > lo;) {
+		if (match_frame(&p->stack[i], c, out_close)) {
+			*out_idx = i;
+			return true;
 		}
-		if (c.len < 2 + bl || memcmp(c.p + 2, f->info.boundary, bl) != 0) {
-			continue;
-		}
-		struct span rest = span_make(c.p + 2 + bl, c.len - 2 - bl);
-		bool close = rest.len >= 2 && rest.p[0] == '-' && rest.p[1] == '-';
-
-		if (close) {
-			span_skip(&rest, 2);
-		}
-		while (rest.len > 0 && is_wsp(rest.p[0])) {
-			span_skip(&rest, 1);
-		}
-		if (rest.len != 0) {
-			continue;
-		}
-		*out_idx = i;
-		*out_close = close;
-		return true;
 	}
 	return false;
+}
+
+/* match_boundary: match_range over the multiparts of the current input. */
+static bool match_boundary(const struct mime *p, struct span line, uint32_t *out_idx, bool *out_close)
+{
+	return match_range(p, line, layer_lo(p), p->depth, out_idx, out_close);
 }
 
 static enum mime_cte parse_cte(struct span v)
@@ -221,6 +285,10 @@ static enum mime_cte parse_cte(struct span v)
 	}
 	if (strcmp(tok, "base64") == 0) {
 		return MIME_CTE_BASE64;
+	}
+	if (strcmp(tok, "x-uuencode") == 0 || strcmp(tok, "uuencode") == 0 || strcmp(tok, "x-uue") == 0 ||
+	    strcmp(tok, "uue") == 0) {
+		return MIME_CTE_UUENCODE; /* the names Python's email decodes */
 	}
 	return MIME_CTE_UNKNOWN;
 }
@@ -332,23 +400,21 @@ static void finish_headers(struct mime *p, struct mime_event *ev)
 	struct mime_frame *f = top(p);
 	struct mime_part_info *in = &f->info;
 
+	bool multipart = strcmp(in->type, "multipart") == 0;
+	bool encoded = in->cte == MIME_CTE_BASE64 || in->cte == MIME_CTE_QP;
+
 	in->kind = MIME_KIND_LEAF;
-	if (strcmp(in->type, "multipart") == 0) {
+	if (multipart) {
 		if (in->boundary_len > 0) {
 			in->kind = MIME_KIND_MULTIPART;
 		} else {
 			defect(p, MIME_DEF_NO_BOUNDARY);
 		}
-		if (in->cte == MIME_CTE_BASE64 || in->cte == MIME_CTE_QP) {
-			/* RFC 2045 §6.4: not allowed; Python and GMime ignore it. */
-			defect(p, MIME_DEF_CTE_ON_COMPOSITE);
-			in->cte = MIME_CTE_7BIT;
-		}
 	} else if (strcmp(in->type, "message") == 0 &&
 		   (strcmp(in->subtype, "rfc822") == 0 || strcmp(in->subtype, "global") == 0 ||
 		    strcmp(in->subtype, "news") == 0)) {
-		if (in->cte == MIME_CTE_BASE64 || in->cte == MIME_CTE_QP) {
-			defect(p, MIME_DEF_CTE_ON_COMPOSITE); /* kept as an encoded leaf */
+		if (encoded && p->enc) {
+			defect(p, MIME_DEF_CTE_ON_COMPOSITE); /* one decoded layer only: kept as an encoded leaf */
 		} else if (p->num_parts >= MIME_PARTS_MAX) {
 			defect(p, MIME_DEF_PARTS_EXCEEDED);
 		} else {
@@ -359,14 +425,23 @@ static void finish_headers(struct mime *p, struct mime_event *ev)
 		defect(p, MIME_DEF_DEPTH_EXCEEDED);
 		in->kind = MIME_KIND_LEAF;
 	}
-	if (in->kind == MIME_KIND_LEAF && in->cte == MIME_CTE_UNKNOWN) {
-		/* passed through as is */
+	p->sniff = false;
+	if (encoded && in->kind != MIME_KIND_LEAF && !p->enc) {
+		/* RFC 2045 §6.4 forbids it; whether the body is encoded is read from it. */
+		f->enc = in->cte == MIME_CTE_BASE64 ? ENC_SNIFF_B64
+			 : in->kind == MIME_KIND_MULTIPART ? ENC_SNIFF_QP
+							      : ENC_SNIFF_ALWAYS;
+		p->sniff = f->enc != ENC_SNIFF_QP;
+	} else if (encoded && multipart) {
+		/* Not decoded (no boundary, too deep, inside a decoded body): ignored, as Python does. */
+		defect(p, MIME_DEF_CTE_ON_COMPOSITE);
+		in->cte = MIME_CTE_7BIT;
 	}
 	p->st = ST_BODY;
 	p->at_line_start = true;
 	p->pend_eol = 0;
 	p->pend_cr = false;
-	p->start_child = in->kind == MIME_KIND_MESSAGE;
+	p->start_child = in->kind == MIME_KIND_MESSAGE && !p->sniff;
 	ev->type = MIME_EV_HEADERS_END;
 	ev->part = in;
 }
@@ -608,6 +683,31 @@ static bool step_hdr(struct mime *p, struct mime_event *ev, bool *out_more)
 	return true;
 }
 
+/* uu_name_event hands out the begin line's file name; the n bytes decoded after it follow. */
+static bool uu_name_event(struct mime *p, struct mime_event *ev, size_t n)
+{
+	p->uu.name_ready = false;
+	p->out_pend = n;
+	ev->type = MIME_EV_UU_BEGIN;
+	ev->part = &top(p)->info;
+	ev->value = span_make(p->uu.name, p->uu.name_len);
+	return true;
+}
+
+/* uu_limit: the end of at most MIME_UU_EVENT_LINES lines from pos (bounded decoded size). */
+static const uint8_t *uu_limit(const uint8_t *pos, const uint8_t *limit)
+{
+	for (int i = 0; i < MIME_UU_EVENT_LINES; i++) {
+		const uint8_t *lf = find_lf(pos, (size_t)(limit - pos));
+
+		if (lf == NULL) {
+			return limit;
+		}
+		pos = lf + 1;
+	}
+	return pos;
+}
+
 /* emit_data runs raw body bytes through the top frame's decoder. */
 static bool emit_data(struct mime *p, struct mime_event *ev, struct span raw)
 {
@@ -623,6 +723,14 @@ static bool emit_data(struct mime *p, struct mime_event *ev, struct span raw)
 			ev->data = span_make(p->out, mime_b64_decode(&p->b64, p->out, raw));
 		} else if (f->info.cte == MIME_CTE_QP) {
 			ev->data = span_make(p->out, mime_qp_decode(&p->qp, p->out, raw));
+		} else if (f->info.cte == MIME_CTE_UUENCODE) {
+			/* raw holds at most MIME_UU_EVENT_LINES + 1 line feeds (run, the callers of emit_data). */
+			size_t n = mime_uu_decode(&p->uu, p->out, raw);
+
+			if (p->uu.name_ready) {
+				return uu_name_event(p, ev, n);
+			}
+			ev->data = span_make(p->out, n);
 		} else {
 			ev->data = raw;
 		}
@@ -637,8 +745,6 @@ static bool emit_data(struct mime *p, struct mime_event *ev, struct span raw)
 	}
 	return ev->data.len > 0;
 }
-
-static const uint8_t CRLF[2] = { '\r', '\n' };
 
 /* emit_eol hands out a held line ending as data. */
 static bool emit_eol(struct mime *p, struct mime_event *ev)
@@ -678,6 +784,10 @@ static bool run(struct mime *p, struct mime_event *ev, bool bounded)
 	const uint8_t *limit = p->in.p + (p->in.len < lim ? p->in.len : lim);
 	const uint8_t *pos = p->in.p;
 
+	if (top(p)->info.kind == MIME_KIND_LEAF && top(p)->info.cte == MIME_CTE_UUENCODE) {
+		limit = uu_limit(pos, limit);
+	}
+
 	p->pend_eol = 0;
 	if (!bounded) {
 		consume(p, (size_t)(limit - p->in.p));
@@ -711,6 +821,377 @@ static bool run(struct mime *p, struct mime_event *ev, bool bounded)
 		p->at_line_start = true;
 		return emit_data(p, ev, span_make(start, (size_t)(next - eol - start)));
 	}
+}
+
+/* ---- encoded composites: the raw layer ---- */
+
+enum enc_fill { FILL_MORE = 0, FILL_DATA, FILL_END };
+
+static size_t min_sz(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+static void raw_consume(struct mime *p, size_t n)
+{
+	if (n > 0) {
+		span_skip(&p->raw, n);
+		p->offset += n;
+	}
+}
+
+/* enc_dec decodes raw bytes onto dec[]; s.len <= MIME_LINE_MAX - dec_len (decoded <= raw + held). */
+static void enc_dec(struct mime *p, struct span s)
+{
+	uint8_t *o = p->dec + p->dec_len;
+
+	if (s.len == 0) {
+		return;
+	}
+	p->dec_len += p->enc_cte == MIME_CTE_BASE64 ? mime_b64_decode(&p->eb64, o, s) : mime_qp_decode(&p->eqp, o, s);
+}
+
+/* enc_flush_eol decodes a held raw line ending (base64 skips line breaks anyway). */
+static void enc_flush_eol(struct mime *p)
+{
+	if (p->rl_eol > 0 && p->enc_cte != MIME_CTE_BASE64) {
+		enc_dec(p, span_make(CRLF + 2 - p->rl_eol, p->rl_eol));
+	}
+	p->rl_eol = 0;
+}
+
+/*
+ * enc_enter starts decoding the top frame's body. `first` is a line start
+ * already read (in carry[] or consumed from the input) that is no
+ * delimiter of an open multipart; the rest of the raw body is in `in`.
+ */
+static void enc_enter(struct mime *p, struct span first)
+{
+	struct mime_frame *f = top(p);
+
+	defect(p, MIME_DEF_ENCODED_COMPOSITE);
+	f->enc = ENC_LAYER;
+	p->enc = true;
+	p->enc_base = p->depth - 1;
+	p->enc_cte = (uint8_t)f->info.cte;
+	memset(&p->eb64, 0, sizeof(p->eb64));
+	memset(&p->eqp, 0, sizeof(p->eqp));
+	p->raw = p->in;
+	p->raw_eof = p->eof;
+	p->rl_line_start = true;
+	p->rl_cr = false;
+	p->rl_end = false;
+	p->rl_cut = false;
+	p->rl_eol = 0;
+	p->rl_carry_len = 0;
+	p->dec_len = 0;
+	if (first.len > 0) {
+		if (first.p[first.len - 1] == '\n') {
+			struct span c = strip_eol(first);
+
+			enc_dec(p, c);
+			p->rl_eol = (uint8_t)(first.len - c.len);
+		} else {
+			p->rl_line_start = false;
+			if (first.p[first.len - 1] == '\r' && !(p->raw_eof && p->raw.len == 0)) {
+				first.len--;
+				p->rl_cr = true;
+			}
+			enc_dec(p, first);
+		}
+	}
+	p->in = span_make(p->dec, p->dec_len);
+	p->eof = false;
+	p->carry_len = 0;
+	p->carry_done = false;
+	p->skip_to_lf = false;
+	p->pend_eol = 0;
+	p->pend_eol_contig = false;
+	p->pend_cr = false;
+	p->at_line_start = true;
+}
+
+/*
+ * enc_fill decodes the next raw bytes into dec[]: FILL_DATA (dec_len > 0),
+ * FILL_MORE (push more raw input), or FILL_END (the raw body has ended:
+ * rl_close_to/rl_after say how). Line endings before a line that starts
+ * with '-' are held until the line proves not to be a delimiter of a
+ * multipart below the decoded one (RFC 2046 §5.1.1), as in step_body.
+ */
+static enum enc_fill enc_fill(struct mime *p)
+{
+	bool outer = bounds_in(p, 0, p->enc_base);
+	enum enc_fill wait;
+
+	p->dec_len = 0;
+	for (;;) {
+		size_t room = MIME_LINE_MAX - p->dec_len;
+
+		wait = p->dec_len > 0 ? FILL_DATA : FILL_MORE;
+		if (p->rl_end) {
+			return p->dec_len > 0 ? FILL_DATA : FILL_END;
+		}
+		if (room < MIME_LOOKAHEAD + 3) {
+			return FILL_DATA;
+		}
+		if (p->rl_line_start) {
+			if (p->rl_carry_len == 0) {
+				if (p->raw.len == 0) {
+					if (!p->raw_eof) {
+						return wait;
+					}
+					/* End of input: a part's last line ending goes with the missing delimiter. */
+					if (!outer) {
+						enc_flush_eol(p);
+					}
+					p->rl_eol = 0;
+					p->rl_end = true;
+					p->rl_close_to = 0;
+					p->rl_after = AFT_END;
+					continue;
+				}
+				if (p->raw.p[0] != '-' || !outer) {
+					enc_flush_eol(p);
+					p->rl_line_start = false;
+					continue;
+				}
+			}
+			/* A line that may be a delimiter: its first MIME_LOOKAHEAD bytes decide. */
+			size_t lim = min_sz(p->raw.len, MIME_LOOKAHEAD - p->rl_carry_len);
+			const uint8_t *lf = find_lf(p->raw.p, lim);
+			size_t n = lf != NULL ? (size_t)(lf + 1 - p->raw.p) : lim;
+			uint32_t idx;
+			bool close;
+
+			if (n > 0) {
+				memcpy(p->rl_carry + p->rl_carry_len, p->raw.p, n);
+				p->rl_carry_len += n;
+				raw_consume(p, n);
+			}
+			if (lf == NULL && p->rl_carry_len < MIME_LOOKAHEAD && !p->raw_eof) {
+				return wait;
+			}
+			struct span line = span_make(p->rl_carry, p->rl_carry_len);
+
+			p->rl_carry_len = 0;
+			if (match_range(p, line, 0, p->enc_base, &idx, &close)) {
+				p->rl_cut = line.p[line.len - 1] != '\n';
+				p->rl_eol = 0;
+				p->rl_end = true;
+				p->rl_close_to = idx + 1;
+				p->rl_after = close ? AFT_EPILOGUE : AFT_CHILD;
+				continue;
+			}
+			enc_flush_eol(p);
+			if (line.p[line.len - 1] == '\n') {
+				struct span c = strip_eol(line);
+
+				enc_dec(p, c);
+				p->rl_eol = (uint8_t)(line.len - c.len);
+			} else {
+				p->rl_line_start = false;
+				if (line.p[line.len - 1] == '\r' && !(p->raw_eof && p->raw.len == 0)) {
+					line.len--;
+					p->rl_cr = true;
+				}
+				enc_dec(p, line);
+			}
+			continue;
+		}
+		if (p->rl_cr) {
+			/* a CR held at the end of the last input: CRLF (a line ending) or data */
+			if (p->raw.len == 0 && !p->raw_eof) {
+				return wait;
+			}
+			p->rl_cr = false;
+			if (p->raw.len > 0 && p->raw.p[0] == '\n') {
+				raw_consume(p, 1);
+				p->rl_eol = 2;
+				p->rl_line_start = true;
+			} else {
+				enc_dec(p, span_make(CRLF, 1));
+			}
+			continue;
+		}
+		if (p->raw.len == 0) {
+			if (!p->raw_eof) {
+				return wait;
+			}
+			p->rl_end = true;
+			p->rl_close_to = 0;
+			p->rl_after = AFT_END;
+			continue;
+		}
+		size_t lim = min_sz(p->raw.len, room);
+
+		if (!outer) {
+			/* no delimiter to look for: the rest of the input is body */
+			enc_dec(p, span_make(p->raw.p, lim));
+			raw_consume(p, lim);
+			continue;
+		}
+		const uint8_t *lf = find_lf(p->raw.p, lim);
+
+		if (lf == NULL) {
+			bool hold = p->raw.p[lim - 1] == '\r' && !(p->raw_eof && lim == p->raw.len);
+
+			enc_dec(p, span_make(p->raw.p, lim - hold));
+			raw_consume(p, lim);
+			p->rl_cr = hold;
+			continue;
+		}
+		size_t n = (size_t)(lf - p->raw.p);
+		uint8_t eol = n > 0 && p->raw.p[n - 1] == '\r' ? 2 : 1;
+
+		enc_dec(p, span_make(p->raw.p, n + 1 - eol));
+		raw_consume(p, n + 1);
+		p->rl_eol = eol;
+		p->rl_line_start = true;
+	}
+}
+
+/* enc_leave: the decoded body has been read to its end; back to the raw input, then the delimiter's closing. */
+static void enc_leave(struct mime *p)
+{
+	p->enc = false;
+	p->in = p->raw;
+	p->eof = p->raw_eof;
+	p->raw = span_make(NULL, 0);
+	p->skip_to_lf = p->rl_cut; /* the rest of a delimiter line cut at the lookahead */
+	p->pend_eol_contig = false;
+	begin_close(p, p->rl_close_to, (enum mime_after)p->rl_after);
+}
+
+/*
+ * b64_line: does the first non-blank line of a body declared base64 look
+ * like base64 (alphabet only, at most two '=' at the end, at least 8
+ * characters, a multiple of 4 when the line is whole)? Only the first
+ * MIME_LOOKAHEAD bytes count, wherever the line comes from.
+ */
+static bool b64_line(struct span line)
+{
+	bool whole = line.len <= MIME_LOOKAHEAD && line.len > 0 && line.p[line.len - 1] == '\n';
+	struct span c = whole ? strip_eol(line) : span_make(line.p, min_sz(line.len, MIME_LOOKAHEAD));
+	size_t n = 0, pad = 0;
+
+	while (c.len > 0 && (is_wsp(c.p[c.len - 1]) || c.p[c.len - 1] == '\r')) {
+		c.len--;
+	}
+	for (size_t i = 0; i < c.len; i++) {
+		uint8_t ch = c.p[i];
+
+		if (ch == '=') {
+			pad++;
+		} else if (pad == 0 && ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+					ch == '+' || ch == '/')) {
+			n++;
+		} else {
+			return false;
+		}
+	}
+	return pad <= 2 && n + pad >= 8 && (!whole || (n + pad) % 4 == 0);
+}
+
+static bool is_blank(struct span s)
+{
+	for (size_t i = 0; i < s.len; i++) {
+		if (!is_wsp(s.p[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * step_sniff: the top frame is a multipart or message whose body is
+ * declared base64 (or, for a message, quoted-printable). Its first line
+ * (blank lines skipped for base64, MIME_LOOKAHEAD bytes looked at) decides
+ * whether the body is decoded (enc_enter) or the header is ignored, as
+ * Python's email always does; the line then stays in carry[] for the
+ * header or body reader.
+ */
+static bool step_sniff(struct mime *p, bool *out_more)
+{
+	struct mime_frame *f = top(p);
+	uint32_t idx;
+	bool close;
+
+	for (;;) {
+		if (p->carry_len == 0 && !skip_rest(p)) {
+			*out_more = true;
+			return false;
+		}
+		if (!p->carry_done) {
+			size_t lim = min_sz(p->in.len, MIME_LOOKAHEAD > p->carry_len ? MIME_LOOKAHEAD - p->carry_len : 0);
+			const uint8_t *lf = find_lf(p->in.p, lim);
+			size_t n = lf != NULL ? (size_t)(lf + 1 - p->in.p) : lim;
+
+			if (n > 0) {
+				memcpy(p->carry + p->carry_len, p->in.p, n);
+				p->carry_len += n;
+				consume(p, n);
+			}
+			if (lf == NULL && p->carry_len < MIME_LOOKAHEAD && !p->eof) {
+				*out_more = true;
+				return false;
+			}
+			p->carry_done = true;
+		}
+		struct span line = span_make(p->carry, p->carry_len);
+
+		if (f->enc == ENC_SNIFF_B64 && line.len > 0 && line.p[line.len - 1] == '\n' &&
+		    is_blank(strip_eol(line))) {
+			p->carry_len = 0; /* blank lines before base64: dropped */
+			p->carry_done = false;
+			continue;
+		}
+		break;
+	}
+	struct span line = span_make(p->carry, p->carry_len);
+	bool complete = line.len > 0 && line.p[line.len - 1] == '\n';
+
+	p->sniff = false;
+	p->start_child = f->info.kind == MIME_KIND_MESSAGE;
+	if (line.len > 0 && !match_boundary(p, line, &idx, &close) &&
+	    (f->enc == ENC_SNIFF_ALWAYS || b64_line(line))) {
+		enc_enter(p, line);
+		return false;
+	}
+	/* Not encoded after all: the header is ignored and the line read as it stands. */
+	defect(p, MIME_DEF_CTE_ON_COMPOSITE);
+	f->enc = ENC_NONE;
+	if (p->carry_len == 0) {
+		p->carry_done = false;
+	} else if (!complete && !p->eof && f->info.kind == MIME_KIND_MESSAGE && p->carry_len < MIME_LINE_MAX) {
+		p->carry_done = false; /* a header line: hdr_line reads on to its end */
+	}
+	return false;
+}
+
+/*
+ * qp_delim: the top frame is a multipart declared quoted-printable, still
+ * in its preamble; is `line`, which is no delimiter as it stands, one of
+ * its delimiters once decoded ("--=3D_b" for boundary "=_b")?
+ */
+static bool qp_delim(const struct mime *p, struct span line)
+{
+	const struct mime_frame *f = &p->stack[p->depth - 1]; /* in a body: depth >= 1 */
+	uint8_t buf[MIME_LOOKAHEAD + MIME_DEC_SLACK];
+	struct mime_qp st;
+	bool close;
+	size_t n;
+
+	if (f->enc != ENC_SNIFF_QP || f->mstate != MS_PREAMBLE || p->enc) {
+		return false;
+	}
+	line.len = min_sz(line.len, MIME_LOOKAHEAD);
+	if (memchr(line.p, '=', line.len) == NULL) {
+		return false; /* decodes to itself */
+	}
+	memset(&st, 0, sizeof(st));
+	n = mime_qp_decode(&st, buf, line);
+	n += mime_qp_finish(&st, buf + n); /* decoded bytes never outnumber the input */
+	return match_frame(f, delim_content(span_make(buf, n)), &close);
 }
 
 /* step_body: one step in a body. True when *ev holds an event. */
@@ -759,6 +1240,10 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 			p->carry_len = 0;
 			p->carry_done = false;
 			begin_close(p, idx + 1, close ? AFT_EPILOGUE : AFT_CHILD);
+			return false;
+		}
+		if (bounded && qp_delim(p, line)) {
+			enc_enter(p, line); /* the delimiter's held line ending is dropped */
 			return false;
 		}
 		if (p->pend_eol > 0) {
@@ -815,6 +1300,11 @@ static bool step_body(struct mime *p, struct mime_event *ev, bool *out_more)
 					begin_close(p, idx + 1, close ? AFT_EPILOGUE : AFT_CHILD);
 					return false;
 				}
+				if (qp_delim(p, line)) {
+					consume(p, line.len);
+					enc_enter(p, line);
+					return false;
+				}
 			} else {
 				memcpy(p->carry, p->in.p, p->in.len);
 				p->carry_len = p->in.len;
@@ -852,6 +1342,10 @@ input_end:
 			return emit_eol(p, ev);
 		}
 	}
+	if (p->enc) {
+		enc_leave(p); /* the end of a decoded body */
+		return false;
+	}
 	begin_close(p, 0, AFT_END);
 	return false;
 }
@@ -875,6 +1369,19 @@ static bool step_close(struct mime *p, struct mime_event *ev)
 				n = mime_qp_finish(&p->qp, p->out);
 				if (p->qp.num_bad > 0) {
 					defect(p, MIME_DEF_QP_INVALID);
+				}
+			} else if (f->info.cte == MIME_CTE_UUENCODE) {
+				n = mime_uu_finish(&p->uu, p->out);
+				if (p->uu.state == MIME_UU_ST_BEGIN) {
+					defect(p, MIME_DEF_UU_NO_BEGIN);
+				} else if (p->uu.state == MIME_UU_ST_DATA) {
+					defect(p, MIME_DEF_UU_NO_END);
+				}
+				if (p->uu.num_bad > 0) {
+					defect(p, MIME_DEF_UU_INVALID);
+				}
+				if (p->uu.name_ready) {
+					return uu_name_event(p, ev, n); /* a begin line without line feed */
 				}
 			}
 			if (n > 0) {
@@ -900,7 +1407,13 @@ static bool step_close(struct mime *p, struct mime_event *ev)
 			p->field_len = 0;
 			finish_headers(p, ev);
 			p->start_child = false;
+			p->sniff = false;
 			return true;
+		}
+		if (f->enc != ENC_NONE && f->enc != ENC_LAYER) {
+			f->enc = ENC_NONE; /* closed before its body told: the header was ignored */
+			defect(p, MIME_DEF_CTE_ON_COMPOSITE);
+			return false;
 		}
 		p->ended = f->info;
 		p->depth--;
@@ -916,6 +1429,10 @@ static bool step_close(struct mime *p, struct mime_event *ev)
 
 		p->st = ST_BODY;
 		p->at_line_start = true;
+		if (m->enc == ENC_SNIFF_QP) {
+			m->enc = ENC_NONE; /* a delimiter as it stands: the header is ignored (Python) */
+			defect(p, MIME_DEF_CTE_ON_COMPOSITE);
+		}
 		if (m->mstate == MS_SKIP) {
 			return false;
 		}
@@ -931,6 +1448,10 @@ static bool step_close(struct mime *p, struct mime_event *ev)
 		return true;
 	}
 	case AFT_EPILOGUE:
+		if (top(p)->enc == ENC_SNIFF_QP) {
+			top(p)->enc = ENC_NONE;
+			defect(p, MIME_DEF_CTE_ON_COMPOSITE);
+		}
 		top(p)->mstate = MS_EPILOGUE;
 		p->st = ST_BODY;
 		p->at_line_start = true;
@@ -976,6 +1497,14 @@ enum mime_ev_type mime_next(struct mime *p, struct mime_event *ev)
 			memmove(p->defq_part, p->defq_part + 1, p->defq_len * sizeof(p->defq_part[0]));
 			return ev->type;
 		}
+		if (p->out_pend > 0) {
+			/* the bytes decoded after a uuencode begin line */
+			ev->type = MIME_EV_BODY;
+			ev->part = &top(p)->info;
+			ev->data = span_make(p->out, p->out_pend);
+			p->out_pend = 0;
+			return ev->type;
+		}
 		if (p->st == ST_DONE) {
 			ev->type = MIME_EV_END;
 			return ev->type;
@@ -987,6 +1516,8 @@ enum mime_ev_type mime_next(struct mime *p, struct mime_event *ev)
 			ev->type = MIME_EV_PART_BEGIN;
 			ev->part = &top(p)->info;
 			got = true;
+		} else if (p->sniff) {
+			got = step_sniff(p, &more);
 		} else if (p->start_child) {
 			p->start_child = false;
 			push_part(p);
@@ -1000,6 +1531,20 @@ enum mime_ev_type mime_next(struct mime *p, struct mime_event *ev)
 		}
 		if (got) {
 			return ev->type;
+		}
+		if (more && p->enc) {
+			/* The decoded input is used up (MORE means all of it): decode more. */
+			enum enc_fill r = enc_fill(p);
+
+			p->in = span_make(p->dec, p->dec_len);
+			p->pend_eol_contig = false;
+			if (r == FILL_DATA) {
+				continue;
+			}
+			if (r == FILL_END) {
+				p->eof = true;
+				continue;
+			}
 		}
 		if (more) {
 			ev->type = MIME_EV_MORE;
@@ -1022,6 +1567,7 @@ const char *mime_defect_name(enum mime_defect d)
 		[MIME_DEF_CTE_UNKNOWN] = "transfer_encoding_unknown",
 		[MIME_DEF_CTE_DUPLICATE] = "transfer_encoding_duplicate",
 		[MIME_DEF_CTE_ON_COMPOSITE] = "transfer_encoding_on_composite",
+		[MIME_DEF_ENCODED_COMPOSITE] = "encoded_composite",
 		[MIME_DEF_NO_BOUNDARY] = "multipart_no_boundary",
 		[MIME_DEF_NO_START_DELIMITER] = "multipart_no_start_delimiter",
 		[MIME_DEF_NO_CLOSE_DELIMITER] = "multipart_no_close_delimiter",
@@ -1029,6 +1575,9 @@ const char *mime_defect_name(enum mime_defect d)
 		[MIME_DEF_PARTS_EXCEEDED] = "parts_exceeded",
 		[MIME_DEF_BASE64_INVALID] = "base64_invalid",
 		[MIME_DEF_QP_INVALID] = "quoted_printable_invalid",
+		[MIME_DEF_UU_NO_BEGIN] = "uuencode_no_begin",
+		[MIME_DEF_UU_NO_END] = "uuencode_no_end",
+		[MIME_DEF_UU_INVALID] = "uuencode_invalid",
 		[MIME_DEF_DEFECTS_DROPPED] = "defects_dropped",
 	};
 
@@ -1037,8 +1586,8 @@ const char *mime_defect_name(enum mime_defect d)
 
 const char *mime_cte_name(enum mime_cte c)
 {
-	static const char *const names[MIME_CTE_COUNT] = { "7bit", "8bit", "binary", "quoted-printable", "base64",
-							   "unknown" };
+	static const char *const names[MIME_CTE_COUNT] = { "7bit",   "8bit",       "binary", "quoted-printable",
+							   "base64", "x-uuencode", "unknown" };
 
 	return (unsigned)c < MIME_CTE_COUNT ? names[c] : "?";
 }
@@ -1047,7 +1596,7 @@ const char *mime_ev_name(enum mime_ev_type t)
 {
 	static const char *const names[MIME_EV_COUNT] = { "more",     "part_begin", "header",   "headers_end",
 							  "body",     "preamble",   "epilogue", "part_end",
-							  "defect",   "end" };
+							  "defect",   "uu_begin",   "end" };
 
 	return (unsigned)t < MIME_EV_COUNT ? names[t] : "?";
 }

@@ -12,14 +12,27 @@
  * parser copies what it must keep (a partial header line, the start of a
  * possible boundary line) into its own bounded storage. Every span in an
  * event is valid until the next call. All state lives in struct mime (about
- * 60 KB of caller storage): no allocation, no I/O, no globals, no logging.
+ * 80 KB of caller storage): no allocation, no I/O, no globals, no logging.
  *
  * Events, per part in document order (parts nest):
  *   PART_BEGIN, HEADER* (unfolded, in order, duplicates kept), HEADERS_END
  *   (type, transfer encoding and kind resolved), then for a leaf BODY*
- *   (decoded bytes), for a multipart PREAMBLE* child parts EPILOGUE*, for a
- *   message/rfc822 the encapsulated message as one child part; PART_END.
- *   DEFECT events may appear anywhere; the stream ends with END.
+ *   (decoded bytes; an x-uuencode body may start with UU_BEGIN), for a
+ *   multipart PREAMBLE* child parts EPILOGUE*, for a message/rfc822 the
+ *   encapsulated message as one child part; PART_END. DEFECT events may
+ *   appear anywhere; the stream ends with END.
+ *
+ * Encoded composites (RFC 2045 §6.4 and RFC 2046 §5.2.1 forbid them, real
+ * mail has them): a multipart or message/rfc822 part whose body is base64
+ * or quoted-printable is decoded and the decoded bytes are parsed as its
+ * body, with an ENCODED_COMPOSITE defect. The raw body still ends at a
+ * delimiter of an enclosing multipart. Whether the body is really encoded
+ * is read from it, as senders also put the header on bodies they did not
+ * encode (Python's email then ignores the header, and so do we): base64
+ * when its first non-blank line looks like base64, quoted-printable for a
+ * multipart when a preamble line decodes to its delimiter (and is not one
+ * as it stands), for a message always. One level: an encoded composite
+ * inside a decoded body gets the old treatment (TRANSFER_ENCODING_ON_COMPOSITE).
  *
  * Robustness (RFC 2046 §5.1, as Python's email and GMime behave): a
  * delimiter of any enclosing multipart ends the inner parts; a missing
@@ -58,6 +71,7 @@ enum mime_ev_type {
 	MIME_EV_EPILOGUE,     /* ev.data: raw bytes after the close delimiter */
 	MIME_EV_PART_END,
 	MIME_EV_DEFECT,       /* ev.defect, ev.part (may be NULL before the root begins) */
+	MIME_EV_UU_BEGIN,     /* ev.value: the file name on the begin line of an x-uuencode body */
 	MIME_EV_END,          /* after mime_finish: nothing more, ever */
 	MIME_EV_COUNT         /* sentinel */
 };
@@ -75,7 +89,8 @@ enum mime_cte {
 	MIME_CTE_BINARY,
 	MIME_CTE_QP,
 	MIME_CTE_BASE64,
-	MIME_CTE_UNKNOWN,     /* passed through undecoded (x-uuencode, typos) */
+	MIME_CTE_UUENCODE,    /* x-uuencode, uuencode, x-uue, uue (not RFC 2045; as Python's email) */
+	MIME_CTE_UNKNOWN,     /* passed through undecoded (x-binhex, typos) */
 	MIME_CTE_COUNT        /* sentinel */
 };
 
@@ -90,7 +105,8 @@ enum mime_defect {
 	MIME_DEF_CTYPE_DUPLICATE,       /* several Content-Type fields: the first wins */
 	MIME_DEF_CTE_UNKNOWN,           /* body passed through undecoded */
 	MIME_DEF_CTE_DUPLICATE,         /* the first wins */
-	MIME_DEF_CTE_ON_COMPOSITE,      /* base64/QP on multipart or message: ignored / leaf */
+	MIME_DEF_CTE_ON_COMPOSITE,      /* base64/QP on multipart or message, not decoded: ignored / leaf */
+	MIME_DEF_ENCODED_COMPOSITE,     /* base64/QP body of a multipart or message: decoded and parsed */
 	MIME_DEF_NO_BOUNDARY,           /* multipart without usable boundary: a leaf */
 	MIME_DEF_NO_START_DELIMITER,    /* multipart whose first delimiter never came */
 	MIME_DEF_NO_CLOSE_DELIMITER,    /* multipart ended by EOF or an outer delimiter */
@@ -98,6 +114,9 @@ enum mime_defect {
 	MIME_DEF_PARTS_EXCEEDED,        /* later parts skipped */
 	MIME_DEF_BASE64_INVALID,        /* junk characters or a dangling sextet */
 	MIME_DEF_QP_INVALID,            /* "=" not followed by hex or a line break */
+	MIME_DEF_UU_NO_BEGIN,           /* x-uuencode body without begin line: nothing decoded */
+	MIME_DEF_UU_NO_END,             /* x-uuencode body without end line */
+	MIME_DEF_UU_INVALID,            /* x-uuencode junk or empty lines skipped */
 	MIME_DEF_DEFECTS_DROPPED,       /* too many defects at once; some not reported */
 	MIME_DEF_COUNT                  /* sentinel */
 };
@@ -134,6 +153,7 @@ struct mime_frame {
 	bool cte_seen;
 	bool ctype_seen;
 	size_t header_bytes;
+	uint8_t enc;          /* encoded composite: enum in mime.c */
 };
 
 struct mime {
@@ -159,12 +179,37 @@ struct mime {
 	bool field_drop;      /* the current field is past MIME_HEADER_MAX: not emitted */
 	bool field_cut;       /* the current field was cut at MIME_FIELD_MAX */
 	bool start_child;     /* a message/rfc822 frame waits for its child */
+	bool sniff;           /* the top frame's base64/QP body is read before deciding */
+	size_t out_pend;      /* decoded bytes in out[] to hand out after a UU_BEGIN */
 	uint32_t num_parts;
 	uint32_t depth;       /* frames in use */
 	uint32_t num_defects_dropped;
 	/* decoders */
 	struct mime_b64 b64;
 	struct mime_qp qp;
+	/*
+	 * Encoded composite (enc): in, eof and the line state above then work
+	 * on dec[], the decoded body; raw is what the caller pushed. The raw
+	 * layer (rl_) only looks for delimiters of the multiparts below
+	 * stack[enc_base] and decodes everything else.
+	 */
+	bool enc;
+	bool raw_eof;
+	bool rl_line_start;   /* at the start of a raw line */
+	bool rl_cr;           /* a raw CR at the end of the input, maybe half of CRLF */
+	bool rl_end;          /* the raw body ended: a delimiter (rl_close_to, rl_after) or the input */
+	bool rl_cut;          /* that delimiter line was longer than the lookahead: skip its rest */
+	uint8_t rl_eol;       /* held raw line ending: 0, 1 or 2 bytes */
+	uint8_t rl_after;
+	uint8_t enc_cte;
+	uint32_t enc_base;
+	uint32_t rl_close_to;
+	size_t rl_carry_len;
+	size_t dec_len;
+	struct span raw;
+	struct mime_b64 eb64;
+	struct mime_qp eqp;
+	struct mime_uu uu;
 	/* queued defects */
 	uint8_t defq[MIME_DEFECTS_QUEUED];
 	uint32_t defq_part[MIME_DEFECTS_QUEUED];
@@ -176,6 +221,8 @@ struct mime {
 	uint8_t field[MIME_FIELD_MAX];
 	uint8_t carry[MIME_LINE_MAX];
 	uint8_t out[MIME_OUT_MAX + MIME_DEC_SLACK];
+	uint8_t rl_carry[MIME_LOOKAHEAD];
+	uint8_t dec[MIME_LINE_MAX + MIME_DEC_SLACK];
 };
 
 /* mime_init prepares caller storage for one message. */

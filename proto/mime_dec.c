@@ -3,7 +3,8 @@
  * mainstream parsers are: base64 skips line breaks and junk and accepts a
  * missing final padding; quoted-printable takes hex digits in either case,
  * "=" followed by white space and a line break as a soft break (RFC 2045
- * §6.7 note on transport padding) and a lone "=" literally.
+ * §6.7 note on transport padding) and a lone "=" literally; uudecode as
+ * described in mime_dec.h.
  */
 #include "mime_dec.h"
 
@@ -219,6 +220,158 @@ size_t mime_qp_finish(struct mime_qp *st, uint8_t *out)
 	}
 	memcpy(out, st->held, n);
 	st->num_held = 0;
+	return n;
+}
+
+void mime_uu_init(struct mime_uu *st)
+{
+	st->state = MIME_UU_ST_BEGIN;
+	st->name_ready = false;
+	st->line_len = 0;
+	st->name_len = 0;
+	st->line_cut = false;
+	st->num_bad = 0;
+}
+
+static bool is_uu_wsp(uint8_t c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\f';
+}
+
+/* uu_begin: "begin" SP 1*octal [SP name], as Python's email takes it (the mode must be octal). */
+static bool uu_begin(struct mime_uu *st, const uint8_t *l, size_t n)
+{
+	size_t i = 6;
+
+	if (n < 7 || memcmp(l, "begin ", 6) != 0) {
+		return false;
+	}
+	while (i < n && l[i] >= '0' && l[i] <= '7') {
+		i++;
+	}
+	if (i == 6 || (i < n && l[i] != ' ')) {
+		return false;
+	}
+	if (i < n) {
+		i++; /* the space before the name */
+	}
+	while (n > i && is_uu_wsp(l[n - 1])) {
+		n--;
+	}
+	n -= i;
+	if (n > MIME_UU_NAME_MAX) {
+		n = MIME_UU_NAME_MAX;
+	}
+	if (n > 0) {
+		memcpy(st->name, l + i, n);
+	}
+	st->name_len = (uint16_t)n;
+	st->name_ready = n > 0;
+	return true;
+}
+
+/* uu_line handles one line (without its line feed); returns bytes written. */
+static size_t uu_line(struct mime_uu *st, uint8_t *out)
+{
+	const uint8_t *l = st->line;
+	size_t n = st->line_len;
+
+	if (n > 0 && l[n - 1] == '\r' && !st->line_cut) {
+		n--;
+	}
+	st->line_len = 0;
+	st->line_cut = false;
+	if (st->state == MIME_UU_ST_BEGIN) {
+		if (uu_begin(st, l, n)) {
+			st->state = MIME_UU_ST_DATA;
+		}
+		return 0;
+	}
+	if (st->state != MIME_UU_ST_DATA) {
+		return 0;
+	}
+	size_t a = 0, b = n;
+
+	while (a < b && is_uu_wsp(l[a])) {
+		a++;
+	}
+	while (b > a && is_uu_wsp(l[b - 1])) {
+		b--;
+	}
+	if (b - a == 3 && memcmp(l + a, "end", 3) == 0) {
+		st->state = MIME_UU_ST_END;
+		return 0;
+	}
+	if (n == 0 || l[0] < 0x20 || l[0] > 0x60) {
+		st->num_bad++; /* an empty line or junk: Python gives up on the whole body here */
+		return 0;
+	}
+	size_t len = (size_t)((l[0] - 0x20) & 63);
+	size_t need = (len * 4 + 2) / 3;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t o = 0;
+
+	for (size_t i = 0; i < need; i++) {
+		/* Missing characters count as ' ' (zero): trailing spaces eaten in transit. */
+		uint8_t c = 1 + i < n ? l[1 + i] : ' ';
+
+		if (c < 0x20 || c > 0x60) {
+			st->num_bad++;
+			return 0; /* the line is junk: nothing of it */
+		}
+		acc = (acc << 6 | ((c - 0x20) & 63)) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o < len) {
+				out[o++] = (uint8_t)(acc >> bits);
+			}
+		}
+	}
+	return o;
+}
+
+size_t mime_uu_decode(struct mime_uu *st, uint8_t *out, struct span in)
+{
+	const uint8_t *p = in.p, *end = in.p + in.len;
+	size_t o = 0;
+
+	if (st->state == MIME_UU_ST_END) {
+		return 0; /* the rest of the body is ignored */
+	}
+	while (p < end) {
+		const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t n = lf ? (size_t)(lf - p) : (size_t)(end - p);
+		size_t room = MIME_UU_LINE_MAX - st->line_len;
+		size_t k = n < room ? n : room;
+
+		if (k > 0) {
+			memcpy(st->line + st->line_len, p, k);
+			st->line_len = (uint16_t)(st->line_len + k);
+		}
+		st->line_cut = st->line_cut || k < n;
+		if (lf == NULL) {
+			break;
+		}
+		p = lf + 1;
+		o += uu_line(st, out + o);
+		if (st->state == MIME_UU_ST_END) {
+			break;
+		}
+	}
+	return o;
+}
+
+size_t mime_uu_finish(struct mime_uu *st, uint8_t *out)
+{
+	size_t n = 0;
+
+	if (st->line_len > 0 && st->state != MIME_UU_ST_END) {
+		n = uu_line(st, out);
+	}
+	st->line_len = 0;
+	st->line_cut = false;
 	return n;
 }
 

@@ -267,8 +267,16 @@ Test(mime, malformed_structure_defects)
 		{ "Content-Transfer-Encoding: quoted-printable\r\n\r\na=zz\r\n", "quoted_printable_invalid" },
 		{ "not a header\r\nbody\r\n", "header_no_colon" },
 		{ " folded first\r\nA: b\r\n\r\n", "header_continuation_first" },
-		{ "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nQTogYg==\r\n",
+		{ "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nQTogYiAgIA==\r\n",
+		  "encoded_composite" },
+		{ "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nA: b\r\n\r\nc\r\n",
 		  "transfer_encoding_on_composite" },
+		{ "Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: base64\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+		  "transfer_encoding_on_composite" },
+		{ "Content-Transfer-Encoding: x-uuencode\r\n\r\nno begin line\r\n", "uuencode_no_begin" },
+		{ "Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\n#86)C\r\n", "uuencode_no_end" },
+		{ "Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\n#86)C\r\njunk line\r\nend\r\n",
+		  "uuencode_invalid" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
