@@ -236,6 +236,7 @@ void ltls_end(struct ltls *t)
 int ltls_begin(struct ltls *t, struct ltls_ctx *x, char *err, size_t err_len)
 {
 	BIO *rbio = NULL, *wbio = NULL;
+	const char *why = "out of memory";
 
 	ltls_end(t);
 	t->x = x;
@@ -251,13 +252,16 @@ int ltls_begin(struct ltls *t, struct ltls_ctx *x, char *err, size_t err_len)
 	rbio = wbio = NULL;
 	SSL_set_connect_state(t->ssl);
 	if (x->host != NULL && !SSL_set_tlsext_host_name(t->ssl, x->host)) {
+		why = "the host name is not valid for SNI";
 		goto fail;
 	}
 	if (x->verify) {
 		X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
 
-		if ((x->verify_host != NULL && !X509_VERIFY_PARAM_set1_host(param, x->verify_host, 0)) ||
+		if ((x->verify_host != NULL &&
+		     !X509_VERIFY_PARAM_set1_host(param, x->verify_host, strlen(x->verify_host))) ||
 		    (x->verify_ip != NULL && !X509_VERIFY_PARAM_set1_ip_asc(param, x->verify_ip))) {
+			why = "cannot set the name to verify";
 			goto fail;
 		}
 	}
@@ -265,7 +269,7 @@ int ltls_begin(struct ltls *t, struct ltls_ctx *x, char *err, size_t err_len)
 fail:
 	BIO_free(rbio);
 	BIO_free(wbio);
-	snprintf(err, err_len, "cannot start a TLS session (out of memory)");
+	snprintf(err, err_len, "cannot start a TLS session: %s", why);
 	ERR_clear_error();
 	ltls_end(t);
 	return -1;

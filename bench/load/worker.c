@@ -1079,7 +1079,7 @@ static void on_data(struct worker *w, struct lconn *c, const uint8_t *p, size_t 
 			/* From the 220 to STARTTLS on, the socket carries TLS: any
 			 * plaintext after it was not sent by a conforming server. */
 			if (in.len > 0) {
-				conn_end(w, c, "STARTTLS: the server sent more after its 220");
+				conn_end(w, c, "plaintext after the 220 to STARTTLS");
 			}
 			return;
 		}
