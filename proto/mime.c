@@ -104,15 +104,20 @@ static struct mime_frame *top(struct mime *p)
 	return &p->stack[p->depth > 0 ? p->depth - 1 : 0]; /* depth 0 only before the root begins */
 }
 
-static void defect(struct mime *p, enum mime_defect d)
+static void defect_at(struct mime *p, enum mime_defect d, uint32_t part)
 {
 	if (p->defq_len < MIME_DEFECTS_QUEUED) {
 		p->defq[p->defq_len] = (uint8_t)d;
-		p->defq_part[p->defq_len] = p->depth > 0 ? top(p)->info.index : 0;
+		p->defq_part[p->defq_len] = part;
 		p->defq_len++;
 	} else {
 		p->num_defects_dropped++;
 	}
+}
+
+static void defect(struct mime *p, enum mime_defect d)
+{
+	defect_at(p, d, p->depth > 0 ? top(p)->info.index : 0);
 }
 
 static void push_part(struct mime *p)
@@ -881,6 +886,7 @@ static void enc_enter(struct mime *p, struct span first)
 	p->rl_line_start = true;
 	p->rl_cr = false;
 	p->rl_end = false;
+	p->rl_flushed = false;
 	p->rl_cut = false;
 	p->rl_eol = 0;
 	p->rl_carry_len = 0;
@@ -925,14 +931,36 @@ static enum enc_fill enc_fill(struct mime *p)
 
 	p->dec_len = 0;
 	for (;;) {
-		size_t room = MIME_LINE_MAX - p->dec_len;
+		/*
+		 * A step decodes at most room bytes, or MIME_LOOKAHEAD + 3, and its
+		 * output exceeds its input by at most the bytes the decoder held
+		 * (< MIME_DEC_SLACK): dec[] has MIME_DEC_SLACK bytes past MIME_LINE_MAX.
+		 */
+		size_t room = p->dec_len < MIME_LINE_MAX ? MIME_LINE_MAX - p->dec_len : 0;
 
+		if (room < MIME_LOOKAHEAD + 3 + MIME_DEC_SLACK) {
+			return FILL_DATA;
+		}
 		wait = p->dec_len > 0 ? FILL_DATA : FILL_MORE;
+		if (p->rl_end && !p->rl_flushed) {
+			/* The decoder's last bytes, and its complaints, go to the encoded part. */
+			uint32_t part = p->stack[p->enc_base].info.index;
+
+			p->rl_flushed = true;
+			if (p->enc_cte == MIME_CTE_BASE64) {
+				p->dec_len += mime_b64_finish(&p->eb64, p->dec + p->dec_len);
+				if (p->eb64.num_junk > 0) {
+					defect_at(p, MIME_DEF_BASE64_INVALID, part);
+				}
+			} else {
+				p->dec_len += mime_qp_finish(&p->eqp, p->dec + p->dec_len);
+				if (p->eqp.num_bad > 0) {
+					defect_at(p, MIME_DEF_QP_INVALID, part);
+				}
+			}
+		}
 		if (p->rl_end) {
 			return p->dec_len > 0 ? FILL_DATA : FILL_END;
-		}
-		if (room < MIME_LOOKAHEAD + 3) {
-			return FILL_DATA;
 		}
 		if (p->rl_line_start) {
 			if (p->rl_carry_len == 0) {

@@ -199,6 +199,7 @@ struct mime {
 	bool rl_cr;           /* a raw CR at the end of the input, maybe half of CRLF */
 	bool rl_end;          /* the raw body ended: a delimiter (rl_close_to, rl_after) or the input */
 	bool rl_cut;          /* that delimiter line was longer than the lookahead: skip its rest */
+	bool rl_flushed;      /* the decoder was flushed at that end */
 	uint8_t rl_eol;       /* held raw line ending: 0, 1 or 2 bytes */
 	uint8_t rl_after;
 	uint8_t enc_cte;
