@@ -13,6 +13,7 @@
 #include "../verify/authres.h"
 #include "cfg.h"
 #include "log.h"
+#include "thread.h"
 #include "spool.h"
 
 #define DELIVER_BATCH_MAX   256               /* messages per flush */
@@ -350,6 +351,7 @@ struct deliver *deliver_start(const struct deliver_global *g, unsigned idx)
 		log_line(LOG_ERR, d->who, "deliver.start error=\"cannot create thread\"");
 		goto fail;
 	}
+	thread_name(d->thread, "omx-deliver", d->idx);
 	return d;
 fail:
 	while (s-- > 0) {

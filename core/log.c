@@ -7,6 +7,7 @@
  * and counts it, so a slow stderr reader can never stall a shard.
  */
 #include "log.h"
+#include "thread.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -136,6 +137,7 @@ void log_start_async(void)
 	}
 	atomic_store(&logger_stop, false);
 	if (pthread_create(&logger, NULL, logger_main, NULL) == 0) {
+		thread_name(logger, "omx-log", -1);
 		atomic_store(&async_on, true);
 	}
 }

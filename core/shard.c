@@ -44,6 +44,7 @@
 #include "../proto/smtp_trace.h"
 #include "crc32c.h"
 #include "log.h"
+#include "thread.h"
 #include "spool.h"
 #include "uring_compat.h"
 
@@ -1680,6 +1681,7 @@ static int shard_setup(struct shard *sh)
 		if (pthread_create(&sh->sync_thread, NULL, sync_main, sh) != 0) {
 			return -EAGAIN;
 		}
+		thread_name(sh->sync_thread, "omx-sync", sh->idx);
 		sh->sync_thread_ok = true;
 		arm_syncdone(sh);
 	}
@@ -1777,6 +1779,7 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 		free(sh);
 		return NULL;
 	}
+	thread_name(sh->thread, "omx-shard", sh->idx);
 	pthread_mutex_lock(&sh->start_mu);
 	while (sh->start_state == 0) {
 		pthread_cond_wait(&sh->start_cv, &sh->start_mu);

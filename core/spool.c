@@ -206,6 +206,44 @@ fail:
 	return rc;
 }
 
+/*
+ * spool_read_small reads a small file into the heap and parses it; closes
+ * fd. Reading beats mapping here: a delivery worker's munmap makes the
+ * kernel shoot down the mapping on every CPU the process runs on (an IPI
+ * per message), and a few KiB copy for less than that costs.
+ */
+static int spool_read_small(struct spool_entry *out, int fd, size_t len)
+{
+	uint8_t *data = malloc(len);
+	size_t got = 0;
+	int rc = 0;
+
+	if (data == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < len) {
+		ssize_t n = pread(fd, data + got, len - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EINVAL; /* shorter than fstat said: not ours to trust */
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	if (rc == 0) {
+		rc = spool_parse(out, data, len);
+	}
+	if (rc != 0) {
+		free(data);
+	}
+	return rc;
+}
+
 int spool_load(struct spool_entry *out, int dirfd, const char *name)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -224,6 +262,9 @@ int spool_load(struct spool_entry *out, int dirfd, const char *name)
 	if (st.st_size <= 0) {
 		close(fd);
 		return -EINVAL; /* never acknowledged: a committed file has a trailer */
+	}
+	if (st.st_size <= SPOOL_READ_MAX) {
+		return spool_read_small(out, fd, (size_t)st.st_size);
 	}
 	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	rc = data == MAP_FAILED ? -errno : 0;

@@ -65,10 +65,12 @@ struct spool_entry {
  */
 int spool_parse(struct spool_entry *out, uint8_t *data, size_t len);
 
+#define SPOOL_READ_MAX (64 * 1024) /* files up to this size are read, larger ones mapped */
+
 /*
- * spool_load maps dirfd/name read-only and parses it; -errno from I/O or
- * spool_parse. A mapping keeps a large message in the page cache instead of
- * the worker's heap.
+ * spool_load reads (up to SPOOL_READ_MAX) or maps read-only dirfd/name and
+ * parses it; -errno from I/O or spool_parse. A mapping keeps a large
+ * message in the page cache instead of the worker's heap.
  */
 int spool_load(struct spool_entry *out, int dirfd, const char *name);
 

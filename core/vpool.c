@@ -32,6 +32,7 @@
 #include "../verify/psl.h"
 #include "../verify/spf.h"
 #include "log.h"
+#include "thread.h"
 
 #define VJOB_CHUNK      (64u * 1024)  /* message bytes per posted operation */
 #define VJOB_LINE_MAX   (64u * 1024)  /* one header line, for the header splitter */
@@ -820,6 +821,7 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 		return NULL;
 	}
 	p->dns.started = true;
+	thread_name(p->dns.thread, "omx-dns", -1);
 	for (unsigned i = 0; i < p->num_workers; i++) {
 		struct vworker *w = &p->w[i];
 
@@ -835,6 +837,7 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 			return NULL;
 		}
 		w->started = true;
+		thread_name(w->thread, "omx-verify", (int)i);
 	}
 	return p;
 }

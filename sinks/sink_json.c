@@ -41,6 +41,7 @@ struct json_conf {
 struct json_file {
 	char tmp[320], final[320]; /* relative to DIR */
 	int fd;
+	uint32_t part;             /* part index of an attachment file, UINT32_MAX for .eml/.json */
 };
 
 struct sink_tx {
@@ -49,8 +50,7 @@ struct sink_tx {
 	const struct msg_env *env;
 	struct message *msg;
 	struct json_file *files; /* [0] = .eml, then attachments, last = .json */
-	size_t num_files;
-	uint32_t *att_part;      /* part index of files[i] (i >= 1), UINT32_MAX for others */
+	size_t num_files, files_cap;
 	int err;
 	sink_done_fn *done;
 	void *arg;
@@ -171,6 +171,17 @@ static int add_file(struct sink_tx *tx, const char *final, uint32_t part)
 	if (tx->num_files >= JSON_MAX_FILES + 1) {
 		return -E2BIG;
 	}
+	if (tx->num_files == tx->files_cap) {
+		/* Grown on demand: most messages need two files (.eml, .json),
+		 * and a table for the worst case cost a 650 KB calloc per message. */
+		size_t cap = tx->files_cap ? tx->files_cap * 2 : 2;
+
+		if ((f = reallocarray(tx->files, cap, sizeof(*f))) == NULL) {
+			return -ENOMEM;
+		}
+		tx->files = f;
+		tx->files_cap = cap;
+	}
 	f = &tx->files[tx->num_files];
 	snprintf(f->final, sizeof(f->final), "%s", final);
 	snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", final);
@@ -178,7 +189,7 @@ static int add_file(struct sink_tx *tx, const char *final, uint32_t part)
 	if (f->fd < 0) {
 		return -errno;
 	}
-	tx->att_part[tx->num_files] = part;
+	f->part = part;
 	return (int)tx->num_files++;
 }
 
@@ -194,7 +205,7 @@ static int on_part_data(void *arg, const struct message_part *p, uint64_t size_b
 		return 0;
 	}
 	for (size_t i = 1; i < tx->num_files; i++) {
-		if (tx->att_part[i] == idx) {
+		if (tx->files[i].part == idx) {
 			slot = (int)i;
 		}
 	}
@@ -231,7 +242,6 @@ static void tx_free(struct sink_tx *tx, bool unlink_tmp)
 	}
 	message_free(tx->msg);
 	free(tx->files);
-	free(tx->att_part);
 	free(tx);
 }
 
@@ -247,11 +257,9 @@ static int json_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 	}
 	tx->st = st;
 	tx->env = env;
-	tx->files = calloc(JSON_MAX_FILES + 1, sizeof(*tx->files));
-	tx->att_part = calloc(JSON_MAX_FILES + 1, sizeof(*tx->att_part));
 	struct message_opts mo = { .keep_max = st->conf->inline_max, .part_data = on_part_data, .arg = tx };
 
-	if (tx->files == NULL || tx->att_part == NULL || (tx->msg = message_new(&mo)) == NULL) {
+	if ((tx->msg = message_new(&mo)) == NULL) {
 		tx_free(tx, false);
 		return -ENOMEM;
 	}
@@ -281,7 +289,7 @@ static const char *att_path(void *arg, const struct message_part *p)
 	struct sink_tx *tx = arg;
 
 	for (size_t i = 1; i < tx->num_files; i++) {
-		if (tx->att_part[i] == message_part_index(p)) {
+		if (tx->files[i].part == message_part_index(p)) {
 			return tx->files[i].final;
 		}
 	}
