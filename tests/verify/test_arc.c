@@ -81,22 +81,27 @@ static size_t seal_input(char *buf, size_t cap, const struct chain *c, unsigned 
  * build makes a valid chain of n sets (AMS over from:subject, c=relaxed/relaxed)
  * with selector sel<k> where k = (i-1) % nsel, so tests can vary the number of keys.
  */
-static void build(struct chain *c, unsigned n, unsigned nsel)
+static void build_l(struct chain *c, unsigned n, unsigned nsel, const unsigned *l)
 {
 	static char buf[NMAX * 1024];
-	char bh[64], b[64], head[400], sel[16];
+	char bh[64], b[64], head[400], sel[16], ltag[16];
 
 	memset(c, 0, sizeof(*c));
 	c->n = n;
-	sha_b64(bh, BODY, strlen(BODY));
 	for (unsigned i = 1; i <= n; i++) {
 		size_t len;
 
+		/* l=: the body hash covers the first l canonical octets only */
+		ltag[0] = '\0';
+		if (l != NULL && l[i] > 0) {
+			snprintf(ltag, sizeof(ltag), " l=%u;", l[i]);
+		}
+		sha_b64(bh, BODY, l != NULL && l[i] > 0 && l[i] < strlen(BODY) ? l[i] : strlen(BODY));
 		snprintf(sel, sizeof(sel), "sel%u", (i - 1) % nsel);
 		snprintf(c->aar[i], sizeof(c->aar[i]), "arc-authentication-results:i=%u; mx%u.test; spf=pass", i, i);
 		snprintf(head, sizeof(head),
-			 "arc-message-signature:i=%u; a=rsa-sha256; c=relaxed/relaxed; d=x.test; s=%s; h=from:subject; bh=%s; b=",
-			 i, sel, bh);
+			 "arc-message-signature:i=%u; a=rsa-sha256; c=relaxed/relaxed; d=x.test; s=%s; h=from:subject;%s bh=%s; b=",
+			 i, sel, ltag, bh);
 		len = (size_t)snprintf(buf, sizeof(buf), "%s\r\n%s\r\n%s", FROM, SUBJ, head);
 		sha_b64(b, buf, len);
 		snprintf(c->ams[i], sizeof(c->ams[i]), "%s%s", head, b);
@@ -106,6 +111,11 @@ static void build(struct chain *c, unsigned n, unsigned nsel)
 		sha_b64(b, buf, len);
 		snprintf(c->as[i], sizeof(c->as[i]), "%s%s", head, b);
 	}
+}
+
+static void build(struct chain *c, unsigned n, unsigned nsel)
+{
+	build_l(c, n, nsel, NULL);
 }
 
 struct run_opts {
@@ -432,6 +442,27 @@ Test(arc, oldest_pass_walks_down_to_the_first_broken_ams)
 	struct arc_result r = run(f, n, BODY, NULL);
 	cr_assert_eq(r.res, AUTH_PASS, "%s %s %u", r.reason, r.fail_field, r.fail_instance);
 	cr_assert_eq(r.oldest_pass, 3, "AMS(4), AMS(3) verify, AMS(2) does not");
+}
+
+Test(arc, body_hashes_are_bounded_and_the_newest_always_has_one)
+{
+	static struct chain c;
+	const char *f[32];
+	/* six AMSes, each with its own l=: six body canonicalisations */
+	static const unsigned l[] = { 0, 1, 2, 3, 4, 5, 6 };
+
+	build_l(&c, 6, 1, l);
+	struct arc_result r = run(f, fields(f, &c), BODY, NULL);
+	cr_assert_eq(r.res, AUTH_PASS, "%s", r.reason);
+	/* AMS(6..3) have the ARC_BODYHASH_MAX hashes; AMS(2) has none, so oldest-pass stops there */
+	cr_assert_eq(ARC_BODYHASH_MAX, 4);
+	cr_assert_eq(r.oldest_pass, 3);
+	/* an l= beyond the body fails the newest AMS */
+	static const unsigned long_l[] = { 0, 200 };
+	build_l(&c, 1, 1, long_l);
+	r = run(f, fields(f, &c), BODY, NULL);
+	cr_assert_eq(r.res, AUTH_FAIL);
+	cr_assert_str_eq(r.reason, "l= is longer than the body");
 }
 
 Test(arc, keys_bound_answers_and_never_answered)

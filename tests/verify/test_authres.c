@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "../../verify/arc.h"
 #include "../../verify/authres.h"
 #include "../../verify/dns.h"
 
@@ -100,4 +101,23 @@ Test(dns_txt, joins_strings_and_bounds_answers)
 	rl[0] = sizeof(big);
 	cr_assert_eq(dns_txt_from_rdata(&a, rd, rl, 1), DNS_TOO_BIG);
 	cr_assert(dns_status_transient(DNS_TIMEOUT) && !dns_status_transient(DNS_NXDOMAIN));
+}
+
+Test(authres, arc_entry_names_the_failed_field)
+{
+	struct arc_result a = { .res = AUTH_FAIL, .reason = "signature did not verify", .fail_field = "ARC-Seal",
+				.fail_instance = 2, .num_sets = 2 };
+	struct authres_in in = { .arc = &a };
+	struct bb b;
+	const char *want = "Authentication-Results: mx;\r\n\tarc=fail reason=\"ARC-Seal i=2: signature did not verify\"\r\n";
+
+	bb_init(&b, 0);
+	cr_assert_eq(authres_write_all(&b, "mx", &in), 0);
+	cr_assert(b.len == strlen(want) && memcmp(b.p, want, b.len) == 0, "got:\n%.*s", (int)b.len, (const char *)b.p);
+	bb_reset(&b, 0);
+	a = (struct arc_result){ .res = AUTH_PASS, .num_sets = 3 };
+	cr_assert_eq(authres_write_all(&b, "mx", &in), 0);
+	want = "Authentication-Results: mx;\r\n\tarc=pass\r\n";
+	cr_assert(b.len == strlen(want) && memcmp(b.p, want, b.len) == 0, "got:\n%.*s", (int)b.len, (const char *)b.p);
+	bb_fini(&b);
 }
