@@ -1090,11 +1090,38 @@ static void enc_leave(struct mime *p)
 	begin_close(p, p->rl_close_to, (enum mime_after)p->rl_after);
 }
 
+/* text_like: UTF-8 text without control characters but HT, CR, LF (a sequence may be cut at the end). */
+static bool text_like(const uint8_t *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint8_t c = s[i++];
+		size_t k = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : 0;
+
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f) {
+				return false;
+			}
+			continue;
+		}
+		if (k == 0 || c > 0xf4) {
+			return false;
+		}
+		for (; k > 0 && i < n; k--) {
+			if ((s[i++] & 0xc0) != 0x80) {
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
 /*
  * b64_line: does the first non-blank line of a body declared base64 look
  * like base64 (alphabet only, at most two '=' at the end, at least 8
- * characters, a multiple of 4 when the line is whole)? Only the first
- * MIME_LOOKAHEAD bytes count, wherever the line comes from.
+ * characters, a multiple of 4 when the line is whole) of text (a preamble,
+ * a delimiter, header fields)? A word such as "preamble" passes the first
+ * test, not the second. Only the first MIME_LOOKAHEAD bytes count,
+ * wherever the line comes from.
  */
 static bool b64_line(struct span line)
 {
@@ -1117,7 +1144,14 @@ static bool b64_line(struct span line)
 			return false;
 		}
 	}
-	return pad <= 2 && n + pad >= 8 && (!whole || (n + pad) % 4 == 0);
+	if (pad > 2 || n + pad < 8 || (whole && (n + pad) % 4 != 0)) {
+		return false;
+	}
+	uint8_t buf[MIME_LOOKAHEAD];
+	struct mime_b64 st;
+
+	memset(&st, 0, sizeof(st));
+	return text_like(buf, mime_b64_decode(&st, buf, c));
 }
 
 static bool is_blank(struct span s)

@@ -409,6 +409,10 @@ Test(mime_enc, header_the_body_contradicts_is_ignored)
 		"Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
 		"This is a multi-part message in MIME format.\r\n--b\r\n\r\nhello\r\n--b\r\n"
 		"Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n--b--\r\n",
+		/* base64 declared, a first line of base64 letters that does not decode to text */
+		"Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+		"preamble\r\n--b\r\n\r\nhello\r\n--b\r\n"
+		"Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n--b--\r\n",
 		/* quoted-printable declared, a delimiter as it stands, base64 padding that QP would eat */
 		"Content-Type: multipart/mixed; boundary=b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
 		"\r\n--b\r\n\r\nhello\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\naGk=\r\n--b--\r\n",
