@@ -15,38 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../proto/sha256.h"
 #include "../../verify/arc.h"
+#include "b64_sha.h"
 
 #define NMAX ARC_INSTANCES_MAX
 
-static void b64(char *out, const uint8_t *p, size_t len)
-{
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
-			     (i + 2 < len ? p[i + 2] : 0);
-
-		out[o++] = t[v >> 18 & 63];
-		out[o++] = t[v >> 12 & 63];
-		out[o++] = i + 1 < len ? t[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < len ? t[v & 63] : '=';
-	}
-	out[o] = '\0';
-}
-
-static void sha_b64(char *out, const char *s, size_t len)
-{
-	struct sha256 h;
-	uint8_t d[SHA256_LEN];
-
-	sha256_init(&h);
-	sha256_update(&h, s, len);
-	sha256_final(&h, d);
-	b64(out, d, sizeof(d));
-}
 
 /* Header fields below the ARC sets, already in relaxed canonical form. */
 static const char *const FROM = "from:A <a@x.test>";
@@ -96,19 +69,19 @@ static void build_l(struct chain *c, unsigned n, unsigned nsel, const unsigned *
 		if (l != NULL && l[i] > 0) {
 			snprintf(ltag, sizeof(ltag), " l=%u;", l[i]);
 		}
-		sha_b64(bh, BODY, l != NULL && l[i] > 0 && l[i] < strlen(BODY) ? l[i] : strlen(BODY));
+		sha_b64n(bh, BODY, l != NULL && l[i] > 0 && l[i] < strlen(BODY) ? l[i] : strlen(BODY));
 		snprintf(sel, sizeof(sel), "sel%u", (i - 1) % nsel);
 		snprintf(c->aar[i], sizeof(c->aar[i]), "arc-authentication-results:i=%u; mx%u.test; spf=pass", i, i);
 		snprintf(head, sizeof(head),
 			 "arc-message-signature:i=%u; a=rsa-sha256; c=relaxed/relaxed; d=x.test; s=%s; h=from:subject;%s bh=%s; b=",
 			 i, sel, ltag, bh);
 		len = (size_t)snprintf(buf, sizeof(buf), "%s\r\n%s\r\n%s", FROM, SUBJ, head);
-		sha_b64(b, buf, len);
+		sha_b64n(b, buf, len);
 		snprintf(c->ams[i], sizeof(c->ams[i]), "%s%s", head, b);
 		snprintf(head, sizeof(head), "arc-seal:i=%u; a=rsa-sha256; cv=%s; d=x.test; s=%s; t=12345; b=", i,
 			 i == 1 ? "none" : "pass", sel);
 		len = seal_input(buf, sizeof(buf), c, i, head);
-		sha_b64(b, buf, len);
+		sha_b64n(b, buf, len);
 		snprintf(c->as[i], sizeof(c->as[i]), "%s%s", head, b);
 	}
 }
@@ -434,7 +407,7 @@ Test(arc, oldest_pass_walks_down_to_the_first_broken_ams)
 			snprintf(head, sizeof(head), "arc-seal:i=%u; a=rsa-sha256; cv=pass; d=x.test; s=sel0; t=12345; b=",
 				 i);
 			len = seal_input(buf, sizeof(buf), &c, i, head);
-			sha_b64(b, buf, len);
+			sha_b64n(b, buf, len);
 			snprintf(c.as[i], sizeof(c.as[i]), "%s%s", head, b);
 		}
 	}

@@ -9,35 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../proto/sha256.h"
 #include "../../verify/dkim.h"
-
-static void b64(char *out, const uint8_t *p, size_t len)
-{
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
-			     (i + 2 < len ? p[i + 2] : 0);
-
-		out[o++] = t[v >> 18 & 63];
-		out[o++] = t[v >> 12 & 63];
-		out[o++] = i + 1 < len ? t[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < len ? t[v & 63] : '=';
-	}
-	out[o] = '\0';
-}
+#include "b64_sha.h"
 
 static void sha_b64(char *out, const char *s)
 {
-	struct sha256 h;
-	uint8_t d[SHA256_LEN];
-
-	sha256_init(&h);
-	sha256_update(&h, s, strlen(s));
-	sha256_final(&h, d);
-	b64(out, d, sizeof(d));
+	sha_b64n(out, s, strlen(s));
 }
 
 static const char *const FROM = "From: A <a@x.test>";
