@@ -1,9 +1,20 @@
 /*
- * sha256.c - SHA-256 after FIPS 180-4 §6.2 (straightforward, portable).
+ * sha256.c - SHA-256 after FIPS 180-4 §6.2: a portable block function, and
+ * one with the x86 SHA extensions (SHA-NI) chosen at run time when the CPU
+ * has them. Every attachment and body of the JSON document is hashed, and
+ * the portable code ran at ~200 MB/s, which capped the message object's
+ * parse throughput; with SHA-NI hashing runs at several GB/s.
  */
 #include "sha256.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define SHA256_X86 1
+#endif
 
 static const uint32_t K[64] = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -42,6 +53,95 @@ static void block(uint32_t h[8], const uint8_t *p)
 	h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
 }
 
+#ifdef SHA256_X86
+/*
+ * blocks_shani hashes n 64-byte blocks with SHA256RNDS2 (two rounds per
+ * instruction) and SHA256MSG1/MSG2 (the message schedule). The instructions
+ * keep the state as ABEF and CDGH, not ABCD and EFGH; the shuffles on entry
+ * and exit convert. w[j & 3] holds schedule words 4j..4j+3.
+ */
+__attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+	__m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1); /* B A D C */
+	__m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B); /* H G F E */
+	__m128i s0 = _mm_alignr_epi8(t, s1, 8);                                        /* ABEF */
+
+	s1 = _mm_blend_epi16(s1, t, 0xF0); /* CDGH */
+	for (; n > 0; n--, p += 64) {
+		__m128i abef = s0, cdgh = s1, w[4];
+
+		for (int j = 0; j < 4; j++) {
+			w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)), bswap);
+		}
+		for (int j = 0; j < 16; j++) {
+			__m128i m = _mm_add_epi32(w[j & 3], _mm_loadu_si128((const __m128i *)&K[4 * j]));
+
+			s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+			if (j >= 3 && j <= 14) { /* words 4(j+1).. from the msg1 part and the last two groups */
+				__m128i x = _mm_alignr_epi8(w[j & 3], w[(j - 1) & 3], 4);
+
+				w[(j + 1) & 3] = _mm_sha256msg2_epu32(_mm_add_epi32(w[(j + 1) & 3], x), w[j & 3]);
+			}
+			s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0E));
+			if (j >= 1 && j <= 12) { /* msg1 part of group j+3 */
+				w[(j - 1) & 3] = _mm_sha256msg1_epu32(w[(j - 1) & 3], w[j & 3]);
+			}
+		}
+		s0 = _mm_add_epi32(s0, abef);
+		s1 = _mm_add_epi32(s1, cdgh);
+	}
+	t = _mm_shuffle_epi32(s0, 0x1B);  /* F E B A */
+	s1 = _mm_shuffle_epi32(s1, 0xB1); /* D C H G */
+	_mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(t, s1, 0xF0)); /* A B C D */
+	_mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(s1, t, 8));    /* E F G H */
+}
+
+static bool cpu_has_shani(void)
+{
+	unsigned a, b, c, d;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1)) {
+		return false;
+	}
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#endif
+
+/* 0: not decided yet, 1: portable, 2: SHA-NI. cpuid traps in a VM: ask once. */
+static _Atomic int impl;
+
+void sha256_use_accel(bool on)
+{
+	int want = 1;
+
+#ifdef SHA256_X86
+	if (on && cpu_has_shani()) {
+		want = 2;
+	}
+#endif
+	atomic_store_explicit(&impl, want, memory_order_relaxed);
+}
+
+static void blocks(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	int i = atomic_load_explicit(&impl, memory_order_relaxed);
+
+	if (i == 0) {
+		sha256_use_accel(true);
+		i = atomic_load_explicit(&impl, memory_order_relaxed);
+	}
+#ifdef SHA256_X86
+	if (i == 2) {
+		blocks_shani(h, p, n);
+		return;
+	}
+#endif
+	for (; n > 0; n--, p += 64) {
+		block(h, p);
+	}
+}
+
 void sha256_init(struct sha256 *s)
 {
 	static const uint32_t iv[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -67,13 +167,13 @@ void sha256_update(struct sha256 *s, const void *data, size_t len)
 		if (s->buf_len < 64) {
 			return;
 		}
-		block(s->h, s->buf);
+		blocks(s->h, s->buf, 1);
 		s->buf_len = 0;
 	}
-	while (len >= 64) {
-		block(s->h, p);
-		p += 64;
-		len -= 64;
+	if (len >= 64) {
+		blocks(s->h, p, len / 64);
+		p += len & ~(size_t)63;
+		len &= 63;
 	}
 	if (len > 0) {
 		memcpy(s->buf, p, len);
