@@ -5,7 +5,15 @@
  *
  * Sequence and threading (the dkim_msg contract): any thread, but one
  * thread at a time per struct arc_msg; the caller serialises key answers
- * with the other calls (the verify pool runs them all on the job's worker).
+ * with the other calls. In the verify pool that means: the job's worker
+ * makes every call; a key index from arc_msg_header goes to the DNS
+ * thread as the name (copy arc_msg_key_name into the request), and the
+ * answer comes back to the worker as an operation that calls
+ * arc_msg_key_answer. ARC key indexes are their own number space, apart
+ * from dkim_msg's signature indexes, so the operation must say which
+ * validator it is for. Headers go to both validators (they keep their own
+ * copies); arc_msg_body_wanted joins dkim_msg_num_sigs in deciding
+ * whether the body is still needed.
  *
  *   m = arc_msg_new(&opts);
  *   for each header field:  arc_msg_header(m, field, &key);
