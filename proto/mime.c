@@ -943,20 +943,12 @@ static enum enc_fill enc_fill(struct mime *p)
 		}
 		wait = p->dec_len > 0 ? FILL_DATA : FILL_MORE;
 		if (p->rl_end && !p->rl_flushed) {
-			/* The decoder's last bytes, and its complaints, go to the encoded part. */
-			uint32_t part = p->stack[p->enc_base].info.index;
-
+			/* The decoder's last bytes (its complaints wait for enc_leave, a point independent of cuts). */
 			p->rl_flushed = true;
 			if (p->enc_cte == MIME_CTE_BASE64) {
 				p->dec_len += mime_b64_finish(&p->eb64, p->dec + p->dec_len);
-				if (p->eb64.num_junk > 0) {
-					defect_at(p, MIME_DEF_BASE64_INVALID, part);
-				}
 			} else {
 				p->dec_len += mime_qp_finish(&p->eqp, p->dec + p->dec_len);
-				if (p->eqp.num_bad > 0) {
-					defect_at(p, MIME_DEF_QP_INVALID, part);
-				}
 			}
 		}
 		if (p->rl_end) {
@@ -1081,6 +1073,11 @@ static enum enc_fill enc_fill(struct mime *p)
 /* enc_leave: the decoded body has been read to its end; back to the raw input, then the delimiter's closing. */
 static void enc_leave(struct mime *p)
 {
+	uint32_t part = p->stack[p->enc_base].info.index;
+
+	if (p->enc_cte == MIME_CTE_BASE64 ? p->eb64.num_junk > 0 : p->eqp.num_bad > 0) {
+		defect_at(p, p->enc_cte == MIME_CTE_BASE64 ? MIME_DEF_BASE64_INVALID : MIME_DEF_QP_INVALID, part);
+	}
 	p->enc = false;
 	p->in = p->raw;
 	p->eof = p->raw_eof;
@@ -1183,7 +1180,7 @@ static bool step_sniff(struct mime *p, bool *out_more)
 			*out_more = true;
 			return false;
 		}
-		if (!p->carry_done) {
+		if (p->carry_len == 0 || !p->carry_done) {
 			size_t lim = min_sz(p->in.len, MIME_LOOKAHEAD > p->carry_len ? MIME_LOOKAHEAD - p->carry_len : 0);
 			const uint8_t *lf = find_lf(p->in.p, lim);
 			size_t n = lf != NULL ? (size_t)(lf + 1 - p->in.p) : lim;

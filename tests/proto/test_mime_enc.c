@@ -566,3 +566,31 @@ Test(mime_enc, event_stream_stays_in_parser_storage)
 	cr_assert_gt(bodies, 0);
 	guard_release(g, len);
 }
+
+/*
+ * tests/fuzz/corpus/fuzz_mime/split-encoded-defect-order.eml (found by
+ * fuzz_mime): the base64_invalid of an encoded composite was queued when
+ * the raw layer reached the end of the body, which came before or after
+ * the decoded body's own defects depending on the cut. Now it is queued
+ * when the decoded body has been read (enc_leave).
+ */
+static const char FUZZ_DEFECT_ORDER[] =
+	"Content-Type: multipart/mixed; boundary=out\r\n"
+	"\r\n"
+	"--out\r\n"
+	"Content-Type: multipart/mixed; boundary=in\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"cHJlDQotLWluDQpDb250ZW50LVR5cGU6IHRleHQvcGxhaW4NCg0KaGVsbG8NCi0taW4NCkNvbnRl\r\n"
+	"bnG+VHJhbnNmZXItRW5jb2Rpbmc6IHgtdXVlbmNvZGUNCg0KYmVnaW4gNjQ0IGMudHh0DQojMFYl\r\n"
+	"VA0KYA0KZW5kDQotLWluLS0NCg=U3ViamVjdDogafter\r\n"
+	"--out--\r\n";
+
+Test(mime_enc, layer_defects_in_the_same_order_at_any_cut)
+{
+	char *doc = same_doc_everywhere(FUZZ_DEFECT_ORDER);
+
+	cr_assert_not_null(strstr(doc, "{\"code\":\"header_no_colon\",\"part_id\":\"1.2\"},"
+				       "{\"code\":\"base64_invalid\",\"part_id\":\"1\"}"), "%s", doc);
+	free(doc);
+}
