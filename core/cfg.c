@@ -68,6 +68,7 @@ static const struct opt opts[] = {
 	O("spf", OPT_BOOL, spf, 0, 0),
 	O("dmarc", OPT_BOOL, dmarc, 0, 0),
 	O("dmarc-enforce", OPT_BOOL, dmarc_enforce, 0, 0),
+	O("arc", OPT_BOOL, arc, 0, 0),
 	O("psl", OPT_STR, psl, 0, 0),
 	O("dkim-temperror", OPT_TEMPERR, dkim_temperror_tempfail, 0, 0),
 	O("dkim-max-signatures", OPT_U32, dkim_max_sigs, 1, 64),
@@ -163,8 +164,9 @@ void cfg_usage(FILE *f)
 "                               of every stored message (default on)\n"
 "    --spf on|off               check SPF (RFC 7208) for the MAIL FROM identity\n"
 "                               (postmaster@HELO for <>) and the HELO identity;\n"
-"                               the DNS lookups run while DATA arrives; spf=\n"
-"                               results with smtp.mailfrom / smtp.helo in the\n"
+"                               the lookups start at MAIL FROM and run while\n"
+"                               RCPT and DATA arrive; spf= results with\n"
+"                               smtp.mailfrom / smtp.helo in the\n"
 "                               Authentication-Results field (default on)\n"
 "    --dmarc on|off             evaluate DMARC (RFC 7489) for the one From\n"
 "                               domain, with record discovery at the domain and\n"
@@ -175,6 +177,10 @@ void cfg_usage(FILE *f)
 "    --dmarc-enforce on|off     answer 550 5.7.1 at the end of data when the\n"
 "                               policy is reject (after pct=); quarantine is\n"
 "                               marked in Authentication-Results (default off)\n"
+"    --arc on|off               validate ARC chains (RFC 8617): ARC-Seal,\n"
+"                               ARC-Message-Signature and ARC-Authentication-\n"
+"                               Results of every instance; arc= in\n"
+"                               Authentication-Results (default on)\n"
 "    --psl FILE                 Public Suffix List (default: Debian's\n"
 "                               /usr/share/publicsuffix/public_suffix_list.dat)\n"
 "    --dkim-temperror accept|tempfail\n"
@@ -233,6 +239,7 @@ void cfg_init(struct cfg *c)
 	c->dkim = true;
 	c->spf = true;
 	c->dmarc = true;
+	c->arc = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
 	c->recv_buffer_size = 32768;
@@ -397,13 +404,6 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 	case OPT_BARE:
 		if (strcmp(v, "reject") == 0) {
 			c->bare_lf = SMTP_BARE_REJECT;
-	c->recv_buffers = 256;
-	c->dkim = true;
-	c->spf = true;
-	c->dmarc = true;
-	c->dkim_max_sigs = 8;
-	c->dns_timeout_ms = 5000;
-	c->recv_buffer_size = 32768;
 		} else if (strcmp(v, "normalise") == 0 || strcmp(v, "normalize") == 0) {
 			c->bare_lf = SMTP_BARE_NORMALISE;
 		} else {

@@ -58,6 +58,7 @@ struct cfg {
 	bool dkim;                    /* verify DKIM signatures (default on) */
 	bool spf;                     /* check SPF for MAIL FROM and HELO (default on) */
 	bool dmarc;                   /* evaluate DMARC (default on) */
+	bool arc;                     /* validate ARC chains (default on) */
 	bool dmarc_enforce;           /* p=reject answers 550 5.7.1 (default off: annotate) */
 	char *psl;                    /* Public Suffix List path; NULL = Debian's */
 	bool dkim_temperror_tempfail; /* answer 451 when a signature's verdict is temperror */

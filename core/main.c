@@ -264,7 +264,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	signal(SIGPIPE, SIG_IGN);
 
 	log_start_async();
-	if (cfg->dkim || cfg->spf) {
+	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc) {
 		struct vpool_cfg vc = {
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,

@@ -705,7 +705,7 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 	const struct msg_env *env = smtp_sess_env(c->sess);
 
 	conn_drop_vjob(sh, c); /* RSET and a new MAIL: the old sender is gone */
-	if (sh->g->vpool == NULL || (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim)) == NULL) {
+	if (sh->g->vpool == NULL || (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim, sh->g->cfg->arc)) == NULL) {
 		return;
 	}
 	sh->vjobs_live++;

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../verify/arc.h"
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
 #include "../verify/dns.h"
@@ -40,7 +41,7 @@
 enum vop_kind {
 	VOP_DATA = 0, /* message bytes (header and body) */
 	VOP_END,      /* the message is complete */
-	VOP_KEY,      /* a key lookup answered */
+	VOP_KEY,      /* a key lookup answered (DKIM, or ARC when `arc`) */
 	VOP_SPF,      /* an SPF check finished */
 	VOP_DMARC,    /* the DMARC record discovery finished */
 	VOP_KIND_COUNT
@@ -50,7 +51,8 @@ struct vop {
 	struct vop *next;
 	struct vjob *job;
 	enum vop_kind kind;
-	unsigned sig;                 /* VOP_KEY */
+	unsigned sig;                 /* VOP_KEY: the DKIM signature or ARC key index */
+	bool arc;                     /* VOP_KEY: for the ARC validator */
 	struct dns_txt_answer *ans;   /* VOP_KEY, owned */
 	struct spf_result *spf;       /* VOP_SPF, owned */
 	struct dmarc_check *dmarc;    /* VOP_DMARC, owned; NULL: could not run */
@@ -71,6 +73,7 @@ struct dnsreq {
 	struct dnsreq *next;
 	struct vjob *job;
 	unsigned sig;
+	bool arc;                     /* an ARC key (index `sig` of the job's arc_msg) */
 	char name[256];
 	/* An SPF request (RFC 7208): both identities are checked on the DNS
 	 * thread, which owns the resolver; NULL for a key lookup. */
@@ -142,6 +145,10 @@ struct vjob {
 	_Atomic bool body_unwanted;   /* set by the worker: no signature, skip the body */
 	/* worker side */
 	struct dkim_msg *m;
+	struct arc_msg *arc;          /* ARC validator; NULL when ARC is off or done */
+	bool arc_on;                  /* ARC is validated (--arc on) */
+	bool arc_done;                /* arc_res holds a result */
+	struct arc_result arc_res;
 	struct dns_txt_answer *kc_buf;  /* room for a cached answer (8 KiB), allocated on first use */
 	struct bb line;               /* header line being assembled */
 	struct bb field;              /* header field being assembled */
@@ -225,6 +232,7 @@ static void dns_answered(void *arg, const struct dns_txt_answer *a)
 	op->kind = VOP_KEY;
 	op->job = rq->job;
 	op->sig = rq->sig;
+	op->arc = rq->arc;
 	worker_post(rq->job->w, op);
 	free(rq);
 }
@@ -486,7 +494,24 @@ static void dmarc_request(struct vjob *j, const char *domain)
 	}
 }
 
-static void dns_request(struct vjob *j, unsigned sig)
+/* key_answer gives a key lookup's answer to the DKIM or the ARC verifier of j. */
+static void key_answer(struct vjob *j, bool arc, unsigned idx, const struct dns_txt_answer *a)
+{
+	if (arc) {
+		if (j->arc != NULL) {
+			arc_msg_key_answer(j->arc, idx, a);
+		}
+	} else if (j->m != NULL) {
+		dkim_msg_key_answer(j->m, idx, a);
+	}
+}
+
+/*
+ * key_request looks up `name`, the key of DKIM signature or ARC key `idx`:
+ * from the key cache at once, else on the DNS thread (the answer comes back
+ * as a VOP_KEY op). DKIM and ARC keys are the same records (RFC 8617 §4.1).
+ */
+static void key_request(struct vjob *j, bool arc, unsigned idx, const char *name)
 {
 	struct vdns *d = &j->pool->dns;
 	struct dnsreq *rq = calloc(1, sizeof(*rq));
@@ -497,20 +522,21 @@ static void dns_request(struct vjob *j, unsigned sig)
 
 		memset(&fail, 0, sizeof(fail));
 		fail.status = DNS_ERROR;
-		dkim_msg_key_answer(j->m, sig, &fail);
+		key_answer(j, arc, idx, &fail);
 		return;
 	}
 	if (j->kc_buf == NULL) {
 		j->kc_buf = malloc(sizeof(*j->kc_buf));
 	}
-	if (j->kc_buf != NULL && kc_lookup(j->pool, dkim_msg_key_name(j->m, sig), j->kc_buf)) {
-		dkim_msg_key_answer(j->m, sig, j->kc_buf);
+	if (j->kc_buf != NULL && kc_lookup(j->pool, name, j->kc_buf)) {
+		key_answer(j, arc, idx, j->kc_buf);
 		free(rq);
 		return;
 	}
 	rq->job = j;
-	rq->sig = sig;
-	snprintf(rq->name, sizeof(rq->name), "%s", dkim_msg_key_name(j->m, sig));
+	rq->sig = idx;
+	rq->arc = arc;
+	snprintf(rq->name, sizeof(rq->name), "%s", name);
 	j->dns_outstanding++;
 	pthread_mutex_lock(&d->mu);
 	*d->tail = rq;
@@ -548,7 +574,11 @@ static void header_field(struct vjob *j)
 		}
 	}
 	if (j->m != NULL && f.len > 0 && dkim_msg_header(j->m, f, &sig) == 0 && sig >= 0) {
-		dns_request(j, (unsigned)sig);
+		key_request(j, false, (unsigned)sig, dkim_msg_key_name(j->m, (unsigned)sig));
+	}
+	sig = -1;
+	if (j->arc != NULL && f.len > 0 && arc_msg_header(j->arc, f, &sig) == 0 && sig >= 0) {
+		key_request(j, true, (unsigned)sig, arc_msg_key_name(j->arc, (unsigned)sig));
 	}
 	bb_reset(&j->field, 0);
 }
@@ -567,6 +597,9 @@ static void headers_done(struct vjob *j)
 
 	if (j->m != NULL) {
 		dkim_msg_headers_end(j->m);
+	}
+	if (j->arc != NULL) {
+		arc_msg_headers_end(j->arc);
 	}
 	if (j->pool->psl == NULL) {
 		return;
@@ -599,7 +632,7 @@ static void header_line(struct vjob *j)
 		}
 		headers_done(j);
 		j->in_body = true;
-		if (j->m == NULL || dkim_msg_num_sigs(j->m) == 0) {
+		if ((j->m == NULL || dkim_msg_num_sigs(j->m) == 0) && (j->arc == NULL || !arc_msg_body_wanted(j->arc))) {
 			/* Nothing to verify: the shard may stop copying the body. */
 			atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
 		}
@@ -644,6 +677,9 @@ static void feed(struct vjob *j, struct span in)
 	if (in.len > 0 && j->m != NULL) {
 		dkim_msg_body(j->m, in.p, in.len);
 	}
+	if (in.len > 0 && j->arc != NULL) {
+		arc_msg_body(j->arc, in.p, in.len);
+	}
 }
 
 static void maybe_complete(struct vjob *j)
@@ -666,6 +702,16 @@ static void maybe_complete(struct vjob *j)
 		}
 		dkim_msg_free(j->m);
 		j->m = NULL;
+	}
+	if (j->arc != NULL) {
+		arc_msg_result(j->arc, &j->arc_res);
+		j->arc_done = true;
+		arc_msg_free(j->arc);
+		j->arc = NULL;
+	} else if (j->arc_on && !j->arc_done) {
+		j->arc_done = true;
+		j->arc_res.res = AUTH_TEMPERROR; /* the validator could not be created */
+		j->arc_res.reason = "out of memory";
 	}
 	if (j->pool->psl != NULL && !j->dmarc_done) {
 		if (j->dmarc != NULL) {
@@ -709,22 +755,24 @@ static void run_op(struct vop *op)
 		if (j->m != NULL) {
 			dkim_msg_body_end(j->m);
 		}
+		if (j->arc != NULL) {
+			arc_msg_body_end(j->arc);
+		}
 		j->ended = true;
 		maybe_complete(j);
 		break;
-	case VOP_KEY:
-		j->dns_outstanding--;
-		if (j->m != NULL) {
-			struct dns_txt_answer oom;
+	case VOP_KEY: {
+		struct dns_txt_answer oom;
 
-			if (op->ans == NULL) {
-				memset(&oom, 0, sizeof(oom));
-				oom.status = DNS_ERROR;
-			}
-			dkim_msg_key_answer(j->m, op->sig, op->ans ? op->ans : &oom);
+		j->dns_outstanding--;
+		if (op->ans == NULL) {
+			memset(&oom, 0, sizeof(oom));
+			oom.status = DNS_ERROR;
 		}
+		key_answer(j, op->arc, op->sig, op->ans ? op->ans : &oom);
 		maybe_complete(j);
 		break;
+	}
 	case VOP_SPF:
 		j->spf_outstanding--;
 		if (op->spf != NULL && op->spf->identity < SPF_ID_COUNT && j->spf[op->spf->identity] == NULL) {
@@ -914,22 +962,26 @@ struct vjob *vjob_next(const struct vjob *j)
 	return j->next;
 }
 
-struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim)
+struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool arc)
 {
 	struct vjob *j = calloc(1, sizeof(*j));
 	struct dkim_opts o = p->dopts;
+	struct arc_opts ao = { 0 };
 
 	if (j == NULL) {
 		return NULL;
 	}
 	o.now = (uint64_t)time(NULL);
 	j->dkim = dkim;
-	if (dkim && (j->m = dkim_msg_new(&o)) == NULL) {
+	j->arc_on = arc;
+	if ((dkim && (j->m = dkim_msg_new(&o)) == NULL) || (arc && (j->arc = arc_msg_new(&ao)) == NULL)) {
+		dkim_msg_free(j->m);
 		free(j);
 		return NULL;
 	}
-	if (!dkim) {
-		atomic_store(&j->body_unwanted, true); /* nothing reads the message */
+	if (!dkim && !arc && p->psl == NULL) {
+		/* Nothing reads the message (DMARC needs the From field). */
+		atomic_store(&j->body_unwanted, true);
 	}
 	j->pool = p;
 	j->in = in;
@@ -1018,6 +1070,7 @@ int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname)
 		.spf_mfrom = j->spf[SPF_ID_MAILFROM],
 		.spf_helo = j->spf[SPF_ID_HELO],
 		.dmarc = j->dmarc_done ? &j->dmarc_res : NULL,
+		.arc = j->arc_done ? &j->arc_res : NULL,
 	};
 	static const struct dkim_result none[1];
 
@@ -1089,6 +1142,7 @@ void vjob_free(struct vjob *j)
 		return;
 	}
 	dkim_msg_free(j->m);
+	arc_msg_free(j->arc);
 	free(j->kc_buf); j->kc_buf = NULL;
 	bb_fini(&j->pend);
 	bb_fini(&j->line);

@@ -62,9 +62,10 @@ struct vjob *vjob_next(const struct vjob *j);
 
 /*
  * vjob_new starts a job whose result goes to `in`, verifying DKIM when
- * `dkim`; NULL on ENOMEM (the message is then not verified).
+ * `dkim` and the ARC chain when `arc` (DMARC when the pool has it); NULL on
+ * ENOMEM (the message is then not verified).
  */
-struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim);
+struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool arc);
 
 /* vjob_set_owner / vjob_owner: the shard's own pointer for the job (its tx). */
 void vjob_set_owner(struct vjob *j, void *owner);
@@ -97,7 +98,7 @@ bool vjob_abandoned(const struct vjob *j);
 
 /*
  * vjob_authres appends the Authentication-Results field (RFC 8601) for the
- * finished job (dkim=, and spf= for both identities when vjob_spf ran),
+ * finished job (dkim=, spf= for both identities when vjob_spf ran, dmarc=, arc=),
  * CRLF-terminated, with authserv-id `hostname`. 0 or -ENOMEM.
  */
 int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);

@@ -96,3 +96,22 @@ Test(cfg, file_then_flags_override)
 	cfg_fini(&c);
 	unlink(path);
 }
+
+/* Every option sets only its own field, whatever order they come in. */
+Test(cfg, options_do_not_reset_others)
+{
+	char *argv[] = { "--dkim", "off", "--arc", "off", "--recv-buffers", "64", "--dns-timeout", "900",
+			 "--bare-lf", "reject", "--spf", "off" };
+	struct cfg c;
+	char *err;
+
+	cr_assert_eq(parse(&c, &err, 12, argv), 0, "%s", err ? err : "");
+	cr_assert_not(c.dkim);
+	cr_assert_not(c.arc);
+	cr_assert_not(c.spf);
+	cr_assert(c.dmarc);
+	cr_assert_eq(c.recv_buffers, 64);
+	cr_assert_eq(c.dns_timeout_ms, 900);
+	cr_assert_eq(c.bare_lf, SMTP_BARE_REJECT);
+	cfg_fini(&c);
+}

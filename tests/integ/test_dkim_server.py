@@ -138,6 +138,30 @@ def main(t):
                 t.check("spf=pass smtp.mailfrom=a@spf-early.example.net" in authres(d).replace("\r\n\t", " "),
                         "verdict: %r" % authres(d))
 
+            with t.case("arc_in_server"):
+                # RFC 8617: the two real chains of the stalwart corpus validate
+                # (keys served by the same DNS server); one with its body
+                # changed fails; a message without ARC sets is arc=none.
+                for name in ("001.eml", "002.eml"):
+                    with open(os.path.join(base, "arc", name), "rb") as f:
+                        content = crlf(f.read())
+                    qid = send(srv.port, content)
+                    d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                    ar = authres(d).replace("\r\n\t", " ")
+                    t.check("arc=pass" in ar, "%s: want arc=pass in %r" % (name, ar))
+                    if name == "001.eml":
+                        head, sep, body = content.partition(b"\r\n\r\n")
+                        bad = head + sep + body.replace(b"a", b"b", 1)
+                        qid = send(srv.port, bad)
+                        d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], bad)
+                        ar = authres(d).replace("\r\n\t", " ")
+                        t.check("arc=fail" in ar and "ARC-Message-Signature" in ar,
+                                "changed body: want arc=fail naming the AMS in %r" % ar)
+                content = crlf("Subject: no chain\n\nhello\n")
+                qid = send(srv.port, content)
+                d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
+                t.check("arc=none" in authres(d), "no ARC sets: %r" % authres(d))
+
             with t.case("dmarc_in_server_annotates"):
                 for dom, want in (("spf-ok.example.net", "dmarc=pass"), ("spf-bad.example.net", "dmarc=fail")):
                     sender = "a@" + dom
@@ -205,12 +229,12 @@ def main(t):
                 check_delivered(t, srv.maildir, qid, "a@spf-ok.example.net", ["b@y.test"], ok)
                 t.check(srv.maildir.count() == 1, "the rejected message was stored")
 
-        with Server("--dkim", "off", "--spf", "off", "--dmarc", "off") as srv:
+        with Server("--dkim", "off", "--spf", "off", "--dmarc", "off", "--arc", "off") as srv:
             with t.case("dkim_and_spf_off_store_no_verdict"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
                 qid = send(srv.port, content)
                 d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
-                t.check(not d.authres, "--dkim off --spf off --dmarc off stored %r" % authres(d))
+                t.check(not d.authres, "--dkim, --spf, --dmarc and --arc off stored %r" % authres(d))
 
         with Server("--dkim", "off", "--dmarc", "off", "--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
             with t.case("dkim_off_spf_only"):
@@ -219,6 +243,17 @@ def main(t):
                 d = check_delivered(t, srv.maildir, qid, "a@spf-ok.example.net", ["b@y.test"], content)
                 ar = authres(d)
                 t.check("spf=pass" in ar and "dkim=" not in ar, "--dkim off: %r" % ar)
+
+        with Server("--dkim", "off", "--arc", "off", "--dns", "127.0.0.1:%d" % dns_ok.port) as srv:
+            with t.case("dmarc_without_dkim_reads_from"):
+                # DMARC needs the From field even when no signature is checked.
+                sender = "a@spf-ok.example.net"
+                content = crlf("From: <%s>\nSubject: spf only\n\nhello\n" % sender)
+                qid = send(srv.port, content, sender=sender)
+                d = check_delivered(t, srv.maildir, qid, sender, ["b@y.test"], content)
+                ar = authres(d).replace("\r\n\t", " ")
+                t.check("dmarc=pass" in ar and "header.from=spf-ok.example.net" in ar and "dkim=" not in ar
+                        and "arc=" not in ar, "--dkim off --arc off: %r" % ar)
     finally:
         dns.stop()
         dns_ok.stop()
