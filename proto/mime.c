@@ -866,6 +866,27 @@ static void enc_flush_eol(struct mime *p)
 }
 
 /*
+ * enc_line decodes a raw line start (line.len > 0) that is no delimiter:
+ * a whole line's ending is held, a CR that may be half of one too.
+ */
+static void enc_line(struct mime *p, struct span line)
+{
+	if (line.p[line.len - 1] == '\n') {
+		struct span c = strip_eol(line);
+
+		enc_dec(p, c);
+		p->rl_eol = (uint8_t)(line.len - c.len);
+		return;
+	}
+	p->rl_line_start = false;
+	if (line.p[line.len - 1] == '\r' && !(p->raw_eof && p->raw.len == 0)) {
+		line.len--;
+		p->rl_cr = true;
+	}
+	enc_dec(p, line);
+}
+
+/*
  * enc_enter starts decoding the top frame's body. `first` is a line start
  * already read (in carry[] or consumed from the input) that is no
  * delimiter of an open multipart; the rest of the raw body is in `in`.
@@ -892,19 +913,7 @@ static void enc_enter(struct mime *p, struct span first)
 	p->rl_carry_len = 0;
 	p->dec_len = 0;
 	if (first.len > 0) {
-		if (first.p[first.len - 1] == '\n') {
-			struct span c = strip_eol(first);
-
-			enc_dec(p, c);
-			p->rl_eol = (uint8_t)(first.len - c.len);
-		} else {
-			p->rl_line_start = false;
-			if (first.p[first.len - 1] == '\r' && !(p->raw_eof && p->raw.len == 0)) {
-				first.len--;
-				p->rl_cr = true;
-			}
-			enc_dec(p, first);
-		}
+		enc_line(p, first);
 	}
 	p->in = span_make(p->dec, p->dec_len);
 	p->eof = false;
@@ -1003,19 +1012,7 @@ static enum enc_fill enc_fill(struct mime *p)
 				continue;
 			}
 			enc_flush_eol(p);
-			if (line.p[line.len - 1] == '\n') {
-				struct span c = strip_eol(line);
-
-				enc_dec(p, c);
-				p->rl_eol = (uint8_t)(line.len - c.len);
-			} else {
-				p->rl_line_start = false;
-				if (line.p[line.len - 1] == '\r' && !(p->raw_eof && p->raw.len == 0)) {
-					line.len--;
-					p->rl_cr = true;
-				}
-				enc_dec(p, line);
-			}
+			enc_line(p, line);
 			continue;
 		}
 		if (p->rl_cr) {

@@ -2,7 +2,8 @@
  * fuzz_mime.c - libFuzzer target for the MIME event parser and the
  * message document. The input is fed whole and then at pseudo-random
  * splits derived from its first bytes; invariants: every event span lies
- * inside the current input or the parser's own storage, PART_BEGIN/END
+ * inside the current input or the parser's own storage (dec[] of an
+ * encoded composite, out[], a uuencode file name), PART_BEGIN/END
  * nest, the stream ends with END, and the JSON documents of both feeds are
  * identical (split independence).
  */
@@ -41,6 +42,13 @@ static bool inside(struct span s, const uint8_t *base, size_t len)
 	return (s.len == 2 && memcmp(s.p, "\r\n", 2) == 0) || (s.len == 1 && (s.p[0] == '\n' || s.p[0] == '\r'));
 }
 
+/* check_event: spans in place; a uuencode file name only on a part that is uuencoded. */
+static void check_event(const struct mime_event *ev, const uint8_t *data, size_t size)
+{
+	CHECK(inside(ev->name, data, size) && inside(ev->value, data, size) && inside(ev->data, data, size));
+	CHECK(ev->type != MIME_EV_UU_BEGIN || (ev->part != NULL && ev->part->cte == MIME_CTE_UUENCODE));
+}
+
 static void check_events(const uint8_t *data, size_t size)
 {
 	struct mime_event ev;
@@ -49,7 +57,7 @@ static void check_events(const uint8_t *data, size_t size)
 	mime_init(&P);
 	mime_push(&P, span_make(data, size));
 	while (mime_next(&P, &ev) != MIME_EV_MORE) {
-		CHECK(inside(ev.name, data, size) && inside(ev.value, data, size) && inside(ev.data, data, size));
+		check_event(&ev, data, size);
 		depth += ev.type == MIME_EV_PART_BEGIN;
 		depth -= ev.type == MIME_EV_PART_END;
 		CHECK(depth >= 0 && depth <= MIME_DEPTH_MAX);
@@ -57,7 +65,7 @@ static void check_events(const uint8_t *data, size_t size)
 	mime_finish(&P);
 	mime_push(&P, span_make("", 0));
 	while (mime_next(&P, &ev) != MIME_EV_END) {
-		CHECK(inside(ev.data, data, size));
+		check_event(&ev, data, size);
 		depth += ev.type == MIME_EV_PART_BEGIN;
 		depth -= ev.type == MIME_EV_PART_END;
 		CHECK(depth >= 0);

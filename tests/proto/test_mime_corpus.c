@@ -21,6 +21,7 @@
 #include "core/bb.h"
 #include "proto/message.h"
 #include "proto/msgdoc.h"
+#include "tests/proto/mime_doc.h"
 
 static bool corpus_dir(char *buf, size_t len, const char *suite)
 {
@@ -71,8 +72,6 @@ static char *slurp(const char *path, size_t *out_len)
 static char *doc_of(const char *data, size_t len, int how, unsigned seed)
 {
 	struct message *m = message_new(NULL);
-	struct msgdoc_opts o = { .inline_max = SIZE_MAX };
-	struct bb b;
 	size_t off = 0;
 
 	cr_assert_not_null(m);
@@ -86,12 +85,7 @@ static char *doc_of(const char *data, size_t len, int how, unsigned seed)
 		cr_assert_eq(message_feed(m, data + off, n), 0);
 		off += n;
 	}
-	cr_assert_eq(message_end(m), 0);
-	bb_init(&b, 0);
-	cr_assert_eq(msgdoc_write(&b, m, NULL, &o), 0);
-	cr_assert_eq(bb_append(&b, "", 1), 0);
-	message_free(m);
-	return (char *)b.p;
+	return doc_end(m);
 }
 
 typedef void file_fn(const char *path, void *arg);

@@ -18,14 +18,13 @@
 #include "proto/mime.h"
 #include "proto/mime_dec.h"
 #include "proto/msgdoc.h"
+#include "tests/proto/mime_doc.h"
 #include "tests/support/guard.h"
 
 /* doc_cuts: the JSON document of msg fed in pieces of `step` bytes (0: whole), each at a guard page. */
 static char *doc_cuts(const char *msg, size_t len, size_t first, size_t step)
 {
 	struct message *m = message_new(NULL);
-	struct msgdoc_opts o = { .inline_max = SIZE_MAX };
-	struct bb b;
 	size_t off = 0;
 
 	cr_assert_not_null(m);
@@ -39,12 +38,7 @@ static char *doc_cuts(const char *msg, size_t len, size_t first, size_t step)
 		guard_release(g, n);
 		off += n;
 	}
-	cr_assert_eq(message_end(m), 0);
-	bb_init(&b, 0);
-	cr_assert_eq(msgdoc_write(&b, m, NULL, &o), 0);
-	cr_assert_eq(bb_append(&b, "", 1), 0);
-	message_free(m);
-	return (char *)b.p;
+	return doc_end(m);
 }
 
 /* same_doc_everywhere: whole == every two-way split == byte by byte; returns the document. */

@@ -20,6 +20,7 @@
 #include "proto/message.h"
 #include "proto/mime.h"
 #include "proto/msgdoc.h"
+#include "tests/proto/mime_doc.h"
 #include "tests/support/guard.h"
 
 /* tests/fuzz/corpus/fuzz_mime/split-b64-dash-line.eml */
@@ -60,8 +61,6 @@ static const char JUNK_LINE_B64[] =
 static char *doc_split(const char *msg, size_t len, size_t k)
 {
 	struct message *m = message_new(NULL);
-	struct msgdoc_opts o = { .inline_max = SIZE_MAX };
-	struct bb b;
 	size_t cuts[3] = { 0, k, len };
 
 	cr_assert_not_null(m);
@@ -75,12 +74,7 @@ static char *doc_split(const char *msg, size_t len, size_t k)
 			guard_release(g, n);
 		}
 	}
-	cr_assert_eq(message_end(m), 0);
-	bb_init(&b, 0);
-	cr_assert_eq(msgdoc_write(&b, m, NULL, &o), 0);
-	cr_assert_eq(bb_append(&b, "", 1), 0);
-	message_free(m);
-	return (char *)b.p;
+	return doc_end(m);
 }
 
 /* body_split: the decoded body bytes of every leaf, fed in two pushes cut at k. */
