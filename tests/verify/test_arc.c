@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "../../verify/arc.h"
-#include "b64_sha.h"
+#include "fake_sign.h"
 
 #define NMAX ARC_INSTANCES_MAX
 
@@ -99,18 +99,6 @@ struct run_opts {
 };
 
 static struct dns_txt_answer good_key;
-
-static void key_answer(struct dns_txt_answer *a, enum dns_status st, const char *rec)
-{
-	memset(a, 0, sizeof(*a));
-	a->status = st;
-	if (rec != NULL) {
-		memcpy(a->buf, rec, strlen(rec));
-		a->buf_len = strlen(rec);
-		a->rec[0] = span_make(a->buf, a->buf_len);
-		a->num_records = 1;
-	}
-}
 
 /* run feeds fields[] (top to bottom) and body to a validator and returns its result. */
 static struct arc_result run(const char *const *fields, size_t num, const char *body, struct run_opts *ro)

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../../verify/dkim.h"
-#include "b64_sha.h"
+#include "fake_sign.h"
 
 static void sha_b64(char *out, const char *s)
 {
@@ -38,18 +38,6 @@ static void signature(char *out, size_t out_len, const char *canon_body, const c
 }
 
 static struct dns_txt_answer good_key;
-
-static void key_answer(struct dns_txt_answer *a, enum dns_status st, const char *rec)
-{
-	memset(a, 0, sizeof(*a));
-	a->status = st;
-	if (rec != NULL) {
-		memcpy(a->buf, rec, strlen(rec));
-		a->buf_len = strlen(rec);
-		a->rec[0] = span_make(a->buf, a->buf_len);
-		a->num_records = 1;
-	}
-}
 
 /* run verifies headers[] + body (fed in pieces of `step` bytes) and returns the first result. */
 static struct dkim_result run(const char *const *hdrs, size_t num, const char *body, size_t step,
