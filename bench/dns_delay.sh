@@ -29,14 +29,12 @@ SIZE="${SIZE:-4096}"
 DOMAINS="${DOMAINS:-100000}"
 DELAY_MS="${DELAY_MS:-20}"
 PY=python3
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 log() { printf '%s dns-delay: %s\n' "$(date +%T)" "$*" >&2; }
 
-if [[ ! -x $OMX || ! -x $LOAD ]]; then
-	log "building oceanmx and oceanmx-load"
-	cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	cmake --build "$ROOT/build" -j"$(nproc)" --target oceanmx oceanmx-load >/dev/null
-fi
+omx_build_if_missing "$OMX" "$LOAD" "$ROOT"
 
 WORK="$(mktemp -d /var/tmp/oceanmx-dnsdelay.XXXXXX)"
 STAMP="$(date -u +%Y-%m-%d-%H%M%S)"
@@ -58,23 +56,6 @@ stop_all() {
 trap 'stop_all; rm -rf "$WORK"' EXIT
 trap 'exit 130' INT TERM
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_greeting() { # wait_greeting PORT
-	$PY - "$1" <<'EOF'
-import socket, sys, time
-port = int(sys.argv[1]); end = time.time() + 30
-while time.time() < end:
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        if s.recv(512).startswith(b"220"):
-            s.sendall(b"QUIT\r\n"); s.close(); sys.exit(0)
-        s.close()
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-EOF
-}
 
 # run NAME DELAY: one fresh DNS responder + server, one load run.
 run() {
