@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# bench/peers.sh - oceanmx against Postfix peers, measured in the same run on this machine.
+# bench/peers.sh - oceanmx against Postfix and OpenSMTPD peers, measured in the same run on this machine.
 #
 # Peers (all on 127.0.0.1, fresh instance for every measurement):
-#   oceanmx  build/oceanmx serve, spool + maildir sink (durable before 250)
-#   sink     Postfix smtp-sink: answers 250 and stores nothing (the ceiling)
-#   postfix  a private Postfix instance: smtpd -> cleanup -> qmgr -> virtual(8) into one maildir
+#   oceanmx    build/oceanmx serve, spool + maildir sink (durable before 250)
+#   sink       Postfix smtp-sink: answers 250 and stores nothing (the ceiling)
+#   postfix    a private Postfix instance (bench/postfix_peer.sh): smtpd -> cleanup -> qmgr ->
+#              virtual(8) into one maildir
+#   opensmtpd  OpenSMTPD in its own Debian root (bench/opensmtpd_peer.sh; Debian's package conflicts
+#              with postfix): smtpd -> queue -> mda (mail.maildir) into one maildir
 # Workload: smtp-source -d -s SESSIONS -m MESSAGES -l SIZE (many messages per connection).
 # Figures per measurement: messages/s (smtp-source wall clock, and until the last message is in
 # the maildir), server CPU per message (cgroup v2 cpu.stat of the server's own cgroup), fsync-like
@@ -24,7 +27,7 @@ MESSAGES=${BENCH_MESSAGES:-20000}
 SESSIONS=${BENCH_SESSIONS:-20}
 SIZE=${BENCH_SIZE:-4096}
 REPEATS=${BENCH_REPEATS:-3}
-SERVERS=${BENCH_SERVERS:-"oceanmx sink postfix"}
+SERVERS=${BENCH_SERVERS:-"oceanmx sink postfix opensmtpd"}
 OMX_BIN=${OMX_BIN:-$ROOT/build/oceanmx}
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$HERE/results}
 BASE_DIR=${BENCH_DIR:-/var/tmp}
@@ -41,11 +44,12 @@ usage: bench/peers.sh [-m MESSAGES] [-r REPEATS] [-s SESSIONS] [-l SIZE] [-S "SE
   -r N   measurements per server       (BENCH_REPEATS, default 3)
   -s N   parallel SMTP sessions         (BENCH_SESSIONS, default 20)
   -l N   payload bytes per message      (BENCH_SIZE, default 4096)
-  -S L   servers, in order, of: oceanmx sink postfix (BENCH_SERVERS, default all three)
+  -S L   servers, in order, of: oceanmx sink postfix opensmtpd (BENCH_SERVERS, default all four)
 
 Other environment: OMX_BIN (default build/oceanmx), BENCH_DIR (where the temporary spools live,
 default /var/tmp), BENCH_RESULTS_DIR (default bench/results), BENCH_KEEP=1 (keep the data),
-BENCH_SOURCE_TIMEOUT, BENCH_DELIVERY_TIMEOUT, BENCH_STALL_TIMEOUT (bounds, seconds).
+BENCH_SOURCE_TIMEOUT, BENCH_DELIVERY_TIMEOUT, BENCH_STALL_TIMEOUT (bounds, seconds), OSMTPD_ROOT
+(OpenSMTPD's Debian root, made by bench/opensmtpd_peer.sh setup on first use: about 50 MB of downloads).
 Prints a markdown table and writes it to \$BENCH_RESULTS_DIR/peers-DATE.md.
 EOF
 }
@@ -60,7 +64,7 @@ for v in MESSAGES REPEATS SESSIONS SIZE; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "peers: $v must be a positive integer" >&2; exit 2; }
 done
 for s in $SERVERS; do
-    case $s in oceanmx|sink|postfix) ;; *) echo "peers: unknown server '$s'" >&2; exit 2 ;; esac
+    case $s in oceanmx|sink|postfix|opensmtpd) ;; *) echo "peers: unknown server '$s'" >&2; exit 2 ;; esac
 done
 
 log() { printf '%s peers: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -68,6 +72,8 @@ die() { log "error: $*"; exit 1; }
 now_ns() { date +%s%N; }
 
 [[ $(id -u) == 0 ]] || die "run as root (cgroups, perf, a private Postfix instance)"
+PFPEER="$HERE/postfix_peer.sh"
+OSMTPD="$HERE/opensmtpd_peer.sh"
 
 # ---------------------------------------------------------------- packages (only if missing)
 need_pkgs=()
@@ -83,6 +89,12 @@ if ((${#need_pkgs[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2
 fi
 PERF=$(command -v perf || true)
+if [[ " $SERVERS " == *" opensmtpd "* ]]; then
+    # once per machine: a Debian root with opensmtpd (skipped when it exists)
+    "$OSMTPD" setup || die "OpenSMTPD's root could not be set up (see above); leave it out with -S \"oceanmx sink postfix\""
+    OSMTPD_MAILDIR=$("$OSMTPD" maildir)
+    OSMTPD_ROOTDIR=$("$OSMTPD" root)
+fi
 
 # ---------------------------------------------------------------- state and cleanup
 WORK=""; CG_TOP=""; CG_REL=""; CGROOT=""
@@ -126,15 +138,22 @@ stop_server() {
             ;;
         postfix)
             if [[ -n $CUR_PFCFG && -d $CUR_PFCFG ]]; then
-                timeout -k 5 60 postfix -c "$CUR_PFCFG" stop >/dev/null 2>&1 || true
-                local mpid
-                mpid=$(cat "$CUR_PFCFG/../queue/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
-                [[ -n $mpid ]] && wait_pid_exit "$mpid" 30 || true
+                "$PFPEER" stop "$(dirname "$CUR_PFCFG")" || true
                 if [[ -n $CUR_CG ]]; then
                     local i
                     for ((i = 0; i < 150; i++)); do [[ -s $CUR_CG/cgroup.procs ]] || break; sleep 0.1; done
                 fi
             fi
+            ;;
+        opensmtpd)
+            # CUR_PID is smtpd's parent process (opensmtpd_peer.sh start execs it): on TERM it
+            # stops its children; opensmtpd_peer.sh stop catches anything left in the root
+            if [[ -n $CUR_PID ]] && kill -0 "$CUR_PID" 2>/dev/null; then
+                kill -TERM "$CUR_PID" 2>/dev/null || true
+                wait_pid_exit "$CUR_PID" 40 || log "opensmtpd pid $CUR_PID did not stop"
+            fi
+            "$OSMTPD" stop || true
+            [[ -n $CUR_PID ]] && { wait "$CUR_PID" 2>/dev/null || true; }
             ;;
     esac
     [[ -n $CUR_CG ]] && kill_cg "$CUR_CG"
@@ -159,6 +178,7 @@ cleanup() {
         else
             # bulky data goes, the small logs stay for a post-mortem
             rm -rf "$WORK"/*/spool "$WORK"/*/maildir "$WORK"/*/pf/queue "$WORK"/*/pf/mail "$WORK"/*/pf/data 2>/dev/null
+            [[ -n ${OSMTPD_MAILDIR:-} ]] && "$OSMTPD" clean
             log "logs of this run: $WORK"
         fi
     fi
@@ -189,7 +209,7 @@ if [[ -n $CGROOT ]] && mkdir "$CGROOT/oceanmx-bench.$$" 2>/dev/null; then
     CPU_METHOD="cgroup v2 cpu.stat ($CG_TOP/<run>)"
 else
     CGROOT=""
-    CPU_METHOD="procfs (utime+stime of the server pid and its reaped children; Postfix: every process with MAIL_CONFIG of the instance)"
+    CPU_METHOD="procfs (utime+stime of the server pid and its reaped children; Postfix: every process with MAIL_CONFIG of the instance; OpenSMTPD: every process in its root and their reaped children)"
     log "no writable cgroup v2: falling back to /proc sampling"
 fi
 
@@ -229,8 +249,10 @@ server_cpu() {   # "user system total" microseconds of the current server
         cg_cpu "$CUR_CG"
     elif [[ $CUR_KIND == postfix ]]; then
         local mpid
-        mpid=$(tr -d ' ' <"$CUR_PFCFG/../queue/pid/master.pid")
+        mpid=$("$PFPEER" pid "$(dirname "$CUR_PFCFG")")
         "${PROBE[@]}" cpu --pid "$mpid" --environ "MAIL_CONFIG=$CUR_PFCFG"
+    elif [[ $CUR_KIND == opensmtpd ]]; then
+        "${PROBE[@]}" cpu --root "$OSMTPD_ROOTDIR"
     else
         "${PROBE[@]}" cpu --pid "$CUR_PID"
     fi
@@ -238,6 +260,18 @@ server_cpu() {   # "user system total" microseconds of the current server
 
 new_cg() {   # new_cg NAME -> prints the cgroup dir ("" without cgroups)
     if [[ -n $CG_TOP ]]; then mkdir "$CG_TOP/$1" && echo "$CG_TOP/$1"; else echo ""; fi
+}
+
+listen_overflows() {   # TcpExt ListenOverflows of the whole machine (connections the accept queue had no room for)
+    awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else print (c ? $c : 0) }' /proc/net/netstat
+}
+
+warn_notes() {   # warn_notes LOG REGEX [SED]: "N warning/error lines, first: A/B; " if LOG has lines matching REGEX
+    local n
+    n=$(grep -cE "$2" "$1" 2>/dev/null || true)
+    ((n > 0)) || return 0
+    printf '%s warning/error lines, first: %s; ' "$n" \
+        "$(grep -E "$2" "$1" | sed -E "${3:-}" | awk '!seen[$0]++' | head -n 2 | cut -c1-100 | tr '\n' '/' | sed 's|/$||')"
 }
 
 count_files() { find "$1" -mindepth 1 -maxdepth 1 -type f 2>/dev/null | wc -l; }
@@ -256,6 +290,10 @@ count_files() { find "$1" -mindepth 1 -maxdepth 1 -type f 2>/dev/null | wc -l; }
     echo "spool device: ${DISK_NAME:-n/a} ($FS_DEV), write cache: $(cat "/sys/block/$DISK_NAME/queue/write_cache" 2>/dev/null || echo n/a)"
     echo "oceanmx: $("$OMX" --version 2>&1 | head -1), binary $(sha256sum "$OMX_BIN" | cut -c1-16) built $(date -u -r "$OMX_BIN" +%Y-%m-%dT%H:%M:%SZ), tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$( [[ -n $(git -C "$ROOT" status --porcelain -- core proto sinks CMakeLists.txt 2>/dev/null) ]] && echo ' (uncommitted changes in core/proto/sinks)' ), build type $(awk -F= '/^CMAKE_BUILD_TYPE:/ {print ($2 == "" ? "default (RelWithDebInfo)" : $2)}' "$(dirname "$OMX_BIN")/CMakeCache.txt" 2>/dev/null)"
     echo "postfix: $(postconf -d -h mail_version 2>/dev/null)"
+    if [[ -n ${OSMTPD_MAILDIR:-} ]]; then
+        osroot=$OSMTPD_ROOTDIR
+        echo "opensmtpd: $(chroot "$osroot" dpkg-query -W -f '${Version}' opensmtpd 2>/dev/null) (Debian package, in the Debian $(cat "$osroot/etc/debian_version") root $osroot; queue and maildir there, filesystem $(findmnt -n -o SOURCE,FSTYPE -T "$osroot" | tr -s ' ')$( [[ $(findmnt -n -o MAJ:MIN -T "$osroot" | tr -d ' ') != "$FS_DEV" ]] && echo ', NOT the spool device: its flushes are not in the device figure'))"
+    fi
     echo "cpu accounting: $CPU_METHOD"
     if [[ -n $SYNC_EVENT ]]; then echo "fsync counting: perf stat -a -G <server cgroup> -e $SYNC_EVENT"; else echo "fsync counting: n/a"; fi
     echo "workload: smtp-source -d -s $SESSIONS -m $MESSAGES -l $SIZE -f a@x.test -t b@y.test 127.0.0.1:PORT; $REPEATS measurements per server, order per round: $SERVERS"
@@ -286,92 +324,28 @@ start_sink() {
     CUR_PID=$!
 }
 
-start_postfix() {
+start_postfix() {   # RUN PORT: the private instance of bench/postfix_peer.sh in RUN/pf
     local run=$1 port=$2 pf=$1/pf
-    mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/mail"
-    chown postfix "$pf/data"
-    chown nobody:nogroup "$pf/mail"
-    chmod 755 "$pf" "$pf/mail"
-    cat >"$pf/etc/main.cf" <<EOF
-# private instance of bench/peers.sh: loopback only, virtual(8) delivery into one maildir
-compatibility_level = 3.6
-config_directory = $pf/etc
-queue_directory = $pf/queue
-data_directory = $pf/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = pf.bench.test
-mydomain = bench.test
-myorigin = \$myhostname
-mydestination =
-relay_domains =
-relayhost =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-append_dot_mydomain = no
-smtputf8_enable = no
-# no DNS for the loopback client
-smtpd_peername_lookup = no
-# do not throttle 20 parallel sessions from one client
-default_process_limit = 200
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-smtpd_client_message_rate_limit = 0
-smtpd_client_recipient_rate_limit = 0
-in_flow_delay = 0
-# delivery: every recipient of y.test into one maildir, owned by nobody
-virtual_mailbox_domains = y.test
-virtual_mailbox_base = $pf/mail
-virtual_mailbox_maps = static:maildir/
-virtual_uid_maps = static:$(id -u nobody)
-virtual_gid_maps = static:$(id -g nobody)
-virtual_minimum_uid = 100
-# no syslog daemon here: log to a file (postlogd is part of the instance)
-maillog_file_prefixes = $pf
-maillog_file = $pf/maillog
-EOF
-    cat >"$pf/etc/master.cf" <<EOF
-# service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:$port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+    "$PFPEER" setup "$pf" "$port"
     CUR_KIND=postfix; CUR_PFCFG="$pf/etc"; CUR_CG=$(new_cg "$(basename "$run")")
     if ! (
         [[ -n $CUR_CG ]] && echo "$BASHPID" >"$CUR_CG/cgroup.procs"
-        exec timeout -k 5 60 postfix -c "$pf/etc" start
+        exec "$PFPEER" start "$pf"
     ) >"$run/server.log" 2>&1; then
         tail -n 20 "$pf/maillog" >&2 2>/dev/null || true
         die "private Postfix instance did not start (see $pf/maillog)"
     fi
-    CUR_PID=$(tr -d ' ' <"$pf/queue/pid/master.pid")
+    CUR_PID=$("$PFPEER" pid "$pf")
+}
+
+start_opensmtpd() {   # RUN PORT: smtpd in OpenSMTPD's root (bench/opensmtpd_peer.sh), in the foreground
+    local run=$1 port=$2
+    CUR_KIND=opensmtpd; CUR_CG=$(new_cg "$(basename "$run")")
+    (
+        [[ -n $CUR_CG ]] && echo "$BASHPID" >"$CUR_CG/cgroup.procs"
+        exec "$OSMTPD" start "$port"
+    ) >"$run/server.log" 2>&1 &
+    CUR_PID=$!
 }
 
 # ---------------------------------------------------------------- one measurement
@@ -388,6 +362,7 @@ measure() {   # measure SERVER REP
         oceanmx) start_oceanmx "$run" "$port"; maildir="$run/maildir/new" ;;
         sink) start_sink "$run" "$port" ;;
         postfix) start_postfix "$run" "$port"; maildir="$run/pf/mail/maildir/new" ;;
+        opensmtpd) start_opensmtpd "$run" "$port"; maildir="$OSMTPD_MAILDIR/new" ;;
     esac
     "${PROBE[@]}" wait 127.0.0.1 "$port" --timeout 30 || { cat "$run/server.log" >&2; die "$server does not greet"; }
 
@@ -402,7 +377,7 @@ measure() {   # measure SERVER REP
     fi
 
     # counters before
-    local perf_out="$run/perf.txt" src_cg cpu0 cpu1 fl0 fl1 t0 t1 t2 src_rc=0 delivered=""
+    local perf_out="$run/perf.txt" src_cg cpu0 cpu1 fl0 fl1 ov0 ov1 t0 t1 t2 src_rc=0 delivered=""
     if [[ -n $SYNC_EVENT && -n $CUR_CG ]]; then
         local g="$CG_REL/$(basename "$CUR_CG")"
         if [[ $SYNC_SPLIT == 1 ]]; then
@@ -417,6 +392,7 @@ measure() {   # measure SERVER REP
     fi
     src_cg=$(new_cg "client-$server-$rep")
     fl0=$(disk_flushes)
+    ov0=$(listen_overflows)
     cpu0=$(server_cpu)
     t0=$(now_ns)
     (
@@ -428,6 +404,8 @@ measure() {   # measure SERVER REP
     wait "$SRC_PID" || src_rc=$?
     SRC_PID=""
     t1=$(now_ns)
+    ov1=$(listen_overflows)
+    ((ov1 == ov0)) || notes+="accept queue overflowed $((ov1 - ov0)) times during smtp-source (TcpExtListenOverflows); "
     if [[ -n $maildir ]]; then
         local backlog=$((expected - $(count_files "$maildir")))
         notes+="not yet in the maildir when smtp-source ended: $backlog; "
@@ -483,13 +461,13 @@ measure() {   # measure SERVER REP
         left=$(find "$run/spool" -type f 2>/dev/null | wc -l)
         ((left == 0)) || notes+="$left files left in the spool; "
     elif [[ $server == postfix ]]; then
-        local L="$run/pf/maillog" pferr
+        local L="$run/pf/maillog"
         notes+="postfix maillog: status=sent $(grep -c 'status=sent' "$L" || true), status=deferred $(grep -c 'status=deferred' "$L" || true), status=bounced $(grep -c 'status=bounced' "$L" || true); "
-        pferr=$(grep -cE '(warning|error|fatal|panic):' "$L" 2>/dev/null || true)
-        if ((pferr > 0)); then
-            notes+="$pferr warning/error lines, first: $(grep -E '(warning|error|fatal|panic):' "$L" | sed -E 's/^.*postfix\/([a-z-]+)\[[0-9]+\]: /\1: /' | awk '!seen[$0]++' | head -n 2 | cut -c1-100 | tr '\n' '/' | sed 's|/$||')"
-            notes+="; "
-        fi
+        notes+=$(warn_notes "$L" '(warning|error|fatal|panic):' 's/^.*postfix\/([a-z-]+)\[[0-9]+\]: /\1: /')
+    elif [[ $server == opensmtpd ]]; then
+        local L="$run/server.log"
+        notes+="opensmtpd log: result=Ok $(grep -c 'mda delivery.* result=Ok' "$L" || true), result=TempFail $(grep -c 'result=TempFail' "$L" || true), result=PermFail $(grep -c 'result=PermFail' "$L" || true); "
+        notes+=$(warn_notes "$L" '^(warn|fatal|error)')
     fi
 
     read -r u0 s0 c0 <<<"$cpu0"
@@ -500,7 +478,10 @@ measure() {   # measure SERVER REP
         "$([[ -n $fl0 && -n $fl1 ]] && echo $((fl1 - fl0)))" "$fsyncs" "$notes" >>"$RUNS_TSV"
     log "$server: $(awk -v ns=$((t1 - t0)) -v m="$MESSAGES" 'BEGIN {printf "%.0f msg/s accepted", m / (ns / 1e9)}')$([[ -n $maildir ]] && awk -v ns=$((t2 - t0)) -v m="$MESSAGES" 'BEGIN {printf ", %.0f msg/s delivered", m / (ns / 1e9)}'), $(awk -v c=$((c1 - c0)) -v m="$MESSAGES" 'BEGIN {printf "%.0f us CPU/msg", c / m}')"
 
-    if [[ $KEEP != 1 ]]; then rm -rf "$run/spool" "$run/maildir" "$run/pf/queue" "$run/pf/mail"; fi
+    if [[ $KEEP != 1 ]]; then
+        rm -rf "$run/spool" "$run/maildir" "$run/pf/queue" "$run/pf/mail"
+        if [[ $server == opensmtpd ]]; then "$OSMTPD" clean; fi
+    fi
     sync   # start the next measurement without the previous one's dirty data
 }
 

@@ -9,6 +9,10 @@
         CPU time in microseconds (user system total) from /proc, for hosts without a writable
         cgroup v2: utime+stime+cutime+cstime of PID, plus utime+stime of every other live
         process whose environment holds KEY=VALUE (Postfix daemons inherit MAIL_CONFIG)
+    smtp_probe.py cpu --root DIR
+        the same for every live process whose root directory is DIR or below it (OpenSMTPD in
+        its chroot, whose privilege-separated processes chroot again): utime+stime+cutime+cstime
+        of each, so children they reaped count once
     smtp_probe.py free-port
         print a TCP port on 127.0.0.1 that is free right now
 """
@@ -69,19 +73,39 @@ def _stat_ticks(pid):
     return [int(fields[i - 3]) for i in (14, 15, 16, 17)]
 
 
+def _in_root(pid, root):
+    try:
+        r = os.readlink("/proc/%s/root" % pid)
+    except OSError:
+        return False
+    return r == root or r.startswith(root + "/")
+
+
 def cmd_cpu(a):
     hz = os.sysconf("SC_CLK_TCK")
     user = system = 0
-    try:
-        ut, st, cut, cst = _stat_ticks(a.pid)
-        user += ut + cut
-        system += st + cst
-    except OSError:
-        pass
+    if a.root:
+        root = os.path.realpath(a.root)
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or not _in_root(d, root):
+                continue
+            try:
+                ut, st, cut, cst = _stat_ticks(int(d))
+            except OSError:
+                continue
+            user += ut + cut
+            system += st + cst
+    if a.pid:
+        try:
+            ut, st, cut, cst = _stat_ticks(a.pid)
+            user += ut + cut
+            system += st + cst
+        except OSError:
+            pass
     if a.environ:
         needle = a.environ.encode() + b"\0"
         for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == a.pid:
+            if not d.isdigit() or int(d) == a.pid or (a.root and _in_root(d, root)):
                 continue
             try:
                 with open("/proc/%s/environ" % d, "rb") as f:
@@ -120,10 +144,13 @@ def main():
     s.add_argument("--to", dest="rcpt", default="b@y.test")
     s.add_argument("--timeout", type=float, default=30)
     c = sub.add_parser("cpu")
-    c.add_argument("--pid", type=int, required=True)
+    c.add_argument("--pid", type=int, default=0)
     c.add_argument("--environ", default="")
+    c.add_argument("--root", default="")
     sub.add_parser("free-port")
     a = p.parse_args()
+    if a.cmd == "cpu" and not (a.pid or a.root):
+        p.error("cpu needs --pid or --root")
     return {"wait": cmd_wait, "send": cmd_send, "cpu": cmd_cpu, "free-port": cmd_free_port}[a.cmd](a)
 
 
