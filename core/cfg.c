@@ -91,7 +91,7 @@ void cfg_usage(FILE *f)
 "    oceanmx parse [--inline-max BYTES] [FILE|-]   print the JSON document of one message\n"
 "    oceanmx verify [--client-ip IP --mail-from ADDR --helo NAME] [--dns ADDR[:PORT]]\n"
 "                   [--hostname NAME] [--now UNIXTIME] [FILE|-]\n"
-"                                 verify DKIM, SPF and DMARC of one message offline\n"
+"                                 verify DKIM, ARC, SPF and DMARC of one message\n"
 "    oceanmx --help | --version\n"
 "\n"
 "DESCRIPTION\n"
