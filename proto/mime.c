@@ -438,9 +438,12 @@ static void finish_headers(struct mime *p, struct mime_event *ev)
 							      : ENC_SNIFF_ALWAYS;
 		p->sniff = f->enc != ENC_SNIFF_QP;
 	} else if (encoded && multipart) {
-		/* Not decoded (no boundary, too deep, inside a decoded body): ignored, as Python does. */
+		/*
+		 * Not decoded as a composite (inside a decoded body, too deep, no
+		 * boundary): the header is ignored for the structure, as Python
+		 * does; a multipart that is a leaf (no boundary) is decoded as one.
+		 */
 		defect(p, MIME_DEF_CTE_ON_COMPOSITE);
-		in->cte = MIME_CTE_7BIT;
 	}
 	p->st = ST_BODY;
 	p->at_line_start = true;

@@ -174,6 +174,8 @@ SYNTHETIC = {
                                       b"Content-Transfer-Encoding: quoted-printable\r\n\r\n--b\r\n\r\nx\r\n"
                                       b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n") + b64(b"pad!") +
                                  b"--b--\r\n", None),
+    "base64-multipart-without-boundary": (b"Content-Type: multipart/mixed\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                                          b64(BIN), None),
     "not-encoded-base64-message": (outer([(b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n",
                                            MESSAGE)]), None),
     # encoded composites, against the same message written plainly
