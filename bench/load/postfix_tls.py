@@ -27,6 +27,7 @@ import grp
 import json
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
@@ -269,24 +270,33 @@ class PostfixTLS:
 
 # ---------------------------------------------------------------- bench
 
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def load_run(binary, port, args, timeout):
+    """load_run: the --json report, plus "client_cpu_us_per_msg" (user + system of the run)."""
     cmd = [binary, "--json", "-q"] + args + ["127.0.0.1:%d" % port]
+    cpu0 = children_cpu()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    cpu = children_cpu() - cpu0
     try:
         rep = json.loads(p.stdout)
     except ValueError:
         raise RuntimeError("%s: exit %d, no JSON: %r %r" % (" ".join(cmd), p.returncode, p.stdout[-500:], p.stderr[-500:]))
     if p.returncode != 0:
         raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd), p.returncode, rep.get("first_error")))
+    rep["client_cpu_us_per_msg"] = cpu * 1e6 / max(rep["messages"]["delivered"], 1)
     return rep
 
 
 def bench(a):
     w1 = ["-m", str(a.messages), "-c", "20", "--size", "4096"]
-    rows = []   # (what, [msg/s...], extra)
+    rows = []   # (what, [msg/s...], [notes], [client CPU us/msg...])
 
     def series(name):
-        rows.append((name, [], []))
+        rows.append((name, [], [], []))
         return rows[-1]
 
     sink_base = series("smtp-sink, W1, --base (before)")
@@ -300,6 +310,7 @@ def bench(a):
             for row, b in ((sink_base, a.base), (sink_new, a.load)) if r % 2 == 0 else ((sink_new, a.load), (sink_base, a.base)):
                 rep = load_run(b, sport, w1, 600)
                 row[1].append(rep["msgs_per_s"])
+                row[3].append(rep["client_cpu_us_per_msg"])
     finally:
         sink.terminate()
         sink.wait(timeout=30)
@@ -320,21 +331,23 @@ def bench(a):
             for row, args, extra in order:
                 rep = load_run(a.load, pf.port, args + extra, 900)
                 row[1].append(rep["msgs_per_s"])
+                row[3].append(rep["client_cpu_us_per_msg"])
                 if rep.get("tls"):
                     row[2].append("handshake p50 %.0f us p99 %.0f us (%s)" % (
                         rep["tls"]["handshake_us"]["p50"], rep["tls"]["handshake_us"]["p99"], rep["tls"]["session"]))
 
-    def med(row):
-        return statistics.median(row[1])
+    def med(row, i=1):
+        return statistics.median(row[i])
 
     out = []
-    out.append("| run | msg/s median | min-max | notes |")
-    out.append("| --- | ---: | --- | --- |")
-    for name, vals, extra in rows:
-        out.append("| %s | %.0f | %.0f-%.0f | %s |" % (name, statistics.median(vals), min(vals), max(vals),
-                                                      extra[-1] if extra else ""))
+    out.append("| run | msg/s median | min-max | client CPU us/msg (median) | notes |")
+    out.append("| --- | ---: | --- | ---: | --- |")
+    for name, vals, extra, cpu in rows:
+        out.append("| %s | %.0f | %.0f-%.0f | %.1f | %s |" % (name, statistics.median(vals), min(vals), max(vals),
+                                                             statistics.median(cpu), extra[-1] if extra else ""))
     out.append("")
-    out.append("- non-TLS path after/before (smtp-sink): %.3f" % (med(sink_new) / med(sink_base)))
+    out.append("- non-TLS path after/before (smtp-sink): msg/s %.3f, client CPU per message %.3f"
+               % (med(sink_new) / med(sink_base), med(sink_new, 3) / med(sink_base, 3)))
     out.append("- Postfix W1: --tls / plaintext: %.3f" % (med(pf_tls) / med(pf_plain)))
     out.append("- Postfix churn: --tls / plaintext: %.3f" % (med(pf_churn_tls) / med(pf_churn_plain)))
     out.append("- %d repeats each, interleaved; W1 = %s; churn = %s; %d CPUs, load average %s at the end" % (
