@@ -18,6 +18,8 @@ PKGS=(
   libcriterion-dev
   # integration tests and benchmarks: real clients and peers
   python3 swaks postfix
+  # STARTTLS tests of oceanmx-load: a self-signed certificate for a private Postfix
+  openssl
   # MIME parse benchmark peer (bench/mime)
   libgmime-3.0-dev
   # DKIM tests: a dnslib DNS server with failure modes; dkimpy as an independent verifier
