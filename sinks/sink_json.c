@@ -8,11 +8,15 @@
  *
  * The message is parsed while tx_write streams it (the MIME parser is
  * incremental), so only bodies and small attachments are held in memory.
- * Durability as the maildir sink: every file is written under a ".tmp"
- * name; flush() makes the batch durable with one syncfs(), renames, and
- * fsyncs DIR once per batch;
- * the .json is renamed last, so a reader that sees ID.json finds the rest.
- * Names come from env->id, so a redelivery replaces the same files.
+ * Durability as the maildir sink: flush() makes the batch durable with one
+ * syncfs(), then publishes, and fsyncs DIR once per batch. The .json is
+ * written under a ".tmp" name and renamed last, so a reader that sees
+ * ID.json finds the rest complete; the .eml and attachment files are
+ * written under their own names at once (a reader looks for them only
+ * through the .json), which saves a rename per file, the largest cost of
+ * this sink on ext4. Names come from env->id, so a redelivery replaces the
+ * same files: a file that already exists is then written under a ".tmp"
+ * name and renamed over it, so a reader never sees it half written.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -39,7 +43,7 @@ struct json_conf {
 };
 
 struct json_file {
-	char tmp[320], final[320]; /* relative to DIR */
+	char tmp[320], final[320]; /* relative to DIR; tmp "" when written under final at once */
 	int fd;
 	uint32_t part;             /* part index of an attachment file, UINT32_MAX for .eml/.json */
 };
@@ -163,8 +167,12 @@ static void json_worker_fini(void *state)
 }
 
 
-/* add_file opens DIR/<tmp> for writing; returns its slot or -errno. */
-static int add_file(struct sink_tx *tx, const char *final, uint32_t part)
+/*
+ * add_file opens a file of the message for writing: under DIR/<final> at
+ * once when `direct` and the name is new, else under DIR/<final>.tmp (to
+ * be renamed at flush). Returns its slot or -errno.
+ */
+static int add_file(struct sink_tx *tx, const char *final, uint32_t part, bool direct)
 {
 	struct json_file *f;
 
@@ -184,8 +192,12 @@ static int add_file(struct sink_tx *tx, const char *final, uint32_t part)
 	}
 	f = &tx->files[tx->num_files];
 	snprintf(f->final, sizeof(f->final), "%s", final);
-	snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", final);
-	f->fd = openat(tx->st->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	f->tmp[0] = '\0';
+	f->fd = direct ? openat(tx->st->dir_fd, f->final, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+	if (f->fd < 0 && (!direct || errno == EEXIST)) {
+		snprintf(f->tmp, sizeof(f->tmp), "%s.tmp", final);
+		f->fd = openat(tx->st->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	}
 	if (f->fd < 0) {
 		return -errno;
 	}
@@ -218,7 +230,7 @@ static int on_part_data(void *arg, const struct message_part *p, uint64_t size_b
 			return -errno;
 		}
 		snprintf(name, sizeof(name), "%s.att/%s", tx->env->id, message_part_id(p));
-		if ((slot = add_file(tx, name, idx)) < 0) {
+		if ((slot = add_file(tx, name, idx, true)) < 0) {
 			return slot;
 		}
 		/* The bytes so far are still kept by the message (keep_max = inline_max). */
@@ -237,7 +249,8 @@ static void tx_free(struct sink_tx *tx, bool unlink_tmp)
 			close(tx->files[i].fd);
 		}
 		if (unlink_tmp) {
-			unlinkat(tx->st->dir_fd, tx->files[i].tmp, 0);
+			/* Never published: a file written under its own name goes too. */
+			unlinkat(tx->st->dir_fd, tx->files[i].tmp[0] ? tx->files[i].tmp : tx->files[i].final, 0);
 		}
 	}
 	message_free(tx->msg);
@@ -264,7 +277,7 @@ static int json_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 		return -ENOMEM;
 	}
 	snprintf(name, sizeof(name), "%s.eml", env->id);
-	if ((rc = add_file(tx, name, UINT32_MAX)) < 0) {
+	if ((rc = add_file(tx, name, UINT32_MAX, true)) < 0) {
 		tx_free(tx, false);
 		return rc;
 	}
@@ -317,7 +330,7 @@ static void json_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 		rc = bb_append(&doc, "\n", 1);
 	}
 	snprintf(name, sizeof(name), "%s.json", tx->env->id);
-	if (rc == 0 && (slot = add_file(tx, name, UINT32_MAX)) < 0) {
+	if (rc == 0 && (slot = add_file(tx, name, UINT32_MAX, false)) < 0) {
 		rc = slot;
 	}
 	if (rc == 0) {
@@ -347,7 +360,8 @@ static void json_flush(void *state)
 		next = tx->next;
 		/* 2. renamed, the .json last. */
 		for (size_t i = 0; err == 0 && i < tx->num_files; i++) {
-			if (renameat(st->dir_fd, tx->files[i].tmp, st->dir_fd, tx->files[i].final) != 0) {
+			if (tx->files[i].tmp[0] != '\0' &&
+			    renameat(st->dir_fd, tx->files[i].tmp, st->dir_fd, tx->files[i].final) != 0) {
 				err = -errno;
 			}
 		}
