@@ -2,7 +2,8 @@
  * dkim_canon.c - DKIM header and body canonicalisation (RFC 6376 §3.4).
  *
  * Body state machine, byte by byte in meaning but run by run in practice
- * (memchr for CR, spans of ordinary bytes go to the sink in one call):
+ * (memchr for CR, spans of ordinary bytes, in relaxed with their single
+ * inner SPs, go to the sink in one call):
  *   held_cr      a CR was the last byte; a following LF ends the line.
  *   at_bol       the line holds nothing yet (relaxed: nothing but WSP).
  *   pending_crlf empty lines seen since the last text; emitted before the
@@ -97,10 +98,15 @@ void dkim_body_canon_update(struct dkim_body_canon *bc, const uint8_t *p, size_t
 			}
 			continue;
 		}
-		/* relaxed: runs of bytes other than CR, SP, HTAB */
+		/* relaxed: a run whose canonical form is itself: no CR or HTAB,
+		 * and an SP only between two text bytes (a single SP stays a
+		 * single SP). Most lines of real mail are one such run, so the
+		 * sink (a hash) gets one call per line, not one per word. */
 		size_t j = i;
 
-		while (j < len && p[j] != '\r' && p[j] != ' ' && p[j] != '\t') {
+		while (j < len && p[j] != '\r' && p[j] != '\t' &&
+		       (p[j] != ' ' || (j > i && j + 1 < len && p[j + 1] != ' ' && p[j + 1] != '\t' &&
+					p[j + 1] != '\r'))) {
 			j++;
 		}
 		if (j > i) {

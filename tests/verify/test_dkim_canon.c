@@ -131,6 +131,84 @@ Test(dkim_canon, many_trailing_empty_lines)
 	bb_fini(&b);
 }
 
+/*
+ * ref_relaxed is the relaxed body canonicalisation written the slow way, as
+ * §3.4.4 reads: split at CRLF, each line's WSP runs to one SP, trailing WSP
+ * gone, trailing empty lines gone, a CRLF after the last line. The
+ * verifier's run-based version must match it on any input.
+ */
+static size_t ref_relaxed(char *out, const char *in, size_t len)
+{
+	size_t o = 0, keep = 0, i = 0;
+
+	while (i < len) {
+		size_t e = i, line_start = o;
+		bool wsp = false;
+
+		while (e < len && !(in[e] == '\r' && e + 1 < len && in[e + 1] == '\n')) {
+			e++;
+		}
+		for (size_t k = i; k < e; k++) {
+			if (in[k] == ' ' || in[k] == '\t') {
+				wsp = true;
+				continue;
+			}
+			if (wsp) {
+				out[o++] = ' ';
+			}
+			wsp = false;
+			out[o++] = in[k];
+		}
+		out[o++] = '\r';
+		out[o++] = '\n';
+		if (o - line_start > 2) {
+			keep = o; /* the body ends after the last line with text */
+		}
+		i = e + 2;
+	}
+	return keep;
+}
+
+Test(dkim_canon, relaxed_matches_reference_on_random_bodies)
+{
+	static const char alphabet[] = "ab \t\r\n";
+	char in[64], want[200];
+	struct bb whole, part;
+	uint32_t x = 12345;
+
+	bb_init(&whole, 0);
+	bb_init(&part, 0);
+	for (int round = 0; round < 20000; round++) {
+		size_t len = (size_t)(round % 40), cuts[3];
+
+		for (size_t i = 0; i < len; i++) {
+			x = x * 1103515245u + 12345u;
+			in[i] = alphabet[(x >> 16) % 6];
+		}
+		size_t want_len = ref_relaxed(want, in, len);
+
+		canon_parts(&whole, DKIM_CANON_RELAXED, in, len, NULL, 0);
+		cr_assert(same(whole.p, whole.len, want, want_len), "round %d: relaxed differs from the reference", round);
+		for (size_t k = 0; k < 3; k++) {
+			x = x * 1103515245u + 12345u;
+			cuts[k] = len ? (x >> 16) % (len + 1) : 0;
+		}
+		if (cuts[0] > cuts[1]) {
+			size_t t = cuts[0]; cuts[0] = cuts[1]; cuts[1] = t;
+		}
+		if (cuts[1] > cuts[2]) {
+			size_t t = cuts[1]; cuts[1] = cuts[2]; cuts[2] = t;
+		}
+		if (cuts[0] > cuts[1]) {
+			size_t t = cuts[0]; cuts[0] = cuts[1]; cuts[1] = t;
+		}
+		canon_parts(&part, DKIM_CANON_RELAXED, in, len, cuts, 3);
+		cr_assert(same(part.p, part.len, want, want_len), "round %d: split output differs", round);
+	}
+	bb_fini(&whole);
+	bb_fini(&part);
+}
+
 static void check_hdr(enum dkim_canon c, const char *in, bool crlf, const char *want)
 {
 	struct bb out;
