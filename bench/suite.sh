@@ -449,7 +449,7 @@ out.append("- memory: PSS (/proc/PID/smaps_rollup, shared pages split between pr
 out.append("## What each peer does before its 250\n")
 out.append("| peer | stores | durable before 250 |")
 out.append("| --- | --- | --- |")
-out.append("| oceanmx | spool file, then maildir | yes: fdatasync of the spool file and fsync of its directory |")
+out.append("| oceanmx | spool file, then maildir | yes: the spool file and its directory entry are synced (one syncfs per batch, `--spool-sync syncfs`) |")
 out.append("| sink | nothing (Postfix smtp-sink) | no: the ceiling of this client on this machine |")
 out.append("| postfix | queue file (cleanup), then virtual(8) into a maildir | yes: Postfix fsyncs the queue file |")
 out.append("| opensmtpd | queue file, then mail.maildir into a maildir | no: the queue file is not fsynced; each maildir file is, at delivery |")
