@@ -66,7 +66,7 @@ run() {
 	esac
 	port=$(free_port)
 	"$OMX" serve --listen "127.0.0.1:$port" --spool "$d/spool" "${sinks[@]}" --hostname bench.test \
-		--max-connections-per-ip 0 --shutdown-timeout 5 --dkim off --spf off --dmarc off >"$WORK/server.log" 2>&1 &
+		--max-connections-per-ip 0 --shutdown-timeout 5 --dkim off --spf off --dmarc off --arc off >"$WORK/server.log" 2>&1 &
 	OMX_PID=$!
 	wait_greeting "$port" || { log "$set: server did not start"; tail "$WORK/server.log"; exit 1; }
 	"$LOAD" -q --json -c "$CONNECTIONS" -m "$MESSAGES" -s "$SIZE" "127.0.0.1:$port" >"$WORK/res/$r-$set.json" ||
@@ -107,7 +107,7 @@ for s in sets:
 base = statistics.median(x[0] for x in res[sets[0]])
 base_cpu = statistics.median(x[1] for x in res[sets[0]])
 out = ["# The json sink's cost to W1 (bench/json_sink.sh), %s\n" % "STAMP"]
-out.append("%s messages of %s B per run over %s persistent sessions, closed loop (oceanmx-load); DKIM, SPF "
+out.append("%s messages of %s B per run over %s persistent sessions, closed loop (oceanmx-load); DKIM, ARC, SPF "
            "and DMARC off; spool and maildir on the disk; %s rounds in alternating order, a fresh server per run; "
            "medians. Server CPU includes delivery (measured once the spool queue is empty).\n"
            % (msgs, size, conns, rounds))
