@@ -7,6 +7,8 @@
 #   maildir            the baseline
 #   maildir+json       the json sink on the same disk: parsing, the document,
 #                      and its files (.eml and .json: two more inodes per message)
+#   maildir+json-raw-no the json sink without its .eml (json:DIR?raw=no): the
+#                      maildir keeps the message, one file more per message
 #   maildir+json-tmpfs the json sink's directory on tmpfs: the same parsing and
 #                      document, without the disk cost of its files
 # The spool and the maildir are on the disk (/var/tmp) in every run, each run
@@ -26,7 +28,7 @@ ROUNDS="${ROUNDS:-3}"
 MESSAGES="${MESSAGES:-20000}"
 CONNECTIONS="${CONNECTIONS:-20}"
 SIZE="${SIZE:-4096}"
-SETS=(maildir maildir+json maildir+json-tmpfs)
+SETS=(maildir maildir+json maildir+json-raw-no maildir+json-tmpfs)
 PY=python3
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -62,6 +64,7 @@ run() {
 	sinks=(--sink "maildir:$d/maildir")
 	case $set in
 	maildir+json) sinks+=(--sink "json:$d/json") ;;
+	maildir+json-raw-no) sinks+=(--sink "json:$d/json?raw=no") ;;
 	maildir+json-tmpfs) sinks+=(--sink "json:$TMPFS/json") ;;
 	esac
 	port=$(free_port)
@@ -88,7 +91,7 @@ run() {
 log "$ROUNDS rounds of ${SETS[*]}: $MESSAGES x $SIZE B over $CONNECTIONS sessions (verification off)"
 for r in $(seq "$ROUNDS"); do
 	order=("${SETS[@]}")
-	if ((r % 2 == 0)); then order=("${SETS[2]}" "${SETS[1]}" "${SETS[0]}"); fi
+	if ((r % 2 == 0)); then order=("${SETS[3]}" "${SETS[2]}" "${SETS[1]}" "${SETS[0]}"); fi
 	for set in "${order[@]}"; do run "$r" "$set"; done
 done
 

@@ -1,7 +1,8 @@
 /*
- * sink_json.c - "json:DIR[?inline_max=BYTES]": for every accepted message,
- * DIR/ID.eml (the spooled message: our Received: field + the client's
- * bytes) and DIR/ID.json (its document, docs/json.md, with the envelope).
+ * sink_json.c - "json:DIR[?inline_max=BYTES&raw=yes|no]": for every accepted
+ * message, DIR/ID.eml (the spooled message: our Received: field + the
+ * client's bytes; not with raw=no, for when another sink keeps the message)
+ * and DIR/ID.json (its document, docs/json.md, with the envelope).
  * Attachments up to inline_max decoded bytes (default 65536) are inline in
  * the document as base64; larger ones are written to DIR/ID.att/PART_ID
  * and the document gives that path (relative to DIR).
@@ -39,6 +40,7 @@
 struct json_conf {
 	char *dir;
 	size_t inline_max;
+	bool raw;           /* write ID.eml (raw=yes, default); raw=no when another sink keeps the message */
 	char *authserv_id;  /* our hostname: our A-R field fills the "auth" section */
 };
 
@@ -53,8 +55,10 @@ struct sink_tx {
 	struct sink_tx *next;
 	const struct msg_env *env;
 	struct message *msg;
-	struct json_file *files; /* [0] = .eml, then attachments, last = .json */
+	struct json_file *files; /* .eml (unless raw=no), then attachments, last = .json */
 	size_t num_files, files_cap;
+	int eml;                 /* slot of the .eml, -1 with raw=no */
+	bool att_dir;            /* DIR/ID.att was made: sync it too */
 	int err;
 	sink_done_fn *done;
 	void *arg;
@@ -79,6 +83,35 @@ __attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const c
 	return -1;
 }
 
+/* json_options reads "inline_max=BYTES&raw=yes|no" (either, in any order) into c. */
+static int json_options(struct json_conf *c, const char *opts, const char *arg, char **out_err)
+{
+	while (*opts != '\0') {
+		size_t len = strcspn(opts, "&");
+		char *end;
+
+		if (strncmp(opts, "inline_max=", 11) == 0 && len > 11) {
+			errno = 0;
+			c->inline_max = strtoull(opts + 11, &end, 10);
+			if (errno != 0 || end != opts + len) {
+				return set_err(out_err, "json: inline_max: not a number of bytes in \"%s\"", arg);
+			}
+		} else if (len == 6 && strncmp(opts, "raw=no", 6) == 0) {
+			c->raw = false;
+		} else if (len == 7 && strncmp(opts, "raw=yes", 7) == 0) {
+			c->raw = true;
+		} else {
+			return set_err(out_err, "json: unknown option \"%.*s\" in \"%s\" (known: inline_max=BYTES, raw=yes|no)",
+				       (int)len, opts, arg);
+		}
+		opts += len;
+		if (*opts == '&') {
+			opts++;
+		}
+	}
+	return 0;
+}
+
 static int json_configure(const struct sink_ctx *ctx, const char *arg, void **out_conf, char **out_err)
 {
 	struct json_conf *c;
@@ -86,7 +119,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	size_t dir_len = q ? (size_t)(q - arg) : strlen(arg);
 
 	if (dir_len == 0) {
-		return set_err(out_err, "json: missing directory (json:DIR[?inline_max=BYTES])");
+		return set_err(out_err, "json: missing directory (json:DIR[?inline_max=BYTES&raw=yes|no])");
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->dir = strndup(arg, dir_len)) == NULL ||
@@ -98,23 +131,12 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 		return set_err(out_err, "json: out of memory");
 	}
 	c->inline_max = JSON_INLINE_MAX_DEFAULT;
-	if (q != NULL) {
-		char *end;
-
-		if (strncmp(q + 1, "inline_max=", 11) != 0) {
-			free(c->dir);
-			free(c->authserv_id);
-			free(c);
-			return set_err(out_err, "json: unknown option \"%s\" in \"%s\" (known: inline_max)", q + 1, arg);
-		}
-		errno = 0;
-		c->inline_max = strtoull(q + 12, &end, 10);
-		if (errno != 0 || *end != '\0' || end == q + 12) {
-			free(c->dir);
-			free(c->authserv_id);
-			free(c);
-			return set_err(out_err, "json: inline_max: not a number of bytes: \"%s\"", q + 12);
-		}
+	c->raw = true;
+	if (q != NULL && json_options(c, q + 1, arg, out_err) != 0) {
+		free(c->dir);
+		free(c->authserv_id);
+		free(c);
+		return -1;
 	}
 	if (mkdir(c->dir, 0700) != 0 && errno != EEXIST) {
 		int e = errno;
@@ -216,7 +238,7 @@ static int on_part_data(void *arg, const struct message_part *p, uint64_t size_b
 	if (size_before + data.len <= c->inline_max) {
 		return 0;
 	}
-	for (size_t i = 1; i < tx->num_files; i++) {
+	for (size_t i = 0; i < tx->num_files; i++) {
 		if (tx->files[i].part == idx) {
 			slot = (int)i;
 		}
@@ -229,6 +251,7 @@ static int on_part_data(void *arg, const struct message_part *p, uint64_t size_b
 		if (mkdirat(tx->st->dir_fd, name, 0700) != 0 && errno != EEXIST) {
 			return -errno;
 		}
+		tx->att_dir = true;
 		snprintf(name, sizeof(name), "%s.att/%s", tx->env->id, message_part_id(p));
 		if ((slot = add_file(tx, name, idx, true)) < 0) {
 			return slot;
@@ -276,9 +299,11 @@ static int json_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 		tx_free(tx, false);
 		return -ENOMEM;
 	}
+	tx->eml = -1;
 	snprintf(name, sizeof(name), "%s.eml", env->id);
-	if ((rc = add_file(tx, name, UINT32_MAX, true)) < 0) {
-		tx_free(tx, false);
+	if (st->conf->raw && (tx->eml = add_file(tx, name, UINT32_MAX, true)) < 0) {
+		rc = tx->eml;
+		tx_free(tx, true);
 		return rc;
 	}
 	*out_tx = tx;
@@ -287,7 +312,7 @@ static int json_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 
 static int json_tx_write(struct sink_tx *tx, struct span bytes)
 {
-	int rc = sink_write_all(tx->files[0].fd, bytes.p, bytes.len);
+	int rc = tx->eml >= 0 ? sink_write_all(tx->files[tx->eml].fd, bytes.p, bytes.len) : 0;
 
 	return rc != 0 ? rc : message_feed(tx->msg, bytes.p, bytes.len);
 }
@@ -301,7 +326,7 @@ static const char *att_path(void *arg, const struct message_part *p)
 {
 	struct sink_tx *tx = arg;
 
-	for (size_t i = 1; i < tx->num_files; i++) {
+	for (size_t i = 0; i < tx->num_files; i++) {
 		if (tx->files[i].part == message_part_index(p)) {
 			return tx->files[i].final;
 		}
@@ -383,7 +408,7 @@ static void json_flush(void *state)
 	}
 	for (tx = ok; tx != NULL; tx = next) {
 		next = tx->next;
-		if (dir_err == 0 && tx->num_files > 2) {
+		if (dir_err == 0 && tx->att_dir) {
 			char name[320];
 			int fd;
 

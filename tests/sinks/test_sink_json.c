@@ -151,3 +151,39 @@ Test(sink_json, abort_leaves_nothing, .init = setup, .fini = teardown)
 	sk.ops->tx_abort(tx);
 	cr_assert_eq(names(ls, sizeof(ls)), 0, "left: %s", ls);
 }
+
+/* raw=no: the document alone (another sink keeps the message); options are checked. */
+Test(sink_json, raw_no_writes_the_document_only)
+{
+	struct sink_ctx ctx = { .hostname = "mx.test" };
+	struct sink s2;
+	void *st2;
+	char spec[160], *err = NULL, ls[512];
+	struct msg_env env;
+	struct sink_tx *tx;
+	enum sink_rc rc = SINK_RC_COUNT;
+
+	strcpy(dir, "/tmp/omx-json-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(spec, sizeof(spec), "json:%s/out?raw=yes&bogus=1", dir);
+	cr_assert_neq(sink_configure(&s2, &ctx, spec, &err), 0);
+	cr_assert(err != NULL && strstr(err, "bogus=1") != NULL, "%s", err ? err : "(null)");
+	free(err);
+	err = NULL;
+	snprintf(spec, sizeof(spec), "json:%s/out?raw=no&inline_max=10", dir);
+	cr_assert_eq(sink_configure(&s2, &ctx, spec, &err), 0, "%s", err ? err : "");
+	cr_assert_eq(s2.ops->worker_init(s2.conf, &st2), 0);
+	env_make(&env, "ID4");
+	cr_assert_eq(s2.ops->tx_begin(st2, &tx, &env), 0);
+	cr_assert_eq(s2.ops->tx_write(tx, span_cstr("Subject: doc only\r\n\r\nbody\r\n")), 0);
+	s2.ops->tx_commit(tx, on_done, &rc);
+	s2.ops->flush(st2);
+	cr_assert_eq(rc, SINK_OK);
+	names(ls, sizeof(ls));
+	cr_assert_str_eq(ls, "ID4.json");
+	cr_assert(strstr(slurp("ID4.json"), "\"subject\":\"doc only\"") != NULL);
+	s2.ops->worker_fini(st2);
+	sink_unconfigure(&s2);
+	snprintf(spec, sizeof(spec), "rm -rf %s", dir);
+	cr_assert_eq(system(spec), 0);
+}
