@@ -28,6 +28,7 @@
 #include "../verify/arc.h"
 #include "../verify/authres.h"
 #include "../verify/dkim.h"
+#include "../verify/dkim_keyrec.h"
 #include "../verify/dns.h"
 #include "../verify/dmarc.h"
 #include "../verify/psl.h"
@@ -53,7 +54,7 @@ struct vop {
 	enum vop_kind kind;
 	unsigned sig;                 /* VOP_KEY: the DKIM signature or ARC key index */
 	bool arc;                     /* VOP_KEY: for the ARC validator */
-	struct dns_txt_answer *ans;   /* VOP_KEY, owned */
+	struct dkim_keyrec *kr;       /* VOP_KEY: a reference; NULL: out of memory */
 	struct spf_result *spf;       /* VOP_SPF, owned */
 	struct dmarc_check *dmarc;    /* VOP_DMARC, owned; NULL: could not run */
 	struct bb data;               /* VOP_DATA, owned */
@@ -106,11 +107,16 @@ struct vdns {
 };
 
 /*
- * Key cache: the answers of recent key lookups, by name, until their TTL
- * runs out, shared by the workers. A hit answers the job on the worker at
- * once, without a round trip through the DNS thread and libunbound's own
- * threads (libunbound caches too, but asking it costs several context
- * switches per message). Direct-mapped: a collision replaces the entry.
+ * Key cache: the parsed outcomes of recent key lookups (dkim_keyrec.h: the
+ * key record and its public key ready for the crypto library, or why there
+ * is no key), by name, until their TTL runs out, shared by the workers. A
+ * hit answers the job on the worker at once with a reference, without a
+ * round trip through the DNS thread and libunbound's own threads
+ * (libunbound caches too, but asking it costs several context switches per
+ * message), and without decoding or parsing the key again: a key is parsed
+ * once per lookup, on the DNS thread. Direct-mapped: a collision replaces
+ * the entry. Entries are immutable and refcounted, so a job may keep its
+ * reference after the entry is replaced or the TTL ends.
  */
 #define KCACHE_SLOTS   1024
 #define KCACHE_TTL_MAX 3600  /* seconds; bounds a hostile TTL */
@@ -118,7 +124,7 @@ struct vdns {
 struct kcache_entry {
 	char name[256];
 	uint64_t expires_ms;            /* 0 = empty */
-	struct dns_txt_answer *ans;     /* owned */
+	struct dkim_keyrec *kr;         /* a reference; NULL = empty */
 };
 
 struct vpool {
@@ -149,7 +155,6 @@ struct vjob {
 	bool arc_on;                  /* ARC is validated (--arc on) */
 	bool arc_done;                /* arc_res holds a result */
 	struct arc_result arc_res;
-	struct dns_txt_answer *kc_buf;  /* room for a cached answer (8 KiB), allocated on first use */
 	struct bb line;               /* header line being assembled */
 	struct bb field;              /* header field being assembled */
 	bool in_body, hdr_overflow, ended;
@@ -170,7 +175,7 @@ struct vjob {
 	bool failed;                  /* the verifier could not run (out of memory) */
 };
 
-static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a);
+static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a, struct dkim_keyrec *kr);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -187,7 +192,7 @@ static void worker_post(struct vworker *w, struct vop *op)
 static void op_free(struct vop *op)
 {
 	bb_fini(&op->data);
-	free(op->ans); op->ans = NULL;
+	dkim_keyrec_unref(op->kr); op->kr = NULL;
 	free(op->spf); op->spf = NULL;
 	dmarc_check_free(op->dmarc); op->dmarc = NULL;
 	free(op);
@@ -220,14 +225,10 @@ static void dns_answered(void *arg, const struct dns_txt_answer *a)
 	while ((op = calloc(1, sizeof(*op))) == NULL) {
 		usleep(1000);
 	}
-	kc_store(rq->job->pool, rq->name, a);
-	op->ans = malloc(sizeof(*op->ans));
-	if (op->ans != NULL) {
-		memcpy(op->ans, a, sizeof(*a));
-		/* The spans point into the answer's own buffer: rebase them. */
-		for (unsigned i = 0; i < op->ans->num_records; i++) {
-			op->ans->rec[i].p = op->ans->buf + (a->rec[i].p - a->buf);
-		}
+	/* Parsed here, once per lookup; the cache and the job share it. */
+	op->kr = dkim_keyrec_new(a);
+	if (op->kr != NULL) {
+		kc_store(rq->job->pool, rq->name, a, op->kr);
 	}
 	op->kind = VOP_KEY;
 	op->job = rq->job;
@@ -424,49 +425,42 @@ static size_t kc_slot(const char *name)
 	return (size_t)(h % KCACHE_SLOTS);
 }
 
-/* kc_lookup copies a live cached answer into *out; false on a miss. Worker thread. */
-static bool kc_lookup(struct vpool *p, const char *name, struct dns_txt_answer *out)
+/* kc_lookup returns a new reference to the live cached key outcome of `name`, or NULL on a miss. Worker thread. */
+static struct dkim_keyrec *kc_lookup(struct vpool *p, const char *name)
 {
 	struct kcache_entry *e = &p->kc[kc_slot(name)];
-	bool hit = false;
+	struct dkim_keyrec *kr = NULL;
+	uint64_t now = dns_now_ms();
 
 	pthread_mutex_lock(&p->kc_mu);
-	if (e->ans != NULL && e->expires_ms > dns_now_ms() && strcasecmp(e->name, name) == 0) {
-		memcpy(out, e->ans, sizeof(*out));
-		for (unsigned i = 0; i < out->num_records; i++) {
-			out->rec[i].p = out->buf + (e->ans->rec[i].p - e->ans->buf);
-		}
-		hit = true;
+	if (e->kr != NULL && e->expires_ms > now && strcasecmp(e->name, name) == 0) {
+		kr = dkim_keyrec_ref(e->kr);
 	}
 	pthread_mutex_unlock(&p->kc_mu);
-	return hit;
+	return kr;
 }
 
-/* kc_store keeps a definite answer (a key, or no such key) for its TTL. DNS thread. */
-static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a)
+/*
+ * kc_store keeps the outcome `kr` of a definite answer `a` (a key, or no
+ * such key) for the answer's TTL; takes a reference of its own. DNS thread.
+ */
+static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a, struct dkim_keyrec *kr)
 {
 	struct kcache_entry *e;
-	struct dns_txt_answer *copy;
+	struct dkim_keyrec *old;
 	uint32_t ttl = a->ttl < KCACHE_TTL_MAX ? a->ttl : KCACHE_TTL_MAX;
 
 	if (ttl == 0 || dns_status_transient(a->status) || strlen(name) >= sizeof(e->name)) {
 		return; /* temporary failures are asked again */
 	}
-	copy = malloc(sizeof(*copy));
-	if (copy == NULL) {
-		return;
-	}
-	memcpy(copy, a, sizeof(*copy));
-	for (unsigned i = 0; i < copy->num_records; i++) {
-		copy->rec[i].p = copy->buf + (a->rec[i].p - a->buf);
-	}
 	e = &p->kc[kc_slot(name)];
 	pthread_mutex_lock(&p->kc_mu);
-	free(e->ans);
-	e->ans = copy;
+	old = e->kr;
+	e->kr = dkim_keyrec_ref(kr);
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	e->expires_ms = dns_now_ms() + (uint64_t)ttl * 1000;
 	pthread_mutex_unlock(&p->kc_mu);
+	dkim_keyrec_unref(old); /* outside the lock: may free a key */
 }
 
 static void dmarc_request(struct vjob *j, const char *domain)
@@ -494,15 +488,15 @@ static void dmarc_request(struct vjob *j, const char *domain)
 	}
 }
 
-/* key_answer gives a key lookup's answer to the DKIM or the ARC verifier of j. */
-static void key_answer(struct vjob *j, bool arc, unsigned idx, const struct dns_txt_answer *a)
+/* key_answer gives a key lookup's parsed outcome (borrowed; NULL: out of memory) to the DKIM or the ARC verifier of j. */
+static void key_answer(struct vjob *j, bool arc, unsigned idx, struct dkim_keyrec *kr)
 {
 	if (arc) {
 		if (j->arc != NULL) {
-			arc_msg_key_answer(j->arc, idx, a);
+			arc_msg_key_set(j->arc, idx, kr);
 		}
 	} else if (j->m != NULL) {
-		dkim_msg_key_answer(j->m, idx, a);
+		dkim_msg_key_set(j->m, idx, kr);
 	}
 }
 
@@ -514,23 +508,17 @@ static void key_answer(struct vjob *j, bool arc, unsigned idx, const struct dns_
 static void key_request(struct vjob *j, bool arc, unsigned idx, const char *name)
 {
 	struct vdns *d = &j->pool->dns;
-	struct dnsreq *rq = calloc(1, sizeof(*rq));
+	struct dkim_keyrec *kr = kc_lookup(j->pool, name);
+	struct dnsreq *rq;
 	uint64_t one = 1;
 
-	if (rq == NULL) {
-		struct dns_txt_answer fail;
-
-		memset(&fail, 0, sizeof(fail));
-		fail.status = DNS_ERROR;
-		key_answer(j, arc, idx, &fail);
+	if (kr != NULL) {
+		key_answer(j, arc, idx, kr);
+		dkim_keyrec_unref(kr);
 		return;
 	}
-	if (j->kc_buf == NULL) {
-		j->kc_buf = malloc(sizeof(*j->kc_buf));
-	}
-	if (j->kc_buf != NULL && kc_lookup(j->pool, name, j->kc_buf)) {
-		key_answer(j, arc, idx, j->kc_buf);
-		free(rq);
+	if ((rq = calloc(1, sizeof(*rq))) == NULL) {
+		key_answer(j, arc, idx, NULL); /* temperror: out of memory */
 		return;
 	}
 	rq->job = j;
@@ -725,7 +713,6 @@ static void maybe_complete(struct vjob *j)
 	}
 	dmarc_check_free(j->dmarc);
 	j->dmarc = NULL;
-	free(j->kc_buf); j->kc_buf = NULL;
 	bb_fini(&j->line);
 	bb_fini(&j->field);
 	inbox_push(j); /* last touch by the pool */
@@ -761,18 +748,11 @@ static void run_op(struct vop *op)
 		j->ended = true;
 		maybe_complete(j);
 		break;
-	case VOP_KEY: {
-		struct dns_txt_answer oom;
-
+	case VOP_KEY:
 		j->dns_outstanding--;
-		if (op->ans == NULL) {
-			memset(&oom, 0, sizeof(oom));
-			oom.status = DNS_ERROR;
-		}
-		key_answer(j, op->arc, op->sig, op->ans ? op->ans : &oom);
+		key_answer(j, op->arc, op->sig, op->kr);
 		maybe_complete(j);
 		break;
-	}
 	case VOP_SPF:
 		j->spf_outstanding--;
 		if (op->spf != NULL && op->spf->identity < SPF_ID_COUNT && j->spf[op->spf->identity] == NULL) {
@@ -929,7 +909,7 @@ void vpool_stop(struct vpool *p)
 	free(p->dns.upstream); p->dns.upstream = NULL;
 	free(p->w); p->w = NULL;
 	for (size_t i = 0; p->kc != NULL && i < KCACHE_SLOTS; i++) {
-		free(p->kc[i].ans); p->kc[i].ans = NULL;
+		dkim_keyrec_unref(p->kc[i].kr); p->kc[i].kr = NULL;
 	}
 	free(p->kc); p->kc = NULL;
 	pthread_mutex_destroy(&p->kc_mu);
@@ -1143,7 +1123,6 @@ void vjob_free(struct vjob *j)
 	}
 	dkim_msg_free(j->m);
 	arc_msg_free(j->arc);
-	free(j->kc_buf); j->kc_buf = NULL;
 	bb_fini(&j->pend);
 	bb_fini(&j->line);
 	bb_fini(&j->field);

@@ -26,6 +26,7 @@
 #include "dkim_crypto.h"
 #include "dkim_hash.h"
 #include "dkim_key.h"
+#include "dkim_keyrec.h"
 #include "dkim_tag.h"
 
 enum arc_kind {
@@ -57,9 +58,9 @@ struct arc_set {
 struct arc_key {
 	char name[DKIM_NAME_MAX + 1];
 	bool done;
-	enum auth_res res;     /* AUTH_NONE: usable */
+	enum auth_res res;     /* AUTH_NONE: usable (kr) */
 	const char *reason;
-	struct dkim_key key;
+	struct dkim_keyrec *kr; /* a reference, when done and usable */
 };
 
 struct arc_msg {
@@ -275,6 +276,9 @@ void arc_msg_free(struct arc_msg *m)
 		}
 		free(s); m->set[i] = NULL;
 	}
+	for (unsigned k = 0; k < m->num_keys; k++) {
+		dkim_keyrec_unref(m->keys[k].kr); m->keys[k].kr = NULL;
+	}
 	free(m->keys); m->keys = NULL;
 	free(m->bh); m->bh = NULL;
 	dkim_hdrs_fini(&m->hdrs);
@@ -458,7 +462,7 @@ const char *arc_msg_key_name(const struct arc_msg *m, unsigned key)
 	return key < m->num_keys ? m->keys[key].name : "";
 }
 
-void arc_msg_key_answer(struct arc_msg *m, unsigned key, const struct dns_txt_answer *a)
+void arc_msg_key_set(struct arc_msg *m, unsigned key, struct dkim_keyrec *kr)
 {
 	struct arc_key *k;
 
@@ -467,7 +471,19 @@ void arc_msg_key_answer(struct arc_msg *m, unsigned key, const struct dns_txt_an
 	}
 	k = &m->keys[key];
 	k->done = true;
-	k->res = dkim_key_from_answer(&k->key, &k->reason, a);
+	k->kr = dkim_keyrec_use(kr, &k->res, &k->reason);
+}
+
+void arc_msg_key_answer(struct arc_msg *m, unsigned key, const struct dns_txt_answer *a)
+{
+	struct dkim_keyrec *kr;
+
+	if (key >= m->num_keys || m->keys[key].done) {
+		return;
+	}
+	kr = dkim_keyrec_new(a);
+	arc_msg_key_set(m, key, kr);
+	dkim_keyrec_unref(kr);
 }
 
 unsigned arc_msg_num_keys(const struct arc_msg *m)
@@ -570,7 +586,7 @@ void arc_msg_body_end(struct arc_msg *m)
 }
 
 /* usable_key returns the parsed key of a part, or NULL with *why. */
-static const struct dkim_key *usable_key(const struct arc_msg *m, const struct arc_part *p, const char **why)
+static const struct dkim_keyrec *usable_key(const struct arc_msg *m, const struct arc_part *p, const char **why)
 {
 	const struct arc_key *k = &m->keys[p->key];
 
@@ -582,7 +598,7 @@ static const struct dkim_key *usable_key(const struct arc_msg *m, const struct a
 		*why = k->reason;
 		return NULL;
 	}
-	return &k->key;
+	return k->kr;
 }
 
 /* ams_verify checks AMS(i) as a DKIM signature would be (§5.2 step 4). AUTH_PASS, else a reason. */
@@ -590,7 +606,7 @@ static enum auth_res ams_verify(const struct arc_msg *m, unsigned i, const char 
 {
 	const struct arc_set *s = m->set[i];
 	const struct dkim_sig *g = &s->ams;
-	const struct dkim_key *key;
+	const struct dkim_keyrec *key;
 	struct dkim_sha256 sha;
 	uint8_t digest[DKIM_SHA256_LEN];
 	unsigned bits;
@@ -598,7 +614,7 @@ static enum auth_res ams_verify(const struct arc_msg *m, unsigned i, const char 
 	if ((key = usable_key(m, &s->part[ARC_AMS], why)) == NULL) {
 		return AUTH_FAIL;
 	}
-	if (dkim_key_check(key, g, why) != AUTH_NONE) {
+	if (dkim_key_check(&key->key, g, why) != AUTH_NONE) {
 		return AUTH_FAIL;
 	}
 	if (s->bh < 0) {
@@ -619,7 +635,7 @@ static enum auth_res ams_verify(const struct arc_msg *m, unsigned i, const char 
 		return AUTH_FAIL;
 	}
 	dkim_sha256_final(&sha, digest);
-	if (dkim_crypto_verify(g->alg, key->p, key->p_len, digest, g->b, g->b_len, &bits, why) != AUTH_PASS) {
+	if (dkim_pubkey_verify(key->pk, g->alg, digest, g->b, g->b_len, &bits, why) != AUTH_PASS) {
 		return AUTH_FAIL;
 	}
 	*why = NULL;
@@ -640,7 +656,7 @@ static void sha_sink(void *arg, const uint8_t *p, size_t len)
 static enum auth_res seal_verify(const struct arc_msg *m, unsigned i, const char **why)
 {
 	const struct arc_set *s = m->set[i];
-	const struct dkim_key *key;
+	const struct dkim_keyrec *key;
 	struct dkim_sha256 sha;
 	uint8_t digest[DKIM_SHA256_LEN];
 	unsigned bits;
@@ -648,7 +664,7 @@ static enum auth_res seal_verify(const struct arc_msg *m, unsigned i, const char
 	if ((key = usable_key(m, &s->part[ARC_AS], why)) == NULL) {
 		return AUTH_FAIL;
 	}
-	if (dkim_key_fits_alg(key, s->seal.alg, why) != AUTH_NONE) {
+	if (dkim_key_fits_alg(&key->key, s->seal.alg, why) != AUTH_NONE) {
 		return AUTH_FAIL;
 	}
 	dkim_sha256_init(&sha);
@@ -668,8 +684,7 @@ static enum auth_res seal_verify(const struct arc_msg *m, unsigned i, const char
 		return AUTH_FAIL;
 	}
 	dkim_sha256_final(&sha, digest);
-	if (dkim_crypto_verify(s->seal.alg, key->p, key->p_len, digest, s->seal.b, s->seal.b_len, &bits, why) !=
-	    AUTH_PASS) {
+	if (dkim_pubkey_verify(key->pk, s->seal.alg, digest, s->seal.b, s->seal.b_len, &bits, why) != AUTH_PASS) {
 		return AUTH_FAIL;
 	}
 	*why = NULL;

@@ -107,10 +107,20 @@ const char *arc_msg_key_name(const struct arc_msg *m, unsigned key);
 
 /*
  * arc_msg_key_answer gives key `key` its lookup result; borrows `a` during
- * the call only (the key is parsed and copied here). A second answer for
+ * the call only (the key is parsed here). A second answer for
  * the same key is ignored.
  */
 void arc_msg_key_answer(struct arc_msg *m, unsigned key, const struct dns_txt_answer *a);
+
+struct dkim_keyrec;
+
+/*
+ * arc_msg_key_set gives key `key` its parsed lookup outcome (dkim_keyrec.h),
+ * e.g. from a cache: takes a reference of its own when the key is usable.
+ * NULL (the outcome could not be made: out of memory) is a temperror key.
+ * arc_msg_key_answer is dkim_keyrec_new + arc_msg_key_set.
+ */
+void arc_msg_key_set(struct arc_msg *m, unsigned key, struct dkim_keyrec *kr);
 
 /* arc_msg_headers_end: the header section is complete; the chain's structure is checked, body hashing starts. */
 void arc_msg_headers_end(struct arc_msg *m);

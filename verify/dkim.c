@@ -3,7 +3,7 @@
  *
  * Ownership: struct dkim_msg owns a copy of every header field (hdrs), a
  * copy of each DKIM-Signature field (slot->field, which slot->sig borrows),
- * and the parsed keys. Nothing it returns outlives it but the results,
+ * and a reference to each parsed key (shared, see dkim_keyrec.h). Nothing it returns outlives it but the results,
  * which are values. Body hashing is shared between signatures with the
  * same body canonicalisation and l= (the common two-signature case hashes
  * the body once).
@@ -17,6 +17,7 @@
 #include "dkim_crypto.h"
 #include "dkim_hash.h"
 #include "dkim_key.h"
+#include "dkim_keyrec.h"
 
 struct slot {
 	uint8_t *field;            /* owned copy of the DKIM-Signature field */
@@ -25,9 +26,9 @@ struct slot {
 	enum auth_res res;         /* AUTH_NONE until decided */
 	const char *reason;
 	bool key_wanted, key_done;
-	enum auth_res key_res;     /* AUTH_NONE: key usable */
+	enum auth_res key_res;     /* AUTH_NONE: key usable (kr) */
 	const char *key_reason;
-	struct dkim_key key;
+	struct dkim_keyrec *kr;    /* a reference, when key_done and usable */
 	int bh;                    /* index into m->bh, or -1 */
 	unsigned key_bits;
 	char key_name[DKIM_NAME_MAX + 1];
@@ -40,7 +41,7 @@ struct dkim_msg {
 	bool headers_done, body_done, evaluated;
 	struct slot *slots;
 	unsigned num_slots, num_skipped;
-	struct dkim_bodyhash bh[DKIM_SIGS_HARD_MAX];
+	struct dkim_bodyhash *bh;  /* o.max_sigs; each set up when used (no zeroing of the rest) */
 	unsigned num_bh;
 };
 
@@ -61,7 +62,10 @@ struct dkim_msg *dkim_msg_new(const struct dkim_opts *o)
 		m->o.max_sigs = DKIM_SIGS_HARD_MAX;
 	}
 	m->slots = calloc(m->o.max_sigs, sizeof(*m->slots));
-	if (m->slots == NULL) {
+	m->bh = malloc(m->o.max_sigs * sizeof(*m->bh));
+	if (m->slots == NULL || m->bh == NULL) {
+		free(m->slots);
+		free(m->bh);
 		free(m);
 		return NULL;
 	}
@@ -77,8 +81,10 @@ void dkim_msg_free(struct dkim_msg *m)
 	for (unsigned i = 0; i < m->num_slots; i++) {
 		free(m->slots[i].field);
 		m->slots[i].field = NULL;
+		dkim_keyrec_unref(m->slots[i].kr); m->slots[i].kr = NULL;
 	}
-	free(m->slots);
+	free(m->slots); m->slots = NULL;
+	free(m->bh); m->bh = NULL;
 	dkim_hdrs_fini(&m->hdrs);
 	free(m);
 }
@@ -188,7 +194,7 @@ const char *dkim_msg_key_name(const struct dkim_msg *m, unsigned sig)
 	return sig < m->num_slots ? m->slots[sig].key_name : "";
 }
 
-void dkim_msg_key_answer(struct dkim_msg *m, unsigned sig, const struct dns_txt_answer *a)
+void dkim_msg_key_set(struct dkim_msg *m, unsigned sig, struct dkim_keyrec *kr)
 {
 	struct slot *s;
 
@@ -197,7 +203,19 @@ void dkim_msg_key_answer(struct dkim_msg *m, unsigned sig, const struct dns_txt_
 	}
 	s = &m->slots[sig];
 	s->key_done = true;
-	s->key_res = dkim_key_from_answer(&s->key, &s->key_reason, a);
+	s->kr = dkim_keyrec_use(kr, &s->key_res, &s->key_reason);
+}
+
+void dkim_msg_key_answer(struct dkim_msg *m, unsigned sig, const struct dns_txt_answer *a)
+{
+	struct dkim_keyrec *kr;
+
+	if (sig >= m->num_slots || !m->slots[sig].key_wanted || m->slots[sig].key_done) {
+		return;
+	}
+	kr = dkim_keyrec_new(a);
+	dkim_msg_key_set(m, sig, kr);
+	dkim_keyrec_unref(kr);
 }
 
 void dkim_msg_headers_end(struct dkim_msg *m)
@@ -314,8 +332,8 @@ static void evaluate(struct dkim_msg *m, struct slot *s)
 		s->reason = s->key_reason;
 		return;
 	}
-	s->out.testing = s->key.testing;
-	if ((s->res = dkim_key_check(&s->key, &s->sig, &s->reason)) != AUTH_NONE) {
+	s->out.testing = s->kr->key.testing;
+	if ((s->res = dkim_key_check(&s->kr->key, &s->sig, &s->reason)) != AUTH_NONE) {
 		return;
 	}
 	if (s->bh < 0 || !m->body_done) {
@@ -331,8 +349,7 @@ static void evaluate(struct dkim_msg *m, struct slot *s)
 		s->reason = "out of memory";
 		return;
 	}
-	s->res = dkim_crypto_verify(s->sig.alg, s->key.p, s->key.p_len, digest, s->sig.b, s->sig.b_len, &s->key_bits,
-				    &why);
+	s->res = dkim_pubkey_verify(s->kr->pk, s->sig.alg, digest, s->sig.b, s->sig.b_len, &s->key_bits, &why);
 	s->reason = why;
 	s->out.key_bits = s->key_bits;
 }

@@ -83,9 +83,21 @@ const char *dkim_msg_key_name(const struct dkim_msg *m, unsigned sig);
 
 /*
  * dkim_msg_key_answer gives signature `sig` its key lookup result; it
- * borrows `a` during the call only (the key is parsed and copied here).
+ * borrows `a` during the call only (the key is parsed here).
  */
 void dkim_msg_key_answer(struct dkim_msg *m, unsigned sig, const struct dns_txt_answer *a);
+
+struct dkim_keyrec;
+
+/*
+ * dkim_msg_key_set gives signature `sig` its parsed key lookup outcome
+ * (dkim_keyrec.h), e.g. from a cache: takes a reference of its own when the
+ * key is usable, so the caller keeps its reference. NULL means the outcome
+ * could not be made (out of memory): temperror. An answer already given,
+ * or an index that wants no key, is ignored. dkim_msg_key_answer is
+ * dkim_keyrec_new + dkim_msg_key_set.
+ */
+void dkim_msg_key_set(struct dkim_msg *m, unsigned sig, struct dkim_keyrec *kr);
 
 /* dkim_msg_headers_end: the header section is complete; body hashing starts. */
 void dkim_msg_headers_end(struct dkim_msg *m);

@@ -1,7 +1,9 @@
 /*
  * dkim_crypto.c - DKIM crypto with BoringSSL (SHA-256, RSA PKCS#1 v1.5)
  * and libsodium (Ed25519). Thread-safe; no global state but libsodium's
- * one-time init.
+ * one-time init. A struct dkim_pubkey is immutable once made, so the
+ * verify pool's workers share one per key (BoringSSL sets up an RSA key's
+ * Montgomery context on its first use, under the key's own lock).
  */
 #include "dkim_crypto.h"
 
@@ -13,6 +15,8 @@
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
 
 _Static_assert(sizeof(SHA256_CTX) <= sizeof(struct dkim_sha256), "dkim_sha256 too small for SHA256_CTX");
 
@@ -67,57 +71,91 @@ static RSA *rsa_from_key(const uint8_t *key, size_t key_len)
 	return rsa;
 }
 
-enum auth_res dkim_crypto_verify(enum dkim_alg alg, const uint8_t *key, size_t key_len,
-				 const uint8_t digest[DKIM_SHA256_LEN], const uint8_t *sig, size_t sig_len,
-				 unsigned *out_key_bits, const char **out_reason)
+struct dkim_pubkey {
+	enum dkim_alg alg;
+	const char *bad;    /* non-NULL: not a usable key, the AUTH_PERMERROR reason */
+	unsigned bits;
+	RSA *rsa;           /* rsa-sha256 and usable */
+	uint8_t ed[crypto_sign_PUBLICKEYBYTES]; /* ed25519-sha256 and usable */
+};
+
+struct dkim_pubkey *dkim_pubkey_new(enum dkim_alg alg, const uint8_t *key, size_t key_len)
 {
-	*out_key_bits = 0;
+	struct dkim_pubkey *pk = calloc(1, sizeof(*pk));
+
+	if (pk == NULL) {
+		return NULL;
+	}
+	pk->alg = alg;
+	if (alg == DKIM_ALG_ED25519_SHA256) {
+		if (key_len != crypto_sign_PUBLICKEYBYTES) {
+			pk->bad = "ed25519 public key is not 32 octets (RFC 8463 section 4)";
+		} else {
+			memcpy(pk->ed, key, key_len);
+			pk->bits = 256;
+		}
+	} else if (alg == DKIM_ALG_RSA_SHA256) {
+		pk->rsa = rsa_from_key(key, key_len);
+		if (pk->rsa == NULL) {
+			ERR_clear_error(); /* the thread's error queue must not grow with hostile keys */
+			pk->bad = "public key is not a valid RSA key";
+		} else {
+			pk->bits = RSA_bits(pk->rsa);
+			if (pk->bits < RSA_BITS_MIN || pk->bits > RSA_BITS_MAX) {
+				pk->bad = pk->bits < RSA_BITS_MIN ? "RSA key smaller than 1024 bits (RFC 8301 section 3.2)"
+								  : "RSA key larger than 4096 bits";
+				RSA_free(pk->rsa);
+				pk->rsa = NULL;
+			}
+		}
+	} else {
+		pk->bad = "unsupported signature algorithm";
+	}
+	return pk;
+}
+
+void dkim_pubkey_free(struct dkim_pubkey *pk)
+{
+	if (pk == NULL) {
+		return;
+	}
+	RSA_free(pk->rsa); pk->rsa = NULL;
+	free(pk);
+}
+
+enum auth_res dkim_pubkey_verify(const struct dkim_pubkey *pk, enum dkim_alg alg, const uint8_t digest[DKIM_SHA256_LEN],
+				 const uint8_t *sig, size_t sig_len, unsigned *out_key_bits, const char **out_reason)
+{
+	*out_key_bits = pk->bits;
 	*out_reason = NULL;
+	if (alg != pk->alg) {
+		*out_key_bits = 0;
+		*out_reason = "key type does not match the signature algorithm";
+		return AUTH_PERMERROR;
+	}
 	if (alg == DKIM_ALG_ED25519_SHA256) {
 		pthread_once(&sodium_once, sodium_setup);
 		if (sodium_ok < 0) {
 			*out_reason = "ed25519 unavailable (libsodium init failed)";
 			return AUTH_TEMPERROR;
 		}
-		if (key_len != crypto_sign_PUBLICKEYBYTES) {
-			*out_reason = "ed25519 public key is not 32 octets (RFC 8463 section 4)";
-			return AUTH_PERMERROR;
-		}
-		*out_key_bits = 256;
+	}
+	if (pk->bad != NULL) {
+		*out_reason = pk->bad;
+		return AUTH_PERMERROR;
+	}
+	if (alg == DKIM_ALG_ED25519_SHA256) {
 		if (sig_len != crypto_sign_BYTES ||
-		    crypto_sign_verify_detached(sig, digest, DKIM_SHA256_LEN, key) != 0) {
+		    crypto_sign_verify_detached(sig, digest, DKIM_SHA256_LEN, pk->ed) != 0) {
 			*out_reason = "signature did not verify";
 			return AUTH_FAIL;
 		}
 		return AUTH_PASS;
 	}
-	if (alg == DKIM_ALG_RSA_SHA256) {
-		RSA *rsa = rsa_from_key(key, key_len);
-		unsigned bits;
-		int ok;
-
-		if (rsa == NULL) {
-			ERR_clear_error(); /* the thread's error queue must not grow with hostile keys */
-			*out_reason = "public key is not a valid RSA key";
-			return AUTH_PERMERROR;
-		}
-		bits = RSA_bits(rsa);
-		*out_key_bits = bits;
-		if (bits < RSA_BITS_MIN || bits > RSA_BITS_MAX) {
-			RSA_free(rsa);
-			*out_reason = bits < RSA_BITS_MIN ? "RSA key smaller than 1024 bits (RFC 8301 section 3.2)"
-							  : "RSA key larger than 4096 bits";
-			return AUTH_PERMERROR;
-		}
-		ok = sig_len == RSA_size(rsa) && RSA_verify(NID_sha256, digest, DKIM_SHA256_LEN, sig, sig_len, rsa) == 1;
-		RSA_free(rsa);
-		if (!ok) {
-			ERR_clear_error();
-			*out_reason = "signature did not verify";
-			return AUTH_FAIL;
-		}
-		return AUTH_PASS;
+	if (sig_len != RSA_size(pk->rsa) || RSA_verify(NID_sha256, digest, DKIM_SHA256_LEN, sig, sig_len, pk->rsa) != 1) {
+		ERR_clear_error();
+		*out_reason = "signature did not verify";
+		return AUTH_FAIL;
 	}
-	*out_reason = "unsupported signature algorithm";
-	return AUTH_PERMERROR;
+	return AUTH_PASS;
 }

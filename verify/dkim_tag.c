@@ -74,12 +74,12 @@ enum dkim_tag_rc dkim_tags_parse(struct dkim_tag *out, size_t max, size_t *out_n
 		i += fws_len(p + i, len - i);
 		val_start = val_end = i;
 		while (i < len && p[i] != ';') {
-			size_t f = fws_len(p + i, len - i);
+			size_t f;
 
-			if (f > 0) {
+			if (is_valchar(p[i])) {
+				val_end = ++i; /* first: the common case (b=, bh=); FWS never starts with one */
+			} else if ((f = fws_len(p + i, len - i)) > 0) {
 				i += f;
-			} else if (is_valchar(p[i])) {
-				val_end = ++i;
 			} else {
 				*out_err_pos = i; /* CTL, bare CR/LF, or CRLF not followed by WSP */
 				return DKIM_TAG_SYNTAX;

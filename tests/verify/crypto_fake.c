@@ -13,6 +13,7 @@
  * fuzzer reaches the passing paths without forging digests.
  */
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../proto/sha256.h"
@@ -37,14 +38,51 @@ void dkim_sha256_final(struct dkim_sha256 *h, uint8_t out[DKIM_SHA256_LEN])
 	sha256_final((struct sha256 *)(void *)h->opaque, out);
 }
 
-enum auth_res dkim_crypto_verify(enum dkim_alg alg, const uint8_t *key, size_t key_len,
-				 const uint8_t digest[DKIM_SHA256_LEN], const uint8_t *sig, size_t sig_len,
-				 unsigned *out_key_bits, const char **out_reason)
+/* The fake key handle: the key bytes, copied (the real one holds a parsed key). */
+struct dkim_pubkey {
+	enum dkim_alg alg;
+	size_t len;
+	uint8_t p[];
+};
+
+/* crypto_fake_num_pubkeys counts live handles, so tests see them freed. */
+int crypto_fake_num_pubkeys;
+
+struct dkim_pubkey *dkim_pubkey_new(enum dkim_alg alg, const uint8_t *key, size_t key_len)
 {
-	(void)alg;
+	struct dkim_pubkey *pk = malloc(sizeof(*pk) + key_len);
+
+	if (pk == NULL) {
+		return NULL;
+	}
+	pk->alg = alg;
+	pk->len = key_len;
+	if (key_len > 0) {
+		memcpy(pk->p, key, key_len);
+	}
+	__atomic_add_fetch(&crypto_fake_num_pubkeys, 1, __ATOMIC_RELAXED);
+	return pk;
+}
+
+void dkim_pubkey_free(struct dkim_pubkey *pk)
+{
+	if (pk == NULL) {
+		return;
+	}
+	__atomic_sub_fetch(&crypto_fake_num_pubkeys, 1, __ATOMIC_RELAXED);
+	free(pk);
+}
+
+enum auth_res dkim_pubkey_verify(const struct dkim_pubkey *pk, enum dkim_alg alg, const uint8_t digest[DKIM_SHA256_LEN],
+				 const uint8_t *sig, size_t sig_len, unsigned *out_key_bits, const char **out_reason)
+{
 	*out_key_bits = 0;
 	*out_reason = NULL;
-	if (key_len != 4 || memcmp(key, "good", 4) != 0) {
+	if (alg != pk->alg) {
+		*out_reason = "key type does not match the signature algorithm";
+		return AUTH_PERMERROR;
+	}
+	if (pk->len != 4 || memcmp(pk->p, "good", 4) != 0) {
 		*out_reason = "fake: unusable key";
 		return AUTH_PERMERROR;
 	}

@@ -2,14 +2,16 @@
  * test_dkim_msg.c - verify/dkim.c, the message-level verifier, with the
  * fake crypto seam (crypto_fake.c: a "signature" is the header digest
  * itself, the key is "good"). Checks h= selection from the bottom with
- * over-signing, b= deletion, body hash, l=, x=, key answers, the signature
- * bound, and that any split of the body gives the same result.
+ * over-signing, b= deletion, body hash, l=, x=, key answers (raw, and
+ * parsed once and shared: dkim_keyrec.h), the signature bound, and that
+ * any split of the body gives the same result.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../../verify/dkim.h"
+#include "../../verify/dkim_keyrec.h"
 #include "fake_sign.h"
 
 static void sha_b64(char *out, const char *s)
@@ -208,4 +210,86 @@ Test(dkim_msg, broken_signature_keeps_its_names)
 	cr_assert_str_eq(r[0].domain, "x.test");
 	cr_assert_str_eq(r[0].algorithm, "rsa-sha1");
 	dkim_msg_free(m);
+}
+
+extern int crypto_fake_num_pubkeys; /* crypto_fake.c: live key handles */
+
+/* run_kr is run() with a parsed key outcome given through dkim_msg_key_set (borrowed). */
+static struct dkim_result run_kr(const char *const *hdrs, size_t num, const char *body, struct dkim_keyrec *kr)
+{
+	struct dkim_msg *m = dkim_msg_new(NULL);
+	struct dkim_result r[4];
+
+	cr_assert_not_null(m);
+	for (size_t i = 0; i < num; i++) {
+		int sig;
+
+		cr_assert_eq(dkim_msg_header(m, span_cstr(hdrs[i]), &sig), 0);
+		if (sig >= 0) {
+			dkim_msg_key_set(m, (unsigned)sig, kr);
+			dkim_msg_key_set(m, (unsigned)sig, NULL); /* a second answer is ignored */
+		}
+	}
+	dkim_msg_headers_end(m);
+	dkim_msg_body(m, (const uint8_t *)body, strlen(body));
+	dkim_msg_body_end(m);
+	cr_assert_eq(dkim_msg_results(m, r, 4), 1);
+	dkim_msg_free(m);
+	return r[0];
+}
+
+Test(dkim_msg, one_parsed_key_serves_many_messages)
+{
+	char sig[2048];
+	struct dkim_keyrec *kr = dkim_keyrec_new(&good_key);
+	struct dkim_msg *held = dkim_msg_new(NULL);
+	int idx;
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	const char *h[] = { sig, FROM, SUBJ, TO };
+	cr_assert_not_null(kr);
+	cr_assert_eq(kr->res, AUTH_NONE);
+	cr_assert_eq(crypto_fake_num_pubkeys, 1, "the key is parsed once, at dkim_keyrec_new");
+	for (int i = 0; i < 3; i++) {
+		struct dkim_result r = run_kr(h, 4, "Hello world\r\n", kr);
+
+		cr_assert_eq(r.res, AUTH_PASS, "message %d: %s", i, r.reason);
+	}
+	/* A message still holding the key keeps it alive after the cache's reference goes. */
+	cr_assert_eq(dkim_msg_header(held, span_cstr(sig), &idx), 0);
+	cr_assert_eq(idx, 0);
+	dkim_msg_key_set(held, 0, kr);
+	dkim_keyrec_unref(kr);
+	cr_assert_eq(crypto_fake_num_pubkeys, 1);
+	dkim_msg_free(held);
+	cr_assert_eq(crypto_fake_num_pubkeys, 0, "the last reference frees the key");
+}
+
+Test(dkim_msg, parsed_key_outcomes_that_are_not_keys)
+{
+	char sig[2048];
+	struct dns_txt_answer a;
+	struct dkim_keyrec *kr;
+	struct dkim_result r;
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	const char *h[] = { sig, FROM, SUBJ, TO };
+	key_answer(&a, DNS_NXDOMAIN, NULL);
+	kr = dkim_keyrec_new(&a);
+	cr_assert_not_null(kr);
+	cr_assert_null(kr->pk);
+	r = run_kr(h, 4, "Hello world\r\n", kr);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	cr_assert_str_eq(r.reason, "no key for signature");
+	dkim_keyrec_unref(kr);
+	key_answer(&a, DNS_OK, "v=DKIM1; p=YmFk"); /* "bad": parses as a record, unusable as a key */
+	kr = dkim_keyrec_new(&a);
+	r = run_kr(h, 4, "Hello world\r\n", kr);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	cr_assert_str_eq(r.reason, "fake: unusable key");
+	dkim_keyrec_unref(kr);
+	r = run_kr(h, 4, "Hello world\r\n", NULL);
+	cr_assert_eq(r.res, AUTH_TEMPERROR);
+	cr_assert_str_eq(r.reason, "out of memory");
+	cr_assert_eq(crypto_fake_num_pubkeys, 0);
 }
