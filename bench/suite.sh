@@ -391,18 +391,36 @@ for p in $PEERS; do
 done
 
 # The generator against smtp-source: same shape as W1, against smtp-sink, same run.
+# Besides msg/s, each client's own CPU per message (getrusage of the child) and
+# how busy smtp-sink was (its cgroup's CPU over the run, in cores): when the
+# sink is near one core it is the ceiling and msg/s cannot tell the clients
+# apart any more, but their CPU per message still can.
+client_cpu() {  # client_cpu CPUFILE CMD...: run CMD, its stdout passes through, CPU seconds to CPUFILE
+    local f=$1; shift
+    $PY -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[2:])
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%.4f\n" % (u.ru_utime + u.ru_stime))
+sys.exit(r.returncode)' "$f" "$@"
+}
 GEN_CMP=""
 if have smtp-source && have smtp-sink; then
     PORT=$(free_port); start_sink "$PORT"; wait_listen "$PORT"
     for rep in 1 2 3; do
-        t0=$(date +%s.%N)
-        smtp-source -d -s 20 -m $N1 -l 4096 -f $FROM -t $TO "127.0.0.1:$PORT" >/dev/null 2>&1 || true
-        t1=$(date +%s.%N)
+        c0=$(cg_cpu_us); t0=$(date +%s.%N)
+        client_cpu "$WORK/ss.cpu" smtp-source -d -s 20 -m $N1 -l 4096 -f $FROM -t $TO "127.0.0.1:$PORT" >/dev/null 2>&1 || true
+        t1=$(date +%s.%N); c1=$(cg_cpu_us)
         ss=$($PY -c "print('%.0f' % ($N1 / ($t1 - $t0)))")
-        ol=$("$LOAD" --json -q -m $N1 -c 20 --size 4096 --from $FROM --to $TO "127.0.0.1:$PORT" |
+        ss_us=$($PY -c "print('%.1f' % (float(open('$WORK/ss.cpu').read()) * 1e6 / $N1))")
+        ss_busy=$($PY -c "print('%.2f' % ((${c1:-0} - ${c0:-0}) / 1e6 / ($t1 - $t0)) if '${c0}' else '?')")
+        c0=$(cg_cpu_us); t0=$(date +%s.%N)
+        ol=$(client_cpu "$WORK/ol.cpu" "$LOAD" --json -q -m $N1 -c 20 --size 4096 --from $FROM --to $TO "127.0.0.1:$PORT" |
             $PY -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["msgs_per_s"])')
-        GEN_CMP+="| $rep | $ss | $ol | $($PY -c "print('%.2f' % ($ol / $ss))") |"$'\n'
-        log "smtp-sink: smtp-source $ss msg/s, oceanmx-load $ol msg/s"
+        t1=$(date +%s.%N); c1=$(cg_cpu_us)
+        ol_us=$($PY -c "print('%.1f' % (float(open('$WORK/ol.cpu').read()) * 1e6 / $N1))")
+        ol_busy=$($PY -c "print('%.2f' % ((${c1:-0} - ${c0:-0}) / 1e6 / ($t1 - $t0)) if '${c0}' else '?')")
+        GEN_CMP+="| $rep | $ss | $ss_us | $ss_busy | $ol | $ol_us | $ol_busy | $($PY -c "print('%.2f' % ($ol / $ss))") | $($PY -c "print('%.2f' % ($ss_us / $ol_us))") |"$'\n'
+        log "smtp-sink: smtp-source $ss msg/s ($ss_us us/msg), oceanmx-load $ol msg/s ($ol_us us/msg)"
     done
     stop_peer
 fi
@@ -488,8 +506,11 @@ if gen.strip():
     out.append("## The load generator is not the bottleneck\n")
     out.append("Against Postfix smtp-sink, W1's shape (%s messages of 4 KiB, 20 sessions, many messages" % "$N1")
     out.append("per session): Postfix \`smtp-source -d -s 20 -m %s -l 4096\` then \`oceanmx-load -m %s -c 20\`, alternating.\n" % ("$N1", "$N1"))
-    out.append("| round | smtp-source msg/s | oceanmx-load msg/s | ratio |")
-    out.append("| ---: | ---: | ---: | ---: |")
+    out.append("Client CPU is each client's own (getrusage); sink busy is smtp-sink's CPU over the run in cores:")
+    out.append("near 1.00 smtp-sink (one process) is the ceiling, and the msg/s ratio is capped by it while the")
+    out.append("CPU ratio still shows how much more the generator could drive.\n")
+    out.append("| round | smtp-source msg/s | its CPU µs/msg | sink busy | oceanmx-load msg/s | its CPU µs/msg | sink busy | msg/s ratio | CPU ratio |")
+    out.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     out.append(gen.rstrip())
     out.append("")
 skipped = """$(printf '%s\n' "${SKIPPED[@]}")"""
