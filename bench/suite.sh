@@ -333,7 +333,7 @@ run_peer() {
     measure "$peer" W2 "" -m $N2 -c 10 --size 100k
     measure "$peer" W3 "" -m $N3 -c 50 -p 1 --size 4096
     local vnote="signed, not verified"
-    case $peer in aiosmtpd) vnote="verified (python3-dkim)" ;; oceanmx) vnote="verified (DKIM, SPF and DMARC on; key from a loopback DNS server)" ;; esac
+    case $peer in aiosmtpd) vnote="verified (python3-dkim)" ;; oceanmx) vnote="verified (DKIM, ARC, SPF and DMARC on; key from a loopback DNS server)" ;; esac
     if [[ $peer == aiosmtpd ]]; then
         stop_peer; PORT=$(free_port); AIO_ZONE="$WORK/dkim.zone" start_aiosmtpd "$PORT"; wait_listen "$PORT" || true
     fi
