@@ -70,11 +70,10 @@ if ((${#need_pkgs[@]})); then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
-if [[ ! -x $OMX || ! -x $LOAD ]]; then
-    log "building oceanmx and oceanmx-load"
-    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build "$ROOT/build" -j"$(nproc)" --target oceanmx oceanmx-load >/dev/null
-fi
+# free_port, wait_greeting (the 220 within 30 s), omx_build_if_missing
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+omx_build_if_missing "$OMX" "$LOAD" "$ROOT"
 
 WORK="$(mktemp -d /var/tmp/oceanmx-suite.XXXXXX)"
 chmod 755 "$WORK"
@@ -124,23 +123,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listen() {  # wait_listen PORT: the greeting must come within 30 s
-    $PY - "$1" <<'EOF'
-import socket, sys, time
-port = int(sys.argv[1]); end = time.time() + 30
-while time.time() < end:
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        if s.recv(512).startswith(b"220"):
-            s.sendall(b"QUIT\r\n"); s.close(); sys.exit(0)
-        s.close()
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-EOF
-}
 cg_cpu_us() { [[ -n $CUR_CG ]] && awk '/^usage_usec/ {print $2}' "$CUR_CG/cpu.stat" || echo ""; }
 listen_overflows() {  # TcpExt ListenOverflows of the whole machine (accept queue full)
     awk '/^TcpExt:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else print (c ? $c : 0) }' /proc/net/netstat
@@ -321,7 +303,7 @@ run_peer() {
     opensmtpd) "$OSMTPD" setup || { log "opensmtpd: setup failed, skipped"; SKIPPED+=("opensmtpd: bench/opensmtpd_peer.sh setup failed (debootstrap or apt-get in its root)"); return; } ;;
     esac
     "start_$peer" "$PORT" || { log "$peer: did not start"; SKIPPED+=("$peer: did not start"); stop_peer; return; }
-    if ! wait_listen "$PORT"; then
+    if ! wait_greeting "$PORT"; then
         log "$peer: no greeting on port $PORT"; tail -5 "$WORK/$peer.log" >&2 || true
         SKIPPED+=("$peer: no greeting"); stop_peer; return
     fi
@@ -335,11 +317,11 @@ run_peer() {
     local vnote="signed, not verified"
     case $peer in aiosmtpd) vnote="verified (python3-dkim)" ;; oceanmx) vnote="verified (DKIM, ARC, SPF and DMARC on; key from a loopback DNS server)" ;; esac
     if [[ $peer == aiosmtpd ]]; then
-        stop_peer; PORT=$(free_port); AIO_ZONE="$WORK/dkim.zone" start_aiosmtpd "$PORT"; wait_listen "$PORT" || true
+        stop_peer; PORT=$(free_port); AIO_ZONE="$WORK/dkim.zone" start_aiosmtpd "$PORT"; wait_greeting "$PORT" || true
     fi
     measure "$peer" W4 "$vnote" -m $N4 -c 20 --size 4096 --dkim rsa --dkim-key "$WORK/dkim.pem" --dkim-dns "$WORK/dkim.zone.new"
     if [[ $peer == aiosmtpd ]]; then
-        stop_peer; PORT=$(free_port); start_aiosmtpd "$PORT"; wait_listen "$PORT" || true
+        stop_peer; PORT=$(free_port); start_aiosmtpd "$PORT"; wait_greeting "$PORT" || true
     fi
     if [[ -n $W1_RATE && $W1_RATE -gt 1 ]]; then
         measure "$peer" W6 "open loop at $((W1_RATE / 2)) msg/s" -d $D6 -R $((W1_RATE / 2)) -c 50 --size 4096
@@ -405,7 +387,7 @@ sys.exit(r.returncode)' "$f" "$@"
 }
 GEN_CMP=""
 if have smtp-source && have smtp-sink; then
-    PORT=$(free_port); start_sink "$PORT"; wait_listen "$PORT"
+    PORT=$(free_port); start_sink "$PORT"; wait_greeting "$PORT"
     for rep in 1 2 3; do
         c0=$(cg_cpu_us); t0=$(date +%s.%N)
         client_cpu "$WORK/ss.cpu" smtp-source -d -s 20 -m $N1 -l 4096 -f $FROM -t $TO "127.0.0.1:$PORT" >/dev/null 2>&1 || true
