@@ -62,6 +62,39 @@ def omx_bin():
     return b
 
 
+def omx_verify(host, path, port, *extra, stdin=None, timeout_ms=2000):
+    """omx_verify runs `oceanmx verify` on path ("-": stdin) with --hostname host,
+    asking the DNS server on 127.0.0.1:port (none when port is None)."""
+    args = [omx_bin(), "verify", "--hostname", host, "--dns-timeout", str(timeout_ms)]
+    if port is not None:
+        args += ["--dns", "127.0.0.1:%d" % port]
+    args += list(extra) + [path]
+    return subprocess.run(args, input=stdin, capture_output=True, timeout=60)
+
+
+def read_tsv(path):
+    """read_tsv returns the rows of a corpus TSV file as dicts keyed by its header ('#' stripped)."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        head = None
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if head is None:
+                head = [c.lstrip("#") for c in cols]
+                continue
+            rows.append(dict(zip(head, cols)))
+    return rows
+
+
+def zone_dnsfunc(zone):
+    """zone_dnsfunc gives dkimpy a dnsfunc answering TXT names from a parse_zone() dict."""
+    def dnsfunc(name, timeout=5):
+        n = name.decode() if isinstance(name, bytes) else name
+        recs = zone.get(n.rstrip(".").lower())
+        return b"".join(recs[0][1]) if recs else None
+    return dnsfunc
+
+
 def corpora_dir():
     c = os.environ.get("OMX_CORPORA") or os.path.join(REPO, "..", "shared", "corpora")
     return os.path.abspath(c)

@@ -28,10 +28,9 @@ Cases:
 
 import json
 import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from lib import Skip, corpora_dir, omx_bin, run
+from lib import Skip, corpora_dir, omx_bin, omx_verify, read_tsv, run, zone_dnsfunc
 
 try:
     from dns_server import DnsServer, parse_zone
@@ -60,12 +59,8 @@ DKIMPY_DIFFERENCES = {
 }
 
 
-def verify(path, port, stdin=None, timeout_ms=2000):
-    args = [omx_bin(), "verify", "--hostname", HOST, "--dns-timeout", str(timeout_ms)]
-    if port is not None:
-        args += ["--dns", "127.0.0.1:%d" % port]
-    args.append(path)
-    return subprocess.run(args, input=stdin, capture_output=True, timeout=60)
+def verify(path, port, *extra, stdin=None, timeout_ms=2000):
+    return omx_verify(HOST, path, port, *extra, stdin=stdin, timeout_ms=timeout_ms)
 
 
 def arc_out(r, what):
@@ -79,19 +74,6 @@ def arc_out(r, what):
     hdr = out[:len(out) - len(last) - 1]
     entry = [x.strip() for x in hdr.replace("\n", " ").split(";") if x.strip().startswith("arc=")]
     return (entry[0] if entry else None), json.loads(last)["arc"]
-
-
-def read_tsv(path):
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        head = None
-        for line in f:
-            cols = line.rstrip("\n").split("\t")
-            if head is None:
-                head = [c.lstrip("#") for c in cols]
-                continue
-            rows.append(dict(zip(head, cols)))
-    return rows
 
 
 def want_cv(expected):
@@ -108,10 +90,7 @@ def dkimpy_cv(path, zone):
     with open(path, "rb") as f:
         msg = f.read()
 
-    def dnsfunc(name, timeout=5):
-        n = name.decode() if isinstance(name, bytes) else name
-        recs = zone.get(n.rstrip(".").lower())
-        return b"".join(recs[0][1]) if recs else None
+    dnsfunc = zone_dnsfunc(zone)
 
     try:
         cv, _, _ = dkim.arc_verify(msg, dnsfunc=dnsfunc)

@@ -23,9 +23,8 @@ Cases:
 
 import json
 import os
-import subprocess
 
-from lib import Skip, corpora_dir, omx_bin, run
+from lib import Skip, corpora_dir, omx_bin, omx_verify, read_tsv, run, zone_dnsfunc
 
 try:
     from dns_server import DnsServer, parse_zone
@@ -48,12 +47,7 @@ MAILDKIM_MAP = {"pass": "pass", "fail": "fail", "invalid": "permerror"}
 
 
 def verify(path, port, *extra, stdin=None, timeout_ms=2000):
-    args = [omx_bin(), "verify", "--hostname", HOST, "--dns-timeout", str(timeout_ms)]
-    if port is not None:
-        args += ["--dns", "127.0.0.1:%d" % port]
-    args += list(extra) + [path]
-    r = subprocess.run(args, input=stdin, capture_output=True, timeout=60)
-    return r
+    return omx_verify(HOST, path, port, *extra, stdin=stdin, timeout_ms=timeout_ms)
 
 
 def parse_out(t, r, what):
@@ -65,19 +59,6 @@ def parse_out(t, r, what):
     return out[:len(out) - len(last) - 1], doc["dkim"]
 
 
-def read_tsv(path):
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        head = None
-        for line in f:
-            cols = line.rstrip("\n").split("\t")
-            if head is None:
-                head = [c.lstrip("#") for c in cols]
-                continue
-            rows.append(dict(zip(head, cols)))
-    return rows
-
-
 def dkimpy_results(path, zone, now=None):
     """dkimpy_results: dkimpy's pass/fail per DKIM-Signature, or None when dkimpy is absent."""
     try:
@@ -87,10 +68,7 @@ def dkimpy_results(path, zone, now=None):
     with open(path, "rb") as f:
         msg = f.read()
 
-    def dnsfunc(name, timeout=5):
-        n = name.decode() if isinstance(name, bytes) else name
-        recs = zone.get(n.rstrip(".").lower())
-        return b"".join(recs[0][1]) if recs else None
+    dnsfunc = zone_dnsfunc(zone)
 
     d = dkim.DKIM(msg)
     n = len([h for h in d.headers if h[0].lower() == b"dkim-signature"])
