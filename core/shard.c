@@ -336,7 +336,7 @@ static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
 
 static void conn_flush(struct shard *sh, struct conn *c);
 static void conn_close(struct shard *sh, struct conn *c);
-static void conn_drop_vjob(struct shard *sh, struct conn *c);
+static void conn_drop_vjob(struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
 static void tx_kick(struct shard *sh, struct spool_tx *tx);
 static void tx_detach_abort(struct shard *sh, struct conn *c);
@@ -468,7 +468,7 @@ static void conn_release(struct shard *sh, struct conn *c)
 		limits_release(sh->g->limits, &c->ipkey);
 	}
 	log_line(LOG_INFO, c->who, "conn.close");
-	conn_drop_vjob(sh, c);
+	conn_drop_vjob(c);
 	smtp_sess_free(c->sess);
 	bb_fini(&c->out);
 	bb_fini(&c->sending);
@@ -503,7 +503,7 @@ static void conn_close(struct shard *sh, struct conn *c)
 		return;
 	}
 	c->closing = true;
-	conn_drop_vjob(sh, c);
+	conn_drop_vjob(c);
 	if (c->tx != NULL && !c->tx->ended && !c->tx->body_done) {
 		tx_detach_abort(sh, c); /* mid-data: never acknowledged */
 	}
@@ -685,9 +685,8 @@ static void tx_open(struct shard *sh, struct spool_tx *tx)
 }
 
 /* conn_drop_vjob abandons checks started for a transaction that never sent data. */
-static void conn_drop_vjob(struct shard *sh, struct conn *c)
+static void conn_drop_vjob(struct conn *c)
 {
-	(void)sh;
 	if (c->vjob != NULL) {
 		vjob_abandon(c->vjob); /* it comes back through the inbox and is freed there */
 		c->vjob = NULL;
@@ -704,7 +703,7 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 {
 	const struct msg_env *env = smtp_sess_env(c->sess);
 
-	conn_drop_vjob(sh, c); /* RSET and a new MAIL: the old sender is gone */
+	conn_drop_vjob(c); /* RSET and a new MAIL: the old sender is gone */
 	if (sh->g->vpool == NULL || (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim, sh->g->cfg->arc)) == NULL) {
 		return;
 	}
