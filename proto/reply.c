@@ -59,6 +59,9 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(RELAY_DENIED, 550, "5.7.1", "Relay not permitted: recipient domain not served here", 0),
 	R(TOO_MANY_RCPTS, 452, "4.5.3", "Too many recipients", 0),
 	R(SIZE_EXCEEDED, 552, "5.3.4", "Message size exceeds fixed limit", 0),
+	/* A BDAT chunk announced beyond the limit is refused before it arrives;
+	 * reading megabytes only to discard them is what a hostile client wants. */
+	R(SIZE_EXCEEDED_CLOSE, 552, "5.3.4", "Message size exceeds fixed limit; closing connection", REPLY_F_CLOSE),
 	R(DATA_BARE, 550, "5.5.2", "Bare CR or LF in message data not allowed", 0),
 	R(DATA_LINE_LONG, 500, "5.5.2", "Line too long in message data", 0),
 	R(COMMIT_TEMPFAIL, 451, "4.3.0", "Local error in processing, try again later", 0),
@@ -84,7 +87,7 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(NEED_UTF8), N(PARAM_UNKNOWN), N(PARAM_SYNTAX), N(NOT_IMPL), N(EXPN), N(SEQ_HELO),
 	N(SEQ_NESTED), N(SEQ_MAIL), N(SEQ_RCPT), N(NO_VALID_RCPT), N(SEQ_BINARY),
 	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS),
-	N(SIZE_EXCEEDED), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
+	N(SIZE_EXCEEDED), N(SIZE_EXCEEDED_CLOSE), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
 	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT), N(SHUTDOWN), N(TOO_MANY_CONN),
 	N(LOCAL_ERROR),
 };

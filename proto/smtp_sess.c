@@ -439,8 +439,12 @@ static void cmd_bdat(struct smtp_sess *s, struct bb *out, struct span args)
 		err = no_rcpt_reply(s);
 	} else if (s->cfg->max_msg_size != 0 &&
 		   (s->bdat_size > s->cfg->max_msg_size || count > s->cfg->max_msg_size - s->bdat_size)) {
-		err = SMTP_R_SIZE_EXCEEDED; /* known before a single octet is read */
+		/* Known before a single octet is read: refuse and close rather
+		 * than read (and discard) a chunk that may be gigabytes long. */
 		s->stats.rejected++;
+		bdat_fail_tx(s);
+		reply(s, out, SMTP_R_SIZE_EXCEEDED_CLOSE, NULL);
+		return;
 	}
 	s->bdat_count = count;
 	s->bdat_last = last;
