@@ -57,6 +57,7 @@ static const struct opt opts[] = {
 	O("timeout-command", OPT_U32, timeout_cmd, 1, 86400),
 	O("timeout-data", OPT_U32, timeout_data, 1, 86400),
 	O("timeout-commit", OPT_U32, timeout_commit, 1, 86400),
+	O("timeout-session", OPT_U32, timeout_session, 0, 604800),
 	O("greet-delay", OPT_U32, greet_delay_ms, 0, 60000),
 	O("shutdown-timeout", OPT_U32, shutdown_timeout, 0, 3600),
 	O("bare-lf", OPT_BARE, bare_lf, 0, 0),
@@ -154,10 +155,16 @@ void cfg_usage(FILE *f)
 "                               Only CRLF.CRLF ever ends DATA.\n"
 "\n"
 "  Timeouts (RFC 5321 section 4.5.3.2), in seconds; expiry answers 421 4.4.2\n"
-"    --timeout-command S        waiting for a command (default 300)\n"
+"    --timeout-command S        for each whole command line to arrive, counted\n"
+"                               from the end of the previous one, so a client\n"
+"                               dribbling a byte at a time is still cut off\n"
+"                               (default 300; Postfix's smtpd does the same)\n"
 "    --timeout-data S           waiting for each DATA/BDAT block (default 180)\n"
 "    --timeout-commit S         our own limit from the final dot to the reply\n"
 "                               (default 600)\n"
+"    --timeout-session S        longest a connection may last; then 421 4.4.2\n"
+"                               after the transaction in flight, if any is\n"
+"                               committing (default 3600; 0 = no limit)\n"
 "    --greet-delay MS           hold the 220 greeting; a client that talks\n"
 "                               first gets 554 and is closed (default 0)\n"
 "    --shutdown-timeout S       on SIGTERM/SIGINT, time given to transactions\n"
@@ -236,6 +243,7 @@ void cfg_init(struct cfg *c)
 	c->max_cmd_line = 2048;
 	c->max_text_line = 65536;
 	c->timeout_cmd = 300;
+	c->timeout_session = 3600;
 	c->timeout_data = 180;
 	c->timeout_commit = 600;
 	c->greet_delay_ms = 0;

@@ -46,7 +46,8 @@ struct cfg {
 	uint32_t max_bad_cmds;
 	uint32_t max_cmd_line;
 	uint32_t max_text_line;
-	uint32_t timeout_cmd;         /* seconds, RFC 5321 §4.5.3.2 */
+	uint32_t timeout_cmd;         /* seconds, RFC 5321 §4.5.3.2; per whole command line */
+	uint32_t timeout_session;     /* seconds a connection may last; 0 = unlimited */
 	uint32_t timeout_data;
 	uint32_t timeout_commit;
 	uint32_t greet_delay_ms;

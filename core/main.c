@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <sys/resource.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../proto/domains.h"
@@ -150,12 +152,20 @@ static void recover_spool(const struct spool_dirs *dirs, struct deliver **worker
 	d = fd >= 0 ? fdopendir(fd) : NULL;
 	while (d != NULL && (e = readdir(d)) != NULL) {
 		bool in_q = false;
+		struct stat st;
 
 		if (e->d_name[0] == '.') {
 			continue;
 		}
 		for (size_t k = 0; k < num_inos && !in_q; k++) {
 			in_q = inos[k] == e->d_ino;
+		}
+		/* Only small files are worth keeping (an older build could leave
+		 * large ones here after an aborted message). */
+		if (!in_q && (fstatat(dirs->free, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+			      (uint64_t)st.st_size > SPOOL_REUSE_MAX_BYTES)) {
+			unlinkat(dirs->free, e->d_name, 0);
+			continue;
 		}
 		for (i = 0; !in_q && i < n; i++) {
 			if (spool_pool_put(deliver_pool(workers[(next + i) % n]), e->d_name)) {

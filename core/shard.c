@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +54,11 @@
 #define WRITE_CHUNK     (128u * 1024)  /* spool write size while body streams */
 #define TX_BUF_PAUSE    (4u << 20)     /* stop reading a client when this much awaits the disk */
 #define PEND_CANCEL     (64u * 1024)   /* input held while paused before the recv is cancelled */
+/* Replies not yet taken by the client before we stop reading its commands:
+ * a client that pipelines without reading would otherwise make us buffer
+ * its replies without bound (EHLO turns 8 bytes into ~150). */
+#define OUT_PAUSE       (32u * 1024)
+#define SEND_STALL_MS   5000           /* a closing conn's send without progress is cancelled */
 #define LISTEN_BACKLOG  4096
 #define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
 
@@ -113,12 +119,17 @@ struct conn {
 	struct bb sending;    /* replies of the send in flight */
 	struct bb pend;       /* input received while paused */
 	uint32_t inflight;    /* ops of this conn in flight */
-	bool recv_armed, send_inflight, cancel_sent;
+	bool recv_armed, send_inflight, cancel_sent, send_cancel_sent;
 	bool closing, io_done, counted;
-	bool paused_commit, paused_io, on_resume;
+	bool paused_commit, paused_io, paused_out, on_resume;
 	bool greet_pending;
 	struct __kernel_timespec greet_ts;
-	int64_t last_ms;      /* last input, for the RFC 5321 timeouts */
+	int64_t last_ms;      /* last input, for the DATA block timeout */
+	int64_t cmd_ms;       /* when the session last completed a command: the
+	                         command timeout counts from here, not from the
+	                         last byte, so dribbling never holds a conn */
+	int64_t open_ms;      /* accepted, for --timeout-session */
+	int64_t send_ms;      /* the send in flight was submitted or progressed */
 	int64_t commit_ms;    /* when TX_END was seen */
 	enum smtp_commit commit_rc;
 	struct ip_key ipkey;
@@ -160,6 +171,7 @@ struct shard {
 	uint32_t *free_idx;
 	uint32_t num_free;
 	uint64_t sess_counter;
+	uint64_t id_salt;     /* random per run: session ids never repeat across restarts */
 
 	/* group commit */
 	struct spool_tx *dir_wait;    /* ready, waiting for the next batch sync */
@@ -246,6 +258,12 @@ static void pbuf_return(struct shard *sh, unsigned bid)
 static void arm_recv(struct shard *sh, struct conn *c);
 static void conn_maybe_free(struct shard *sh, struct conn *c);
 
+/* conn_paused tells whether the conn's input waits (commit, disk, or the client's unread replies). */
+static bool conn_paused(const struct conn *c)
+{
+	return c->paused_commit || c->paused_io || c->paused_out;
+}
+
 /* bufwait_rearm re-arms the receives that ran out of buffers. */
 static void bufwait_rearm(struct shard *sh)
 {
@@ -257,7 +275,7 @@ static void bufwait_rearm(struct shard *sh)
 		c->on_bufwait = false;
 		if (c->closing) {
 			conn_maybe_free(sh, c);
-		} else if (!c->paused_commit && !c->paused_io) {
+		} else if (!conn_paused(c)) {
 			arm_recv(sh, c);
 		}
 	}
@@ -428,13 +446,18 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	c->gen = (uint32_t)(++sh->sess_counter);
 	c->fd = fd;
 	c->last_ms = sh->now_ms;
+	c->cmd_ms = sh->now_ms;
+	c->open_ms = sh->now_ms;
 	bb_init(&c->out, 0);
 	bb_init(&c->sending, 0);
 	bb_init(&c->pend, 0);
 	ip_key_from_sockaddr(&c->ipkey, sa);
-	/* Session ids: shard in the top byte, a counter below; unique per run. */
+	/* Session ids: shard in the top byte, a counter scrambled below it
+	 * (an odd multiplier is a bijection, so unique per run), and a random
+	 * per-run salt so ids do not repeat across restarts. */
 	snprintf(c->who, sizeof(c->who), "%s %016llx", sh->who,
-		 (unsigned long long)(((uint64_t)sh->idx << 56) ^ (sh->sess_counter * 0x9E3779B97F4A7C15ull >> 8)));
+		 (unsigned long long)(((uint64_t)sh->idx << 56) ^
+				      (((sh->sess_counter * 0x9E3779B97F4A7C15ull) ^ sh->id_salt) >> 8)));
 	sh->conns[idx] = c;
 	sh->nconns++;
 	return c;
@@ -540,7 +563,42 @@ static void conn_flush(struct shard *sh, struct conn *c)
 	io_uring_prep_send(sqe, c->fd, c->sending.p, c->sending.len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
 	c->send_inflight = true;
+	c->send_ms = sh->now_ms;
 	c->inflight++;
+}
+
+static void conn_schedule_resume(struct shard *sh, struct conn *c);
+
+/*
+ * conn_cancel_send gives up on a send the client does not take (it stopped
+ * reading): the send completes with -ECANCELED, which fails the conn. The
+ * socket is then reset rather than closed gracefully, so the kernel drops
+ * the unsent bytes instead of retrying them for minutes.
+ */
+static void conn_cancel_send(struct shard *sh, struct conn *c, const char *why)
+{
+	struct io_uring_sqe *sqe;
+	const struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (!c->send_inflight || c->send_cancel_sent) {
+		return;
+	}
+	log_line(LOG_INFO, c->who, "conn.send_cancel reason=\"%s\" unsent=%zu", why, c->sending.len + c->out.len);
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)); /* non-blocking */
+	sqe = sqe_get(sh);
+	io_uring_prep_cancel64(sqe, ud_make(OP_SEND, c->idx, c->gen), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	c->send_cancel_sent = true;
+}
+
+/* out_drained resumes reading a conn paused for unread replies once they are mostly gone. */
+static void out_drained(struct shard *sh, struct conn *c)
+{
+	if (c->paused_out && c->out.len + c->sending.len < OUT_PAUSE / 2) {
+		c->paused_out = false;
+		conn_schedule_resume(sh, c);
+	}
 }
 
 static void on_send(struct shard *sh, struct conn *c, int res)
@@ -548,6 +606,7 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 	struct io_uring_sqe *sqe;
 
 	c->send_inflight = false;
+	c->send_cancel_sent = false;
 	c->inflight--;
 	if (res < 0) {
 		log_line(LOG_INFO, c->who, "conn.send error=\"%s\"", strerror(-res));
@@ -555,6 +614,7 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 		conn_fail(sh, c);
 		return;
 	}
+	c->send_ms = sh->now_ms;
 	if ((size_t)res < c->sending.len) {
 		bb_consume(&c->sending, (size_t)res);
 		sqe = sqe_get(sh);
@@ -562,9 +622,11 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 		io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
 		c->send_inflight = true;
 		c->inflight++;
+		out_drained(sh, c);
 		return;
 	}
 	c->sending.len = 0;
+	out_drained(sh, c);
 	if (c->out.len > 0) {
 		conn_flush(sh, c);
 		return;
@@ -629,9 +691,12 @@ static void tx_discard(struct shard *sh, struct spool_tx *tx)
 		/* Still a free file: back to the pool, or away when the pool is
 		 * full or the disk is (its blocks are better freed now). */
 		bool nospace = tx->err == -ENOSPC || tx->err == -EDQUOT;
+		/* A rejected or aborted large message must not go back at full
+		 * size: the pool only keeps small files (as spool_retire does). */
+		bool big = tx->off > SPOOL_REUSE_MAX_BYTES;
 
 		close_quiet(sh, tx->fd);
-		if (nospace || !spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
+		if (nospace || big || !spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
 			sqe = sqe_get(sh);
 			io_uring_prep_unlinkat(sqe, sh->g->dirs->free, tx->slot, 0);
 			io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
@@ -783,14 +848,20 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 	}
 }
 
-static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
+/* conn_schedule_resume runs conn_resume at the end of this loop iteration. */
+static void conn_schedule_resume(struct shard *sh, struct conn *c)
 {
-	c->commit_rc = rc;
 	if (!c->on_resume) {
 		c->on_resume = true;
 		c->next_resume = sh->resume;
 		sh->resume = c;
 	}
+}
+
+static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
+{
+	c->commit_rc = rc;
+	conn_schedule_resume(sh, c);
 }
 
 /* tx_check settles a tx once none of its ops are in flight. */
@@ -1009,7 +1080,7 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 		}
 		if (c != NULL && c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
 			c->paused_io = false;
-			commit_finish(sh, c, c->commit_rc); /* resume reading; not a commit */
+			conn_schedule_resume(sh, c); /* resume reading; not a commit */
 		}
 		break;
 	case OP_RENAME:
@@ -1106,10 +1177,21 @@ static void on_dirsync(struct shard *sh, unsigned slot, int res)
 
 static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 {
-	while (!c->closing && !c->paused_commit && !c->paused_io) {
-		struct span body;
-		enum smtp_ev ev = smtp_sess_next(c->sess, in, &c->out, &body);
+	size_t out_before = c->out.len;
+	bool progress = false;
 
+	while (!c->closing && !conn_paused(c)) {
+		struct span body;
+		enum smtp_ev ev;
+
+		if (c->out.len + c->sending.len >= OUT_PAUSE) {
+			/* The client is not reading its replies: stop taking its
+			 * commands until it does (on_send resumes us). */
+			c->paused_out = true;
+			break;
+		}
+		ev = smtp_sess_next(c->sess, in, &c->out, &body);
+		progress |= ev != SMTP_EV_NEED_INPUT;
 		switch (ev) {
 		case SMTP_EV_NEED_INPUT:
 			goto out;
@@ -1137,6 +1219,9 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 		}
 	}
 out:
+	if (progress || c->out.len != out_before) {
+		c->cmd_ms = sh->now_ms; /* a command (or data) was completed */
+	}
 	conn_flush(sh, c);
 }
 
@@ -1147,7 +1232,7 @@ static void conn_input(struct shard *sh, struct conn *c, struct span in)
 	if (c->closing) {
 		return;
 	}
-	if (!c->paused_commit && !c->paused_io && c->pend.len == 0) {
+	if (!conn_paused(c) && c->pend.len == 0) {
 		conn_process(sh, c, &in);
 	}
 	if (in.len > 0 && !c->closing) {
@@ -1171,6 +1256,7 @@ static void conn_resume(struct shard *sh, struct conn *c)
 	c->on_resume = false;
 	if (c->paused_commit && (c->tx == NULL)) {
 		c->paused_commit = false;
+		c->cmd_ms = sh->now_ms;
 		if (!c->closing) {
 			if (smtp_sess_tx_done(c->sess, c->commit_rc, &c->out) != 0) {
 				conn_fail(sh, c);
@@ -1182,14 +1268,14 @@ static void conn_resume(struct shard *sh, struct conn *c)
 		conn_maybe_free(sh, c);
 		return;
 	}
-	if (!c->paused_commit && !c->paused_io) {
+	if (!conn_paused(c)) {
 		in = bb_span(&c->pend);
 		conn_process(sh, c, &in);
 		bb_consume(&c->pend, c->pend.len - in.len);
 		if (c->pend.len == 0) {
 			bb_reset(&c->pend, 1);
 		}
-		if (!c->closing && !c->paused_commit && !c->paused_io) {
+		if (!c->closing && !conn_paused(c) && c->pend.len <= PEND_CANCEL) {
 			arm_recv(sh, c);
 		}
 	}
@@ -1237,7 +1323,7 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		log_line(LOG_INFO, c->who, "conn.recv error=\"%s\"", strerror(-res));
 		conn_fail(sh, c);
 	}
-	if (!c->recv_armed && !c->closing && !c->paused_commit && !c->paused_io && c->pend.len <= PEND_CANCEL) {
+	if (!c->recv_armed && !c->closing && !conn_paused(c) && c->pend.len <= PEND_CANCEL) {
 		arm_recv(sh, c);
 	}
 	conn_maybe_free(sh, c);
@@ -1338,6 +1424,19 @@ static void on_greet(struct shard *sh, struct conn *c)
 
 /* ------------------------------------------------------------ timers */
 
+/*
+ * closing_send_check: a closing conn's last replies may never be read. A
+ * send that made no progress for SEND_STALL_MS, or any send at the end of
+ * the shutdown grace, is cancelled, so the conn and its buffers go.
+ */
+static void closing_send_check(struct shard *sh, struct conn *c)
+{
+	if (c->send_inflight && (sh->now_ms - c->send_ms >= SEND_STALL_MS ||
+				 (sh->stopping && sh->now_ms >= sh->stop_deadline_ms))) {
+		conn_cancel_send(sh, c, "client not reading");
+	}
+}
+
 static void tick(struct shard *sh)
 {
 	const struct cfg *cfg = sh->g->cfg;
@@ -1346,12 +1445,19 @@ static void tick(struct shard *sh)
 	for (uint32_t i = 0; i < sh->conns_cap; i++) {
 		struct conn *c = sh->conns[i];
 		int64_t limit, since;
+		enum smtp_phase phase;
 
-		if (c == NULL || c->closing) {
+		if (c == NULL) {
 			continue;
 		}
-		switch (smtp_sess_phase(c->sess)) {
+		if (c->closing) {
+			closing_send_check(sh, c);
+			continue;
+		}
+		phase = smtp_sess_phase(c->sess);
+		switch (phase) {
 		case SMTP_PHASE_DATA:
+			/* RFC 5321 §4.5.3.2.5: per block of data, so any progress counts. */
 			limit = cfg->timeout_data;
 			since = c->last_ms;
 			break;
@@ -1360,11 +1466,21 @@ static void tick(struct shard *sh)
 			since = c->commit_ms;
 			break;
 		default:
+			/* A whole command must arrive within the limit, and its reply
+			 * must be taken: while paused for unread replies no command
+			 * completes, so that times out too. */
 			limit = cfg->timeout_cmd;
-			since = c->last_ms;
+			since = c->cmd_ms;
 			break;
 		}
-		if (sh->stopping && sh->now_ms >= sh->stop_deadline_ms) {
+		if (cfg->timeout_session != 0 && phase != SMTP_PHASE_COMMIT &&
+		    sh->now_ms - c->open_ms >= (int64_t)cfg->timeout_session * 1000) {
+			log_line(LOG_INFO, c->who, "conn.timeout phase=%s reason=\"session too long\"", smtp_phase_name(phase));
+			if (smtp_sess_abort(c->sess, SMTP_ABORT_TIMEOUT, &c->out) != 0) {
+				bb_reset(&c->out, 1);
+			}
+			conn_close(sh, c);
+		} else if (sh->stopping && sh->now_ms >= sh->stop_deadline_ms) {
 			log_line(LOG_INFO, c->who, "conn.shutdown phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
 			if (smtp_sess_abort(c->sess, SMTP_ABORT_SHUTDOWN, &c->out) != 0) {
 				bb_reset(&c->out, 1);
@@ -1376,6 +1492,9 @@ static void tick(struct shard *sh)
 				bb_reset(&c->out, 1);
 			}
 			conn_close(sh, c);
+		}
+		if (c->closing) {
+			closing_send_check(sh, c);
 		}
 	}
 }
@@ -1648,6 +1767,9 @@ static int shard_setup(struct shard *sh)
 		return rc;
 	}
 	sh->ring_ok = true;
+	if (getrandom(&sh->id_salt, sizeof(sh->id_salt), 0) != (ssize_t)sizeof(sh->id_salt)) {
+		sh->id_salt = (uint64_t)real_us(); /* still differs from the last run */
+	}
 	if ((rc = pbuf_setup(sh)) != 0) {
 		log_line(LOG_ERR, sh->who, "pbuf.init error=\"%s\"", strerror(-rc));
 		return rc;

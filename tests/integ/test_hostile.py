@@ -1,0 +1,224 @@
+"""
+test_hostile - regression tests for the bugs hostile clients found (issue 13):
+
+- a client that pipelines EHLO without reading its replies: the server stops
+  reading it once its unsent replies pass a small bound, so memory stays flat
+  (it grew to 1.38 GB before), and other clients are served meanwhile;
+- a client that stops reading is dropped at the command timeout (its stuck
+  send cancelled, the socket reset), and it does not hold up SIGTERM past
+  --shutdown-timeout;
+- --timeout-command is a per-command deadline: one byte every second does
+  not hold a connection; --timeout-session caps a connection's length;
+- connection ids in the log differ across restarts;
+- an aborted large message does not leave a full-size file in SPOOL/free.
+"""
+
+import os
+import re
+import socket
+import threading
+import time
+
+from lib import Conn, Server, T_IO, ehlo, run, scale, send_message
+
+
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_log(srv, pattern, timeout):
+    """wait_log waits until the server's stderr matches pattern; returns the match or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = re.search(pattern, srv.stderr_text())
+        if m:
+            return m
+        time.sleep(0.2)
+    return None
+
+
+class Flooder:
+    """Flooder sends pipelined EHLOs on a socket it never reads, until told to stop."""
+
+    def __init__(self, port, total):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        # A small receive buffer, as a client that never reads would have.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(0.5)
+        self.total = total
+        self.sent = 0
+        self.blocked = False
+        self.error = None
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        chunk = b"EHLO x\r\n" * 8192  # 64 KiB
+        try:
+            while self.sent < self.total and not self.stop:
+                try:
+                    n = self.sock.send(chunk)
+                    self.sent += n
+                except socket.timeout:
+                    self.blocked = True  # the server stopped reading us
+        except OSError as e:
+            self.error = e
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def main(t):
+    with Server("--timeout-command", "4", "--log-level", "info") as srv:
+        with t.case("unread_replies_bounded"):
+            base = vm_rss_kb(srv.proc.pid)
+            total = scale(64, 16) << 20  # 64 MiB of EHLO: ~1.1 GB of replies if all were read
+            f = Flooder(srv.port, total)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not f.blocked and f.error is None:
+                time.sleep(0.1)
+            t.check(f.blocked, "the server kept reading a client that reads no replies (sent %d bytes, error %r)"
+                    % (f.sent, f.error))
+            time.sleep(1)
+            peak = vm_rss_kb(srv.proc.pid)
+            # Meanwhile a normal client is served.
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c, "greeting while a flooder is stuck")
+            ehlo(t, c)
+            send_message(t, c, "a@x.test", ["b@y.test"], b"Subject: meanwhile\r\n\r\nhello\r\n")
+            t.expect(c.cmd("QUIT"), 221, c)
+            grew = peak - base
+            t.check(grew < 48 * 1024, "server RSS grew by %d KiB while a client did not read its replies" % grew)
+            t.check(f.sent < 16 << 20, "the server took %d bytes of commands from a client that reads nothing" % f.sent)
+
+        with t.case("non_reader_dropped_at_timeout"):
+            # The flooder above is still connected and not reading: at the
+            # command timeout it is cut, its send cancelled, the socket reset.
+            m = wait_log(srv, r"conn\.send_cancel reason=\"client not reading\"", 30)
+            t.check(m is not None, "no conn.send_cancel for the client that stopped reading\n" + srv.stderr_tail())
+            f.stop = True
+            got_end = False
+            f.sock.settimeout(T_IO)
+            try:
+                while True:
+                    b = f.sock.recv(1 << 20)
+                    if not b:
+                        got_end = True
+                        break
+            except ConnectionResetError:
+                got_end = True
+            except socket.timeout:
+                pass
+            f.close()
+            t.check(got_end, "the non-reading client's connection was not closed by the server")
+
+        with t.case("command_deadline_not_per_byte"):
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c)
+            ehlo(t, c)
+            c.sock.settimeout(1.0)
+            cut = False
+            start = time.monotonic()
+            for b in b"NOOP NOOP NOOP NOOP NOOP NOOP NOOP\r\n":
+                try:
+                    c.sock.send(bytes([b]))
+                except OSError:
+                    cut = True
+                    break
+                try:
+                    data = c.sock.recv(4096)
+                    if data.startswith(b"421 4.4.2") or not data:
+                        cut = True
+                        break
+                except socket.timeout:
+                    pass
+                if time.monotonic() - start > 30:
+                    break
+            t.check(cut, "a client sending one byte a second was never cut by --timeout-command 4")
+            c.close()
+
+        with t.case("conn_ids_unique_across_restarts"):
+            ids1 = set(re.findall(r" s\d+ ([0-9a-f]{16}) conn\.open", srv.stderr_text()))
+            srv.stop()
+            srv.start()
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c)
+            t.expect(c.cmd("QUIT"), 221, c)
+            c.wait_eof()
+            m = wait_log(srv, r" s\d+ ([0-9a-f]{16}) conn\.open", 10)
+            ids2 = set(re.findall(r" s\d+ ([0-9a-f]{16}) conn\.open", srv.stderr_text()))
+            t.check(ids1 and ids2, "no conn.open ids in the log: %r %r" % (ids1, ids2))
+            t.check(not (ids1 & ids2), "connection ids repeat across a restart: %r" % (ids1 & ids2))
+
+    with Server("--timeout-session", "3") as srv:
+        with t.case("session_length_limit"):
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c)
+            ehlo(t, c)
+            got = None
+            for _ in range(40):
+                r = c.cmd("NOOP")
+                if r.code != 250:
+                    got = r
+                    break
+                time.sleep(0.25)
+            t.check(got is not None and got.code == 421 and got.enhanced.startswith("4.4.2"),
+                    "a busy connection was not ended by --timeout-session 3: %r" % (got,), c)
+
+    with Server("--shutdown-timeout", "2") as srv:
+        with t.case("shutdown_not_held_by_non_reader"):
+            f = Flooder(srv.port, 64 << 20)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not f.blocked and f.error is None:
+                time.sleep(0.1)
+            t.check(f.blocked, "flooder never blocked")
+            t0 = time.monotonic()
+            srv.signal(15)
+            rc = srv.wait_exit(timeout=20)
+            dt = time.monotonic() - t0
+            f.close()
+            t.check(rc == 0, "SIGTERM with a non-reading client: exit %r after %.1fs" % (rc, dt))
+            srv.stop()
+
+    with Server("--max-message-size", "40M") as srv:
+        with t.case("aborted_big_message_not_kept_in_free"):
+            # Deliver a few small messages so both shards have files to reuse.
+            for i in range(16):
+                c = Conn(srv.port)
+                t.expect(c.greeting, 220, c)
+                ehlo(t, c)
+                send_message(t, c, "a@x.test", ["b@y.test"], b"Subject: small %d\r\n\r\nx\r\n" % i)
+                t.expect(c.cmd("QUIT"), 221, c)
+                c.close()
+            srv.maildir.wait_count(16)
+            free = os.path.join(srv.spool, "free")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(os.listdir(free)) < 4:
+                time.sleep(0.1)
+            # Aborted big messages: 3 MiB each, then the client vanishes mid-DATA.
+            body = (b"y" * 1022 + b"\r\n") * 3072
+            for i in range(6):
+                c = Conn(srv.port)
+                t.expect(c.greeting, 220, c)
+                ehlo(t, c)
+                t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
+                t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
+                t.expect(c.cmd("DATA"), 354, c)
+                c.send_quiet(b"Subject: big\r\n\r\n" + body, "3 MiB, no end")
+                time.sleep(0.3)
+                c.close()
+            time.sleep(1.5)
+            sizes = {n: os.stat(os.path.join(free, n)).st_size for n in os.listdir(free)}
+            big = {n: s for n, s in sizes.items() if s > 256 * 1024}
+            t.check(not big, "SPOOL/free keeps full-size files of aborted messages: %r" % big)
+
+
+if __name__ == "__main__":
+    run(main)
