@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../core/bb.h"
+#include "charset.h"
 #include "rfc2047.h"
 
 static bool is_ws(uint8_t c)
@@ -25,16 +26,34 @@ static bool is_special(uint8_t c)
 	       c == '@' || c == '\\' || c == ',' || c == '"';
 }
 
-static char *dup_span(struct span s)
+/*
+ * dup_text copies s as a C string, every NUL byte as U+FFFD (a NUL would
+ * cut the string: "a@x\0, b@y" must never read as "a@x"). *num_nul grows
+ * by the number replaced. NULL on allocation failure.
+ */
+static char *dup_text(struct span s, size_t *num_nul)
 {
-	char *p = malloc(s.len + 1);
+	struct bb b;
 
-	if (p != NULL) {
-		if (s.len > 0) {
-			memcpy(p, s.p, s.len);
-		}
-		p[s.len] = '\0';
+	bb_init(&b, 0);
+	if (utf8_replace_nul(&b, s, num_nul) != 0 || bb_append(&b, "", 1) != 0) {
+		bb_fini(&b);
+		return NULL;
 	}
+	return (char *)b.p;
+}
+
+/* decode_text RFC 2047-decodes s into a new C string (NUL as U+FFFD); NULL on allocation failure. */
+static char *decode_text(struct span s, size_t *num_nul)
+{
+	struct bb dec;
+	char *p = NULL;
+
+	bb_init(&dec, 0);
+	if (rfc2047_decode(&dec, s, NULL) == 0) {
+		p = dup_text(bb_span(&dec), num_nul);
+	}
+	bb_fini(&dec);
 	return p;
 }
 
@@ -57,11 +76,17 @@ void addr_list_fini(struct addr_list *l)
 	l->num = 0;
 }
 
-int addr_split(struct addr_item *out, struct span a)
+/*
+ * split is addr_split counting the NUL bytes it replaced in *num_nul. A
+ * NUL anywhere in the addr-spec makes it invalid: no mailbox has one, and
+ * reading up to it would name a different, valid address.
+ */
+static int split(struct addr_item *out, struct span a, size_t *num_nul)
 {
+	static const uint8_t repl[3] = { 0xef, 0xbf, 0xbd }; /* U+FFFD */
 	const uint8_t *at = NULL;
 	struct bb local;
-	bool q = false;
+	bool q = false, nul = false;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -89,13 +114,13 @@ int addr_split(struct addr_item *out, struct span a)
 		if (c == '\\' && i + 1 < lp.len) {
 			c = lp.p[++i];
 		}
-		rc = bb_append(&local, &c, 1);
+		rc = c != '\0' ? bb_append(&local, &c, 1) : bb_append(&local, repl, sizeof(repl));
 	}
 	if (rc == 0) {
 		rc = bb_append(&local, "", 1);
 	}
-	out->email = dup_span(a);
-	out->domain = dup_span(dom);
+	out->email = dup_text(a, num_nul);
+	out->domain = dup_text(dom, NULL); /* its NULs were counted in email */
 	if (rc != 0 || out->email == NULL || out->domain == NULL) {
 		bb_fini(&local);
 		addr_item_fini(out);
@@ -103,20 +128,26 @@ int addr_split(struct addr_item *out, struct span a)
 	}
 	out->local = (char *)local.p;
 	if (out->local == NULL) {
-		out->local = dup_span(span_make("", 0));
+		out->local = dup_text(span_make("", 0), NULL);
 	}
 	/* Sub-addressing: "user+tag" (the common convention; RFC 5233 for Sieve). */
 	char *plus = out->local ? strchr(out->local, '+') : NULL;
 
 	if (plus != NULL && at != NULL) {
-		out->detail = dup_span(span_cstr(plus + 1));
+		out->detail = dup_text(span_cstr(plus + 1), NULL);
 		if (out->detail == NULL) {
 			addr_item_fini(out);
 			return -ENOMEM;
 		}
 	}
-	out->invalid = at == NULL || lp.len == 0 || dom.len == 0;
+	nul = a.len > 0 && memchr(a.p, '\0', a.len) != NULL;
+	out->invalid = at == NULL || lp.len == 0 || dom.len == 0 || nul;
 	return out->local ? 0 : -ENOMEM;
+}
+
+int addr_split(struct addr_item *out, struct span a)
+{
+	return split(out, a, NULL);
 }
 
 struct mbox {
@@ -210,7 +241,6 @@ static int phrase_word(struct mbox *m, struct span w)
 static int emit(struct addr_list *l, struct mbox *m, const char *group)
 {
 	struct addr_item it;
-	struct bb name;
 	int rc;
 
 	if (!m->any) {
@@ -226,28 +256,22 @@ static int emit(struct addr_list *l, struct mbox *m, const char *group)
 		/* "John Doe" alone or "john" with no domain: the words are the address text. */
 		spec = bb_span(&m->phrase);
 	}
-	if ((rc = addr_split(&it, spec)) != 0) {
+	if ((rc = split(&it, spec, &l->num_nul)) != 0) {
 		return rc;
 	}
-	bb_init(&name, 0);
 	struct span raw_name = m->angle ? bb_span(&m->phrase) : span_make(NULL, 0);
 
 	if (raw_name.len == 0 && m->comment.len > 0) {
 		raw_name = bb_span(&m->comment);
 	}
-	rc = rfc2047_decode(&name, span_trim_ws(raw_name), NULL);
-	if (rc == 0) {
-		rc = bb_append(&name, "", 1);
-	}
+	rc = (it.name = decode_text(span_trim_ws(raw_name), &l->num_nul)) == NULL ? -ENOMEM : 0;
 	if (rc == 0 && group != NULL && (it.group = strdup(group)) == NULL) {
 		rc = -ENOMEM;
 	}
 	if (rc != 0) {
-		bb_fini(&name);
 		addr_item_fini(&it);
 		return rc;
 	}
-	it.name = (char *)name.p;
 	if (it.invalid) {
 		l->num_invalid++;
 	}
@@ -303,14 +327,8 @@ int addr_list_parse(struct addr_list *out, struct span in)
 		} else if (ch == ':' && group == NULL && !m.angle && memchr(m.spec.p ? (const void *)m.spec.p : "", '@', m.spec.len) == NULL) {
 			/* group display name */
 			span_skip(&c, 1);
-			struct bb g;
-
-			bb_init(&g, 0);
-			rc = rfc2047_decode(&g, span_trim_ws(bb_span(&m.phrase)), NULL);
-			if (rc == 0 && (rc = bb_append(&g, "", 1)) == 0) {
-				group = (char *)g.p;
-			} else {
-				bb_fini(&g);
+			if ((group = decode_text(span_trim_ws(bb_span(&m.phrase)), &out->num_nul)) == NULL) {
+				rc = -ENOMEM;
 			}
 			mbox_reset(&m);
 		} else if (ch == '(') {

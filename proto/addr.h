@@ -7,7 +7,9 @@
  * name when there is no display name, as "a@x (Ann)"), source routes
  * ("<@relay:a@x>"), missing angle brackets, stray commas. An item that
  * is not an address keeps its text in `email` and sets `invalid`.
- * The list owns every string (malloc'd, NUL-terminated, UTF-8).
+ * The list owns every string (malloc'd, NUL-terminated, UTF-8). A NUL byte
+ * in the input becomes U+FFFD in every string (never cuts it), and an
+ * addr-spec holding one is `invalid`.
  */
 #ifndef OMX_ADDR_H
 #define OMX_ADDR_H
@@ -34,6 +36,7 @@ struct addr_list {
 	size_t num;
 	size_t num_invalid;
 	size_t num_dropped;
+	size_t num_nul;     /* NUL bytes replaced by U+FFFD in names and addresses */
 };
 
 /* addr_list_parse parses an address-list header value. 0 or -ENOMEM (list then empty). */
@@ -42,7 +45,8 @@ void addr_list_fini(struct addr_list *l);
 
 /*
  * addr_split fills local/domain/detail for a bare addr-spec such as an
- * envelope path; the item owns the strings. 0 or -ENOMEM.
+ * envelope path; the item owns the strings (NUL as U+FFFD, and then
+ * `invalid`). 0 or -ENOMEM.
  */
 int addr_split(struct addr_item *out, struct span addr_spec);
 void addr_item_fini(struct addr_item *it);

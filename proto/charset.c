@@ -93,6 +93,25 @@ int utf8_sanitize(struct bb *out, struct span in, size_t *out_num_bad)
 	return bb_append(out, in.p + run, i - run);
 }
 
+int utf8_replace_nul(struct bb *out, struct span in, size_t *out_num_nul)
+{
+	size_t run = 0;
+	int rc;
+
+	for (const uint8_t *z; run < in.len && (z = memchr(in.p + run, '\0', in.len - run)) != NULL;) {
+		size_t i = (size_t)(z - in.p);
+
+		if ((rc = bb_append(out, in.p + run, i - run)) != 0 || (rc = bb_append(out, REPL, 3)) != 0) {
+			return rc;
+		}
+		if (out_num_nul != NULL) {
+			(*out_num_nul)++;
+		}
+		run = i + 1;
+	}
+	return run < in.len ? bb_append(out, in.p + run, in.len - run) : 0;
+}
+
 static void norm_name(char *out, struct span cs)
 {
 	size_t n = 0;

@@ -27,6 +27,14 @@ int charset_to_utf8(struct bb *out, struct span cs, struct span in, size_t *out_
 /* utf8_sanitize appends `in` with every invalid UTF-8 sequence as U+FFFD. */
 int utf8_sanitize(struct bb *out, struct span in, size_t *out_num_bad);
 
+/*
+ * utf8_replace_nul appends `in` with every NUL byte as U+FFFD, so the text
+ * can live in a C string without being cut there (RFC 5322 §3.2.3, §2.3:
+ * NUL is not allowed in header fields or message text). *out_num_nul (may
+ * be NULL) grows by the number of NUL bytes replaced. 0, -ENOMEM or -E2BIG.
+ */
+int utf8_replace_nul(struct bb *out, struct span in, size_t *out_num_nul);
+
 /* utf8_valid says whether `in` is entirely well-formed UTF-8 (RFC 3629). */
 bool utf8_valid(struct span in);
 

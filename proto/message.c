@@ -193,6 +193,45 @@ static char *dup_bb(struct bb *b)
 	return p;
 }
 
+/* add_defect_once records `code` for `part` unless it is there already. */
+static void add_defect_once(struct message *m, const char *code, uint32_t part)
+{
+	for (size_t i = 0; i < m->num_defects; i++) {
+		if (m->defects[i].part == part && strcmp(m->defects[i].code, code) == 0) {
+			return;
+		}
+	}
+	add_defect(m, code, part);
+}
+
+/*
+ * dup_text copies s as a C string for the model, every NUL byte as U+FFFD
+ * (a C string would end there and silently lose the rest), and then
+ * records `code` (header_nul, body_nul) once for `part`. NULL on
+ * allocation failure.
+ */
+static char *dup_text(struct message *m, struct span s, const char *code, uint32_t part)
+{
+	struct bb b;
+	size_t num_nul = 0;
+
+	bb_init(&b, 0);
+	if (utf8_replace_nul(&b, s, &num_nul) != 0 || bb_append(&b, "", 1) != 0) {
+		bb_fini(&b);
+		return NULL;
+	}
+	if (num_nul > 0) {
+		add_defect_once(m, code, part);
+	}
+	return (char *)b.p;
+}
+
+/* hdr_raw: the undecoded value of a field, NUL bytes included. */
+static struct span hdr_raw(const struct message_header *h)
+{
+	return span_make(h->raw, h->raw_len);
+}
+
 static int on_begin(struct message *m, const struct mime_part_info *in)
 {
 	struct message_part *p = calloc(1, sizeof(*p));
@@ -268,7 +307,8 @@ static int on_header(struct message *m, const struct mime_event *ev)
 	h->part = ev->part->index;
 	h->name = dup_span(ev->name);
 	h->raw = dup_span(ev->value);
-	h->value = rc == 0 ? dup_bb(&dec) : NULL;
+	h->raw_len = ev->value.len;
+	h->value = rc == 0 ? dup_text(m, bb_span(&dec), "header_nul", ev->part->index) : NULL;
 	bb_fini(&dec);
 	if (h->name == NULL || h->raw == NULL || h->value == NULL) {
 		free((char *)h->name);
@@ -293,9 +333,14 @@ static const struct message_header *part_hdr(const struct message_part *p, const
 	return NULL;
 }
 
-/* param_utf8 reads a parameter and decodes it to UTF-8 (RFC 2231 charset or RFC 2047 words). */
-static char *param_utf8(struct span value, const char *name, bool *out_found)
+/*
+ * param_utf8 reads a parameter and decodes it to UTF-8 (RFC 2231 charset
+ * or RFC 2047 words); a NUL, quoted or decoded ("%00", "=00"), is U+FFFD.
+ */
+static char *param_utf8(struct message *m, uint32_t part, struct span value, const char *name, bool *out_found)
 {
+	char *s;
+
 	uint8_t buf[MESSAGE_FILENAME_MAX];
 	size_t n;
 	struct span cs;
@@ -316,25 +361,23 @@ static char *param_utf8(struct span value, const char *name, bool *out_found)
 	} else {
 		rc = rfc2047_decode(&out, span_make(buf, n), NULL);
 	}
-	if (rc != 0) {
-		bb_fini(&out);
-		return NULL;
-	}
-	return dup_bb(&out);
+	s = rc == 0 ? dup_text(m, bb_span(&out), "header_nul", part) : NULL;
+	bb_fini(&out);
+	return s;
 }
 
-static char *strip_angle(const char *v)
+static char *strip_angle(struct message *m, uint32_t part, struct span v)
 {
-	struct span s = span_trim_ws(span_cstr(v));
+	struct span s = span_trim_ws(v);
 
 	if (s.len >= 2 && s.p[0] == '<') {
 		const uint8_t *e = memchr(s.p, '>', s.len);
 
 		if (e != NULL) {
-			return dup_span(span_make(s.p + 1, (size_t)(e - s.p - 1)));
+			s = span_make(s.p + 1, (size_t)(e - s.p - 1));
 		}
 	}
-	return dup_span(s);
+	return dup_text(m, s, "header_nul", part);
 }
 
 static int on_headers_end(struct message *m, const struct mime_part_info *in)
@@ -374,14 +417,14 @@ static int on_headers_end(struct message *m, const struct mime_part_info *in)
 		return -ENOMEM;
 	}
 	if ((h = part_hdr(p, "content-type", 0)) != NULL) {
-		p->charset = param_utf8(span_cstr(h->raw), "charset", &found);
-		p->filename = param_utf8(span_cstr(h->raw), "name", &found);
+		p->charset = param_utf8(m, p->index, hdr_raw(h), "charset", &found);
+		p->filename = param_utf8(m, p->index, hdr_raw(h), "name", &found);
 	}
 	if ((h = part_hdr(p, "content-disposition", 0)) != NULL) {
 		char tok[64];
-		char *fn = param_utf8(span_cstr(h->raw), "filename", &found);
+		char *fn = param_utf8(m, p->index, hdr_raw(h), "filename", &found);
 
-		if (rfc2231_first_token(span_cstr(h->raw), tok, sizeof(tok))) {
+		if (rfc2231_first_token(hdr_raw(h), tok, sizeof(tok))) {
 			p->disposition = strdup(tok);
 		}
 		if (fn != NULL) {
@@ -390,7 +433,7 @@ static int on_headers_end(struct message *m, const struct mime_part_info *in)
 		}
 	}
 	if ((h = part_hdr(p, "content-id", 0)) != NULL) {
-		p->content_id = strip_angle(h->raw);
+		p->content_id = strip_angle(m, p->index, hdr_raw(h));
 	}
 	if ((h = part_hdr(p, "content-description", 0)) != NULL) {
 		p->description = strdup(h->value);
@@ -464,7 +507,7 @@ static int on_event(struct message *m, const struct mime_event *ev)
 		struct message_part *p = m->parts[ev->part->index];
 
 		if (p->filename == NULL && ev->value.len > 0) {
-			if ((p->filename = dup_span(ev->value)) == NULL) {
+			if ((p->filename = dup_text(m, ev->value, "body_nul", p->index)) == NULL) {
 				return -ENOMEM;
 			}
 			p->text_candidate = false;
@@ -515,11 +558,11 @@ int message_feed(struct message *m, const void *data, size_t len)
 	return 0;
 }
 
-/* msgids collects every "<...>" (or, failing that, every word) of a value. */
-static int msgids(const char *v, char ***out, size_t *out_num)
+/* msgids collects every "<...>" (or, failing that, every word) of a root field's value. */
+static int msgids(struct message *m, struct span v, char ***out, size_t *out_num)
 {
-	struct span c = span_cstr(v);
-	bool angle = memchr(c.p, '<', c.len) != NULL;
+	struct span c = v;
+	bool angle = c.len > 0 && memchr(c.p, '<', c.len) != NULL;
 
 	while (c.len > 0) {
 		struct span id;
@@ -560,7 +603,7 @@ static int msgids(const char *v, char ***out, size_t *out_num)
 			return -ENOMEM;
 		}
 		*out = n;
-		if ((n[*out_num] = dup_span(id)) == NULL) {
+		if ((n[*out_num] = dup_text(m, id, "header_nul", 0)) == NULL) {
 			return -ENOMEM;
 		}
 		(*out_num)++;
@@ -583,6 +626,19 @@ static int body_utf8(struct message *m, struct bb *out, const struct message_par
 	}
 	if (bad > 0) {
 		add_defect(m, "charset_invalid_bytes", p->index);
+	}
+	/* The text is a span, but consumers hand it on as a C string: no NUL in it. */
+	if (rc == 0 && out->len > 0 && memchr(out->p, '\0', out->len) != NULL) {
+		struct bb tmp;
+
+		bb_init(&tmp, 0);
+		if ((rc = utf8_replace_nul(&tmp, bb_span(out), NULL)) == 0) {
+			bb_fini(out);
+			*out = tmp;
+			add_defect(m, "body_nul", p->index);
+		} else {
+			bb_fini(&tmp);
+		}
 	}
 	return rc;
 }
@@ -638,7 +694,7 @@ static int resolve(struct message *m)
 				rc = bb_append(&all, ",", 1);
 			}
 			if (rc == 0) {
-				rc = bb_append_str(&all, h->raw);
+				rc = bb_append(&all, h->raw, h->raw_len);
 			}
 		}
 		if (rc == 0 && all.len > 0) {
@@ -666,6 +722,9 @@ static int resolve(struct message *m)
 			if (rc == 0 && l->num_invalid > 0) {
 				add_defect(m, "address_invalid", 0);
 			}
+			if (rc == 0 && l->num_nul > 0) {
+				add_defect_once(m, "header_nul", 0);
+			}
 		}
 		bb_fini(&all);
 	}
@@ -675,7 +734,7 @@ static int resolve(struct message *m)
 	if (rc == 0 && (h = part_hdr(root, "date", 0)) != NULL) {
 		int64_t t;
 
-		if (date_parse(span_cstr(h->raw), &t)) {
+		if (date_parse(hdr_raw(h), &t)) {
 			date_iso(m->date, t);
 			m->has_date = true;
 		} else {
@@ -686,7 +745,7 @@ static int resolve(struct message *m)
 		char **ids = NULL;
 		size_t n = 0;
 
-		rc = msgids(h->raw, &ids, &n);
+		rc = msgids(m, hdr_raw(h), &ids, &n);
 		if (n > 0) {
 			m->msgid = ids[0];
 			for (size_t i = 1; i < n; i++) {
@@ -696,10 +755,10 @@ static int resolve(struct message *m)
 		free(ids);
 	}
 	if (rc == 0 && (h = part_hdr(root, "in-reply-to", 0)) != NULL) {
-		rc = msgids(h->raw, &m->irt, &m->num_irt);
+		rc = msgids(m, hdr_raw(h), &m->irt, &m->num_irt);
 	}
 	if (rc == 0 && (h = part_hdr(root, "references", 0)) != NULL) {
-		rc = msgids(h->raw, &m->refs, &m->num_refs);
+		rc = msgids(m, hdr_raw(h), &m->refs, &m->num_refs);
 	}
 	return rc;
 }

@@ -6,7 +6,9 @@
  * Built incrementally from the MIME events (proto/mime.h) while bytes
  * stream in: message_new, message_feed* (any split), message_end. The
  * message owns every string and span it returns; they stay valid until
- * message_free. Not thread-safe; one message per thread at a time, but
+ * message_free. No string or text body holds a NUL byte: one in the input
+ * (or decoded from it) becomes U+FFFD and is a defect (header_nul,
+ * body_nul), so C string readers see the whole text. Not thread-safe; one message per thread at a time, but
  * distinct messages are independent.
  *
  * Memory: the parser state is bounded (struct mime); headers are bounded by
@@ -62,9 +64,10 @@ enum message_addr_field {
 
 struct message_header {
 	const char *name;   /* as written */
-	const char *value;  /* unfolded, RFC 2047-decoded, UTF-8 */
-	const char *raw;    /* unfolded, undecoded bytes (NUL-terminated) */
+	const char *value;  /* unfolded, RFC 2047-decoded, UTF-8; a NUL byte (written or decoded) is U+FFFD */
+	const char *raw;    /* unfolded, undecoded bytes, NUL-terminated; may hold NUL bytes: see raw_len */
 	uint32_t part;      /* index of the part whose header block holds it */
+	size_t raw_len;     /* bytes of raw */
 };
 
 struct message_addr {

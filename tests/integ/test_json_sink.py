@@ -3,16 +3,22 @@ test_json_sink - the json:DIR sink beside the maildir sink, end to end: for
 an accepted message DIR/ID.eml holds the spooled message, DIR/ID.json the
 document (docs/json.md) with the envelope of the SMTP transaction, decoded
 bodies, and attachments inline (base64) below inline_max or as files in
-DIR/ID.att/ above it, each with the SHA-256 of its decoded bytes.
+DIR/ID.att/ above it, each with the SHA-256 of its decoded bytes. A message
+with NUL bytes in its header fields and body keeps every value whole (NUL as
+U+FFFD, defects header_nul/body_nul, an address holding one invalid) in the
+sink's document and in `oceanmx parse` of the stored message alike.
 """
 
 import base64
 import hashlib
 import json
 import os
+import subprocess
 import time
 
-from lib import Conn, Server, T_DELIVER, crlf, ehlo, run, send_message
+from lib import Conn, Server, T_DELIVER, crlf, ehlo, omx_bin, run, send_message
+
+FFFD = "\ufffd"
 
 
 def mime_message(small, big):
@@ -31,6 +37,48 @@ def mime_message(small, big):
         + b64(big) + "\n--BB--\n")
 
 
+def nul_message():
+    return crlf(
+        "From: Ann\0X <ann@x.test>\nTo: t@x.test\0, u@y.test, =?utf-8?q?C=00D?= <cd@x.test>\n"
+        "Subject: Invoice\0 tail\nMessage-ID: <id\0x@x.test>\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=\"BB\"\n\n"
+        "--BB\nContent-Type: text/plain; charset=utf-8\n\nbody\0 tail\n"
+        "--BB\nContent-Type: application/pdf\n"
+        "Content-Disposition: attachment; filename*=utf-8''in%00voice.pdf\n\n%PDF\n--BB--\n")
+
+
+def wait_doc(t, jdir, qid):
+    path = os.path.join(jdir, qid + ".json")
+    deadline = time.monotonic() + T_DELIVER
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t.check(os.path.exists(path), "%s not written" % path)
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def check_nul_doc(t, doc, where):
+    t.check(doc["subject"] == "Invoice" + FFFD + " tail", "%s: subject %r" % (where, doc["subject"]))
+    hdr = {h["name"]: h["value"] for h in doc["headers"]}
+    t.check(hdr.get("From") == "Ann" + FFFD + "X <ann@x.test>", "%s: From field %r" % (where, hdr.get("From")))
+    t.check(hdr.get("To") == "t@x.test" + FFFD + ", u@y.test, C" + FFFD + "D <cd@x.test>",
+            "%s: To field %r" % (where, hdr.get("To")))
+    f = doc["from"]
+    t.check(len(f) == 1 and f[0]["name"] == "Ann" + FFFD + "X" and f[0]["email"] == "ann@x.test"
+            and "invalid" not in f[0], "%s: from %r" % (where, f))
+    to = doc["to"]
+    t.check([a["email"] for a in to] == ["t@x.test" + FFFD, "u@y.test", "cd@x.test"], "%s: to %r" % (where, to))
+    t.check(to and to[0].get("invalid") is True and "invalid" not in to[1], "%s: to validity %r" % (where, to))
+    t.check(len(to) == 3 and to[2]["name"] == "C" + FFFD + "D", "%s: encoded-word name %r" % (where, to))
+    t.check(doc["message_id"] == "id" + FFFD + "x@x.test", "%s: message_id %r" % (where, doc["message_id"]))
+    t.check(doc["text"] and doc["text"]["content"] == "body" + FFFD + " tail", "%s: text %r" % (where, doc["text"]))
+    atts = doc["attachments"]
+    t.check(len(atts) == 1 and atts[0]["filename"] == "in" + FFFD + "voice.pdf", "%s: attachments %r" % (where, atts))
+    codes = {(d["code"], d["part_id"]) for d in doc["defects"]}
+    for want in (("header_nul", "0"), ("header_nul", "2"), ("body_nul", "1"), ("address_invalid", "0")):
+        t.check(want in codes, "%s: no defect %r in %r" % (where, want, doc["defects"]))
+
+
 def main(t):
     small = os.urandom(300)
     big = os.urandom(5000)
@@ -42,6 +90,8 @@ def main(t):
         ehlo(t, c)
         content = mime_message(small, big)
         _, qid = send_message(t, c, "ann+news@x.test", ["bob@y.test", "carl@y.test"], content)
+        nul_content = nul_message()
+        _, nul_qid = send_message(t, c, "ann@x.test", ["bob@y.test"], nul_content)
         c.cmd("QUIT")
 
         with t.case("document_written"):
@@ -90,6 +140,23 @@ def main(t):
             with open(os.path.join(jdir, b["path"]), "rb") as f:
                 t.check(f.read() == big, "attachment file differs")
             t.check(b["sha256"] == hashlib.sha256(big).hexdigest(), "big sha256")
+
+        with t.case("nul_bytes_replaced_never_cut"):
+            nul_doc = wait_doc(t, jdir, nul_qid)
+            eml_path = os.path.join(jdir, nul_qid + ".eml")
+            with open(eml_path, "rb") as f:
+                t.check(f.read().endswith(nul_content), "ID.eml does not hold the NUL bytes as sent")
+            check_nul_doc(t, nul_doc, "json sink")
+
+        with t.case("nul_bytes_oceanmx_parse"):
+            r = subprocess.run([omx_bin(), "parse", eml_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=60)
+            t.check(r.returncode == 0, "oceanmx parse exit %d: %r" % (r.returncode, r.stderr[-500:]))
+            parsed = json.loads(r.stdout.decode("utf-8"))
+            t.check(parsed["envelope"] is None, "parse envelope %r" % parsed["envelope"])
+            check_nul_doc(t, parsed, "oceanmx parse")
+            for k in ("headers", "from", "to", "subject", "message_id", "text", "attachments", "parts", "defects"):
+                t.check(parsed[k] == nul_doc[k], "%s differs: parse %r, sink %r" % (k, parsed[k], nul_doc[k]))
 
 
 if __name__ == "__main__":
