@@ -28,6 +28,7 @@
 #include "../verify/dkim.h"
 #include "../verify/dmarc.h"
 #include "../verify/dns.h"
+#include "../verify/hdrsplit.h"
 #include "../verify/psl.h"
 #include "../verify/spf.h"
 
@@ -64,12 +65,10 @@ struct vctx {
 	struct dns_opts dopts;
 	bool dns_failed;
 	struct keyq q[DKIM_SIGS_HARD_MAX];
-	struct bb field;    /* the header field being assembled */
-	struct bb line;     /* the current line (headers only) */
+	struct hdrsplit split; /* header fields, bounded: a huge field is skipped, never an end */
 	bool in_body;
 	bool prev_cr;       /* LF normalisation across chunks */
-	unsigned num_from;  /* From fields seen (RFC 7489 §6.6.1 wants exactly one) */
-	struct bb from;     /* the value of the first From field */
+	struct dmarc_from_seen from; /* the From fields (RFC 7489 §6.6.1 wants exactly one) */
 	void (*headers_done)(struct vctx *v);
 	void *hd_arg;
 };
@@ -126,29 +125,29 @@ static void start_lookup(struct vctx *v, unsigned sig)
 	}
 }
 
-static int flush_field(struct vctx *v)
+/*
+ * take_field hands one header field to the verifiers, as the server's
+ * verify pool does (core/vpool.c): a field too large to keep whole goes in
+ * as "big", so it keeps its place and fails what needs it. 0 or -ENOMEM.
+ */
+static int take_field(struct vctx *v, const struct hdrsplit_field *f)
 {
 	int sig = -1, key = -1, rc;
 
-	if (v->field.len == 0) {
-		return 0;
+	rc = dmarc_from_seen_field(&v->from, f->bytes, f->whole, f->len, f->max_line, f->offset);
+	if (rc == 0 && !f->whole) {
+		rc = dkim_msg_header_big(v->m, f->bytes, &sig);
+		if (rc == 0) {
+			rc = arc_msg_header_big(v->arc, f->bytes);
+		}
+		return rc;
 	}
-	rc = dkim_msg_header(v->m, bb_span(&v->field), &sig);
-	if (rc == 0) {
-		rc = arc_msg_header(v->arc, bb_span(&v->field), &key);
-	}
-	{
-		struct span f = bb_span(&v->field);
-
-		/* keep the From value for DMARC; it is only known complete here */
-		if (span_eat_ci(&f, "From") && (f.len > 0 && (f.p[0] == ':' || f.p[0] == ' ' || f.p[0] == '\t'))) {
-			f = span_trim_ws(f);
-			if (f.len > 0 && f.p[0] == ':' && v->num_from++ == 0 && rc == 0) {
-				rc = bb_append(&v->from, f.p + 1, f.len - 1);
-			}
+	if (rc == 0 && f->bytes.len > 0) {
+		rc = dkim_msg_header(v->m, f->bytes, &sig);
+		if (rc == 0) {
+			rc = arc_msg_header(v->arc, f->bytes, &key);
 		}
 	}
-	bb_reset(&v->field, 0);
 	if (rc != 0) {
 		return rc;
 	}
@@ -161,59 +160,40 @@ static int flush_field(struct vctx *v)
 	return 0;
 }
 
-/* header_line handles one complete header line (with its CRLF). */
-static int header_line(struct vctx *v, struct span line)
+/* end_headers: the header section is complete. */
+static void end_headers(struct vctx *v)
 {
-	int rc;
-
-	if (line.len == 2) { /* "\r\n": end of the header section */
-		if ((rc = flush_field(v)) != 0) {
-			return rc;
-		}
-		dkim_msg_headers_end(v->m);
-		arc_msg_headers_end(v->arc);
-		v->in_body = true;
-		if (v->headers_done != NULL) {
-			v->headers_done(v);
-		}
-		return 0;
+	dkim_msg_headers_end(v->m);
+	arc_msg_headers_end(v->arc);
+	v->in_body = true;
+	if (v->headers_done != NULL) {
+		v->headers_done(v);
 	}
-	if (line.p[0] != ' ' && line.p[0] != '\t' && (rc = flush_field(v)) != 0) {
-		return rc;
-	}
-	if (v->field.len > 0 && (rc = bb_append(&v->field, "\r\n", 2)) != 0) {
-		return rc; /* keep the fold: the field is passed as received */
-	}
-	return bb_append(&v->field, line.p, line.len - 2);
 }
 
 /* feed takes normalised (CRLF) message bytes. */
 static int feed(struct vctx *v, const uint8_t *p, size_t len)
 {
-	while (len > 0) {
-		const uint8_t *lf;
-		size_t n;
+	struct span in = span_make(p, len);
+
+	while (!v->in_body && in.len > 0) {
+		struct hdrsplit_field f;
+		enum hdrsplit_ev ev = hdrsplit_next(&v->split, &f, &in);
 		int rc;
 
-		if (v->in_body) {
-			dkim_msg_body(v->m, p, len);
-			arc_msg_body(v->arc, p, len);
-			return 0;
-		}
-		lf = memchr(p, '\n', len);
-		n = lf ? (size_t)(lf - p) + 1 : len;
-		if ((rc = bb_append(&v->line, p, n)) != 0) {
-			return rc;
-		}
-		p += n;
-		len -= n;
-		if (lf != NULL) {
-			rc = header_line(v, bb_span(&v->line));
-			bb_reset(&v->line, 0);
-			if (rc != 0) {
+		if (ev == HDRSPLIT_FIELD) {
+			if ((rc = take_field(v, &f)) != 0) {
 				return rc;
 			}
+		} else if (ev == HDRSPLIT_END) {
+			end_headers(v);
+		} else {
+			break;
 		}
+	}
+	if (in.len > 0) {
+		dkim_msg_body(v->m, in.p, in.len);
+		arc_msg_body(v->arc, in.p, in.len);
 	}
 	return 0;
 }
@@ -304,16 +284,9 @@ static void start_dmarc(struct vctx *v)
 	struct dmarc_opts o = { .timeout_ms = v->dopts.timeout_ms };
 	struct dns_resolver *r;
 
-	if (v->num_from != 1) {
-		*d->from_rc = v->num_from == 0 ? DMARC_FROM_NONE : DMARC_FROM_MULTIPLE;
-		return;
-	}
-	*d->from_rc = dmarc_from_domain(dom, sizeof(dom), bb_span(&v->from));
+	*d->from_rc = dmarc_from_seen_domain(&v->from, dom, sizeof(dom));
 	if (*d->from_rc != DMARC_FROM_OK || d->psl == NULL || (r = ensure_dns(v)) == NULL) {
-		if (*d->from_rc == DMARC_FROM_OK) {
-			*d->from_rc = DMARC_FROM_INVALID;
-		}
-		return;
+		return; /* no record discovery: reported at the end */
 	}
 	*d->dm = dmarc_check_new(d->psl, dom, &o);
 	if (*d->dm != NULL) {
@@ -488,9 +461,7 @@ int cmd_verify(int argc, char **argv)
 	if (sq.spf_only) {
 		fd = -1;
 		bb_init(&out, 0);
-		bb_init(&v.field, 0);
-		bb_init(&v.from, 0);
-		bb_init(&v.line, 0);
+		hdrsplit_init(&v.split);
 		goto results;
 	}
 	if (strcmp(path, "-") != 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -501,9 +472,7 @@ int cmd_verify(int argc, char **argv)
 		return 1;
 	}
 	bb_init(&out, 0);
-	bb_init(&v.field, DKIM_HDR_BYTES_MAX);
-	bb_init(&v.line, DKIM_HDR_BYTES_MAX);
-	bb_init(&v.from, DKIM_SIG_FIELD_MAX);
+	hdrsplit_init(&v.split);
 	{
 		char *err = NULL;
 
@@ -539,7 +508,7 @@ int cmd_verify(int argc, char **argv)
 			break;
 		}
 		if (feed_raw(&v, buf, (size_t)got) != 0) {
-			fprintf(stderr, "oceanmx verify: header section too large or out of memory\n");
+			fprintf(stderr, "oceanmx verify: out of memory\n");
 			goto out;
 		}
 		if (v.dns != NULL) {
@@ -547,15 +516,16 @@ int cmd_verify(int argc, char **argv)
 		}
 	}
 	if (!v.in_body) {
-		/* no empty line: a last line without CRLF, then the end of the header */
-		if ((v.line.len > 0 && (bb_append(&v.line, "\r\n", 2) != 0 || header_line(&v, bb_span(&v.line)) != 0)) ||
-		    flush_field(&v) != 0) {
-			fprintf(stderr, "oceanmx verify: out of memory\n");
-			goto out;
+		/* no empty line: the header ends with the message */
+		struct hdrsplit_field f;
+
+		while (hdrsplit_finish(&v.split, &f) == HDRSPLIT_FIELD) {
+			if (take_field(&v, &f) != 0) {
+				fprintf(stderr, "oceanmx verify: out of memory\n");
+				goto out;
+			}
 		}
-		dkim_msg_headers_end(v.m);
-		arc_msg_headers_end(v.arc);
-		v.headers_done(&v);
+		end_headers(&v);
 	}
 	dkim_msg_body_end(v.m);
 	arc_msg_body_end(v.arc);
@@ -571,12 +541,11 @@ results:
 	if (dm != NULL) {
 		dmarc_check_eval(dm, &dres, res, n, sq.mfrom ? spf_check_result(sq.mfrom) : NULL);
 	} else if (!sq.spf_only && from_rc != DMARC_FROM_OK) {
+		dmarc_from_result(&dres, from_rc); /* as the server: core/vpool.c */
+	} else if (!sq.spf_only) {
 		memset(&dres, 0, sizeof(dres));
-		dres.res = from_rc == DMARC_FROM_NONE && v.num_from == 0 ? AUTH_NONE : AUTH_PERMERROR;
-		dres.reason = v.num_from == 0	      ? "no From field"
-			      : v.num_from > 1	      ? "more than one From field"
-			      : from_rc == DMARC_FROM_MULTIPLE ? "more than one From address"
-							      : "no usable From domain";
+		dres.res = AUTH_TEMPERROR;
+		dres.reason = psl == NULL ? "no Public Suffix List" : "record discovery could not run";
 	}
 	{
 		struct authres_in ain = {
@@ -616,12 +585,11 @@ out:
 	spf_check_free(sq.helo);
 	dmarc_check_free(dm);
 	psl_free(psl);
-	bb_fini(&v.from);
+	dmarc_from_seen_fini(&v.from);
 	dkim_msg_free(v.m);
 	arc_msg_free(v.arc);
 	dns_free(v.dns);
-	bb_fini(&v.field);
-	bb_fini(&v.line);
+	hdrsplit_fini(&v.split);
 	bb_fini(&out);
 	return rc;
 }

@@ -31,13 +31,13 @@
 #include "../verify/dkim_keyrec.h"
 #include "../verify/dns.h"
 #include "../verify/dmarc.h"
+#include "../verify/hdrsplit.h"
 #include "../verify/psl.h"
 #include "../verify/spf.h"
 #include "log.h"
 #include "thread.h"
 
 #define VJOB_CHUNK      (64u * 1024)  /* message bytes per posted operation */
-#define VJOB_LINE_MAX   (64u * 1024)  /* one header line, for the header splitter */
 
 enum vop_kind {
 	VOP_DATA = 0, /* message bytes (header and body) */
@@ -155,15 +155,13 @@ struct vjob {
 	bool arc_on;                  /* ARC is validated (--arc on) */
 	bool arc_done;                /* arc_res holds a result */
 	struct arc_result arc_res;
-	struct bb line;               /* header line being assembled */
-	struct bb field;              /* header field being assembled */
-	bool in_body, hdr_overflow, ended;
+	struct hdrsplit split;        /* header fields, bounded (a huge field is skipped, never an end) */
+	bool in_body, ended;
 	unsigned dns_outstanding;
 	unsigned spf_outstanding;     /* set by the shard before anything is posted */
 	bool dkim;                    /* DKIM is verified (--dkim on) */
 	/* DMARC (RFC 7489), worker side */
-	unsigned num_from;            /* From fields seen */
-	char *from_value;             /* the first From field's value, owned */
+	struct dmarc_from_seen from;  /* the From fields */
 	unsigned dmarc_outstanding;
 	struct dmarc_check *dmarc;    /* discovery done, evaluated at completion */
 	bool dmarc_done;              /* dmarc_res holds a result */
@@ -537,38 +535,38 @@ static void key_request(struct vjob *j, bool arc, unsigned idx, const char *name
 
 /* ------------------------------------------------------------ workers */
 
-/* header_field hands one complete header field (without its final CRLF) to the verifier. */
-static void header_field(struct vjob *j)
+/*
+ * header_field hands one complete header field to the verifiers. A field
+ * the splitter could not keep whole goes in as "big": DKIM and ARC keep its
+ * place and fail what selects it, DMARC cannot read it if it is From.
+ */
+static void header_field(struct vjob *j, const struct hdrsplit_field *f)
 {
-	struct span f = bb_span(&j->field);
 	int sig = -1;
 
-	while (f.len > 0 && (f.p[f.len - 1] == '\n' || f.p[f.len - 1] == '\r')) {
-		f.len--;
+	if (j->pool->psl != NULL &&
+	    dmarc_from_seen_field(&j->from, f->bytes, f->whole, f->len, f->max_line, f->offset) != 0) {
+		/* out of memory: the From counts as unreadable (permerror, never none) */
 	}
-	if (j->pool->psl != NULL) {
-		struct span name = f;
-
-		if (span_eat_ci(&name, "From") && (span_peek_u8(name) == ':' || span_peek_u8(name) == ' ' ||
-						   span_peek_u8(name) == '\t')) {
-			struct span v;
-
-			if (span_take_until(&name, &v, ':')) {
-				span_skip(&name, 1);
-				if (j->num_from++ == 0) {
-					j->from_value = strndup((const char *)name.p, name.len);
-				}
-			}
+	if (!f->whole) {
+		if (j->m != NULL && dkim_msg_header_big(j->m, f->bytes, &sig) != 0) {
+			/* out of memory: a signature selecting this field then fails to verify */
 		}
+		if (j->arc != NULL && arc_msg_header_big(j->arc, f->bytes) != 0) {
+			/* as above */
+		}
+		return;
 	}
-	if (j->m != NULL && f.len > 0 && dkim_msg_header(j->m, f, &sig) == 0 && sig >= 0) {
+	if (f->bytes.len == 0) {
+		return;
+	}
+	if (j->m != NULL && dkim_msg_header(j->m, f->bytes, &sig) == 0 && sig >= 0) {
 		key_request(j, false, (unsigned)sig, dkim_msg_key_name(j->m, (unsigned)sig));
 	}
 	sig = -1;
-	if (j->arc != NULL && f.len > 0 && arc_msg_header(j->arc, f, &sig) == 0 && sig >= 0) {
+	if (j->arc != NULL && arc_msg_header(j->arc, f->bytes, &sig) == 0 && sig >= 0) {
 		key_request(j, true, (unsigned)sig, arc_msg_key_name(j->arc, (unsigned)sig));
 	}
-	bb_reset(&j->field, 0);
 }
 
 static void dmarc_request(struct vjob *j, const char *domain);
@@ -583,83 +581,44 @@ static void headers_done(struct vjob *j)
 	char domain[PSL_NAME_MAX + 1];
 	enum dmarc_from_rc rc;
 
+	j->in_body = true;
 	if (j->m != NULL) {
 		dkim_msg_headers_end(j->m);
 	}
 	if (j->arc != NULL) {
 		arc_msg_headers_end(j->arc);
 	}
+	if ((j->m == NULL || dkim_msg_num_sigs(j->m) == 0) && (j->arc == NULL || !arc_msg_body_wanted(j->arc))) {
+		/* Nothing to verify: the shard may stop copying the body. */
+		atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
+	}
 	if (j->pool->psl == NULL) {
 		return;
 	}
-	memset(&j->dmarc_res, 0, sizeof(j->dmarc_res));
-	if (j->num_from != 1 || j->from_value == NULL) {
-		rc = j->num_from == 0 ? DMARC_FROM_NONE : DMARC_FROM_MULTIPLE;
-	} else {
-		rc = dmarc_from_domain(domain, sizeof(domain), span_cstr(j->from_value));
-	}
+	rc = dmarc_from_seen_domain(&j->from, domain, sizeof(domain));
 	if (rc == DMARC_FROM_OK) {
+		memset(&j->dmarc_res, 0, sizeof(j->dmarc_res));
 		dmarc_request(j, domain);
 		return;
 	}
-	/* Reported, never guessed at: no From, several, or no domain in it. */
+	/* Reported, never guessed at: no From, several, unreadable, or no domain in it. */
 	j->dmarc_done = true;
-	j->dmarc_res.res = rc == DMARC_FROM_NONE ? AUTH_NONE : AUTH_PERMERROR;
-	j->dmarc_res.reason = rc == DMARC_FROM_NONE ? "no From field" : rc == DMARC_FROM_MULTIPLE ?
-			      "not exactly one From address" : "no domain in the From address";
+	dmarc_from_result(&j->dmarc_res, rc);
 }
 
-/* header_line takes one line of the header section (with its LF). */
-static void header_line(struct vjob *j)
-{
-	struct span l = bb_span(&j->line);
-
-	if ((l.len == 2 && l.p[0] == '\r') || l.len == 1) {
-		if (j->field.len > 0) {
-			header_field(j);
-		}
-		headers_done(j);
-		j->in_body = true;
-		if ((j->m == NULL || dkim_msg_num_sigs(j->m) == 0) && (j->arc == NULL || !arc_msg_body_wanted(j->arc))) {
-			/* Nothing to verify: the shard may stop copying the body. */
-			atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
-		}
-	} else if (l.p[0] == ' ' || l.p[0] == '\t') {
-		if (bb_append_span(&j->field, l) != 0) {
-			j->hdr_overflow = true;
-		}
-	} else {
-		if (j->field.len > 0) {
-			header_field(j);
-		}
-		if (bb_append_span(&j->field, l) != 0) {
-			j->hdr_overflow = true;
-		}
-	}
-	bb_reset(&j->line, 0);
-}
-
+/* feed takes message bytes: header fields until the empty line, then the body. */
 static void feed(struct vjob *j, struct span in)
 {
-	while (in.len > 0 && !j->in_body) {
-		struct span part;
-		bool eol = span_take_until(&in, &part, '\n');
+	while (!j->in_body && in.len > 0) {
+		struct hdrsplit_field f;
+		enum hdrsplit_ev ev = hdrsplit_next(&j->split, &f, &in);
 
-		if (eol) {
-			part.len++; /* keep the LF */
-			span_skip(&in, 1);
+		if (ev == HDRSPLIT_FIELD) {
+			header_field(j, &f);
+		} else if (ev == HDRSPLIT_END) {
+			headers_done(j);
 		} else {
-			part = in;
-			in.len = 0;
-		}
-		if (j->hdr_overflow || bb_append_span(&j->line, part) != 0) {
-			/* A header beyond our bounds: stop feeding headers; the
-			 * verifier then fails the signatures it cannot check. */
-			j->hdr_overflow = true;
-			bb_reset(&j->line, 1);
-		}
-		if (eol && !j->hdr_overflow) {
-			header_line(j);
+			break;
 		}
 	}
 	if (in.len > 0 && j->m != NULL) {
@@ -713,8 +672,8 @@ static void maybe_complete(struct vjob *j)
 	}
 	dmarc_check_free(j->dmarc);
 	j->dmarc = NULL;
-	bb_fini(&j->line);
-	bb_fini(&j->field);
+	hdrsplit_fini(&j->split);
+	dmarc_from_seen_fini(&j->from);
 	inbox_push(j); /* last touch by the pool */
 }
 
@@ -728,16 +687,13 @@ static void run_op(struct vop *op)
 		break;
 	case VOP_END:
 		if (!j->in_body) {
-			if (j->line.len > 0 && !j->hdr_overflow) {
-				header_line(j);
+			/* no empty line: the header ends with the message */
+			struct hdrsplit_field f;
+
+			while (hdrsplit_finish(&j->split, &f) == HDRSPLIT_FIELD) {
+				header_field(j, &f);
 			}
-			if (!j->in_body) {
-				if (j->field.len > 0) {
-					header_field(j);
-				}
-				headers_done(j);
-				j->in_body = true;
-			}
+			headers_done(j);
 		}
 		if (j->m != NULL) {
 			dkim_msg_body_end(j->m);
@@ -967,8 +923,7 @@ struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool a
 	j->in = in;
 	j->w = &p->w[atomic_fetch_add(&p->next_worker, 1) % p->num_workers];
 	bb_init(&j->pend, 0);
-	bb_init(&j->line, VJOB_LINE_MAX);
-	bb_init(&j->field, DKIM_SIG_FIELD_MAX * 4);
+	hdrsplit_init(&j->split);
 	return j;
 }
 
@@ -1091,7 +1046,14 @@ int vjob_spf(struct vjob *j, const char *client_ip, const char *mail_from, const
 
 bool vjob_dmarc_reject(const struct vjob *j)
 {
-	return j->dmarc_done && j->dmarc_res.res == AUTH_FAIL && j->dmarc_res.disposition == DMARC_P_REJECT;
+	if (!j->dmarc_done) {
+		return false;
+	}
+	/* A From we could not read could name any domain, a p=reject one
+	 * included: local policy (RFC 7489 §6.6.1, §6.7) rejects it, or a
+	 * huge field would switch enforcement off (issue 13). */
+	return (j->dmarc_res.res == AUTH_FAIL && j->dmarc_res.disposition == DMARC_P_REJECT) ||
+	       j->dmarc_res.from_unreadable;
 }
 
 enum auth_res vjob_worst(const struct vjob *j)
@@ -1124,13 +1086,12 @@ void vjob_free(struct vjob *j)
 	dkim_msg_free(j->m);
 	arc_msg_free(j->arc);
 	bb_fini(&j->pend);
-	bb_fini(&j->line);
-	bb_fini(&j->field);
+	hdrsplit_fini(&j->split);
 	free(j->res); j->res = NULL;
 	for (int i = 0; i < SPF_ID_COUNT; i++) {
 		free(j->spf[i]); j->spf[i] = NULL;
 	}
-	free(j->from_value); j->from_value = NULL;
+	dmarc_from_seen_fini(&j->from);
 	dmarc_check_free(j->dmarc); j->dmarc = NULL;
 	free(j);
 }

@@ -103,7 +103,11 @@ bool vjob_abandoned(const struct vjob *j);
  */
 int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);
 
-/* vjob_dmarc_reject: DMARC failed and the sender's policy (after pct) is reject. */
+/*
+ * vjob_dmarc_reject: DMARC failed and the sender's policy (after pct) is
+ * reject, or the From field was too large to read (a permerror that could
+ * hide any domain: rejected by local policy when enforcing).
+ */
 bool vjob_dmarc_reject(const struct vjob *j);
 
 /* vjob_worst: the most severe DKIM result (for the optional tempfail policy). */

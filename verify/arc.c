@@ -457,6 +457,25 @@ int arc_msg_header(struct arc_msg *m, struct span field, int *out_key)
 	return 0;
 }
 
+int arc_msg_header_big(struct arc_msg *m, struct span head)
+{
+	enum arc_kind kind;
+	int rc;
+
+	if (m->headers_done) {
+		return 0;
+	}
+	if ((rc = dkim_hdrs_add_big(&m->hdrs, head)) != 0) {
+		return rc;
+	}
+	kind = head.len > 0 ? kind_of(dkim_hdr_name(head)) : ARC_KIND_COUNT;
+	if (kind != ARC_KIND_COUNT) {
+		m->num_fields++;
+		fail(m, "ARC header field too long", kind, 0); /* as past ARC_FIELD_MAX */
+	}
+	return 0;
+}
+
 const char *arc_msg_key_name(const struct arc_msg *m, unsigned key)
 {
 	return key < m->num_keys ? m->keys[key].name : "";
@@ -629,7 +648,10 @@ static enum auth_res ams_verify(const struct arc_msg *m, unsigned i, const char 
 		return AUTH_FAIL;
 	}
 	dkim_sha256_init(&sha);
-	dkim_hdrs_hash_signed(&m->hdrs, g->hc, g->h, g->num_h, &sha);
+	if (!dkim_hdrs_hash_signed(&m->hdrs, g->hc, g->h, g->num_h, &sha)) {
+		*why = "signed header field too large to verify"; /* never a digest over other fields */
+		return AUTH_FAIL;
+	}
 	if (!dkim_hash_sig_field(g->hc, span_make(s->part[ARC_AMS].field, s->part[ARC_AMS].len), g->b_raw, &sha)) {
 		*why = "out of memory";
 		return AUTH_FAIL;

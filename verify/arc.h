@@ -102,6 +102,14 @@ void arc_msg_free(struct arc_msg *m);
  */
 __attribute__((warn_unused_result)) int arc_msg_header(struct arc_msg *m, struct span field, int *out_key);
 
+/*
+ * arc_msg_header_big takes a header field too large to keep, given by
+ * `head`, its first bytes (as dkim_msg_header_big): the name is copied so
+ * the field keeps its place for h= selection; an AMS that selects it
+ * fails, and an ARC field this large fails the chain. 0 or -ENOMEM.
+ */
+__attribute__((warn_unused_result)) int arc_msg_header_big(struct arc_msg *m, struct span head);
+
 /* arc_msg_key_name: "selector._domainkey.domain" of key `key`, valid while m lives. */
 const char *arc_msg_key_name(const struct arc_msg *m, unsigned key);
 

@@ -189,6 +189,31 @@ int dkim_msg_header(struct dkim_msg *m, struct span field, int *out_sig)
 	return 0;
 }
 
+int dkim_msg_header_big(struct dkim_msg *m, struct span head, int *out_sig)
+{
+	int rc;
+
+	*out_sig = -1;
+	if (m->headers_done) {
+		return 0;
+	}
+	if ((rc = dkim_hdrs_add_big(&m->hdrs, head)) != 0) {
+		return rc;
+	}
+	if (head.len > 0 && span_eq_ci(dkim_hdr_name(head), "dkim-signature")) {
+		if (m->num_slots == m->o.max_sigs) {
+			m->num_skipped++;
+		} else {
+			struct slot *s = &m->slots[m->num_slots++];
+
+			s->bh = -1;
+			s->res = AUTH_PERMERROR; /* counted and reported, never looked at */
+			s->reason = "signature field too long";
+		}
+	}
+	return 0;
+}
+
 const char *dkim_msg_key_name(const struct dkim_msg *m, unsigned sig)
 {
 	return sig < m->num_slots ? m->slots[sig].key_name : "";
@@ -296,17 +321,24 @@ unsigned dkim_msg_keys_pending(const struct dkim_msg *m)
  * bottom, §5.4.2) and the signature field itself with b='s value deleted
  * and no CRLF (§3.7).
  */
-static bool header_digest(const struct dkim_msg *m, const struct slot *s, uint8_t out[DKIM_SHA256_LEN])
+static enum auth_res header_digest(const struct dkim_msg *m, const struct slot *s, uint8_t out[DKIM_SHA256_LEN],
+				   const char **out_reason)
 {
 	struct dkim_sha256 sha;
 
 	dkim_sha256_init(&sha);
-	dkim_hdrs_hash_signed(&m->hdrs, s->sig.hc, s->sig.h, s->sig.num_h, &sha);
+	if (!dkim_hdrs_hash_signed(&m->hdrs, s->sig.hc, s->sig.h, s->sig.num_h, &sha)) {
+		/* Never a digest over a different header set: a signed field
+		 * we did not keep makes the signature uncheckable. */
+		*out_reason = "signed header field too large to verify";
+		return AUTH_PERMERROR;
+	}
 	if (!dkim_hash_sig_field(s->sig.hc, span_make(s->field, s->field_len), s->sig.b_raw, &sha)) {
-		return false;
+		*out_reason = "out of memory";
+		return AUTH_TEMPERROR;
 	}
 	dkim_sha256_final(&sha, out);
-	return true;
+	return AUTH_NONE;
 }
 
 static void evaluate(struct dkim_msg *m, struct slot *s)
@@ -344,9 +376,7 @@ static void evaluate(struct dkim_msg *m, struct slot *s)
 	if ((s->res = dkim_bodyhash_check(&m->bh[s->bh], &s->sig, &s->reason)) != AUTH_NONE) {
 		return;
 	}
-	if (!header_digest(m, s, digest)) {
-		s->res = AUTH_TEMPERROR;
-		s->reason = "out of memory";
+	if ((s->res = header_digest(m, s, digest, &s->reason)) != AUTH_NONE) {
 		return;
 	}
 	s->res = dkim_pubkey_verify(s->kr->pk, s->sig.alg, digest, s->sig.b, s->sig.b_len, &s->key_bits, &why);

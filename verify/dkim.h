@@ -78,6 +78,17 @@ void dkim_msg_free(struct dkim_msg *m);
  */
 __attribute__((warn_unused_result)) int dkim_msg_header(struct dkim_msg *m, struct span field, int *out_sig);
 
+/*
+ * dkim_msg_header_big takes a header field too large to keep (the caller's
+ * bound, or DKIM_HDR_BYTES_MAX), given by `head`, its first bytes (at least
+ * its name and colon when the field had them within the bound). Copies
+ * the name only. The field keeps its place in the header order; a
+ * signature whose h= selects it is permerror, and a DKIM-Signature field
+ * this large is permerror ("signature field too long"). *out_sig is -1.
+ * Returns 0, or -ENOMEM.
+ */
+__attribute__((warn_unused_result)) int dkim_msg_header_big(struct dkim_msg *m, struct span head, int *out_sig);
+
 /* dkim_msg_key_name: "selector._domainkey.domain" of signature `sig`, valid while m lives. */
 const char *dkim_msg_key_name(const struct dkim_msg *m, unsigned sig);
 

@@ -11,7 +11,8 @@
 void dkim_hdrs_init(struct dkim_hdrs *h)
 {
 	memset(h, 0, sizeof(*h));
-	bb_init(&h->bytes, DKIM_HDR_BYTES_MAX);
+	/* whole fields up to DKIM_HDR_BYTES_MAX (checked in dkim_hdrs_add), then names of big ones */
+	bb_init(&h->bytes, DKIM_HDR_BYTES_MAX + (size_t)DKIM_HDR_FIELDS_MAX * DKIM_HDR_NAME_KEEP);
 }
 
 void dkim_hdrs_fini(struct dkim_hdrs *h)
@@ -19,14 +20,15 @@ void dkim_hdrs_fini(struct dkim_hdrs *h)
 	free(h->fields); h->fields = NULL;
 	bb_fini(&h->bytes);
 	h->num_fields = h->cap_fields = 0;
+	h->whole_bytes = 0;
 }
 
-int dkim_hdrs_add(struct dkim_hdrs *h, struct span field)
+/* new_ref makes room for one more field; NULL with h->overflow set past the bound, or on ENOMEM (*rc). */
+static struct dkim_field_ref *new_ref(struct dkim_hdrs *h, int *rc)
 {
-	int rc;
-
+	*rc = 0;
 	if (h->overflow) {
-		return 0;
+		return NULL;
 	}
 	if (h->num_fields == h->cap_fields) {
 		size_t ncap = h->cap_fields ? h->cap_fields * 2 : 32;
@@ -37,25 +39,65 @@ int dkim_hdrs_add(struct dkim_hdrs *h, struct span field)
 		}
 		if (h->num_fields == ncap) {
 			h->overflow = true;
-			return 0;
+			return NULL;
 		}
 		nf = realloc(h->fields, ncap * sizeof(*nf));
 		if (nf == NULL) {
-			return -ENOMEM;
+			*rc = -ENOMEM;
+			return NULL;
 		}
 		h->fields = nf;
 		h->cap_fields = ncap;
 	}
-	rc = bb_append(&h->bytes, field.p, field.len);
-	if (rc == -E2BIG) {
-		h->overflow = true;
-		return 0;
+	return &h->fields[h->num_fields];
+}
+
+int dkim_hdrs_add(struct dkim_hdrs *h, struct span field)
+{
+	struct dkim_field_ref *r;
+	int rc;
+
+	if (field.len > DKIM_HDR_BYTES_MAX - h->whole_bytes) {
+		return dkim_hdrs_add_big(h, field);
 	}
-	if (rc != 0) {
+	if ((r = new_ref(h, &rc)) == NULL) {
 		return rc;
 	}
-	h->fields[h->num_fields].off = (uint32_t)(h->bytes.len - field.len);
-	h->fields[h->num_fields].len = (uint32_t)field.len;
+	if ((rc = bb_append(&h->bytes, field.p, field.len)) != 0) {
+		return rc;
+	}
+	r->off = (uint32_t)(h->bytes.len - field.len);
+	r->len = (uint32_t)field.len;
+	r->big = r->name_cut = false;
+	h->whole_bytes += field.len;
+	h->num_fields++;
+	return 0;
+}
+
+int dkim_hdrs_add_big(struct dkim_hdrs *h, struct span head)
+{
+	struct dkim_field_ref *r;
+	struct span name = dkim_hdr_name(head);
+	bool cut = head.len == 0 || memchr(head.p, ':', head.len) == NULL;
+	int rc;
+
+	if (cut) {
+		name = head; /* the colon was not seen: the whole head may be (part of) the name */
+	}
+	if (name.len > DKIM_HDR_NAME_KEEP) {
+		name.len = DKIM_HDR_NAME_KEEP;
+		cut = true;
+	}
+	if ((r = new_ref(h, &rc)) == NULL) {
+		return rc;
+	}
+	if ((rc = bb_append(&h->bytes, name.p, name.len)) != 0) {
+		return rc;
+	}
+	r->off = (uint32_t)(h->bytes.len - name.len);
+	r->len = (uint32_t)name.len;
+	r->big = true;
+	r->name_cut = cut;
 	h->num_fields++;
 	return 0;
 }
@@ -91,7 +133,13 @@ static void sha_sink(void *arg, const uint8_t *p, size_t len)
 	dkim_sha256_update(arg, p, len);
 }
 
-void dkim_hdrs_hash_signed(const struct dkim_hdrs *h, enum dkim_canon c, const struct span *names, unsigned num_names,
+/* prefix_ci: `pre` is an ASCII case-insensitive prefix of `s`. */
+static bool prefix_ci(struct span pre, struct span s)
+{
+	return pre.len <= s.len && eq_ci(pre, span_make(s.p, pre.len));
+}
+
+bool dkim_hdrs_hash_signed(const struct dkim_hdrs *h, enum dkim_canon c, const struct span *names, unsigned num_names,
 			   struct dkim_sha256 *sha)
 {
 	for (unsigned j = 0; j < num_names; j++) {
@@ -101,17 +149,28 @@ void dkim_hdrs_hash_signed(const struct dkim_hdrs *h, enum dkim_canon c, const s
 			skip += eq_ci(names[e], names[j]);
 		}
 		for (size_t f = h->num_fields; f-- > 0;) {
+			const struct dkim_field_ref *r = &h->fields[f];
 			struct span field = dkim_hdrs_field(h, f);
 
-			if (!eq_ci(dkim_hdr_name(field), names[j])) {
+			if (r->name_cut) {
+				if (prefix_ci(field, names[j])) {
+					return false; /* may be this name: cannot tell which field is selected */
+				}
+				continue;
+			}
+			if (!eq_ci(r->big ? field : dkim_hdr_name(field), names[j])) {
 				continue;
 			}
 			if (skip-- == 0) {
+				if (r->big) {
+					return false; /* selected, but not kept */
+				}
 				dkim_hdr_canon(c, field, true, sha_sink, sha);
 				break;
 			}
 		}
 	}
+	return true;
 }
 
 bool dkim_hash_sig_field(enum dkim_canon c, struct span field, struct span b_raw, struct dkim_sha256 *sha)

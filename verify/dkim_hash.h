@@ -21,19 +21,29 @@
 #include "dkim_crypto.h"
 #include "dkim_sig.h"
 
-#define DKIM_HDR_BYTES_MAX (1024 * 1024) /* header bytes kept for h= selection */
+#define DKIM_HDR_BYTES_MAX (1024 * 1024) /* header bytes kept whole for h= selection */
 #define DKIM_HDR_FIELDS_MAX 8192        /* header fields kept */
+#define DKIM_HDR_NAME_KEEP 64           /* name bytes kept of a field too large to keep whole */
 
+/*
+ * A kept field: whole, or (`big`) only its name, for a field too large to
+ * keep. A big field keeps its place in the order, so selection from the
+ * bottom stays exact; a signature that selects it cannot be checked.
+ * `name_cut`: the name was longer than DKIM_HDR_NAME_KEEP (or its colon
+ * was not seen), so only a prefix is known: it may match any longer name.
+ */
 struct dkim_field_ref {
 	uint32_t off, len;
+	bool big, name_cut;
 };
 
 /* The header section of one message, in order, bounded. */
 struct dkim_hdrs {
-	struct bb bytes;                 /* every kept field, back to back */
+	struct bb bytes;                 /* every kept field (or big field's name), back to back */
+	size_t whole_bytes;              /* bytes of whole fields (at most DKIM_HDR_BYTES_MAX) */
 	struct dkim_field_ref *fields;
 	size_t num_fields, cap_fields;
-	bool overflow;                   /* a field was dropped: selection would be wrong */
+	bool overflow;                   /* past DKIM_HDR_FIELDS_MAX: selection would be wrong */
 };
 
 /* dkim_hdrs_init prepares an empty store (no allocation yet). */
@@ -44,12 +54,20 @@ void dkim_hdrs_fini(struct dkim_hdrs *h);
 
 /*
  * dkim_hdrs_add copies one whole header field (as received, without its
- * final CRLF). Past DKIM_HDR_BYTES_MAX or DKIM_HDR_FIELDS_MAX the field is
- * dropped and h->overflow set (not an error). 0 or -ENOMEM.
+ * final CRLF). A field that does not fit in DKIM_HDR_BYTES_MAX any more is
+ * kept as a big field (dkim_hdrs_add_big). Past DKIM_HDR_FIELDS_MAX the
+ * field is dropped and h->overflow set (not an error). 0 or -ENOMEM.
  */
 __attribute__((warn_unused_result)) int dkim_hdrs_add(struct dkim_hdrs *h, struct span field);
 
-/* dkim_hdrs_field returns field `i` (i < h->num_fields). */
+/*
+ * dkim_hdrs_add_big records a field too large to keep, from `head`, its
+ * first bytes (the name and colon when they were seen): only the name is
+ * kept (see struct dkim_field_ref). 0 or -ENOMEM.
+ */
+__attribute__((warn_unused_result)) int dkim_hdrs_add_big(struct dkim_hdrs *h, struct span head);
+
+/* dkim_hdrs_field returns field `i` (i < h->num_fields); only the name of a big one. */
 struct span dkim_hdrs_field(const struct dkim_hdrs *h, size_t i);
 
 /*
@@ -57,10 +75,13 @@ struct span dkim_hdrs_field(const struct dkim_hdrs *h, size_t i);
  * that names[] selects to `sha`: for each name, the last not yet used
  * instance, from the bottom; a name with no instance left contributes
  * nothing, which is how over-signing works (§5.4.2). Names compare ASCII
- * case-insensitively.
+ * case-insensitively. False when a selected field (or one that may be
+ * selected) is big: the digest would be over a different header set, so
+ * the caller must not verify it.
  */
-void dkim_hdrs_hash_signed(const struct dkim_hdrs *h, enum dkim_canon c, const struct span *names, unsigned num_names,
-			   struct dkim_sha256 *sha);
+__attribute__((warn_unused_result)) bool dkim_hdrs_hash_signed(const struct dkim_hdrs *h, enum dkim_canon c,
+								const struct span *names, unsigned num_names,
+								struct dkim_sha256 *sha);
 
 /*
  * dkim_hash_sig_field feeds the canonical form of a signature field to

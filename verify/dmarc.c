@@ -5,11 +5,13 @@
  * The parser and evaluation are pure. The check owns one lookup at a time
  * (the From domain's record, then the organizational domain's).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../proto/addr.h"
+#include "../proto/mime.h"
 #include "dkim_tag.h"
 #include "dmarc.h"
 
@@ -509,4 +511,90 @@ void dmarc_check_free(struct dmarc_check *c)
 		dns_cancel(c->r, c->id);
 	}
 	free(c);
+}
+
+/* The From bounds are the message parser's (dmarc.h). */
+_Static_assert(DMARC_FROM_FIELD_MAX == MIME_FIELD_MAX, "From field bound");
+_Static_assert(DMARC_FROM_LINE_MAX == MIME_LINE_MAX, "From line bound");
+_Static_assert(DMARC_FROM_HEADER_MAX == MIME_HEADER_MAX, "From header bound");
+
+void dmarc_from_seen_fini(struct dmarc_from_seen *f)
+{
+	free(f->value); f->value = NULL;
+	f->value_len = 0;
+}
+
+int dmarc_from_seen_field(struct dmarc_from_seen *f, struct span field, bool whole, uint64_t len, uint64_t max_line,
+			  uint64_t offset)
+{
+	const uint8_t *colon = field.len > 0 ? memchr(field.p, ':', field.len) : NULL;
+	struct span name;
+
+	if (colon == NULL) {
+		return 0; /* not a field (or a name longer than the kept start): not From */
+	}
+	name = span_make(field.p, (size_t)(colon - field.p));
+	while (name.len > 0 && (name.p[name.len - 1] == ' ' || name.p[name.len - 1] == '\t')) {
+		name.len--; /* "From :" is obsolete syntax (RFC 5322 §4.5.3), still From */
+	}
+	if (!span_eq_ci(name, "From")) {
+		return 0;
+	}
+	if (!whole || len > DMARC_FROM_FIELD_MAX || max_line > DMARC_FROM_LINE_MAX ||
+	    offset + len > DMARC_FROM_HEADER_MAX) {
+		f->unreadable = true; /* never "none": see dmarc_from_result */
+	}
+	if (f->num++ == 0 && !f->unreadable) {
+		size_t n = field.len - (size_t)(colon - field.p) - 1;
+
+		if ((f->value = malloc(n + 1)) == NULL) {
+			f->unreadable = true;
+			return -ENOMEM;
+		}
+		memcpy(f->value, colon + 1, n);
+		f->value[n] = '\0';
+		f->value_len = n;
+	}
+	return 0;
+}
+
+enum dmarc_from_rc dmarc_from_seen_domain(const struct dmarc_from_seen *f, char *out, size_t out_len)
+{
+	out[0] = '\0';
+	if (f->unreadable) {
+		return DMARC_FROM_UNREADABLE;
+	}
+	if (f->num != 1 || f->value == NULL) {
+		return f->num == 0 ? DMARC_FROM_NONE : DMARC_FROM_MULTIPLE;
+	}
+	return dmarc_from_domain(out, out_len, span_make(f->value, f->value_len));
+}
+
+void dmarc_from_result(struct dmarc_result *out, enum dmarc_from_rc rc)
+{
+	memset(out, 0, sizeof(*out));
+	switch (rc) {
+	case DMARC_FROM_NONE:
+		out->res = AUTH_NONE;
+		out->reason = "no From field";
+		return;
+	case DMARC_FROM_MULTIPLE:
+		out->res = AUTH_PERMERROR;
+		out->reason = "not exactly one From address";
+		return;
+	case DMARC_FROM_UNREADABLE:
+		out->res = AUTH_PERMERROR;
+		out->reason = "From field too large to read";
+		out->from_unreadable = true;
+		return;
+	case DMARC_FROM_NOMEM:
+		out->res = AUTH_TEMPERROR;
+		out->reason = "out of memory";
+		return;
+	case DMARC_FROM_OK:
+	case DMARC_FROM_INVALID:
+		break;
+	}
+	out->res = AUTH_PERMERROR;
+	out->reason = "no domain in the From address";
 }

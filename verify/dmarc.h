@@ -87,6 +87,7 @@ enum dmarc_from_rc {
 	DMARC_FROM_MULTIPLE, /* several addresses (§6.6.1: not evaluated) */
 	DMARC_FROM_INVALID,  /* an address without a usable domain */
 	DMARC_FROM_NOMEM,
+	DMARC_FROM_UNREADABLE, /* a From field too large to read whole (dmarc_from_seen) */
 };
 
 /*
@@ -102,6 +103,53 @@ enum dmarc_from_rc dmarc_from_domain(char *out, size_t out_len, struct span from
  * trailing dots ignored.
  */
 bool dmarc_aligned(const struct psl *psl, const char *a, const char *b, bool strict);
+
+/*
+ * A From field is read only when the message parser (proto/mime, whose
+ * From the JSON document shows) reads it whole too, so both see the same
+ * From: at most DMARC_FROM_FIELD_MAX bytes, no line longer than
+ * DMARC_FROM_LINE_MAX, ending within DMARC_FROM_HEADER_MAX header bytes
+ * (MIME_FIELD_MAX, MIME_LINE_MAX, MIME_HEADER_MAX; checked in dmarc.c).
+ * Counted on the raw field, line ends included, which is never less than
+ * the parser counts, so a From the parser cuts or drops is never read.
+ */
+#define DMARC_FROM_FIELD_MAX 32768
+#define DMARC_FROM_LINE_MAX 16384
+#define DMARC_FROM_HEADER_MAX 262144
+
+/*
+ * The From fields of a message, as the header is read: how many, the
+ * first one's value, and whether one could not be read whole. Caller
+ * storage; zero it, then dmarc_from_seen_field for each header field,
+ * dmarc_from_seen_domain at the end of the header, dmarc_from_seen_fini.
+ */
+struct dmarc_from_seen {
+	unsigned num;     /* From fields seen, unreadable ones included */
+	bool unreadable;  /* a From field past the bounds above, or not whole */
+	char *value;      /* the first From field's value, NUL-terminated; owned */
+	size_t value_len;
+};
+
+/* dmarc_from_seen_fini frees what f owns. */
+void dmarc_from_seen_fini(struct dmarc_from_seen *f);
+
+/*
+ * dmarc_from_seen_field looks at one header field: `field` is the field
+ * (name, colon, value; borrowed) when `whole`, else only its start;
+ * `len` its length in the message, `max_line` its longest line, `offset`
+ * the header bytes before it (struct hdrsplit_field). Other fields are
+ * ignored. 0 or -ENOMEM (then the From counts as unreadable).
+ */
+__attribute__((warn_unused_result)) int dmarc_from_seen_field(struct dmarc_from_seen *f, struct span field, bool whole,
+								uint64_t len, uint64_t max_line, uint64_t offset);
+
+/*
+ * dmarc_from_seen_domain: DMARC_FROM_OK with the author domain in out
+ * (dmarc_from_domain), or why not: DMARC_FROM_UNREADABLE first (whatever
+ * else was seen), DMARC_FROM_NONE without From, DMARC_FROM_MULTIPLE with
+ * several From fields or addresses.
+ */
+enum dmarc_from_rc dmarc_from_seen_domain(const struct dmarc_from_seen *f, char *out, size_t out_len);
 
 struct dmarc_opts {
 	uint32_t timeout_ms;  /* per lookup; 0: the resolver's default */
@@ -124,7 +172,18 @@ struct dmarc_result {
 	bool dkim_aligned, spf_aligned;
 	char dkim_domain[PSL_NAME_MAX + 1]; /* d= of the aligned passing signature, "" if none */
 	char spf_domain[PSL_NAME_MAX + 1];  /* the SPF MAIL FROM domain */
+	bool from_unreadable;            /* permerror: a From field too large to read (dmarc_from_result) */
 };
+
+/*
+ * dmarc_from_result fills *out for a From that gives no author domain (rc
+ * not DMARC_FROM_OK): none without From; permerror otherwise (RFC 7489
+ * §6.6.1: exactly one author domain is needed, and what to do with other
+ * messages is local policy, §6.7). DMARC_FROM_UNREADABLE also sets
+ * out->from_unreadable: the From could be any domain, a p=reject one
+ * included, so an enforcing receiver rejects it (vjob_dmarc_reject).
+ */
+void dmarc_from_result(struct dmarc_result *out, enum dmarc_from_rc rc);
 
 /*
  * dmarc_evaluate computes the result from a parsed record (NULL: none was

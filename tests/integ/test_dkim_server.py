@@ -229,6 +229,50 @@ def main(t):
                 check_delivered(t, srv.maildir, qid, "a@spf-ok.example.net", ["b@y.test"], ok)
                 t.check(srv.maildir.count() == 1, "the rejected message was stored")
 
+        with Server("--dns", "127.0.0.1:%d" % dns_ok.port, "--dmarc-enforce", "on") as srv:
+            # Issue 13: a header field longer than 64 KiB before From: made the
+            # verifier stop reading the header (dmarc=none, 250 for a p=reject spoof).
+            def long_field(name, size):
+                lines = [name + ": start"]
+                while sum(len(x) + 2 for x in lines) < size:
+                    lines.append("\t" + "x" * 72)
+                return "\n".join(lines) + "\n"
+
+            def data(content, sender="a@x.test"):
+                s = smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.test", timeout=60)
+                try:
+                    s.ehlo()
+                    s.mail(sender)
+                    s.rcpt("b@y.test")
+                    return s.data(content)
+                finally:
+                    s.close()
+
+            spoof_from = "From: Boss <ceo@spf-bad.example.net>\nSubject: wire money\n\nnow\n"
+            with t.case("dmarc_enforce_long_fields_before_from_550"):
+                for what, pad in (("40 KB X-", long_field("X-Pad", 40 * 1024)),
+                                  ("70 KB X-", long_field("X-Pad", 70 * 1024)),
+                                  ("70 KB Received", long_field("Received", 70 * 1024)),
+                                  ("70 KB Received + 70 KB X-",
+                                   long_field("Received", 70 * 1024) + long_field("X-Pad", 70 * 1024))):
+                    code, resp = data(crlf(pad + spoof_from))
+                    t.check(code == 550 and resp.startswith(b"5.7.1"), "%s: %d %r" % (what, code, resp))
+                t.check(srv.maildir.count() == 0, "a spoof was stored")
+            with t.case("dmarc_enforce_unreadable_from_550"):
+                # a From padded past what can be read is permerror, and rejected when enforcing
+                big_from = "From: Boss " + ("(" + "y" * 72 + ")\n\t") * 1000 + " <ceo@spf-bad.example.net>\n"
+                code, resp = data(crlf(big_from + "Subject: x\n\nnow\n"))
+                t.check(code == 550 and resp.startswith(b"5.7.1"), "padded From: %d %r" % (code, resp))
+                t.check(srv.maildir.count() == 0, "a spoof was stored")
+            with t.case("dmarc_enforce_long_field_legitimate_passes"):
+                sender = "a@spf-ok.example.net"
+                content = crlf(long_field("Received", 70 * 1024) + long_field("X-Long", 70 * 1024) +
+                               "From: <%s>\nSubject: long but fine\n\nhello\n" % sender)
+                qid = send(srv.port, content, sender=sender)
+                d = check_delivered(t, srv.maildir, qid, sender, ["b@y.test"], content)
+                ar = authres(d).replace("\r\n\t", " ")
+                t.check("dmarc=pass" in ar and "header.from=spf-ok.example.net" in ar, "long field: %r" % ar)
+
         with Server("--dkim", "off", "--spf", "off", "--dmarc", "off", "--arc", "off") as srv:
             with t.case("dkim_and_spf_off_store_no_verdict"):
                 content = msgs["002.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

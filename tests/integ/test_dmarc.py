@@ -78,6 +78,19 @@ def main(t):
             msg = b"Subject: x\r\n\r\nhi\r\n"
             r, hdr, doc = verify(srv.port, msg, "192.0.2.1", "x@example.com")
             t.check(r.returncode == 0 and doc["dmarc"]["result"] == "none", "%r" % (doc and doc["dmarc"]))
+        # Issue 13: a field longer than 64 KiB before From: must not hide it (the server's cases
+        # are in test_dkim_server.py; "oceanmx verify" reads the header the same way).
+        fold = b"".join(b"\r\n\t" + b"x" * 72 for _ in range(1000))  # about 74 KB
+        with t.case("70 KB Received: and X- fields before From: the From is still read"):
+            msg = b"Received: start" + fold + b"\r\nX-Pad: start" + fold + b"\r\nFrom: a@example.com\r\n\r\nhi\r\n"
+            r, hdr, doc = verify(srv.port, msg, "198.51.100.7", "bounce@other.example")
+            d = doc and doc["dmarc"]
+            t.check(r.returncode == 0 and d["result"] == "fail" and d["disposition"] == "reject", "%r" % d)
+        with t.case("a From too large to read: permerror, never none"):
+            msg = b"From: Boss (" + fold + b") <a@example.com>\r\n\r\nhi\r\n"
+            r, hdr, doc = verify(srv.port, msg, "198.51.100.7", "bounce@other.example")
+            d = doc and doc["dmarc"]
+            t.check(r.returncode == 0 and d["result"] == "permerror" and "dmarc=permerror" in hdr, "%r" % d)
     finally:
         srv.stop()
 

@@ -293,3 +293,67 @@ Test(dkim_msg, parsed_key_outcomes_that_are_not_keys)
 	cr_assert_str_eq(r.reason, "out of memory");
 	cr_assert_eq(crypto_fake_num_pubkeys, 0);
 }
+
+/* run_big is run() with the fields whose bit is set in `big` given as too large to keep (dkim_msg_header_big). */
+static struct dkim_result run_big(const char *const *hdrs, size_t num, unsigned big)
+{
+	struct dkim_msg *m = dkim_msg_new(NULL);
+	struct dkim_result r[4];
+	const char *body = "Hello world\r\n";
+
+	cr_assert_not_null(m);
+	for (size_t i = 0; i < num; i++) {
+		int sig;
+
+		if (big & (1u << i)) {
+			cr_assert_eq(dkim_msg_header_big(m, span_cstr(hdrs[i]), &sig), 0);
+			cr_assert_eq(sig, -1);
+			continue;
+		}
+		cr_assert_eq(dkim_msg_header(m, span_cstr(hdrs[i]), &sig), 0);
+		if (sig >= 0) {
+			dkim_msg_key_answer(m, (unsigned)sig, &good_key);
+		}
+	}
+	dkim_msg_headers_end(m);
+	dkim_msg_body(m, (const uint8_t *)body, strlen(body));
+	dkim_msg_body_end(m);
+	cr_assert_geq(dkim_msg_results(m, r, 4), 1);
+	dkim_msg_free(m);
+	return r[0];
+}
+
+/* Issue 13: a field too large to keep keeps its place; only a signature that selects it fails. */
+Test(dkim_msg, a_field_too_large_to_keep)
+{
+	char sig[2048];
+	struct dkim_result r;
+
+	signature(sig, sizeof(sig), "Hello world\r\n", "");
+	/* unsigned: skipped, still a pass */
+	const char *h[] = { "Received: from huge", "X-Big: ...", sig, FROM, SUBJ, TO };
+	r = run_big(h, 6, 1u << 0 | 1u << 1 | 1u << 5);
+	cr_assert_eq(r.res, AUTH_PASS, "%s", r.reason);
+	/* the signed From too large: never a digest over the other fields */
+	r = run_big(h, 6, 1u << 3);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	cr_assert_str_eq(r.reason, "signed header field too large to verify");
+	/* a second From (over-signed) that is too large still counts: the bottom one is selected */
+	const char *h2[] = { sig, FROM, SUBJ, TO, "From: evil@attacker.test" };
+	r = run_big(h2, 5, 1u << 4);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	/* a name cut before its colon ("Subj...") may be "subject": cannot tell, so permerror */
+	const char *h3[] = { sig, FROM, SUBJ, "Subj", TO };
+	r = run_big(h3, 5, 1u << 3);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	/* ... but one that cannot be a signed name does not matter */
+	const char *h4[] = { sig, FROM, SUBJ, "X-Other-Very-Long-Name", TO };
+	r = run_big(h4, 5, 1u << 3);
+	cr_assert_eq(r.res, AUTH_PASS, "%s", r.reason);
+	/* a DKIM-Signature field too large is a signature, permerror */
+	const char *h5[] = { "DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=sel; h=from; bh=",
+			     FROM, SUBJ };
+	r = run_big(h5, 3, 1u << 0);
+	cr_assert_eq(r.res, AUTH_PERMERROR);
+	cr_assert_str_eq(r.reason, "signature field too long");
+}
