@@ -1051,9 +1051,11 @@ bool vjob_dmarc_reject(const struct vjob *j)
 	}
 	/* A From we could not read could name any domain, a p=reject one
 	 * included: local policy (RFC 7489 §6.6.1, §6.7) rejects it, or a
-	 * huge field would switch enforcement off (issue 13). */
+	 * huge field would switch enforcement off (issue 13). The same holds
+	 * for several From fields or addresses (§6.6.1 allows rejecting them):
+	 * a second From naming a p=reject domain must not be a way around. */
 	return (j->dmarc_res.res == AUTH_FAIL && j->dmarc_res.disposition == DMARC_P_REJECT) ||
-	       j->dmarc_res.from_unreadable;
+	       j->dmarc_res.from_unreadable || j->dmarc_res.from_ambiguous;
 }
 
 enum auth_res vjob_worst(const struct vjob *j)

@@ -581,6 +581,7 @@ void dmarc_from_result(struct dmarc_result *out, enum dmarc_from_rc rc)
 	case DMARC_FROM_MULTIPLE:
 		out->res = AUTH_PERMERROR;
 		out->reason = "not exactly one From address";
+		out->from_ambiguous = true;
 		return;
 	case DMARC_FROM_UNREADABLE:
 		out->res = AUTH_PERMERROR;

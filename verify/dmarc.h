@@ -173,6 +173,7 @@ struct dmarc_result {
 	char dkim_domain[PSL_NAME_MAX + 1]; /* d= of the aligned passing signature, "" if none */
 	char spf_domain[PSL_NAME_MAX + 1];  /* the SPF MAIL FROM domain */
 	bool from_unreadable;            /* permerror: a From field too large to read (dmarc_from_result) */
+	bool from_ambiguous;             /* permerror: several From fields or addresses (dmarc_from_result) */
 };
 
 /*

@@ -264,6 +264,14 @@ def main(t):
                 code, resp = data(crlf(big_from + "Subject: x\n\nnow\n"))
                 t.check(code == 550 and resp.startswith(b"5.7.1"), "padded From: %d %r" % (code, resp))
                 t.check(srv.maildir.count() == 0, "a spoof was stored")
+            with t.case("dmarc_enforce_two_froms_550"):
+                # RFC 5322 allows one From field; a second naming a p=reject domain
+                # (or two addresses in one) must not slip past enforcement.
+                for what, hdr in (("two From fields", "From: <a@spf-ok.example.net>\nFrom: Boss <ceo@spf-bad.example.net>\n"),
+                                  ("two addresses", "From: <a@spf-ok.example.net>, Boss <ceo@spf-bad.example.net>\n")):
+                    code, resp = data(crlf(hdr + "Subject: x\n\nnow\n"), sender="a@spf-ok.example.net")
+                    t.check(code == 550 and resp.startswith(b"5.7.1"), "%s: %d %r" % (what, code, resp))
+                t.check(srv.maildir.count() == 0, "a spoof was stored")
             with t.case("dmarc_enforce_long_field_legitimate_passes"):
                 sender = "a@spf-ok.example.net"
                 content = crlf(long_field("Received", 70 * 1024) + long_field("X-Long", 70 * 1024) +
