@@ -47,6 +47,8 @@ static const struct opt opts[] = {
 	O("spool", OPT_STR, spool_dir, 0, 0),
 	O("sink", OPT_SINK, sinks, 0, 0),
 	O("domains", OPT_STR, domains, 0, 0),
+	O("sink-retry-first", OPT_U32, sink_retry_first, 1, 86400),
+	O("sink-retry-max", OPT_U32, sink_retry_max, 1, 86400),
 	O("max-message-size", OPT_U64, max_msg_size, 1024, (uint64_t)1 << 40),
 	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
 	O("max-connections", OPT_U32, max_conns, 1, 1000000),
@@ -132,6 +134,17 @@ void cfg_usage(FILE *f)
 "                                 message; not with raw=no); attachments over\n"
 "                                 inline_max (default 65536) as files in\n"
 "                                 DIR/ID.att/\n"
+"                               unix:PATH[?OPTIONS], tcp:HOST:PORT[?OPTIONS]\n"
+"                                 stream each message to a consumer listening\n"
+"                                 there, which acknowledges it (docs/sinks.md);\n"
+"                                 window=N messages in flight per connection\n"
+"                                 (64), connections=N (1), timeout=S per\n"
+"                                 message (30), json=yes|no (yes),\n"
+"                                 inline_max=BYTES (65536)\n"
+"    --sink-retry-first S       first retry of a message a sink failed\n"
+"                               temporarily (default 30); each later retry\n"
+"                               waits twice as long as the one before\n"
+"    --sink-retry-max S         the longest wait between retries (default 900)\n"
 "    --domains LIST             accept recipients only in these domains, comma\n"
 "                               separated; \".example.com\" also matches its\n"
 "                               subdomains; others get 550 5.7.1 (default: any)\n"
@@ -244,6 +257,8 @@ void cfg_init(struct cfg *c)
 	c->max_bad_cmds = 20;
 	c->max_cmd_line = 2048;
 	c->max_text_line = 65536;
+	c->sink_retry_first = 30;
+	c->sink_retry_max = 900;
 	c->timeout_cmd = 300;
 	c->timeout_session = 3600;
 	c->timeout_data = 180;
@@ -623,6 +638,10 @@ int cfg_finish(struct cfg *c, char **out_err)
 		if (*p <= ' ' || *p >= 0x7f || *p == '/' ) {
 			return fail(out_err, "hostname: \"%s\" must be a plain DNS name", c->hostname);
 		}
+	}
+	if (c->sink_retry_max < c->sink_retry_first) {
+		return fail(out_err, "sink-retry-max: %u is less than sink-retry-first (%u)", c->sink_retry_max,
+			    c->sink_retry_first);
 	}
 	if ((c->recv_buffers & (c->recv_buffers - 1)) != 0) {
 		return fail(out_err, "recv-buffers: %u is not a power of two", c->recv_buffers);

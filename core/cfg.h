@@ -39,6 +39,8 @@ struct cfg {
 	char *sinks[CFG_SINK_MAX];
 	unsigned num_sinks;
 	char *domains;                /* NULL = any domain */
+	uint32_t sink_retry_first;    /* seconds before the first retry after a sink's TEMPFAIL */
+	uint32_t sink_retry_max;      /* seconds, the ceiling of the doubling backoff */
 	uint64_t max_msg_size;
 	uint32_t max_rcpts;
 	uint32_t max_conns;

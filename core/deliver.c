@@ -17,8 +17,6 @@
 #include "spool.h"
 
 #define DELIVER_BATCH_MAX   256               /* messages per flush */
-#define RETRY_FIRST_MS      (30 * 1000)       /* first retry after a TEMPFAIL */
-#define RETRY_MAX_MS        (15 * 60 * 1000)  /* backoff ceiling */
 
 struct item;
 
@@ -215,10 +213,10 @@ static void finish_one(struct deliver *d, struct item *it)
 	}
 	/* TEMPFAIL: keep it in the spool, retry with doubling backoff. Drop the
 	 * loaded bytes meanwhile; they are reloaded at the next attempt. */
-	int64_t delay = RETRY_FIRST_MS << (it->attempts < 5 ? it->attempts : 5);
+	int64_t delay = g->retry_first_ms << (it->attempts < 5 ? it->attempts : 5);
 
 	it->attempts++;
-	it->due_ms = now_ms() + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
+	it->due_ms = now_ms() + (delay < g->retry_max_ms ? delay : g->retry_max_ms);
 	log_line(LOG_WARN, who, "deliver.tempfail reason=\"%s\" attempt=%u retry_in=%llds", it->why, it->attempts,
 		 (long long)(it->due_ms - now_ms()) / 1000);
 	atomic_fetch_add_explicit(&d->n_temp, 1, memory_order_relaxed);

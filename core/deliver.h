@@ -22,6 +22,8 @@ struct deliver_global {
 	const struct spool_dirs *dirs;
 	const char *hostname;  /* our authserv-id: forged A-R fields claiming it are dropped */
 	uint32_t reuse_cap;  /* spool files kept for reuse per worker (0 = none) */
+	int64_t retry_first_ms; /* first retry after a TEMPFAIL (--sink-retry-first) */
+	int64_t retry_max_ms;   /* backoff ceiling (--sink-retry-max) */
 };
 
 struct deliver;

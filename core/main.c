@@ -260,6 +260,8 @@ static int serve(struct cfg *cfg, bool check_only)
 	dg.dirs = &dirs;
 	dg.hostname = cfg->hostname;
 	dg.reuse_cap = SPOOL_REUSE_PER_WORKER;
+	dg.retry_first_ms = (int64_t)cfg->sink_retry_first * 1000;
+	dg.retry_max_ms = (int64_t)cfg->sink_retry_max * 1000;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;

@@ -32,6 +32,7 @@
 #include "../proto/message.h"
 #include "../proto/msgdoc.h"
 #include "sink.h"
+#include "sink_doc.h"
 #include "sink_fs.h"
 
 #define JSON_INLINE_MAX_DEFAULT 65536
@@ -347,13 +348,7 @@ static void json_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 	tx->done = done;
 	tx->arg = arg;
 	bb_init(&doc, 0);
-	rc = message_end(tx->msg);
-	if (rc == 0) {
-		rc = msgdoc_write(&doc, tx->msg, tx->env, &o);
-	}
-	if (rc == 0) {
-		rc = bb_append(&doc, "\n", 1);
-	}
+	rc = sink_doc_finish(&doc, tx->msg, tx->env, &o);
 	snprintf(name, sizeof(name), "%s.json", tx->env->id);
 	if (rc == 0 && (slot = add_file(tx, name, UINT32_MAX, false)) < 0) {
 		rc = slot;

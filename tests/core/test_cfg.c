@@ -115,3 +115,29 @@ Test(cfg, options_do_not_reset_others)
 	cr_assert_eq(c.bare_lf, SMTP_BARE_REJECT);
 	cfg_fini(&c);
 }
+
+Test(cfg, sink_retry_defaults_flags_and_order)
+{
+	struct cfg c;
+	char *err;
+	char *ok[] = { "--sink-retry-first", "1", "--sink-retry-max=4" };
+	char *bad[] = { "--sink-retry-first", "60", "--sink-retry-max", "10" };
+	char *zero[] = { "--sink-retry-first", "0" };
+
+	cr_assert_eq(parse(&c, &err, 0, NULL), 0);
+	cr_assert_eq(c.sink_retry_first, 30);
+	cr_assert_eq(c.sink_retry_max, 900);
+	cfg_fini(&c);
+	cr_assert_eq(parse(&c, &err, 3, ok), 0, "%s", err ? err : "");
+	cr_assert_eq(c.sink_retry_first, 1);
+	cr_assert_eq(c.sink_retry_max, 4);
+	cfg_fini(&c);
+	cr_assert_eq(parse(&c, &err, 4, bad), -1);
+	cr_assert_not_null(strstr(err, "sink-retry-max"), "%s", err);
+	free(err);
+	cfg_fini(&c);
+	cr_assert_eq(parse(&c, &err, 2, zero), -1);
+	cr_assert_not_null(strstr(err, "sink-retry-first"), "%s", err);
+	free(err);
+	cfg_fini(&c);
+}
