@@ -333,8 +333,13 @@ stop:
 	for (i = 0; i < 64; i++) {
 		shard_join(shards[i]);
 	}
-	/* Shards are gone (each waited for its verify jobs), so the pool is idle. */
+	/* Shards are done (each waited for its verify jobs), so the pool is
+	 * idle; its workers may still be waking a shard's inbox, so the shards
+	 * are freed only once the pool has stopped. */
 	vpool_stop(g.vpool);
+	for (i = 0; i < 64; i++) {
+		shard_free(shards[i]);
+	}
 	/* Shards are gone, so nothing more is queued: workers drain and stop. */
 	for (i = 0; i < 64; i++) {
 		deliver_stop(workers[i]);

@@ -1932,6 +1932,13 @@ void shard_join(struct shard *sh)
 		return;
 	}
 	pthread_join(sh->thread, NULL);
+}
+
+void shard_free(struct shard *sh)
+{
+	if (sh == NULL) {
+		return;
+	}
 	shard_teardown(sh);
 	pthread_mutex_destroy(&sh->start_mu);
 	pthread_cond_destroy(&sh->start_cv);

@@ -37,7 +37,15 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 /* shard_wake makes the shard notice g->stopping now. Any thread. */
 void shard_wake(struct shard *sh);
 
-/* shard_join waits for the shard to finish its shutdown and frees it. */
+/*
+ * shard_join waits for the shard's thread to finish its shutdown. The shard
+ * keeps its ring and its verify inbox until shard_free, because a verify
+ * worker may still be posting to the inbox's eventfd after handing back
+ * the last job: stop the pool between the two. Main thread only.
+ */
 void shard_join(struct shard *sh);
+
+/* shard_free releases a joined shard; NULL does nothing. Main thread only. */
+void shard_free(struct shard *sh);
 
 #endif
