@@ -14,6 +14,8 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries (DESIGN.md "Dependencies")
   liburing-dev libsodium-dev android-libboringssl-dev libunbound-dev
+  # webhook sink: libcurl, GnuTLS flavour (loaded at run time, see sinks/sink_curl.h)
+  libcurl4-gnutls-dev
   # unit tests
   libcriterion-dev
   # integration tests and benchmarks: real clients and peers

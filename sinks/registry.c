@@ -13,12 +13,18 @@ extern const struct sink_ops sink_maildir_ops;
 extern const struct sink_ops sink_json_ops;
 extern const struct sink_ops sink_unix_ops;
 extern const struct sink_ops sink_tcp_ops;
+extern const struct sink_ops sink_http_ops;
+extern const struct sink_ops sink_https_ops;
+extern const struct sink_ops sink_exec_ops;
 
 static const struct sink_ops *const registry[] = {
 	&sink_maildir_ops,
 	&sink_json_ops,
 	&sink_unix_ops,
 	&sink_tcp_ops,
+	&sink_http_ops,
+	&sink_https_ops,
+	&sink_exec_ops,
 };
 
 const struct sink_ops *sink_lookup(const char *name, size_t name_len)
@@ -39,7 +45,7 @@ int sink_configure(struct sink *out, const struct sink_ctx *ctx, const char *spe
 
 	memset(out, 0, sizeof(*out));
 	if (ops == NULL) {
-		if (asprintf(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp)", spec, (int)name_len,
+		if (asprintf(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec)", spec, (int)name_len,
 			     spec) < 0) {
 			*out_err = NULL;
 		}
