@@ -78,6 +78,7 @@ static const struct opt opts[] = {
 	O("verify-workers", OPT_U32, verify_workers, 0, 256),
 	O("dns", OPT_STR, dns, 0, 0),
 	O("dns-timeout", OPT_U32, dns_timeout_ms, 100, 60000),
+	O("dns-cache-size", OPT_U64, dns_cache_size, 64 * 1024, (uint64_t)1 << 34),
 };
 #undef O
 
@@ -220,6 +221,9 @@ void cfg_usage(FILE *f)
 "    --dns ADDR[:PORT]          resolver to ask for keys (default: the servers\n"
 "                               in /etc/resolv.conf); answers are cached by TTL\n"
 "    --dns-timeout MS           per lookup, then temperror (default 5000)\n"
+"    --dns-cache-size BYTES     DNS answers the verify pool keeps (TTL, negative\n"
+"                               answers; failures 5 s), least recently used\n"
+"                               evicted first (default 16M; K/M/G suffixes)\n"
 "\n"
 "  Receive pool (per shard; idle connections hold none of it)\n"
 "    --recv-buffers N           provided receive buffers, a power of two\n"
@@ -273,6 +277,7 @@ void cfg_init(struct cfg *c)
 	c->arc = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
+	c->dns_cache_size = 16u << 20;
 	c->recv_buffer_size = 32768;
 	c->log_level = LOG_NOTICE;
 }

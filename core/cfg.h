@@ -69,6 +69,7 @@ struct cfg {
 	uint32_t verify_workers;      /* 0 = one per online CPU */
 	char *dns;                    /* upstream resolver ADDR[:PORT]; NULL = /etc/resolv.conf */
 	uint32_t dns_timeout_ms;
+	uint64_t dns_cache_size;      /* bytes of DNS answers kept by the verify pool */
 	int log_level;
 	char *config_file;            /* -c, if any */
 };

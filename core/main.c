@@ -281,6 +281,7 @@ static int serve(struct cfg *cfg, bool check_only)
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,
+			.dns_cache_bytes = (size_t)cfg->dns_cache_size,
 			.max_sigs = cfg->dkim_max_sigs,
 			.dmarc = cfg->dmarc,
 			.psl_path = cfg->psl,
