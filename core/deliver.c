@@ -1,6 +1,7 @@
 /* deliver.c - delivery workers; see deliver.h. */
 #include "deliver.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,7 +66,7 @@ struct deliver {
 	unsigned num_logs;
 	struct recycle_req *recycle;      /* guarded by mu */
 	bool kicked;                      /* guarded by mu: a log wants a segment */
-	int64_t last_done_sync, last_make_try;
+	int64_t last_done_sync, last_make_try, last_ctl;
 	_Atomic uint64_t n_ok, n_temp, n_perm;
 };
 
@@ -354,6 +356,108 @@ static void sync_done(struct deliver *d)
 	}
 }
 
+/* ctl_take removes the item with `id` from the queue or the retry list; NULL if this worker has none. mu held. */
+static struct item *ctl_take(struct deliver *d, const char *id, bool *out_was_retry)
+{
+	struct item **pp;
+
+	for (pp = &d->queue; *pp != NULL; pp = &(*pp)->next) {
+		if (strcmp((*pp)->ref.id, id) == 0) {
+			struct item *it = *pp;
+
+			*pp = it->next;
+			if (d->queue_tail == &it->next) {
+				d->queue_tail = pp;
+			}
+			it->next = NULL;
+			*out_was_retry = false;
+			return it;
+		}
+	}
+	for (pp = &d->retry; *pp != NULL; pp = &(*pp)->next) {
+		if (strcmp((*pp)->ref.id, id) == 0) {
+			struct item *it = *pp;
+
+			*pp = it->next;
+			it->next = NULL;
+			*out_was_retry = true;
+			return it;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * ctl_scan acts on the requests `oceanmx spool retry|delete ID` left in
+ * SPOOL/ctl (files named ID.retry or ID.delete): the worker that holds the
+ * message removes the file. A request nobody took within a minute (the
+ * message was delivered meanwhile, or never existed) is dropped by worker 0.
+ */
+static void ctl_scan(struct deliver *d)
+{
+	int fd = dup(d->g->dirs->ctl);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	d->last_ctl = now_ms();
+	if (dir == NULL) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		return;
+	}
+	rewinddir(dir);
+	while ((e = readdir(dir)) != NULL) {
+		char id[SPOOL_REC_ID_LEN];
+		const char *dot = strrchr(e->d_name, '.');
+		bool del, was_retry = false;
+		struct item *it;
+		size_t n;
+
+		if (e->d_name[0] == '.' || dot == NULL || (size_t)(dot - e->d_name) >= sizeof(id)) {
+			continue;
+		}
+		del = strcmp(dot, ".delete") == 0;
+		if (!del && strcmp(dot, ".retry") != 0) {
+			continue;
+		}
+		n = (size_t)(dot - e->d_name);
+		memcpy(id, e->d_name, n);
+		id[n] = '\0';
+		pthread_mutex_lock(&d->mu);
+		it = ctl_take(d, id, &was_retry);
+		if (it != NULL && !del) {
+			it->due_ms = 0;
+			*d->queue_tail = it; /* at the end of the queue: delivered with the next batch */
+			d->queue_tail = &it->next;
+		}
+		pthread_mutex_unlock(&d->mu);
+		if (it == NULL) {
+			struct stat st;
+
+			if (d->idx == 0 && fstatat(d->g->dirs->ctl, e->d_name, &st, 0) == 0 &&
+			    st.st_mtime + 60 < time(NULL)) {
+				unlinkat(d->g->dirs->ctl, e->d_name, 0);
+				log_line(LOG_NOTICE, d->who, "spool.ctl id=%s op=%s result=\"not queued\"", id, dot + 1);
+			}
+			continue;
+		}
+		if (del) {
+			int rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED);
+
+			if (rc != 0) {
+				log_line(LOG_WARN, d->who, "spool.done error=\"%s\"", strerror(-rc));
+			}
+			spool_entry_fini(&it->ent);
+			record_done(d, it);
+			free(it);
+		}
+		unlinkat(d->g->dirs->ctl, e->d_name, 0);
+		log_line(LOG_NOTICE, d->who, "spool.ctl id=%s op=%s", id, dot + 1);
+	}
+	closedir(dir);
+}
+
 /*
  * upkeep does the worker's log chores (called without mu): recycle the
  * segments the shard sealed empty, and make a segment when a log's pool
@@ -369,6 +473,9 @@ static void upkeep(struct deliver *d)
 	d->recycle = NULL;
 	d->kicked = false;
 	pthread_mutex_unlock(&d->mu);
+	if (now_ms() - d->last_ctl >= 1000) {
+		ctl_scan(d);
+	}
 	while (r != NULL) {
 		struct recycle_req *next = r->next;
 
@@ -476,7 +583,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		struct item *batch;
 
-		if (d->recycle != NULL || d->kicked) {
+		if (d->recycle != NULL || d->kicked || now_ms() - d->last_ctl >= 1000) {
 			pthread_mutex_unlock(&d->mu);
 			upkeep(d);
 			pthread_mutex_lock(&d->mu);

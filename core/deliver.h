@@ -34,6 +34,7 @@ struct spool_ref {
 	uint64_t off, len;   /* record offset and length (without padding) */
 	uint32_t slot;
 	uint8_t done;        /* done bits already recorded (sinks that have it) */
+	char id[SPOOL_REC_ID_LEN]; /* the message id, for `oceanmx spool retry|delete` */
 };
 
 struct deliver;

@@ -124,6 +124,7 @@ static void on_found(void *arg, const struct spool_found *f)
 	}
 	fl->refs[fl->num++] = (struct spool_ref){ .log = fl->log, .seg = f->seg, .off = f->off, .len = f->len,
 						   .slot = f->slot, .done = f->done };
+	memcpy(fl->refs[fl->num - 1].id, f->id, sizeof(f->id));
 }
 
 /*
@@ -362,6 +363,7 @@ out:
 
 int cmd_parse(int argc, char **argv); /* core/cmd_parse.c */
 int cmd_verify(int argc, char **argv); /* core/cmd_verify.c */
+int cmd_spool(int argc, char **argv); /* core/spool_cmd.c */
 
 int main(int argc, char **argv)
 {
@@ -386,6 +388,9 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "verify") == 0) {
 			return cmd_verify(argc - 1, argv + 1);
+		}
+		if (strcmp(a, "spool") == 0) {
+			return cmd_spool(argc - 1, argv + 1);
 		}
 		if (strcmp(a, "serve") == 0) {
 			first = 2;

@@ -994,6 +994,8 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		struct spool_ref ref = { .log = sh->log, .seg = tx->seg, .off = tx->rec_off, .len = tx->rec_len,
 					 .slot = tx->slot, .done = 0 };
 
+		memcpy(ref.id, tx->hdr + 40, sizeof(ref.id));
+
 		if (tx->spill) {
 			spool_log_seal(sh->log, tx->seg); /* its one record is in; the worker recycles it */
 		}
