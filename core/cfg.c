@@ -67,6 +67,8 @@ static const struct opt opts[] = {
 	O("recv-buffer-size", OPT_U32, recv_buffer_size, 512, 1u << 20),
 	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
 	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
+	O("spool-segment-size", OPT_U64, spool_segment_size, 64ull << 10, 1ull << 32),
+	O("spool-max-size", OPT_U64, spool_max_size, 1ull << 20, 1ull << 50),
 	O("dkim", OPT_BOOL, dkim, 0, 0),
 	O("spf", OPT_BOOL, spf, 0, 0),
 	O("dmarc", OPT_BOOL, dmarc, 0, 0),
@@ -96,6 +98,11 @@ void cfg_usage(FILE *f)
 "    oceanmx verify [--client-ip IP --mail-from ADDR --helo NAME] [--dns ADDR[:PORT]]\n"
 "                   [--hostname NAME] [--now UNIXTIME] [FILE|-]\n"
 "                                 verify DKIM, ARC, SPF and DMARC of one message\n"
+"    oceanmx spool ls|stats [--spool DIR]     the queue: messages, what each\n"
+"                                 sink still owes, records per segment\n"
+"    oceanmx spool show ID [--spool DIR]      one queued message, as stored\n"
+"    oceanmx spool retry ID|delete ID [--spool DIR]\n"
+"                                 deliver now / drop (safe while serving)\n"
 "    oceanmx --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -119,12 +126,16 @@ void cfg_usage(FILE *f)
 "    --shards N                 shard threads, each with its own io_uring ring\n"
 "                               and SO_REUSEPORT listener (default: online CPUs)\n"
 "    --spool DIR                durable queue directory (default ./var/spool)\n"
-"    --spool-sync syncfs|fsync  how a batch of messages becomes durable before\n"
-"                               its 250: one syncfs(2) of the spool's\n"
-"                               filesystem per batch (default; best when the\n"
-"                               spool has a filesystem of its own), or an\n"
-"                               fdatasync per message plus one directory fsync\n"
-"                               per batch (when other busy writers share it)\n"
+"    --spool-sync fsync|syncfs  how a batch of messages becomes durable before\n"
+"                               its 250: one fdatasync(2) of each log segment\n"
+"                               the batch wrote, through the ring (default),\n"
+"                               or one syncfs(2) of the spool's filesystem per\n"
+"                               batch (only when the spool has a filesystem of\n"
+"                               its own: it also flushes every other writer)\n"
+"    --spool-segment-size BYTES size of each log segment file (default 64M);\n"
+"                               a message is one record in a segment\n"
+"    --spool-max-size BYTES     all segments together (default 8G); past it,\n"
+"                               end of data answers 452 4.3.1\n"
 "    --sink SPEC                delivery target, repeatable; every sink must\n"
 "                               accept a message before it leaves the spool.\n"
 "                               maildir:DIR  Maildir++ tmp/new/cur under DIR\n"
@@ -245,9 +256,11 @@ void cfg_usage(FILE *f)
 "    0 on a clean stop, 1 on a configuration error, 2 on a start-up failure.\n"
 "\n"
 "FILES\n"
-"    SPOOL/q/ID       one file per accepted message until every sink took it\n"
-"    SPOOL/free/      delivered spool files kept for reuse\n"
-"    SPOOL/failed/    messages a sink refused for good\n"
+"    SPOOL/log/s<shard>-<n>.seg   log segments: each accepted message is one\n"
+"                     record (format: docs/spool.md); reused, never removed\n"
+"    SPOOL/log/s<shard>-<n>.done  what each sink took from that segment\n"
+"    SPOOL/ctl/       requests of `oceanmx spool retry|delete`\n"
+"    SPOOL/failed/ID  messages a sink refused for good\n"
 "    DIR/new/         delivered messages (maildir sink), one file per message\n", f);
 }
 
@@ -280,6 +293,8 @@ void cfg_init(struct cfg *c)
 	c->dns_cache_size = 16u << 20;
 	c->recv_buffer_size = 32768;
 	c->log_level = LOG_NOTICE;
+	c->spool_segment_size = 64ull << 20;
+	c->spool_max_size = 8ull << 30;
 }
 
 void cfg_fini(struct cfg *c)

@@ -19,8 +19,8 @@
 
 /* How the spool makes a batch of messages durable before their 250. */
 enum spool_sync {
-	SPOOL_SYNC_SYNCFS = 0, /* one syncfs() per batch on a sync thread (default) */
-	SPOOL_SYNC_FSYNC,      /* fdatasync per file + fsync of SPOOL/q per batch, via the ring */
+	SPOOL_SYNC_FSYNC = 0,  /* one fdatasync per segment a batch touched, via the ring (default) */
+	SPOOL_SYNC_SYNCFS,     /* one syncfs() per batch on a sync thread */
 	SPOOL_SYNC_COUNT       /* sentinel */
 };
 
@@ -58,6 +58,8 @@ struct cfg {
 	uint32_t recv_buffer_size;    /* bytes each */
 	enum smtp_bare_policy bare_lf;
 	enum spool_sync spool_sync;
+	uint64_t spool_segment_size;  /* bytes per log segment */
+	uint64_t spool_max_size;      /* all segments of all shards together */
 	bool dkim;                    /* verify DKIM signatures (default on) */
 	bool spf;                     /* check SPF for MAIL FROM and HELO (default on) */
 	bool dmarc;                   /* evaluate DMARC (default on) */

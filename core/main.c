@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../proto/domains.h"
@@ -27,7 +28,14 @@
 #include "vpool.h"
 
 #define OMX_VERSION "0.1.0"
-#define SPOOL_REUSE_PER_WORKER 4096 /* spool files kept for reuse, per shard */
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -94,101 +102,82 @@ static bool listen_addresses_free(const struct cfg *cfg)
 	return true;
 }
 
-/*
- * recover_spool hands every committed spool file to a delivery worker and
- * removes the rest: a file without its trailer was never acknowledged. Then
- * it gives the files in SPOOL/free back to the workers' pools. A file that
- * shows in both q/ and free/ (a rename whose old name was not yet durable
- * at a crash) belongs to q/: its free/ name is dropped.
- */
-static void recover_spool(const struct spool_dirs *dirs, struct deliver **workers, unsigned n)
+struct found_list {
+	struct spool_ref *refs;
+	size_t num, cap;
+	struct spool_log *log;
+	bool oom;
+};
+
+static void on_found(void *arg, const struct spool_found *f)
 {
-	int fd = dup(dirs->q);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *e;
-	unsigned requeued = 0, dropped = 0, next = 0, reused = 0, i;
-	ino_t *inos = NULL;
-	size_t num_inos = 0, cap_inos = 0;
+	struct found_list *fl = arg;
 
-	if (d == NULL) {
-		if (fd >= 0) {
-			close(fd);
+	if (fl->num == fl->cap) {
+		size_t cap = fl->cap ? fl->cap * 2 : 1024;
+		struct spool_ref *n = realloc(fl->refs, cap * sizeof(*n));
+
+		if (n == NULL) {
+			fl->oom = true; /* still in the log: delivered after the next start */
+			return;
 		}
-		log_line(LOG_ERR, "main", "spool.recover error=\"%s\"", strerror(errno));
-		return;
+		fl->refs = n;
+		fl->cap = cap;
 	}
-	while ((e = readdir(d)) != NULL) {
-		struct spool_entry ent;
-		int rc;
+	fl->refs[fl->num++] = (struct spool_ref){ .log = fl->log, .seg = f->seg, .off = f->off, .len = f->len,
+						   .slot = f->slot, .done = f->done };
+	memcpy(fl->refs[fl->num - 1].id, f->id, sizeof(f->id));
+}
 
-		if (e->d_name[0] == '.') {
-			continue;
-		}
-		if (num_inos == cap_inos) {
-			ino_t *ni = realloc(inos, (cap_inos = cap_inos ? cap_inos * 2 : 256) * sizeof(*ni));
+/*
+ * recover_spool scans every shard's log (spool_log_recover: valid records
+ * up to the first torn one of each segment) and queues each record some
+ * sink still owes to the worker of its log, then makes sure each serving
+ * shard has a free segment to start with. Logs of shards that no longer
+ * exist (fewer --shards than before) are delivered by worker i % n.
+ */
+static int recover_spool(struct spool_log **logs, unsigned num_logs, struct deliver **workers, unsigned n)
+{
+	struct found_list fl = { 0 };
+	uint32_t records = 0;
+	int64_t t0 = real_ms();
+	int rc;
 
-			if (ni == NULL) {
-				break;
-			}
-			inos = ni;
-		}
-		inos[num_inos++] = e->d_ino;
-		rc = spool_load(&ent, dirs->q, e->d_name);
-		if (rc == 0) {
-			spool_entry_fini(&ent);
-			if (deliver_enqueue(workers[next++ % n], e->d_name) == 0) {
-				requeued++;
-			}
-		} else if (rc == -EINVAL) {
-			unlinkat(dirs->q, e->d_name, 0);
-			dropped++;
-		} else {
-			log_line(LOG_WARN, "main", "spool.recover file=%s error=\"%s\"", e->d_name, strerror(-rc));
-		}
-	}
-	closedir(d);
+	for (unsigned i = 0; i < num_logs; i++) {
+		uint32_t r = 0;
 
-	fd = dup(dirs->free);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	while (d != NULL && (e = readdir(d)) != NULL) {
-		bool in_q = false;
-		struct stat st;
-
-		if (e->d_name[0] == '.') {
-			continue;
+		fl.log = logs[i];
+		if ((rc = spool_log_recover(logs[i], on_found, &fl, &r)) != 0) {
+			log_line(LOG_ERR, "main", "spool.recover shard=%u error=\"%s\"", i, strerror(-rc));
+			free(fl.refs);
+			return rc;
 		}
-		for (size_t k = 0; k < num_inos && !in_q; k++) {
-			in_q = inos[k] == e->d_ino;
-		}
-		/* Only small files are worth keeping (an older build could leave
-		 * large ones here after an aborted message). */
-		if (!in_q && (fstatat(dirs->free, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-			      (uint64_t)st.st_size > SPOOL_REUSE_MAX_BYTES)) {
-			unlinkat(dirs->free, e->d_name, 0);
-			continue;
-		}
-		for (i = 0; !in_q && i < n; i++) {
-			if (spool_pool_put(deliver_pool(workers[(next + i) % n]), e->d_name)) {
-				break;
-			}
-		}
-		if (in_q || i == n) {
-			unlinkat(dirs->free, e->d_name, 0);
-		} else {
-			next++;
-			reused++;
+		records += r;
+		if (deliver_add_log(workers[i % n], logs[i]) != 0) {
+			free(fl.refs);
+			return -ENOMEM;
 		}
 	}
-	if (d != NULL) {
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
+	for (size_t k = 0; k < fl.num; k++) {
+		unsigned w = fl.refs[k].log->shard % n;
+
+		if (deliver_enqueue(workers[w], &fl.refs[k]) != 0) {
+			fl.oom = true;
+		}
 	}
-	free(inos);
-	if (requeued || dropped) {
-		log_line(LOG_NOTICE, "main", "spool.recover requeued=%u dropped_unacknowledged=%u", requeued, dropped);
+	if (fl.oom) {
+		log_line(LOG_WARN, "main", "spool.recover error=\"out of memory\" (the rest is delivered after a restart)");
 	}
-	log_line(LOG_INFO, "main", "spool.recover reusable=%u", reused);
+	for (unsigned i = 0; i < n && i < num_logs; i++) {
+		if (logs[i]->num_free == 0 && (rc = spool_log_make_segment(logs[i])) != 0) {
+			/* Served anyway: 452 4.3.1 until the worker can make one. */
+			log_line(LOG_WARN, "main", "spool.segment shard=%u error=\"%s\"", i, strerror(-rc));
+		}
+	}
+	log_line(LOG_NOTICE, "main", "spool.recover records=%u pending=%zu ms=%lld", records, fl.num,
+		 (long long)(real_ms() - t0));
+	free(fl.refs);
+	return 0;
 }
 
 static int serve(struct cfg *cfg, bool check_only)
@@ -202,6 +191,8 @@ static int serve(struct cfg *cfg, bool check_only)
 	struct deliver *workers[64] = { 0 };
 	struct shard *shards[64] = { 0 };
 	struct spool_dirs dirs = { -1, -1, -1 };
+	struct spool_log *logs[64] = { 0 };
+	unsigned num_logs = 0;
 	int rc = EXIT_OK;
 	unsigned num_sinks = 0, i;
 	sigset_t set;
@@ -259,12 +250,27 @@ static int serve(struct cfg *cfg, bool check_only)
 	dg.num_sinks = num_sinks;
 	dg.dirs = &dirs;
 	dg.hostname = cfg->hostname;
-	dg.reuse_cap = SPOOL_REUSE_PER_WORKER;
 	dg.retry_first_ms = (int64_t)cfg->sink_retry_first * 1000;
 	dg.retry_max_ms = (int64_t)cfg->sink_retry_max * 1000;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;
+	}
+	num_logs = spool_shards_present(dirs.log);
+	if (num_logs < cfg->shards) {
+		num_logs = cfg->shards;
+	}
+	if (num_logs > 64) {
+		fprintf(stderr, "oceanmx: spool %s: more than 64 shards' logs\n", cfg->spool_dir);
+		rc = EXIT_STARTUP;
+		goto out;
+	}
+	for (i = 0; i < num_logs; i++) {
+		logs[i] = spool_log_new(dirs.log, i, cfg->spool_segment_size, cfg->spool_max_size / num_logs, num_sinks);
+		if (logs[i] == NULL) {
+			rc = EXIT_STARTUP;
+			goto out;
+		}
 	}
 
 	/* Signals go to this thread only (sigwait); every thread inherits the mask. */
@@ -301,9 +307,12 @@ static int serve(struct cfg *cfg, bool check_only)
 			goto stop;
 		}
 	}
-	recover_spool(&dirs, workers, i);
+	if (recover_spool(logs, num_logs, workers, i) != 0) {
+		rc = EXIT_STARTUP;
+		goto stop;
+	}
 	for (i = 0; i < cfg->shards && i < 64; i++) {
-		if ((shards[i] = shard_start(&g, i, workers[i])) == NULL) {
+		if ((shards[i] = shard_start(&g, i, workers[i], logs[i])) == NULL) {
 			rc = EXIT_STARTUP;
 			goto stop;
 		}
@@ -355,12 +364,16 @@ out:
 	}
 	domain_list_free(domains);
 	limits_free(g.limits);
+	for (i = 0; i < 64; i++) {
+		spool_log_free(logs[i]);
+	}
 	spool_close(&dirs);
 	return rc;
 }
 
 int cmd_parse(int argc, char **argv); /* core/cmd_parse.c */
 int cmd_verify(int argc, char **argv); /* core/cmd_verify.c */
+int cmd_spool(int argc, char **argv); /* core/spool_cmd.c */
 
 int main(int argc, char **argv)
 {
@@ -385,6 +398,9 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "verify") == 0) {
 			return cmd_verify(argc - 1, argv + 1);
+		}
+		if (strcmp(a, "spool") == 0) {
+			return cmd_spool(argc - 1, argv + 1);
 		}
 		if (strcmp(a, "serve") == 0) {
 			first = 2;

@@ -8,9 +8,11 @@
  * Data path per connection:
  *   multishot accept -> conn_new -> greeting -> multishot recv (pbuf)
  *   -> conn_process: smtp_sess_next() events
- *        TX_BEGIN -> openat SPOOL/q/<id> (O_EXCL), head + Received: buffered
- *        BODY     -> appended to tx->buf, written in chunks through the ring
- *        TX_END   -> trailer, last write, fdatasync(file) + group fsync(dir)
+ *        TX_BEGIN -> record header place, envelope + Received: buffered
+ *        BODY     -> appended to tx->buf (a large body spills: streamed
+ *                    through the ring into a segment of its own)
+ *        TX_END   -> (verdict) -> record placed at the active segment's
+ *                    tail, one write -> group fdatasync of the segment
  *                    -> 250 (smtp_sess_tx_done) -> delivery queue
  *   -> replies: one send in flight per connection (out -> sending)
  *
@@ -22,7 +24,8 @@
  *  - A conn is freed only when no op of its own is in flight (c->inflight)
  *    and it has no tx, so a CQE never finds a freed conn; the generation in
  *    user_data is a second check.
- *  - 250 is sent only from the completion of both fsyncs of that message.
+ *  - 250 is sent only from the completion of the flush that covered the
+ *    record and every record before it in its segment.
  */
 #include "shard.h"
 
@@ -68,11 +71,9 @@ enum op {
 	OP_RECV,     /* multishot, conn */
 	OP_SEND,     /* conn */
 	OP_GREET,    /* greet-delay timeout, conn */
-	OP_OPEN,     /* spool file openat, conn */
-	OP_WRITE,    /* spool write, conn */
-	OP_FSYNC,    /* spool file fdatasync, tx */
-	OP_RENAME,   /* reused spool file: SPOOL/free/<slot> -> SPOOL/q/<id>, tx */
-	OP_DIRSYNC,  /* SPOOL/q fsync for a batch, shard */
+	OP_WRITE,    /* record bytes into a segment, tx */
+	OP_RECHDR,   /* a spilled record's header, written last, tx */
+	OP_DIRSYNC,  /* a batch's fdatasync of a segment, shard (idx = batch slot) */
 	OP_WAKE,     /* eventfd read, shard */
 	OP_SYNCDONE, /* eventfd read: the sync thread finished a syncfs, shard */
 	OP_VDONE,    /* eventfd read: the verify pool finished jobs, shard */
@@ -89,26 +90,32 @@ struct conn;
 
 struct spool_tx {
 	struct conn *c;       /* owner; NULL once detached (aborted) */
-	struct spool_tx *next_dir; /* batch-sync wait list */
-	int fd;               /* -1 until openat completes */
+	struct spool_tx *next_dir;  /* durability batch */
+	struct spool_tx *next_fifo; /* append order in the shard's segments */
+	struct spool_tx *next_wait; /* waiting for a free segment */
 	char name[MSG_ID_MAX];
-	struct bb buf;        /* bytes waiting to be written */
+	struct bb buf;        /* record bytes not yet written (from the header placeholder) */
 	struct bb wbuf;       /* bytes of the write in flight */
+	struct spool_seg *seg; /* where the record goes; NULL until placed (or spilled) */
+	uint64_t rec_off;     /* record offset in seg */
+	uint64_t rec_len;     /* record length without padding, once placed */
 	uint64_t off;         /* file offset of the next write */
+	uint64_t head_len;    /* envelope text bytes */
 	uint64_t msg_len;     /* message bytes so far (Received: + body) */
-	uint32_t crc;         /* CRC-32C of those bytes, for the trailer */
+	uint32_t auth_len;
+	uint32_t slot;
+	uint32_t crc;         /* CRC-32C of the payload so far, for the trailer */
+	uint8_t hdr[SPOOL_REC_HDR_LEN]; /* the record header, once placed */
 	int err;              /* first error, -errno */
-	bool open_inflight, write_inflight, fsync_inflight, rename_inflight, in_dir_list;
-	bool reuse;           /* writing a reused file at SPOOL/free/<slot> */
-	bool renamed;         /* ... and it is at SPOOL/q/<name> now */
-	char slot[MSG_ID_MAX];
-	bool ended;           /* trailer appended: no more bytes */
+	bool spill;           /* streaming into a segment of its own */
+	bool placed, hdr_written, synced;
+	bool write_inflight, hdr_inflight, in_dir_list, in_fifo, seg_wait;
+	bool ended;           /* auth block in: the record can be placed */
 	bool body_done;       /* TX_END seen; waiting for the verifier's verdict */
 	bool auth_tempfail;   /* --dkim-temperror tempfail and a temperror verdict */
 	bool policy_reject;   /* --dmarc-enforce and the sender's DMARC policy says reject */
 	struct vjob *vjob;    /* DKIM verification in the pool, until its verdict */
 	bool aborted;         /* the session dropped it: clean up, no reply */
-	bool data_synced, dir_synced;
 };
 
 struct conn {
@@ -173,9 +180,16 @@ struct shard {
 	uint64_t sess_counter;
 	uint64_t id_salt;     /* random per run: session ids never repeat across restarts */
 
-	/* group commit */
-	struct spool_tx *dir_wait;    /* ready, waiting for the next batch sync */
-	struct spool_tx *dir_batch[DIRSYNC_MAX]; /* covered by each sync in flight; NULL = free slot */
+	/* the log and group commit */
+	struct spool_log *log;        /* this shard's segments (shared with its worker) */
+	struct spool_seg *active;     /* records are appended here */
+	uint64_t spill_bytes;         /* a body past this streams into a segment of its own */
+	struct spool_tx *fifo, **fifo_tail; /* placed records in append order, not yet written */
+	struct spool_tx *seg_waiters; /* waiting for a free segment */
+	struct spool_tx *dir_wait;    /* written, waiting for the next batch flush */
+	struct spool_tx *dir_batch[DIRSYNC_MAX]; /* covered by each flush in flight; NULL = free slot */
+	unsigned dir_pending[DIRSYNC_MAX]; /* fdatasyncs of each batch still in flight */
+	int dir_err[DIRSYNC_MAX];
 	unsigned dir_inflight;
 	struct conn *resume;      /* commits finished this iteration */
 	struct conn *reap;        /* closed conns to release */
@@ -209,7 +223,7 @@ struct shard {
 	int start_state; /* 0 pending, 1 ok, -1 failed */
 
 	/* counters (shard-local; logged at exit) */
-	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync;
+	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync, n_spill;
 };
 
 static int64_t mono_ms(void)
@@ -357,6 +371,7 @@ static void conn_close(struct shard *sh, struct conn *c);
 static void conn_drop_vjob(struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
 static void tx_kick(struct shard *sh, struct spool_tx *tx);
+static void tx_check(struct shard *sh, struct spool_tx *tx);
 static void tx_detach_abort(struct shard *sh, struct conn *c);
 
 static void arm_recv(struct shard *sh, struct conn *c)
@@ -644,10 +659,20 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 /* ------------------------------------------------------------ spool tx */
 
 /*
- * A spool tx owns its file and its ring ops (their user_data carries the tx
- * pointer), so it can outlive its connection's interest in it: an aborted
- * tx is detached (tx->c = NULL) and removes itself once its last op is back,
- * while the connection goes on with the next transaction.
+ * A spool tx builds one record of the shard's log (core/spool.h) and owns
+ * its ring ops (their user_data carries the tx pointer), so it can outlive
+ * its connection's interest in it: an aborted tx is detached (tx->c = NULL)
+ * and cleans up once its last op is back, while the connection goes on.
+ *
+ * The record (header placeholder, envelope text, Received:, body) is
+ * buffered until TX_END; then the shard reserves its place at the tail of
+ * the active segment and writes it with one write. A body past the spill
+ * bound instead streams into a free segment of the tx's own as it arrives.
+ * Writes into one segment may complete in any order, but a tx joins the
+ * durability batch only when every record before it in the segment is
+ * written (sh->fifo), so nothing acknowledged ever lies behind a torn
+ * record. One fdatasync per segment touched (or one syncfs) then makes the
+ * whole batch durable, and every tx in it gets its 250.
  */
 static inline uint64_t ud_tx(enum op op, const struct spool_tx *tx)
 {
@@ -669,48 +694,26 @@ static void tx_free(struct spool_tx *tx)
 
 static bool tx_busy(const struct spool_tx *tx)
 {
-	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->rename_inflight ||
-	       tx->in_dir_list;
+	return tx->write_inflight || tx->hdr_inflight || tx->in_dir_list || tx->in_fifo || tx->seg_wait;
 }
 
-static void close_quiet(struct shard *sh, int fd)
+/* seg_release drops a record's hold on its segment; recycles it (on the worker) when that emptied it. */
+static void seg_release(struct shard *sh, struct spool_seg *seg, bool spill)
 {
-	struct io_uring_sqe *sqe = sqe_get(sh);
-
-	io_uring_prep_close(sqe, fd);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	if (spill) {
+		spool_log_seal(sh->log, seg); /* live is still 1: never empty here */
+	}
+	if (spool_log_unref(sh->log, seg)) {
+		deliver_recycle(sh->deliver, sh->log, seg);
+	}
 }
 
-/* tx_discard closes and removes an unacknowledged spool file and frees the tx. */
+/* tx_discard drops an unacknowledged record (its segment space is simply not used) and frees the tx. */
 static void tx_discard(struct shard *sh, struct spool_tx *tx)
 {
-	struct io_uring_sqe *sqe;
-
-	if (tx->fd >= 0 && tx->reuse && !tx->renamed) {
-		/* Still a free file: back to the pool, or away when the pool is
-		 * full or the disk is (its blocks are better freed now). */
-		bool nospace = tx->err == -ENOSPC || tx->err == -EDQUOT;
-		/* A rejected or aborted large message must not go back at full
-		 * size: the pool only keeps small files (as spool_retire does). */
-		bool big = tx->off > SPOOL_REUSE_MAX_BYTES;
-
-		close_quiet(sh, tx->fd);
-		if (nospace || big || !spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
-			sqe = sqe_get(sh);
-			io_uring_prep_unlinkat(sqe, sh->g->dirs->free, tx->slot, 0);
-			io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-			io_uring_submit(&sh->ring);
-		}
-	} else if (tx->fd >= 0) {
-		close_quiet(sh, tx->fd);
-		sqe = sqe_get(sh);
-		io_uring_prep_unlinkat(sqe, sh->g->dirs->q, tx->name, 0);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-		/* unlinkat reads the name at submission: submit before freeing it. */
-		io_uring_submit(&sh->ring);
+	if (tx->seg != NULL) {
+		seg_release(sh, tx->seg, tx->spill);
+		tx->seg = NULL;
 	}
 	if (tx->c != NULL) {
 		tx->c->tx = NULL;
@@ -732,21 +735,6 @@ static void tx_detach_abort(struct shard *sh, struct conn *c)
 	if (!tx_busy(tx)) {
 		tx_discard(sh, tx);
 	}
-}
-
-/* tx_open opens a reused file (truncating it) or creates the file in SPOOL/q. */
-static void tx_open(struct shard *sh, struct spool_tx *tx)
-{
-	struct io_uring_sqe *sqe = sqe_get(sh);
-
-	if (tx->reuse) {
-		io_uring_prep_openat(sqe, sh->g->dirs->free, tx->slot, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
-	} else {
-		io_uring_prep_openat(sqe, sh->g->dirs->q, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	}
-	io_uring_sqe_set_data64(sqe, ud_tx(OP_OPEN, tx));
-	/* openat reads the path at submission; the names live until tx_free. */
-	tx->open_inflight = true;
 }
 
 /* conn_drop_vjob abandons checks started for a transaction that never sent data. */
@@ -781,9 +769,10 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 
 static void tx_begin(struct shard *sh, struct conn *c)
 {
+	static const uint8_t zero_hdr[SPOOL_REC_HDR_LEN];
 	struct msg_env *env = smtp_sess_env(c->sess);
 	struct spool_tx *tx;
-	size_t head_len;
+	size_t mark;
 
 	if (c->tx != NULL) {
 		log_line(LOG_ERR, c->who, "bug: TX_BEGIN with a transaction open");
@@ -796,23 +785,22 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	}
 	c->tx = tx;
 	tx->c = c;
-	tx->fd = -1;
 	bb_init(&tx->buf, 0);
 	bb_init(&tx->wbuf, 0);
 	env->received_us = real_us();
 	spool_make_id(env->id, env->received_us, sh->idx, sh->seq++);
 	memcpy(tx->name, env->id, sizeof(tx->name));
-	if (spool_head_format(&tx->buf, env) != 0) {
+	/* The header's place; it is filled in when the record is placed. */
+	if (bb_append(&tx->buf, zero_hdr, sizeof(zero_hdr)) != 0 || spool_head_format(&tx->buf, env) != 0) {
 		tx->err = -ENOMEM;
 	}
-	head_len = tx->buf.len;
+	tx->head_len = tx->buf.len - SPOOL_REC_HDR_LEN;
+	mark = tx->buf.len;
 	if (tx->err == 0 && smtp_trace_received(&tx->buf, env, sh->g->cfg->hostname) != 0) {
 		tx->err = -ENOMEM;
 	}
-	tx->msg_len = tx->buf.len - head_len;
-	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
-	tx->reuse = spool_pool_get(deliver_pool(sh->deliver), tx->slot);
-	tx_open(sh, tx);
+	tx->msg_len = tx->buf.len - mark;
+	tx->crc = crc32c_update(0, tx->buf.p + SPOOL_REC_HDR_LEN, tx->buf.len - SPOOL_REC_HDR_LEN);
 	if (c->vjob == NULL) {
 		conn_start_vjob(sh, c); /* MAIL's attempt ran out of memory: try again */
 	}
@@ -821,6 +809,52 @@ static void tx_begin(struct shard *sh, struct conn *c)
 		vjob_set_owner(tx->vjob, tx);
 	}
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
+}
+
+/* seg_wait_add parks a tx until its shard's log has a free segment (retried every loop). */
+static void seg_wait_add(struct shard *sh, struct spool_tx *tx)
+{
+	if (!tx->seg_wait) {
+		tx->seg_wait = true;
+		tx->next_wait = sh->seg_waiters;
+		sh->seg_waiters = tx;
+	}
+}
+
+/*
+ * seg_take takes a free segment for `state`; 0, -EAGAIN (one is being made:
+ * wait) or -ENOSPC (--spool-max-size reached, or the disk is full).
+ */
+static int seg_take(struct shard *sh, enum seg_state state, struct spool_seg **out)
+{
+	bool wake = false;
+	int rc = spool_log_take(sh->log, state, out, &wake);
+
+	if (wake) {
+		deliver_kick(sh->deliver);
+	}
+	return rc;
+}
+
+/* tx_spill_start moves a large body into a segment of its own; the tx waits if none is free yet. */
+static void tx_spill_start(struct shard *sh, struct spool_tx *tx)
+{
+	int rc = seg_take(sh, SEG_SPILL, &tx->seg);
+
+	if (rc == -EAGAIN) {
+		seg_wait_add(sh, tx);
+		return;
+	}
+	if (rc != 0) {
+		tx->err = tx->err ? tx->err : rc;
+		return;
+	}
+	spool_log_ref(sh->log, tx->seg);
+	tx->spill = true;
+	tx->slot = 0;
+	tx->rec_off = SPOOL_SEG_HDR_LEN;
+	tx->off = tx->rec_off;
+	sh->n_spill++;
 }
 
 static void tx_append(struct shard *sh, struct conn *c, struct span body)
@@ -839,7 +873,10 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 	if (tx->vjob != NULL) {
 		vjob_feed(tx->vjob, body.p, body.len);
 	}
-	if (tx->buf.len >= WRITE_CHUNK) {
+	if (!tx->spill && !tx->seg_wait && tx->buf.len >= sh->spill_bytes) {
+		tx_spill_start(sh, tx);
+	}
+	if (tx->spill && tx->buf.len >= WRITE_CHUNK) {
 		tx_kick(sh, tx);
 	}
 	if (tx->buf.len >= TX_BUF_PAUSE && !c->paused_io) {
@@ -862,6 +899,128 @@ static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
 {
 	c->commit_rc = rc;
 	conn_schedule_resume(sh, c);
+}
+
+/*
+ * tx_place gives an ended record its place: the tail of the active segment
+ * (a new one when it does not fit), or its spill segment. It fills in the
+ * header, appends the trailer and padding, and queues the record in the
+ * segment's append order. False when it must wait for a segment or failed
+ * (tx->err).
+ */
+static bool tx_place(struct shard *sh, struct spool_tx *tx)
+{
+	static const uint8_t zeros[SPOOL_REC_ALIGN];
+	struct spool_rec_hdr h;
+	uint8_t trl[SPOOL_REC_TRL_LEN];
+	uint64_t payload = tx->head_len + tx->msg_len + tx->auth_len;
+	uint64_t len = SPOOL_REC_HDR_LEN + payload + SPOOL_REC_TRL_LEN, padded = spool_rec_padded(len);
+	int rc;
+
+	if (!tx->spill && padded > sh->log->seg_size - SPOOL_SEG_HDR_LEN) {
+		/* Larger than a segment's room (a huge envelope): it spills. */
+		tx_spill_start(sh, tx);
+		if (!tx->spill) {
+			return false;
+		}
+	}
+	if (!tx->spill) {
+		struct spool_seg *a = sh->active;
+
+		if (a == NULL || a->tail + padded > a->size) {
+			struct spool_seg *n;
+
+			rc = seg_take(sh, SEG_ACTIVE, &n);
+			if (rc == -EAGAIN) {
+				seg_wait_add(sh, tx);
+				return false;
+			}
+			if (rc != 0) {
+				tx->err = rc;
+				return false;
+			}
+			if (a != NULL && spool_log_seal(sh->log, a)) {
+				deliver_recycle(sh->deliver, sh->log, a);
+			}
+			sh->active = a = n;
+		}
+		tx->seg = a;
+		tx->slot = a->num_slots++;
+		tx->rec_off = a->tail;
+		tx->off = a->tail;
+		a->tail += padded;
+		spool_log_ref(sh->log, a);
+		/* Acknowledged in offset order: see the section comment. */
+		tx->in_fifo = true;
+		tx->next_fifo = NULL;
+		*sh->fifo_tail = tx;
+		sh->fifo_tail = &tx->next_fifo;
+	}
+	memset(&h, 0, sizeof(h));
+	h.gen = tx->seg->gen;
+	h.slot = tx->slot;
+	h.head_len = (uint32_t)tx->head_len;
+	h.msg_len = tx->msg_len;
+	h.auth_len = tx->auth_len;
+	memcpy(h.id, tx->name, strnlen(tx->name, sizeof(h.id) - 1)); /* ids are 19 characters */
+	spool_rec_hdr_encode(tx->hdr, &h);
+	spool_rec_trailer_encode(trl, tx->hdr, tx->crc, payload);
+	tx->rec_len = len;
+	if (!tx->spill) {
+		memcpy(tx->buf.p, tx->hdr, SPOOL_REC_HDR_LEN); /* still at the front of buf */
+	}
+	if (bb_append(&tx->buf, trl, sizeof(trl)) != 0 || bb_append(&tx->buf, zeros, (size_t)(padded - len)) != 0) {
+		tx->err = -ENOMEM;
+	}
+	tx->placed = true;
+	return true;
+}
+
+/*
+ * fifo_drain moves the txs at the front of the append order whose records
+ * are written into the durability batch. A record whose write failed
+ * leaves a hole no scan gets past: its segment is sealed, and the records
+ * behind it in that segment fail too (451; never acknowledged).
+ */
+static void fifo_drain(struct shard *sh)
+{
+	struct spool_tx *done = NULL, **done_tail = &done;
+
+	while (sh->fifo != NULL && !sh->fifo->write_inflight &&
+	       (sh->fifo->buf.len == 0 || sh->fifo->err != 0)) {
+		struct spool_tx *tx = sh->fifo;
+
+		sh->fifo = tx->next_fifo;
+		if (sh->fifo == NULL) {
+			sh->fifo_tail = &sh->fifo;
+		}
+		tx->in_fifo = false;
+		if (tx->err == 0) {
+			tx->in_dir_list = true;
+			tx->next_dir = sh->dir_wait;
+			sh->dir_wait = tx;
+			continue;
+		}
+		for (struct spool_tx *t = sh->fifo; t != NULL; t = t->next_fifo) {
+			if (t->seg == tx->seg && t->err == 0) {
+				t->err = -EIO;
+			}
+		}
+		if (sh->active == tx->seg) {
+			sh->active = NULL;
+			spool_log_seal(sh->log, tx->seg); /* never empty here: tx holds it */
+		}
+		tx->next_dir = NULL;
+		*done_tail = tx;
+		done_tail = &tx->next_dir;
+	}
+	while (done != NULL) {
+		struct spool_tx *tx = done;
+
+		done = tx->next_dir;
+		tx->next_dir = NULL;
+		tx_check(sh, tx);
+	}
 }
 
 /* tx_check settles a tx once none of its ops are in flight. */
@@ -899,12 +1058,21 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx_discard(sh, tx);
 		return;
 	}
-	if (tx->data_synced && tx->dir_synced) {
-		close_quiet(sh, tx->fd);
-		if (deliver_enqueue(sh->deliver, tx->name) != 0) {
+	if (tx->synced) {
+		struct spool_ref ref = { .log = sh->log, .seg = tx->seg, .off = tx->rec_off, .len = tx->rec_len,
+					 .slot = tx->slot, .done = 0 };
+
+		memcpy(ref.id, tx->hdr + 40, sizeof(ref.id));
+
+		if (tx->spill) {
+			spool_log_seal(sh->log, tx->seg); /* its one record is in; the worker recycles it */
+		}
+		/* The record's hold on its segment passes to the delivery item. */
+		if (deliver_enqueue(sh->deliver, &ref) != 0) {
 			/* Still durable: the next start delivers it. */
 			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
 		}
+		tx->seg = NULL;
 		sh->n_msgs++;
 		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu", tx->name,
 			 (unsigned long long)tx->msg_len);
@@ -916,57 +1084,56 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 	tx_kick(sh, tx);
 }
 
-/* tx_kick issues the next spool op: a write, or joining the durability batch. */
+/* tx_kick issues the next spool op: placing the record, a write, the spill header, or joining the batch. */
 static void tx_kick(struct shard *sh, struct spool_tx *tx)
 {
 	struct io_uring_sqe *sqe;
 	struct bb t;
 
-	if (tx->fd < 0 || tx->write_inflight || tx->err != 0 || tx->aborted) {
+	if (tx->write_inflight || tx->hdr_inflight || tx->seg_wait || tx->err != 0 || tx->aborted) {
 		return;
 	}
-	if (tx->buf.len > 0 && (tx->ended || tx->body_done || tx->buf.len >= WRITE_CHUNK)) {
+	if (tx->ended && !tx->placed && (tx->policy_reject || tx->auth_tempfail || !tx_place(sh, tx))) {
+		if (!tx->seg_wait) {
+			tx_check(sh, tx); /* rejected, or no room: answered now */
+		}
+		return;
+	}
+	if (tx->seg == NULL) {
+		return; /* still buffering: the record is placed at its end */
+	}
+	if (tx->buf.len > 0 && (tx->ended || tx->buf.len >= WRITE_CHUNK)) {
 		t = tx->wbuf;
 		tx->wbuf = tx->buf;
 		tx->buf = t;
 		tx->buf.len = 0;
 		sqe = sqe_get(sh);
-		io_uring_prep_write(sqe, tx->fd, tx->wbuf.p, (unsigned)tx->wbuf.len, tx->off);
+		io_uring_prep_write(sqe, tx->seg->fd, tx->wbuf.p, (unsigned)tx->wbuf.len, tx->off);
 		io_uring_sqe_set_data64(sqe, ud_tx(OP_WRITE, tx));
 		tx->write_inflight = true;
 		return;
 	}
-	if (!tx->ended || tx->buf.len != 0 || tx->fsync_inflight || tx->data_synced || tx->in_dir_list ||
-	    tx->rename_inflight) {
+	if (!tx->ended || tx->buf.len != 0 || tx->in_fifo || tx->in_dir_list || tx->synced) {
 		return;
 	}
-	if (tx->reuse && !tx->renamed) {
-		/* Complete in the page cache: give it its name in SPOOL/q. The
-		 * batch sync below makes both directories durable with it. */
+	if (tx->spill && !tx->hdr_written) {
+		/* The body is in: now the header, which the trailer's CRC covers. */
 		sqe = sqe_get(sh);
-		io_uring_prep_renameat(sqe, sh->g->dirs->free, tx->slot, sh->g->dirs->q, tx->name, 0);
-		io_uring_sqe_set_data64(sqe, ud_tx(OP_RENAME, tx));
-		tx->rename_inflight = true;
+		io_uring_prep_write(sqe, tx->seg->fd, tx->hdr, SPOOL_REC_HDR_LEN, tx->rec_off);
+		io_uring_sqe_set_data64(sqe, ud_tx(OP_RECHDR, tx));
+		tx->hdr_inflight = true;
 		return;
 	}
-	/* Every byte is in the page cache. The file's directory entry exists
-	 * since openat completed; the next batch sync makes it durable. */
-	tx->in_dir_list = true;
-	tx->next_dir = sh->dir_wait;
-	sh->dir_wait = tx;
-	if (sh->g->cfg->spool_sync == SPOOL_SYNC_FSYNC) {
-		sqe = sqe_get(sh);
-		io_uring_prep_fsync(sqe, tx->fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, ud_tx(OP_FSYNC, tx));
-		tx->fsync_inflight = true;
-		sh->n_fsync++;
+	if (tx->spill) {
+		tx->in_dir_list = true;
+		tx->next_dir = sh->dir_wait;
+		sh->dir_wait = tx;
 	}
 }
 
 static void tx_end(struct shard *sh, struct conn *c)
 {
 	struct spool_tx *tx = c->tx;
-	char trailer[SPOOL_TRAILER_LEN + 1];
 
 	c->paused_commit = true;
 	c->commit_ms = sh->now_ms;
@@ -975,15 +1142,11 @@ static void tx_end(struct shard *sh, struct conn *c)
 		return;
 	}
 	if (tx->vjob != NULL) {
-		/* The trailer waits for the verdict, which goes before it. */
+		/* The record is placed once the verdict (its auth block) is in. */
 		vjob_end(tx->vjob);
 		tx->body_done = true;
 		tx_kick(sh, tx);
 		return;
-	}
-	spool_trailer_format(trailer, tx->msg_len, tx->crc, 0);
-	if (tx->err == 0 && bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
-		tx->err = -ENOMEM;
 	}
 	tx->ended = true;
 	tx_check(sh, tx);
@@ -991,25 +1154,19 @@ static void tx_end(struct shard *sh, struct conn *c)
 
 /*
  * tx_verdict appends the finished job's Authentication-Results field (the
- * spool's auth block) and the trailer, so the commit can go on.
+ * record's auth block), so the commit can go on.
  */
 static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
 {
-	char trailer[SPOOL_TRAILER_LEN + 1];
 	size_t mark = tx->buf.len;
-	uint32_t auth_len = 0;
 
 	tx->vjob = NULL;
 	if (tx->err == 0 && vjob_authres(j, &tx->buf, sh->g->cfg->hostname) != 0) {
 		tx->err = -ENOMEM;
 	}
 	if (tx->err == 0) {
-		auth_len = (uint32_t)(tx->buf.len - mark);
-		tx->crc = crc32c_update(tx->crc, tx->buf.p + mark, auth_len);
-		spool_trailer_format(trailer, tx->msg_len, tx->crc, auth_len);
-		if (bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
-			tx->err = -ENOMEM;
-		}
+		tx->auth_len = (uint32_t)(tx->buf.len - mark);
+		tx->crc = crc32c_update(tx->crc, tx->buf.p + mark, tx->auth_len);
 	}
 	if (sh->g->cfg->dkim_temperror_tempfail && vjob_worst(j) == AUTH_TEMPERROR) {
 		tx->auth_tempfail = true;
@@ -1042,20 +1199,6 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 	struct conn *c = tx->c;
 
 	switch (op) {
-	case OP_OPEN:
-		tx->open_inflight = false;
-		if (res < 0 && tx->reuse) {
-			/* The free file is gone (removed by hand?): create one instead. */
-			tx->reuse = false;
-			tx_open(sh, tx);
-			return;
-		}
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
-		} else {
-			tx->fd = res;
-		}
-		break;
 	case OP_WRITE:
 		tx->write_inflight = false;
 		if (res < 0) {
@@ -1078,25 +1221,28 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 				}
 			}
 		}
+		if (tx->spill && tx->off > tx->seg->size) {
+			tx->seg->size = tx->off; /* grown past the standard size: truncated at recycling */
+		}
 		if (c != NULL && c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
 			c->paused_io = false;
 			conn_schedule_resume(sh, c); /* resume reading; not a commit */
 		}
-		break;
-	case OP_RENAME:
-		tx->rename_inflight = false;
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
-		} else {
-			tx->renamed = true;
+		if (tx->in_fifo) {
+			if (tx->buf.len > 0 && tx->err == 0) {
+				tx_kick(sh, tx); /* the rest of a short write */
+				return;
+			}
+			fifo_drain(sh);
+			return;
 		}
 		break;
-	case OP_FSYNC:
-		tx->fsync_inflight = false;
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
+	case OP_RECHDR:
+		tx->hdr_inflight = false;
+		if (res != SPOOL_REC_HDR_LEN) {
+			tx->err = tx->err ? tx->err : (res < 0 ? res : -EIO);
 		} else {
-			tx->data_synced = true;
+			tx->hdr_written = true;
 		}
 		break;
 	default:
@@ -1105,20 +1251,45 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 	tx_check(sh, tx);
 }
 
+/* seg_waiters_retry gives the txs waiting for a segment another try. */
+static void seg_waiters_retry(struct shard *sh)
+{
+	struct spool_tx *list = sh->seg_waiters;
+
+	sh->seg_waiters = NULL;
+	while (list != NULL) {
+		struct spool_tx *tx = list;
+
+		list = tx->next_wait;
+		tx->next_wait = NULL;
+		tx->seg_wait = false;
+		if (tx->aborted || tx->err != 0) {
+			tx_check(sh, tx);
+		} else if (!tx->ended) {
+			tx_spill_start(sh, tx);
+			tx_check(sh, tx);
+		} else {
+			tx_kick(sh, tx);
+		}
+	}
+}
+
 /*
- * dirsync_submit makes the batch of txs that became ready since the last
- * one durable. With --spool-sync syncfs, one syncfs() on the sync thread
- * covers data, inodes and directory entries, one at a time (it covers all
- * that was written before it started). With fsync, each tx has its own
- * fdatasync in flight and the batch shares one SPOOL/q fsync; several may
- * be in flight, so a tx never waits for a sync that started before it was
- * ready.
+ * dirsync_submit makes the batch of records written since the last one
+ * durable. With --spool-sync fsync (the default): one fdatasync through the
+ * ring per segment the batch touched (usually one; the segments are
+ * preallocated, so it writes data, not metadata). With syncfs: one syncfs()
+ * on the sync thread. Several batches may be in flight, so a record never
+ * waits for a flush that started before it was written.
  */
 static void dirsync_submit(struct shard *sh)
 {
 	struct io_uring_sqe *sqe;
 	unsigned slot;
 
+	if (sh->seg_waiters != NULL) {
+		seg_waiters_retry(sh);
+	}
 	if (sh->dir_wait == NULL) {
 		return;
 	}
@@ -1128,6 +1299,8 @@ static void dirsync_submit(struct shard *sh)
 		}
 		sh->dir_batch[0] = sh->dir_wait;
 		sh->dir_wait = NULL;
+		sh->dir_pending[0] = 1;
+		sh->dir_err[0] = 0;
 		sh->sync_req_val = 1;
 		sqe = sqe_get(sh);
 		io_uring_prep_write(sqe, sh->sync_req_fd, &sh->sync_req_val, sizeof(sh->sync_req_val), 0);
@@ -1144,9 +1317,23 @@ static void dirsync_submit(struct shard *sh)
 	}
 	sh->dir_batch[slot] = sh->dir_wait;
 	sh->dir_wait = NULL;
-	sqe = sqe_get(sh);
-	io_uring_prep_fsync(sqe, sh->g->dirs->q, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, slot, 0));
+	sh->dir_pending[slot] = 0;
+	sh->dir_err[slot] = 0;
+	for (struct spool_tx *tx = sh->dir_batch[slot]; tx != NULL; tx = tx->next_dir) {
+		bool seen = false;
+
+		for (struct spool_tx *p = sh->dir_batch[slot]; p != tx && !seen; p = p->next_dir) {
+			seen = p->seg == tx->seg;
+		}
+		if (seen) {
+			continue;
+		}
+		sqe = sqe_get(sh);
+		io_uring_prep_fsync(sqe, tx->seg->fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, slot, 0));
+		sh->dir_pending[slot]++;
+		sh->n_fsync++;
+	}
 	sh->dir_inflight++;
 	sh->n_dirsync++;
 }
@@ -1155,18 +1342,26 @@ static void on_dirsync(struct shard *sh, unsigned slot, int res)
 {
 	struct spool_tx *tx, *next;
 
+	if (res < 0 && sh->dir_err[slot] == 0) {
+		sh->dir_err[slot] = res;
+	}
+	if (--sh->dir_pending[slot] > 0) {
+		return;
+	}
 	sh->dir_inflight--;
 	for (tx = sh->dir_batch[slot]; tx != NULL; tx = next) {
 		next = tx->next_dir;
 		tx->next_dir = NULL;
 		tx->in_dir_list = false;
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
-		} else {
-			tx->dir_synced = true;
-			if (sh->g->cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
-				tx->data_synced = true; /* syncfs covered the data too */
+		if (sh->dir_err[slot] < 0) {
+			tx->err = tx->err ? tx->err : sh->dir_err[slot];
+			if (sh->active == tx->seg) {
+				/* After a failed flush nothing in the segment can be trusted. */
+				sh->active = NULL;
+				spool_log_seal(sh->log, tx->seg);
 			}
+		} else {
+			tx->synced = true;
 		}
 		tx_check(sh, tx);
 	}
@@ -1571,7 +1766,7 @@ static void *sync_main(void *arg)
 		if (atomic_load(&sh->sync_stop)) {
 			break;
 		}
-		atomic_store(&sh->sync_result, syncfs(sh->g->dirs->q) == 0 ? 0 : -errno);
+		atomic_store(&sh->sync_result, syncfs(sh->g->dirs->log) == 0 ? 0 : -errno);
 		if (write(sh->sync_done_fd, &one, sizeof(one)) != sizeof(one)) {
 			log_line(LOG_ERR, sh->who, "sync.post error=\"%s\"", strerror(errno));
 		}
@@ -1607,10 +1802,8 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 			arm_wake(sh);
 		}
 		return;
-	case OP_OPEN:
 	case OP_WRITE:
-	case OP_FSYNC:
-	case OP_RENAME:
+	case OP_RECHDR:
 		on_tx_op(sh, (struct spool_tx *)(uintptr_t)(ud & ((1ull << 56) - 1)), op, cqe->res);
 		return;
 	case OP_IGNORE:
@@ -1659,7 +1852,7 @@ static void run_resumes(struct shard *sh)
 static bool shard_done(struct shard *sh)
 {
 	if (!sh->stopping || sh->nconns != 0 || sh->dir_inflight != 0 || sh->dir_wait != NULL ||
-	    sh->vjobs_live != 0) {
+	    sh->vjobs_live != 0 || sh->fifo != NULL || sh->seg_waiters != NULL) {
 		return false;
 	}
 	/* A listener stays open while its accept request holds it: wait for
@@ -1867,15 +2060,15 @@ static void *shard_main(void *arg)
 	if (rc == 0) {
 		shard_loop(sh);
 		log_line(LOG_NOTICE, sh->who,
-			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu dirsync=%llu enobufs=%llu",
+			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu batches=%llu spilled=%llu enobufs=%llu",
 			 (unsigned long long)sh->n_accept, (unsigned long long)sh->n_refused,
 			 (unsigned long long)sh->n_msgs, (unsigned long long)sh->n_fsync,
-			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_enobufs);
+			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_spill, (unsigned long long)sh->n_enobufs);
 	}
 	return NULL;
 }
 
-struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d)
+struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d, struct spool_log *log)
 {
 	struct shard *sh = calloc(1, sizeof(*sh));
 	int state;
@@ -1886,6 +2079,9 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	sh->idx = idx;
 	sh->g = g;
 	sh->deliver = d;
+	sh->log = log;
+	sh->fifo_tail = &sh->fifo;
+	sh->spill_bytes = log->seg_size / 4 < SPOOL_SPILL_BYTES ? log->seg_size / 4 : SPOOL_SPILL_BYTES;
 	sh->wake_fd = -1;
 	sh->sync_req_fd = -1;
 	sh->sync_done_fd = -1;

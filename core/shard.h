@@ -22,7 +22,7 @@ struct shard_global {
 	const struct smtp_cfg *smtp;
 	struct conn_limits *limits;
 	struct vpool *vpool;     /* DKIM verification; NULL with --dkim off */
-	const struct spool_dirs *dirs; /* SPOOL/{q,free,failed} */
+	const struct spool_dirs *dirs; /* SPOOL/{log,failed,ctl} */
 	atomic_bool stopping;    /* set by main on SIGTERM/SIGINT */
 };
 
@@ -30,9 +30,9 @@ struct shard;
 
 /*
  * shard_start creates shard `idx` and waits for its set-up (ring, buffers,
- * listeners). Returns NULL (after logging why) on failure. Main thread only.
+ * listeners); it appends to `log` and hands records to `d`. Returns NULL (after logging why) on failure. Main thread only.
  */
-struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d);
+struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d, struct spool_log *log);
 
 /* shard_wake makes the shard notice g->stopping now. Any thread. */
 void shard_wake(struct shard *sh);
