@@ -23,6 +23,8 @@ enum opt_type {
 	OPT_U32,      /* uint32_t */
 	OPT_U64,      /* uint64_t, accepts K/M/G suffixes */
 	OPT_LISTEN,   /* repeatable ADDR:PORT */
+	OPT_LISTEN_PROXY, /* repeatable ADDR:PORT, PROXY protocol */
+	OPT_CIDRS,    /* comma-separated address blocks, accumulated */
 	OPT_SINK,     /* repeatable sink spec */
 	OPT_BARE,     /* reject|normalise */
 	OPT_LOGLEVEL, /* err..debug */
@@ -42,6 +44,8 @@ struct opt {
 #define O(n, t, f, lo, hi) { n, t, offsetof(struct cfg, f), lo, hi }
 static const struct opt opts[] = {
 	O("listen", OPT_LISTEN, listen, 0, 0),
+	O("listen-proxy", OPT_LISTEN_PROXY, listen, 0, 0),
+	O("proxy-trusted", OPT_CIDRS, proxy_trusted, 0, 0),
 	O("hostname", OPT_STR, hostname, 0, 0),
 	O("shards", OPT_U32, shards, 0, 256),
 	O("spool", OPT_STR, spool_dir, 0, 0),
@@ -121,6 +125,15 @@ void cfg_usage(FILE *f)
 "    -c, --config FILE          read options from FILE\n"
 "    --listen ADDR:PORT         listen address, repeatable; IPv6 as [::1]:25\n"
 "                               (default 127.0.0.1:2525)\n"
+"    --listen-proxy ADDR:PORT   a listener behind a TCP load balancer (HAProxy\n"
+"                               send-proxy / send-proxy-v2, AWS NLB): every\n"
+"                               connection must begin with a PROXY protocol v1\n"
+"                               or v2 header, whose client address is then used\n"
+"                               everywhere (limits, SPF, Received:, logs).\n"
+"                               Repeatable; without it, no PROXY header is read\n"
+"    --proxy-trusted CIDR,...   who may send PROXY headers; a connection to a\n"
+"                               --listen-proxy listener from elsewhere is closed\n"
+"                               without a greeting (default 127.0.0.0/8,::1)\n"
 "    --hostname NAME            name in the greeting and Received: (default:\n"
 "                               the system host name)\n"
 "    --shards N                 shard threads, each with its own io_uring ring\n"
@@ -435,14 +448,40 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		}
 		return 0;
 	case OPT_LISTEN:
+	case OPT_LISTEN_PROXY:
 		if (c->num_listen == CFG_LISTEN_MAX) {
-			return fail(out_err, "%s: listen: at most %d addresses", where, CFG_LISTEN_MAX);
+			return fail(out_err, "%s: %s: at most %d addresses in all", where, o->name, CFG_LISTEN_MAX);
 		}
 		if (parse_listen(&c->listen[c->num_listen], v) != 0) {
-			return fail(out_err, "%s: listen: \"%s\" is not ADDR:PORT (IPv6 as [ADDR]:PORT)", where, v);
+			return fail(out_err, "%s: %s: \"%s\" is not ADDR:PORT (IPv6 as [ADDR]:PORT)", where, o->name, v);
 		}
+		c->listen[c->num_listen].proxy = o->type == OPT_LISTEN_PROXY;
 		c->num_listen++;
 		return 0;
+	case OPT_CIDRS: {
+		const char *p = v;
+
+		while (*p != '\0') {
+			char one[80];
+			size_t len = strcspn(p, ", \t");
+
+			if (len == 0 || len >= sizeof(one)) {
+				return fail(out_err, "%s: %s: bad list \"%s\" (ADDR[/BITS],...)", where, o->name, v);
+			}
+			memcpy(one, p, len);
+			one[len] = '\0';
+			if (c->num_proxy_trusted == CFG_CIDR_MAX) {
+				return fail(out_err, "%s: %s: at most %d address blocks", where, o->name, CFG_CIDR_MAX);
+			}
+			if (!ip_cidr_parse(&c->proxy_trusted[c->num_proxy_trusted], one)) {
+				return fail(out_err, "%s: %s: \"%s\" is not ADDR or ADDR/BITS", where, o->name, one);
+			}
+			c->num_proxy_trusted++;
+			p += len;
+			p += strspn(p, ", \t");
+		}
+		return 0;
+	}
 	case OPT_SINK:
 		if (c->num_sinks == CFG_SINK_MAX) {
 			return fail(out_err, "%s: sink: at most %d sinks", where, CFG_SINK_MAX);
@@ -647,6 +686,11 @@ int cfg_finish(struct cfg *c, char **out_err)
 	}
 	if (c->spool_dir == NULL) {
 		c->spool_dir = strdup("./var/spool");
+	}
+	if (c->num_proxy_trusted == 0) {
+		/* The balancer on this host: nothing else may name clients. */
+		(void)ip_cidr_parse(&c->proxy_trusted[c->num_proxy_trusted++], "127.0.0.0/8");
+		(void)ip_cidr_parse(&c->proxy_trusted[c->num_proxy_trusted++], "::1");
 	}
 	if (c->num_sinks == 0) {
 		c->sinks[c->num_sinks++] = strdup("maildir:./var/maildir");

@@ -13,9 +13,11 @@
 #include <sys/socket.h>
 
 #include "../proto/smtp_sess.h"
+#include "limits.h"
 
 #define CFG_LISTEN_MAX 16
 #define CFG_SINK_MAX   8
+#define CFG_CIDR_MAX   64 /* --proxy-trusted blocks */
 
 /* How the spool makes a batch of messages durable before their 250. */
 enum spool_sync {
@@ -26,6 +28,7 @@ enum spool_sync {
 
 struct cfg_listen {
 	char *text;                   /* as given, for logs */
+	bool proxy;                   /* --listen-proxy: connections begin with a PROXY header */
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 };
@@ -33,6 +36,8 @@ struct cfg_listen {
 struct cfg {
 	struct cfg_listen listen[CFG_LISTEN_MAX];
 	unsigned num_listen;
+	struct ip_cidr proxy_trusted[CFG_CIDR_MAX]; /* who may send PROXY headers */
+	unsigned num_proxy_trusted;
 	char *hostname;
 	unsigned shards;              /* 0 = one per online CPU */
 	char *spool_dir;

@@ -5,6 +5,8 @@
  */
 #include "limits.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -65,6 +67,68 @@ void ip_key_from_sockaddr(struct ip_key *out, const struct sockaddr_storage *sa)
 		out->b[11] = 0xff;
 		memcpy(out->b + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
 	}
+}
+
+bool ip_key_from_text(struct ip_key *out, const char *ip)
+{
+	uint8_t v4[4];
+
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, ip, v4) == 1) {
+		out->b[10] = 0xff;
+		out->b[11] = 0xff;
+		memcpy(out->b + 12, v4, 4);
+		return true;
+	}
+	return inet_pton(AF_INET6, ip, out->b) == 1;
+}
+
+bool ip_cidr_parse(struct ip_cidr *out, const char *text)
+{
+	char addr[64];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+	bool v4;
+	unsigned long bits;
+	char *end;
+
+	if (alen == 0 || alen >= sizeof(addr)) {
+		return false;
+	}
+	memcpy(addr, text, alen);
+	addr[alen] = '\0';
+	v4 = strchr(addr, ':') == NULL;
+	if (!ip_key_from_text(&out->net, addr)) {
+		return false;
+	}
+	if (slash == NULL) {
+		bits = v4 ? 32 : 128;
+	} else {
+		errno = 0;
+		bits = strtoul(slash + 1, &end, 10);
+		if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || errno != 0 || bits > (v4 ? 32u : 128u)) {
+			return false;
+		}
+	}
+	out->bits = (uint8_t)(v4 ? bits + 96 : bits);
+	/* Clear the host bits, so "10.1.2.3/8" means 10.0.0.0/8. */
+	for (unsigned i = out->bits; i < 128; i++) {
+		out->net.b[i / 8] &= (uint8_t)~(0x80u >> (i % 8));
+	}
+	return true;
+}
+
+bool ip_cidr_match(const struct ip_cidr *c, const struct ip_key *k)
+{
+	unsigned full = c->bits / 8, rest = c->bits % 8;
+
+	if (memcmp(c->net.b, k->b, full) != 0) {
+		return false;
+	}
+	if (rest == 0) {
+		return true;
+	}
+	return ((c->net.b[full] ^ k->b[full]) & (uint8_t)(0xff00u >> rest)) == 0;
 }
 
 static size_t key_hash(const struct ip_key *k)

@@ -31,4 +31,19 @@ void ip_key_from_sockaddr(struct ip_key *out, const struct sockaddr_storage *sa)
 bool limits_acquire(struct conn_limits *l, const struct ip_key *k);
 void limits_release(struct conn_limits *l, const struct ip_key *k);
 
+/* ip_key_from_text parses a textual IPv4 or IPv6 address; false if it is neither. */
+bool ip_key_from_text(struct ip_key *out, const char *ip);
+
+/* An address block: IPv4 blocks are kept as v4-mapped (bits + 96). */
+struct ip_cidr {
+	struct ip_key net;
+	uint8_t bits; /* 0..128 */
+};
+
+/* ip_cidr_parse reads "ADDR" or "ADDR/BITS" (IPv4 or IPv6); false if malformed. */
+bool ip_cidr_parse(struct ip_cidr *out, const char *text);
+
+/* ip_cidr_match tells whether k lies in c. */
+bool ip_cidr_match(const struct ip_cidr *c, const struct ip_key *k);
+
 #endif

@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../proto/proxy.h"
 #include "../proto/smtp_trace.h"
 #include "crc32c.h"
 #include "log.h"
@@ -62,6 +63,7 @@
  * its replies without bound (EHLO turns 8 bytes into ~150). */
 #define OUT_PAUSE       (32u * 1024)
 #define SEND_STALL_MS   5000           /* a closing conn's send without progress is cancelled */
+#define PROXY_WAIT_MS   10000          /* a PROXY header must arrive this soon after accept */
 #define LISTEN_BACKLOG  4096
 #define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
 
@@ -129,6 +131,7 @@ struct conn {
 	bool recv_armed, send_inflight, cancel_sent, send_cancel_sent;
 	bool closing, io_done, counted;
 	bool paused_commit, paused_io, paused_out, on_resume;
+	bool proxy_wait;      /* --listen-proxy: no greeting until the PROXY header is read */
 	bool greet_pending;
 	struct __kernel_timespec greet_ts;
 	int64_t last_ms;      /* last input, for the DATA block timeout */
@@ -583,6 +586,8 @@ static void conn_flush(struct shard *sh, struct conn *c)
 }
 
 static void conn_schedule_resume(struct shard *sh, struct conn *c);
+static void conn_admit(struct shard *sh, struct conn *c);
+static void proxy_input(struct shard *sh, struct conn *c, struct span in);
 
 /*
  * conn_cancel_send gives up on a send the client does not take (it stopped
@@ -1427,6 +1432,10 @@ static void conn_input(struct shard *sh, struct conn *c, struct span in)
 	if (c->closing) {
 		return;
 	}
+	if (c->proxy_wait) {
+		proxy_input(sh, c, in);
+		return;
+	}
 	if (!conn_paused(c) && c->pend.len == 0) {
 		conn_process(sh, c, &in);
 	}
@@ -1542,7 +1551,6 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 	socklen_t sl = sizeof(sa);
 	struct conn *c;
 	int fd = cqe->res;
-	struct io_uring_sqe *sqe;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		sh->accept_armed[li] = false;
@@ -1574,8 +1582,40 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 		close(fd);
 		return;
 	}
-	log_line(LOG_INFO, c->who, "conn.open client=%s port=%u", smtp_sess_env(c->sess)->client_ip,
-		 smtp_sess_env(c->sess)->client_port);
+	log_line(LOG_INFO, c->who, "conn.open client=%s port=%u%s", smtp_sess_env(c->sess)->client_ip,
+		 smtp_sess_env(c->sess)->client_port, cfg->listen[li].proxy ? " proxy=yes" : "");
+	if (cfg->listen[li].proxy) {
+		/* Only a trusted balancer may name clients: from anyone else
+		 * a PROXY header would be a forged client address. */
+		bool trusted = false;
+
+		for (unsigned i = 0; i < cfg->num_proxy_trusted && !trusted; i++) {
+			trusted = ip_cidr_match(&cfg->proxy_trusted[i], &c->ipkey);
+		}
+		if (!trusted) {
+			sh->n_refused++;
+			log_line(LOG_NOTICE, c->who, "conn.refuse reason=\"not in --proxy-trusted\" client=%s",
+				 smtp_sess_env(c->sess)->client_ip);
+			c->io_done = false;
+			conn_close(sh, c);
+			return;
+		}
+		c->proxy_wait = true;
+		arm_recv(sh, c);
+		return;
+	}
+	conn_admit(sh, c);
+}
+
+/*
+ * conn_admit applies the connection limits to the conn's client (the
+ * socket's peer, or the one a PROXY header named) and greets it.
+ */
+static void conn_admit(struct shard *sh, struct conn *c)
+{
+	const struct cfg *cfg = sh->g->cfg;
+	struct io_uring_sqe *sqe;
+
 	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
 	if (!c->counted) {
 		sh->n_refused++;
@@ -1600,8 +1640,53 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 		conn_fail(sh, c);
 		return;
 	}
+	c->cmd_ms = sh->now_ms;
 	arm_recv(sh, c);
 	conn_flush(sh, c);
+}
+
+/*
+ * proxy_input collects the first bytes of a --listen-proxy connection in
+ * c->pend until they hold a whole PROXY header (bounded: PROXY_HDR_MAX),
+ * takes the client it names, and admits the connection; what follows the
+ * header stays in c->pend for the session. A malformed header closes the
+ * connection without a word: the peer is a balancer, not an SMTP client.
+ */
+static void proxy_input(struct shard *sh, struct conn *c, struct span in)
+{
+	struct proxy_hdr h;
+	size_t used = 0;
+	enum proxy_parse rc;
+
+	if (bb_append_span(&c->pend, in) != 0) {
+		conn_fail(sh, c);
+		return;
+	}
+	rc = proxy_parse(&h, &used, bb_span(&c->pend));
+	if (rc == PROXY_PARSE_MORE && c->pend.len < PROXY_HDR_MAX) {
+		return;
+	}
+	if (rc != PROXY_PARSE_OK) {
+		log_line(LOG_NOTICE, c->who, "proxy.error reason=\"%s\"",
+			 proxy_parse_name(rc == PROXY_PARSE_MORE ? PROXY_PARSE_TOO_LONG : rc));
+		conn_fail(sh, c);
+		return;
+	}
+	if (!h.local) {
+		struct msg_env *env = smtp_sess_env(c->sess);
+
+		snprintf(env->client_ip, sizeof(env->client_ip), "%s", h.src_ip);
+		env->client_port = h.src_port;
+		(void)ip_key_from_text(&c->ipkey, h.src_ip); /* the parser gave a valid address */
+	}
+	log_line(LOG_INFO, c->who, "proxy.client client=%s port=%u version=%u%s", smtp_sess_env(c->sess)->client_ip,
+		 smtp_sess_env(c->sess)->client_port, h.version, h.local ? " local=yes" : "");
+	bb_consume(&c->pend, used);
+	c->proxy_wait = false;
+	conn_admit(sh, c);
+	if (c->pend.len > 0 && !c->closing) {
+		conn_schedule_resume(sh, c); /* the client's first bytes came with the header */
+	}
 }
 
 static void on_greet(struct shard *sh, struct conn *c)
@@ -1647,6 +1732,13 @@ static void tick(struct shard *sh)
 		}
 		if (c->closing) {
 			closing_send_check(sh, c);
+			continue;
+		}
+		if (c->proxy_wait) {
+			if (sh->stopping || sh->now_ms - c->open_ms >= PROXY_WAIT_MS) {
+				log_line(LOG_NOTICE, c->who, "proxy.error reason=\"no PROXY header in time\"");
+				conn_fail(sh, c);
+			}
 			continue;
 		}
 		phase = smtp_sess_phase(c->sess);

@@ -28,6 +28,8 @@ PKGS=(
   python3-dnslib python3-dkim
   # DMARC organizational domains
   publicsuffix
+  # PROXY protocol tests: a real load balancer in front (tests/integ/test_proxy.py)
+  haproxy
 )
 
 missing=()

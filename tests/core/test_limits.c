@@ -81,3 +81,44 @@ Test(limits, counts_survive_deletions)
 	}
 	limits_free(l);
 }
+
+/* ---- address blocks (--proxy-trusted) ----------------------------------- */
+
+static bool in_block(const char *cidr, const char *ip)
+{
+	struct ip_cidr c;
+	struct ip_key k;
+
+	cr_assert(ip_cidr_parse(&c, cidr), "parse %s", cidr);
+	cr_assert(ip_key_from_text(&k, ip), "address %s", ip);
+	return ip_cidr_match(&c, &k);
+}
+
+Test(ip_cidr, matches_ipv4_and_ipv6_blocks)
+{
+	cr_assert(in_block("127.0.0.0/8", "127.0.0.3"));
+	cr_assert_not(in_block("127.0.0.0/8", "128.0.0.1"));
+	cr_assert(in_block("10.1.2.3/8", "10.200.0.1"), "host bits are cleared");
+	cr_assert(in_block("192.0.2.7", "192.0.2.7"));
+	cr_assert_not(in_block("192.0.2.7", "192.0.2.8"));
+	cr_assert(in_block("192.0.2.0/25", "192.0.2.127"));
+	cr_assert_not(in_block("192.0.2.0/25", "192.0.2.128"));
+	cr_assert(in_block("0.0.0.0/0", "203.0.113.1"));
+	cr_assert_not(in_block("0.0.0.0/0", "2001:db8::1"), "an IPv4 block never holds IPv6");
+	cr_assert(in_block("::ffff:192.0.2.0/120", "192.0.2.9"), "v4-mapped written as IPv6");
+	cr_assert(in_block("2001:db8::/32", "2001:db8:ffff::1"));
+	cr_assert_not(in_block("2001:db8::/33", "2001:db8:8000::1"));
+	cr_assert(in_block("::1", "::1"));
+	cr_assert(in_block("::/0", "2001:db8::1"));
+}
+
+Test(ip_cidr, refuses_malformed_blocks)
+{
+	static const char *const bad[] = { "", "/8", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/8x",
+					   "10.0.0.0/-1", "example.org", "10.0.0/8", "1.2.3.4/ 8" };
+	struct ip_cidr c;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_not(ip_cidr_parse(&c, bad[i]), "accepted \"%s\"", bad[i]);
+	}
+}

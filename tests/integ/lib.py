@@ -594,6 +594,16 @@ class Server:
         except (TypeError, FileNotFoundError):
             return ""
 
+    def wait_log(self, pattern, timeout=10):
+        """wait_log waits until the server's log (written asynchronously) matches
+        the regular expression; returns the match, or None at the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.stderr_text())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
     def stderr_tail(self, n=40):
         lines = self.stderr_text().splitlines()
         return "\n".join("      | " + l for l in lines[-n:])
