@@ -53,6 +53,7 @@ static const struct opt opts[] = {
 	O("domains", OPT_STR, domains, 0, 0),
 	O("sink-retry-first", OPT_U32, sink_retry_first, 1, 86400),
 	O("sink-retry-max", OPT_U32, sink_retry_max, 1, 86400),
+	O("sink-max-age", OPT_U32, sink_max_age, 1, 365 * 86400),
 	O("max-message-size", OPT_U64, max_msg_size, 1024, (uint64_t)1 << 40),
 	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
 	O("max-connections", OPT_U32, max_conns, 1, 1000000),
@@ -169,7 +170,13 @@ void cfg_usage(FILE *f)
 "    --sink-retry-first S       first retry of a message a sink failed\n"
 "                               temporarily (default 30); each later retry\n"
 "                               waits twice as long as the one before\n"
-"    --sink-retry-max S         the longest wait between retries (default 900)\n"
+"    --sink-retry-max S         the longest wait between retries (default 900);\n"
+"                               a sink's Retry-After (webhooks) is honoured\n"
+"                               when longer, up to a day\n"
+"    --sink-max-age S           a message some sink still refuses temporarily\n"
+"                               this long after it arrived is dead-lettered to\n"
+"                               SPOOL/failed/ (default 432000, 5 days, like\n"
+"                               Postfix's maximal_queue_lifetime)\n"
 "    --domains LIST             accept recipients only in these domains, comma\n"
 "                               separated; \".example.com\" also matches its\n"
 "                               subdomains; others get 550 5.7.1 (default: any)\n"
@@ -289,6 +296,7 @@ void cfg_init(struct cfg *c)
 	c->max_text_line = 65536;
 	c->sink_retry_first = 30;
 	c->sink_retry_max = 900;
+	c->sink_max_age = 5 * 86400;
 	c->timeout_cmd = 300;
 	c->timeout_session = 3600;
 	c->timeout_data = 180;

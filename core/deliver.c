@@ -283,6 +283,34 @@ static int dead_letter(struct deliver *d, struct item *it)
 	return rc;
 }
 
+/* retry_after_ms reads a sink's SINK_WHY_RETRY_AFTER "<N>s" from why; 0 if none. */
+static int64_t retry_after_ms(const char *why)
+{
+	const char *p = strstr(why, SINK_WHY_RETRY_AFTER);
+	uint64_t n = 0;
+
+	if (p == NULL) {
+		return 0;
+	}
+	p += strlen(SINK_WHY_RETRY_AFTER);
+	for (; *p >= '0' && *p <= '9' && n <= SINK_RETRY_AFTER_MAX_S; p++) {
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p != 's') {
+		return 0;
+	}
+	return (int64_t)(n < SINK_RETRY_AFTER_MAX_S ? n : SINK_RETRY_AFTER_MAX_S) * 1000;
+}
+
+/* real_us is the wall clock, to compare with a message's received_us. */
+static int64_t real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void finish_one(struct deliver *d, struct item *it)
 {
 	const struct deliver_global *g = d->g;
@@ -299,6 +327,14 @@ static void finish_one(struct deliver *d, struct item *it)
 		}
 	}
 	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : "?");
+	if (!all_ok && !perm && it->ent.data != NULL && real_us() - it->ent.env.received_us > g->max_age_us) {
+		/* Retried long enough (--sink-max-age): a dead letter, with the last error. */
+		char last[sizeof(it->why)];
+
+		snprintf(last, sizeof(last), "%s", it->why);
+		snprintf(it->why, sizeof(it->why), "expired after %u attempts: %.120s", it->attempts + 1, last);
+		perm = true;
+	}
 	if ((ok_bits & ~it->ref.done) != 0) {
 		/* What each sink took is recorded, so a retry (or a restart) goes
 		 * only to the sinks that still owe it. */
@@ -333,10 +369,16 @@ static void finish_one(struct deliver *d, struct item *it)
 	}
 	/* TEMPFAIL: keep it in the spool, retry with doubling backoff. Drop the
 	 * loaded bytes meanwhile; they are reloaded at the next attempt. */
-	int64_t delay = g->retry_first_ms << (it->attempts < 5 ? it->attempts : 5);
+	int64_t delay = g->retry_first_ms << (it->attempts < 5 ? it->attempts : 5), after;
 
+	if (delay > g->retry_max_ms) {
+		delay = g->retry_max_ms;
+	}
+	if ((after = retry_after_ms(it->why)) > delay) {
+		delay = after; /* the consumer asked for more time (HTTP Retry-After) */
+	}
 	it->attempts++;
-	it->due_ms = now_ms() + (delay < g->retry_max_ms ? delay : g->retry_max_ms);
+	it->due_ms = now_ms() + delay;
 	log_line(LOG_WARN, who, "deliver.tempfail reason=\"%s\" attempt=%u retry_in=%llds", it->why, it->attempts,
 		 (long long)(it->due_ms - now_ms()) / 1000);
 	atomic_fetch_add_explicit(&d->n_temp, 1, memory_order_relaxed);

@@ -27,6 +27,7 @@ struct deliver_global {
 	const char *hostname;  /* our authserv-id: forged A-R fields claiming it are dropped */
 	int64_t retry_first_ms; /* first retry after a TEMPFAIL (--sink-retry-first) */
 	int64_t retry_max_ms;   /* backoff ceiling (--sink-retry-max) */
+	int64_t max_age_us;     /* --sink-max-age: older TEMPFAILs are dead-lettered */
 };
 
 /* Where a committed record lies; copied by deliver_enqueue. */

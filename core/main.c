@@ -252,6 +252,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	dg.hostname = cfg->hostname;
 	dg.retry_first_ms = (int64_t)cfg->sink_retry_first * 1000;
 	dg.retry_max_ms = (int64_t)cfg->sink_retry_max * 1000;
+	dg.max_age_us = (int64_t)cfg->sink_max_age * 1000000;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;

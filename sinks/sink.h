@@ -36,7 +36,15 @@ enum sink_rc {
 	SINK_RC_COUNT   /* sentinel */
 };
 
+/*
+ * sink_done_fn reports a message's outcome. A TEMPFAIL's `why` may end with
+ * SINK_WHY_RETRY_AFTER "<seconds>s" (e.g. "http 503; retry_after=120s"):
+ * the delivery worker then waits at least that long (at most a day) before
+ * the next attempt, as an HTTP Retry-After asks.
+ */
 typedef void sink_done_fn(void *arg, enum sink_rc rc, const char *why);
+#define SINK_WHY_RETRY_AFTER "retry_after="
+#define SINK_RETRY_AFTER_MAX_S 86400
 
 /* What every sink may know about the server. */
 struct sink_ctx {

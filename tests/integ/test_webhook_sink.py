@@ -165,7 +165,6 @@ def tls_ctx(d, name):
 def main(t):
     if shutil.which("openssl") is None:
         raise Skip("openssl not installed (Debian package openssl)")
-    retry_first = "--sink-retry-first" in subprocess.run([omx_bin(), "--help"], capture_output=True, text=True).stdout
     secret = b"whsec_" + os.urandom(16).hex().encode()
 
     rec = Receiver()
@@ -173,7 +172,8 @@ def main(t):
     sec_path = os.path.join(srv.tmp, "secret")
     with open(sec_path, "wb") as f:
         f.write(secret + b"\n")
-    srv.args = ["--sink", "http://127.0.0.1:%d/hook?secret_file=%s&token=abc&concurrency=8" % (rec.port, sec_path)]
+    srv.args = ["--sink", "http://127.0.0.1:%d/hook?secret_file=%s&token=abc&concurrency=8" % (rec.port, sec_path),
+                "--sink-retry-first", "1", "--sink-retry-max", "2"]
     try:
         with srv:
             with t.case("json_signed"):
@@ -215,11 +215,16 @@ def main(t):
                 m = wait_log(srv, r"%s deliver\.tempfail reason=\"([^\"]*)\"" % qid)
                 t.check(m, "no tempfail logged for %s:\n%s" % (qid, srv.stderr_tail()))
                 t.check("http 500: busy now" in m.group(1) and "retry_after=7s" in m.group(1), "reason %r" % m.group(1))
-                if retry_first:
-                    got = [r for r in rec.delivered(len(rec.requests)) if r["headers"].get("oceanmx-message-id") == qid]
-                    t.check(got, "not delivered at the retry")
-                else:
-                    print("    note: no --sink-retry-first in this build; the 30 s retry is not waited for", flush=True)
+                # Retry-After (7 s) outweighs --sink-retry-max (2 s): the retry waits for it.
+                m = srv.wait_log(r"%s deliver\.tempfail reason=\"[^\"]*\" attempt=1 retry_in=(\d+)s" % qid)
+                t.check(m and int(m.group(1)) >= 6, "retry_in %r, want the receiver's 7 s" % (m and m.group(1)))
+                t0 = time.monotonic()
+                got = []
+                while not got and time.monotonic() - t0 < T_DELIVER:
+                    got = [r for r in rec.delivered(1) if r["headers"].get("oceanmx-message-id") == qid]
+                    time.sleep(0.1)
+                t.check(got, "not delivered at the retry")
+                t.check(time.monotonic() - t0 > 4, "retried %.1fs after the 503, before its Retry-After" % (time.monotonic() - t0))
 
             with t.case("400_dead_letter"):
                 rec.plan = [(400, {}, b"bad \"signature\"\x01", 0)]
@@ -275,6 +280,16 @@ def main(t):
             qid, _ = send(t, srv, 6)
             m = wait_log(srv, r"%s deliver\.tempfail reason=\"([^\"]*)\"" % qid)
             t.check(m and "onnect" in m.group(1), "reason %r" % (m and m.group(1)))
+    with Server("--sink", "http://127.0.0.1:%d/" % dead, "--sink-retry-first", "1", "--sink-max-age", "3",
+                shards=1) as srv:
+        with t.case("expired_after_sink_max_age"):
+            # A consumer down for longer than --sink-max-age: the message becomes a
+            # dead letter with the last error, like Postfix's maximal_queue_lifetime.
+            qid, _ = send(t, srv, 7)
+            m = srv.wait_log(r"%s deliver\.permfail reason=\"expired after (\d+) attempts: ([^\"]*)\"" % qid)
+            t.check(m and int(m.group(1)) >= 2 and "onnect" in m.group(2), "no expiry: %r\n%s" %
+                    (m and m.groups(), srv.stderr_tail()))
+            t.check(os.path.exists(os.path.join(srv.spool, "failed", qid)), "not in SPOOL/failed")
 
     # https: the right CA and host name delivers; a certificate for another host is refused.
     d = os.path.join(srv.tmp + "-certs")
