@@ -16,7 +16,7 @@
 #include "limits.h"
 
 #define CFG_LISTEN_MAX 16
-#define CFG_SINK_MAX   8
+#define CFG_SINK_MAX   7 /* = SPOOL_SINK_BITS: each sink has its done bit in the spool */
 #define CFG_CIDR_MAX   64 /* --proxy-trusted blocks */
 
 /* How the spool makes a batch of messages durable before their 250. */

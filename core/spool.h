@@ -65,7 +65,7 @@
 #define SPOOL_REC_MESSAGE   1u
 #define SPOOL_DONE_HDR_LEN  16u
 #define SPOOL_DONE_REMOVED  0x80u
-#define SPOOL_SINK_BITS     7u            /* sinks with a done bit each */
+#define SPOOL_SINK_BITS     7u            /* sinks with a done bit each (CFG_SINK_MAX) */
 #define SPOOL_SEG_SIZE_DEF  (64ull << 20) /* --spool-segment-size default */
 #define SPOOL_SEG_SIZE_MIN  (64ull << 10)
 #define SPOOL_SPILL_BYTES   (128u * 1024) /* a body past this streams into a segment of its own */
