@@ -58,6 +58,8 @@ static const struct opt opts[] = {
 	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
 	O("max-connections", OPT_U32, max_conns, 1, 1000000),
 	O("max-connections-per-ip", OPT_U32, max_conns_per_ip, 0, 1000000),
+	O("max-connection-rate", OPT_U32, max_conn_rate, 0, 1000000),
+	O("max-message-rate", OPT_U32, max_msg_rate, 0, 1000000),
 	O("max-bad-commands", OPT_U32, max_bad_cmds, 1, 100000),
 	O("max-command-line", OPT_U32, max_cmd_line, 512, 65536),
 	O("max-text-line", OPT_U32, max_text_line, 1000, 1u << 30),
@@ -189,6 +191,12 @@ void cfg_usage(FILE *f)
 "    --max-connections N        in total, then 421 4.7.0 (default 10000)\n"
 "    --max-connections-per-ip N per client address, then 421 4.7.0; 0 means\n"
 "                               unlimited (default 100)\n"
+"    --max-connection-rate N    new connections per minute per client (IPv6\n"
+"                               clients per /64), then 421 4.7.0; a burst of N\n"
+"                               is allowed (default 0: no limit)\n"
+"    --max-message-rate N       transactions (MAIL commands) per minute per\n"
+"                               client, then 451 4.7.1 to MAIL (default 0: no\n"
+"                               limit)\n"
 "    --max-bad-commands N       rejected commands per session before\n"
 "                               421 4.7.0 and disconnect (default 20)\n"
 "    --max-command-line BYTES   command line incl. CRLF, then 500 5.5.2\n"

@@ -51,6 +51,8 @@ struct cfg {
 	uint32_t max_rcpts;
 	uint32_t max_conns;
 	uint32_t max_conns_per_ip;    /* 0 = unlimited */
+	uint32_t max_conn_rate;       /* connections per minute per client (IPv6: /64); 0 = off */
+	uint32_t max_msg_rate;        /* MAIL commands per minute per client; 0 = off */
 	uint32_t max_bad_cmds;
 	uint32_t max_cmd_line;
 	uint32_t max_text_line;

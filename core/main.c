@@ -226,6 +226,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	scfg.max_cmd_line = cfg->max_cmd_line;
 	scfg.max_text_line = cfg->max_text_line;
 	scfg.bare_lf = cfg->bare_lf;
+	scfg.mail_ok = cfg->max_msg_rate != 0 ? shard_mail_ok : NULL;
 	if (domains != NULL) {
 		scfg.domain_ok = domain_list_match;
 		scfg.domain_arg = domains;
@@ -245,6 +246,12 @@ static int serve(struct cfg *cfg, bool check_only)
 	g.smtp = &scfg;
 	g.dirs = &dirs;
 	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);
+	g.rates = NULL;
+	if ((cfg->max_conn_rate != 0 || cfg->max_msg_rate != 0) &&
+	    (g.rates = rate_new(cfg->max_conn_rate, cfg->max_msg_rate)) == NULL) {
+		rc = EXIT_STARTUP;
+		goto out;
+	}
 	atomic_init(&g.stopping, false);
 	dg.sinks = sinks;
 	dg.num_sinks = num_sinks;
@@ -365,6 +372,7 @@ out:
 	}
 	domain_list_free(domains);
 	limits_free(g.limits);
+	rate_free(g.rates);
 	for (i = 0; i < 64; i++) {
 		spool_log_free(logs[i]);
 	}

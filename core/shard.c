@@ -121,6 +121,7 @@ struct spool_tx {
 };
 
 struct conn {
+	struct shard *sh;     /* owner, for the session's mail_ok callback */
 	uint32_t idx, gen;
 	int fd;
 	struct smtp_sess *sess;
@@ -460,6 +461,8 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 		return NULL;
 	}
 	idx = sh->free_idx[--sh->num_free];
+	c->sh = sh;
+	smtp_sess_set_owner(c->sess, c);
 	c->idx = idx;
 	c->gen = (uint32_t)(++sh->sess_counter);
 	c->fd = fd;
@@ -1617,6 +1620,18 @@ static void conn_admit(struct shard *sh, struct conn *c)
 	struct io_uring_sqe *sqe;
 
 	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
+	if (c->counted && sh->g->rates != NULL && !rate_conn_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+		limits_release(sh->g->limits, &c->ipkey);
+		c->counted = false;
+		sh->n_refused++;
+		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection rate\"");
+		if (smtp_sess_abort(c->sess, SMTP_ABORT_TOO_MANY, &c->out) != 0) {
+			bb_reset(&c->out, 1);
+		}
+		c->io_done = false;
+		conn_close(sh, c);
+		return;
+	}
 	if (!c->counted) {
 		sh->n_refused++;
 		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection limit\"");
@@ -2202,6 +2217,18 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 		return NULL;
 	}
 	return sh;
+}
+
+bool shard_mail_ok(void *owner)
+{
+	struct conn *c = owner;
+	struct shard *sh = c->sh;
+
+	if (sh->g->rates == NULL || rate_msg_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+		return true;
+	}
+	log_line(LOG_INFO, c->who, "smtp.reject code=451 cmd=MAIL reason=\"message rate\"");
+	return false;
 }
 
 void shard_wake(struct shard *sh)

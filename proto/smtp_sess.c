@@ -58,6 +58,7 @@ struct smtp_sess {
 	size_t rcpts_alloc;
 	struct msg_env env;
 	struct smtp_sess_stats stats;
+	void *owner;             /* for cfg->mail_ok; borrowed */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -271,6 +272,10 @@ static void cmd_mail(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 	}
 	if (path.has_8bit && !prm.smtputf8) {
 		reply(s, out, SMTP_R_NEED_UTF8, NULL); /* RFC 6531 §3.5 */
+		return;
+	}
+	if (s->cfg->mail_ok != NULL && !s->cfg->mail_ok(s->owner)) {
+		reply(s, out, SMTP_R_RATE_MAIL, NULL);
 		return;
 	}
 	from = span_dup(path.mailbox);
@@ -592,6 +597,11 @@ static void maybe_shutdown(struct smtp_sess *s, struct bb *out)
 }
 
 /* ---- API -------------------------------------------------------------- */
+
+void smtp_sess_set_owner(struct smtp_sess *s, void *owner)
+{
+	s->owner = owner;
+}
 
 struct smtp_sess *smtp_sess_new(const struct smtp_cfg *cfg, const char *client_ip, uint16_t client_port)
 {

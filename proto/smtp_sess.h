@@ -74,6 +74,10 @@ struct smtp_cfg {
 	/* Recipient domain policy: NULL accepts every domain. `dom` is not NUL-terminated. */
 	bool (*domain_ok)(const void *arg, struct span dom);
 	const void *domain_arg;
+	/* Per-client admission of a new transaction, asked at MAIL FROM with
+	 * the session's owner (smtp_sess_set_owner): false answers 451 4.7.1
+	 * (core's message rate limit). NULL admits every MAIL. */
+	bool (*mail_ok)(void *owner);
 };
 
 /* Events returned by smtp_sess_next(). */
@@ -131,6 +135,9 @@ struct smtp_sess; /* opaque; see smtp_sess_new() */
  * on allocation failure. The idle session is small (no buffers held).
  */
 struct smtp_sess *smtp_sess_new(const struct smtp_cfg *cfg, const char *client_ip, uint16_t client_port);
+
+/* smtp_sess_set_owner sets the pointer handed to cfg->mail_ok (borrowed). */
+void smtp_sess_set_owner(struct smtp_sess *s, void *owner);
 
 /* smtp_sess_free releases everything the session owns; NULL is a no-op. */
 void smtp_sess_free(struct smtp_sess *s);

@@ -818,3 +818,37 @@ Test(smtp_sess, mail_event_per_accepted_mail)
 	smtp_sess_free(s);
 	bb_fini(&out);
 }
+
+/* ---- message rate (cfg.mail_ok) ---------------------------------------- */
+
+static bool mail_ok_twice(void *owner)
+{
+	static int n; /* admits the 1st, 3rd, ... MAIL */
+
+	(void)owner;
+	return n++ % 2 == 0;
+}
+
+Test(smtp_sess, mail_refused_by_rate_answers_451)
+{
+	struct smtp_cfg cfg = cfg_std();
+	struct smtp_sess *s;
+	struct bb out;
+	struct span in = SPAN_LIT("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRSET\r\nMAIL FROM:<a@b.test>\r\n"), body;
+
+	cfg.mail_ok = mail_ok_twice;
+	s = smtp_sess_new(&cfg, "192.0.2.1", 25);
+	cr_assert_not_null(s);
+	bb_init(&out, 0);
+	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	while (smtp_sess_next(s, &in, &out, &body) != SMTP_EV_NEED_INPUT) {
+	}
+	cr_assert(memmem(out.p, out.len, "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
+					"451 4.7.1 Too much mail from your address, try again later\r\n",
+			 strlen("250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
+				"451 4.7.1 Too much mail from your address, try again later\r\n")) != NULL,
+		  "replies: %.*s", (int)out.len, out.p);
+	cr_assert_not(smtp_sess_in_tx(s), "the refused MAIL opened no transaction");
+	bb_fini(&out);
+	smtp_sess_free(s);
+}
