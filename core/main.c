@@ -237,7 +237,8 @@ static int serve(struct cfg *cfg, bool check_only)
 		goto out;
 	}
 	raise_nofile(cfg);
-	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0) {
+	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0 ||
+	    (!check_only && (rc = spool_write_sinks(cfg->spool_dir, cfg->sinks, cfg->num_sinks)) != 0)) {
 		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-rc));
 		rc = EXIT_STARTUP;
 		goto out;

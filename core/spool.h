@@ -210,6 +210,16 @@ struct spool_dirs {
 	int ctl;    /* requests from `oceanmx spool retry|delete` */
 };
 
+/*
+ * SPOOL/sinks names the configured sinks, one spec per line in --sink order
+ * (bit i of a done byte is line i+1), so `oceanmx spool` can tell what each
+ * sink still owes without the server's configuration. Written at start-up.
+ */
+#define SPOOL_SINKS_FILE "sinks"
+
+/* spool_write_sinks replaces SPOOL/sinks with specs[0..n). Blocking; 0 or -errno. */
+int spool_write_sinks(const char *spool_dir, char *const *specs, unsigned n);
+
 /* spool_open creates SPOOL/{log,failed,ctl} and opens them. 0 or -errno. */
 int spool_open(struct spool_dirs *out, const char *spool_dir);
 void spool_close(struct spool_dirs *d);
