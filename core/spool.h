@@ -6,7 +6,8 @@
  *   OMX1\n
  *   id <id>\n  received_us <n>\n  client <ip> <port>\n  helo <name>\n
  *   esmtp 0|1\n  smtputf8 0|1\n  body 7BIT|8BITMIME|BINARYMIME\n
- *   from <addr>\n  rcpt <addr>\n ... \n          (blank line ends the head)
+ *   from <addr>\n  [tls <version> <cipher> <sni|->\n]  rcpt <addr>\n ... \n
+ *                                               (blank line ends the head)
  *   <message: our Received: field, then the bytes the client sent>
  *   <auth: our Authentication-Results field(s), CRLF-terminated, or nothing>
  *   \nOMXEND <16 hex: message length> <8 hex: CRC-32C of message + auth>
