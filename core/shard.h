@@ -15,6 +15,7 @@
 #include "deliver.h"
 #include "limits.h"
 #include "spool.h"
+#include "tls.h"
 #include "vpool.h"
 
 struct shard_global {
@@ -24,6 +25,7 @@ struct shard_global {
 	struct rate_limits *rates; /* --max-connection-rate, --max-message-rate; NULL when both are off */
 	struct vpool *vpool;     /* DKIM verification; NULL with --dkim off */
 	const struct spool_dirs *dirs; /* SPOOL/{log,failed,ctl} */
+	struct tls_holder *tls;  /* the current certificates (SIGHUP swaps them); NULL: no STARTTLS */
 	atomic_bool stopping;    /* set by main on SIGTERM/SIGINT */
 };
 
