@@ -882,7 +882,8 @@ static void tx_begin(struct shard *sh, struct conn *c)
 		c->vjob = NULL;
 		vjob_set_owner(tx->vjob, tx);
 	}
-	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
+	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu tls=%s", env->id, env->num_rcpts,
+		 env->tls.on ? env->tls.version : "no");
 }
 
 /* seg_wait_add parks a tx until its shard's log has a free segment (retried every loop). */
