@@ -49,6 +49,7 @@ static const struct opt opts[] = {
 	O("listen-proxy", OPT_LISTEN_PROXY, listen, 0, 0),
 	O("proxy-trusted", OPT_CIDRS, proxy_trusted, 0, 0),
 	O("hostname", OPT_STR, hostname, 0, 0),
+	O("user", OPT_STR, user, 0, 0),
 	O("shards", OPT_U32, shards, 0, 256),
 	O("spool", OPT_STR, spool_dir, 0, 0),
 	O("sink", OPT_SINK, sinks, 0, 0),
@@ -145,6 +146,11 @@ void cfg_usage(FILE *f)
 "                               without a greeting (default 127.0.0.0/8,::1)\n"
 "    --hostname NAME            name in the greeting and Received: (default:\n"
 "                               the system host name)\n"
+"    --user NAME                started as root, oceanmx binds its listeners,\n"
+"                               reads its TLS keys and gives the spool to NAME,\n"
+"                               then runs as NAME with no capabilities left\n"
+"                               (default: oceanmx, when that user exists; root\n"
+"                               keeps root). Not root: ignored\n"
 "    --shards N                 shard threads, each with its own io_uring ring\n"
 "                               and SO_REUSEPORT listener (default: online CPUs)\n"
 "    --spool DIR                durable queue directory (default ./var/spool)\n"
@@ -368,6 +374,7 @@ void cfg_fini(struct cfg *c)
 		free(c->tls_keys[i]); c->tls_keys[i] = NULL;
 	}
 	free(c->hostname); c->hostname = NULL;
+	free(c->user); c->user = NULL;
 	free(c->spool_dir); c->spool_dir = NULL;
 	free(c->domains); c->domains = NULL;
 	free(c->dns); c->dns = NULL;

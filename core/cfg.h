@@ -40,6 +40,7 @@ struct cfg {
 	struct ip_cidr proxy_trusted[CFG_CIDR_MAX]; /* who may send PROXY headers */
 	unsigned num_proxy_trusted;
 	char *hostname;
+	char *user;                   /* --user: NULL = "oceanmx" when it exists (see core/privs.h) */
 	unsigned shards;              /* 0 = one per online CPU */
 	char *spool_dir;
 	char *sinks[CFG_SINK_MAX];

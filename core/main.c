@@ -23,6 +23,7 @@
 #include "deliver.h"
 #include "limits.h"
 #include "log.h"
+#include "privs.h"
 #include "shard.h"
 #include "spool.h"
 #include "tls.h"
@@ -212,6 +213,23 @@ static struct tls_store *tls_load(const struct cfg *cfg, bool to_log)
 	return st;
 }
 
+/* configure_sinks configures every --sink into sinks[]; EXIT_OK or EXIT_CONFIG (printed). */
+static int configure_sinks(const struct cfg *cfg, const struct sink_ctx *sctx, struct sink *sinks,
+			   unsigned *num_sinks)
+{
+	char *err = NULL;
+
+	for (unsigned i = 0; i < cfg->num_sinks; i++) {
+		if (sink_configure(&sinks[i], sctx, cfg->sinks[i], &err) != 0) {
+			fprintf(stderr, "oceanmx: %s\n", err ? err : "sink configuration failed");
+			free(err);
+			return EXIT_CONFIG;
+		}
+		(*num_sinks)++;
+	}
+	return EXIT_OK;
+}
+
 static int serve(struct cfg *cfg, bool check_only)
 {
 	struct sink sinks[CFG_SINK_MAX];
@@ -224,6 +242,8 @@ static int serve(struct cfg *cfg, bool check_only)
 	struct shard *shards[64] = { 0 };
 	struct spool_dirs dirs = { -1, -1, -1 };
 	struct spool_log *logs[64] = { 0 };
+	int listen_fds[64][CFG_LISTEN_MAX];
+	bool listen_handed[64] = { false };
 	unsigned num_logs = 0;
 	int rc = EXIT_OK;
 	unsigned num_sinks = 0, i;
@@ -231,14 +251,16 @@ static int serve(struct cfg *cfg, bool check_only)
 	char *err = NULL;
 
 	memset(&g, 0, sizeof(g));
-	for (i = 0; i < cfg->num_sinks; i++) {
-		if (sink_configure(&sinks[i], &sctx, cfg->sinks[i], &err) != 0) {
-			fprintf(stderr, "oceanmx: %s\n", err ? err : "sink configuration failed");
-			free(err);
-			rc = EXIT_CONFIG;
-			goto out;
+	for (i = 0; i < 64; i++) {
+		for (unsigned k = 0; k < CFG_LISTEN_MAX; k++) {
+			listen_fds[i][k] = -1;
 		}
-		num_sinks++;
+	}
+	g.listen_fds = listen_fds;
+	/* Serving, the sinks are configured after privileges are dropped, so
+	 * the directories they make belong to --user. */
+	if (check_only && (rc = configure_sinks(cfg, &sctx, sinks, &num_sinks)) != EXIT_OK) {
+		goto out;
 	}
 	if (cfg->domains != NULL && domain_list_parse(&domains, cfg->domains) != 0) {
 		fprintf(stderr, "oceanmx: domains: \"%s\" is not a list of domain names\n", cfg->domains);
@@ -279,7 +301,29 @@ static int serve(struct cfg *cfg, bool check_only)
 		rc = EXIT_STARTUP;
 		goto out;
 	}
-	raise_nofile(cfg);
+	raise_nofile(cfg); /* as root, the hard limit can go up too */
+	/* One SO_REUSEPORT socket per shard per address, bound now: port 25
+	 * needs root, which is dropped next. */
+	for (i = 0; i < cfg->shards && i < 64; i++) {
+		for (unsigned k = 0; k < cfg->num_listen; k++) {
+			int lrc = shard_listen(&cfg->listen[k], &listen_fds[i][k]);
+
+			if (lrc != 0) {
+				fprintf(stderr, "oceanmx: listen %s: %s\n", cfg->listen[k].text, strerror(-lrc));
+				rc = EXIT_STARTUP;
+				goto out;
+			}
+		}
+	}
+	if (privs_drop(cfg, &err) != 0) {
+		fprintf(stderr, "oceanmx: %s\n", err ? err : "cannot drop privileges");
+		free(err);
+		rc = EXIT_STARTUP;
+		goto out;
+	}
+	if ((rc = configure_sinks(cfg, &sctx, sinks, &num_sinks)) != EXIT_OK) {
+		goto out;
+	}
 	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0 ||
 	    (!check_only && (rc = spool_write_sinks(cfg->spool_dir, cfg->sinks, cfg->num_sinks)) != 0)) {
 		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-rc));
@@ -364,6 +408,7 @@ static int serve(struct cfg *cfg, bool check_only)
 		goto stop;
 	}
 	for (i = 0; i < cfg->shards && i < 64; i++) {
+		listen_handed[i] = true; /* shard_start takes them, failing or not */
 		if ((shards[i] = shard_start(&g, i, workers[i], logs[i])) == NULL) {
 			rc = EXIT_STARTUP;
 			goto stop;
@@ -423,6 +468,13 @@ stop:
 	}
 	log_stop_async();
 out:
+	for (i = 0; i < 64; i++) {
+		for (unsigned k = 0; k < CFG_LISTEN_MAX && !listen_handed[i]; k++) {
+			if (listen_fds[i][k] >= 0) {
+				close(listen_fds[i][k]);
+			}
+		}
+	}
 	for (i = 0; i < num_sinks; i++) {
 		sink_unconfigure(&sinks[i]);
 	}

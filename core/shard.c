@@ -2208,7 +2208,7 @@ static void shard_loop(struct shard *sh)
 
 /* ------------------------------------------------------------ set-up */
 
-static int listen_one(const struct cfg_listen *l, int *out_fd)
+int shard_listen(const struct cfg_listen *l, int *out_fd)
 {
 	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
@@ -2269,12 +2269,7 @@ static int shard_setup(struct shard *sh)
 		log_line(LOG_ERR, sh->who, "pbuf.init error=\"%s\"", strerror(-rc));
 		return rc;
 	}
-	for (unsigned i = 0; i < cfg->num_listen; i++) {
-		if ((rc = listen_one(&cfg->listen[i], &sh->listen_fd[i])) != 0) {
-			log_line(LOG_ERR, sh->who, "listen addr=%s error=\"%s\"", cfg->listen[i].text, strerror(-rc));
-			return rc;
-		}
-		sh->num_listen++;
+	for (unsigned i = 0; i < sh->num_listen; i++) {
 		arm_accept(sh, i);
 	}
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -2379,8 +2374,18 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	int state;
 
 	if (sh == NULL) {
+		for (unsigned i = 0; i < g->cfg->num_listen; i++) {
+			close(g->listen_fds[idx][i]);
+		}
 		return NULL;
 	}
+	/* The listeners were bound by main (before it dropped privileges):
+	 * this shard owns its SO_REUSEPORT sockets from here, and its
+	 * teardown closes them whatever happens. */
+	for (unsigned i = 0; i < g->cfg->num_listen; i++) {
+		sh->listen_fd[i] = g->listen_fds[idx][i];
+	}
+	sh->num_listen = g->cfg->num_listen;
 	sh->idx = idx;
 	sh->g = g;
 	sh->deliver = d;
@@ -2392,12 +2397,15 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	sh->sync_done_fd = -1;
 	sh->inbox.efd = -1;
 	snprintf(sh->who, sizeof(sh->who), "s%u", idx);
-	for (unsigned i = 0; i < CFG_LISTEN_MAX; i++) {
+	for (unsigned i = sh->num_listen; i < CFG_LISTEN_MAX; i++) {
 		sh->listen_fd[i] = -1;
 	}
 	pthread_mutex_init(&sh->start_mu, NULL);
 	pthread_cond_init(&sh->start_cv, NULL);
 	if (pthread_create(&sh->thread, NULL, shard_main, sh) != 0) {
+		for (unsigned i = 0; i < sh->num_listen; i++) {
+			close(sh->listen_fd[i]);
+		}
 		free(sh);
 		return NULL;
 	}

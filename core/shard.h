@@ -26,13 +26,17 @@ struct shard_global {
 	struct vpool *vpool;     /* DKIM verification; NULL with --dkim off */
 	const struct spool_dirs *dirs; /* SPOOL/{log,failed,ctl} */
 	struct tls_holder *tls;  /* the current certificates (SIGHUP swaps them); NULL: no STARTTLS */
+	/* Listening sockets, bound by main with shard_listen: [shard][cfg->listen
+	 * index]. shard_start hands each shard its row; the shard closes them. */
+	int (*listen_fds)[CFG_LISTEN_MAX];
 	atomic_bool stopping;    /* set by main on SIGTERM/SIGINT */
 };
 
 struct shard;
 
 /*
- * shard_start creates shard `idx` and waits for its set-up (ring, buffers,
+ * shard_start takes the listening sockets g->listen_fds[idx] (in every
+ * case, failure included) and creates shard `idx` and waits for its set-up (ring, buffers,
  * listeners); it appends to `log` and hands records to `d`. Returns NULL (after logging why) on failure. Main thread only.
  */
 struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d, struct spool_log *log);
@@ -42,6 +46,13 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
  * rate (--max-message-rate). `owner` is the session's conn. Shard thread.
  */
 bool shard_mail_ok(void *owner);
+
+/*
+ * shard_listen makes one non-blocking SO_REUSEPORT listening socket for
+ * `l` (one per shard per address, so the kernel spreads connections).
+ * Main thread, before privileges are dropped (port 25 needs them). 0 or -errno.
+ */
+int shard_listen(const struct cfg_listen *l, int *out_fd);
 
 /* shard_wake makes the shard notice g->stopping now. Any thread. */
 void shard_wake(struct shard *sh);
