@@ -26,6 +26,9 @@ PKGS=(
   python3-dnslib python3-dkim
   # DMARC organizational domains
   publicsuffix
+  # deploy checks (tests/run.sh deploy, image): the container image built
+  # from a debootstrapped base, getcap, manifest linting
+  podman buildah debootstrap libcap2-bin yamllint
 )
 
 missing=()

@@ -6,6 +6,10 @@
 #   3. fuzz      each libFuzzer target for OMX_FUZZ_SECONDS (clang, ASan+UBSan)
 #   4. asan-unit the unit suites built with ASan+UBSan
 #   5. asan-integ the integration suite against the ASan+UBSan server
+#   6. image     builds the container image with podman from a debootstrapped
+#                base and smoke-tests it from its mounted root
+#                (deploy/image-test.sh); skips, and says why, without podman,
+#                buildah or debootstrap
 #
 # Usage: tests/run.sh [step...]   (default: all). Expects deploy/setup.sh to
 # have installed the packages. Prints a PASS/FAIL line per step and a last
@@ -19,7 +23,7 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(unit integ fuzz asan-unit asan-integ)
+[ ${#steps[@]} -eq 0 ] && steps=(unit integ fuzz asan-unit asan-integ image)
 passed=0
 failed=0
 failed_names=()
@@ -69,6 +73,13 @@ step_asan-unit() {
 step_asan-integ() {
 	build build-asan -DOMX_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
 		&& OMX_SANITIZED=1 OMX_BIN="$repo/build-asan/oceanmx" tests/integ/run.sh
+}
+
+step_image() {
+	local rc=0
+	deploy/image-test.sh || rc=$?
+	[ $rc -eq 77 ] && return 0 # skipped; image-test.sh said why
+	return $rc
 }
 
 for s in "${steps[@]}"; do
