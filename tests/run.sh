@@ -6,7 +6,11 @@
 #   3. fuzz      each libFuzzer target for OMX_FUZZ_SECONDS (clang, ASan+UBSan)
 #   4. asan-unit the unit suites built with ASan+UBSan
 #   5. asan-integ the integration suite against the ASan+UBSan server
-#   6. image     builds the container image with podman from a debootstrapped
+#   6. deploy    static checks of deploy/: systemd-analyze verify and security
+#                of the unit, yamllint of the manifests, check-config of the
+#                example configs, the container entry point, and the option
+#                table in docs/operations.md (deploy/check-units.sh)
+#   7. image     builds the container image with podman from a debootstrapped
 #                base and smoke-tests it from its mounted root
 #                (deploy/image-test.sh); skips, and says why, without podman,
 #                buildah or debootstrap
@@ -23,7 +27,7 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(unit integ fuzz asan-unit asan-integ image)
+[ ${#steps[@]} -eq 0 ] && steps=(unit integ fuzz asan-unit asan-integ deploy image)
 passed=0
 failed=0
 failed_names=()
@@ -73,6 +77,10 @@ step_asan-unit() {
 step_asan-integ() {
 	build build-asan -DOMX_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
 		&& OMX_SANITIZED=1 OMX_BIN="$repo/build-asan/oceanmx" tests/integ/run.sh
+}
+
+step_deploy() {
+	build build -DCMAKE_BUILD_TYPE=RelWithDebInfo && deploy/check-units.sh "$repo/build/oceanmx"
 }
 
 step_image() {
