@@ -30,6 +30,9 @@ PKGS=(
   publicsuffix
   # PROXY protocol tests: a real load balancer in front (tests/integ/test_proxy.py)
   haproxy
+  # deploy checks (tests/run.sh deploy, image): the container image built
+  # from a debootstrapped base, getcap, manifest linting
+  podman buildah debootstrap libcap2-bin yamllint
 )
 
 missing=()

@@ -12,6 +12,14 @@
 #                run under TSan (Criterion's inheritable arena cannot be mapped
 #                beside TSan's shadow memory), so the threads are exercised
 #                through the server.
+#   7. deploy    static checks of deploy/: systemd-analyze verify and security
+#                of the unit, yamllint of the manifests, check-config of the
+#                example configs, the container entry point, and the option
+#                table in docs/operations.md (deploy/check-units.sh)
+#   8. image     builds the container image with podman from a debootstrapped
+#                base and smoke-tests it from its mounted root
+#                (deploy/image-test.sh); skips, and says why, without podman,
+#                buildah or debootstrap
 #
 # Usage: tests/run.sh [step...]   (default: all). Expects deploy/setup.sh to
 # have installed the packages. Prints a PASS/FAIL line per step and a last
@@ -25,7 +33,7 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(unit integ fuzz asan-unit asan-integ tsan)
+[ ${#steps[@]} -eq 0 ] && steps=(unit integ fuzz asan-unit asan-integ tsan deploy image)
 passed=0
 failed=0
 failed_names=()
@@ -67,6 +75,17 @@ step_tsan() {
 	build build-tsan -DOMX_TSAN=ON -DOMX_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug \
 		&& TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1" OMX_SANITIZED=1 \
 			OMX_BIN="$repo/build-tsan/oceanmx" tests/integ/run.sh "${TSAN_TESTS[@]}"
+}
+
+step_deploy() {
+	build build -DCMAKE_BUILD_TYPE=RelWithDebInfo && deploy/check-units.sh "$repo/build/oceanmx"
+}
+
+step_image() {
+	local rc=0
+	deploy/image-test.sh || rc=$?
+	[ $rc -eq 77 ] && return 0 # skipped; image-test.sh said why
+	return $rc
 }
 
 for s in "${steps[@]}"; do
