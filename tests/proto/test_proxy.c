@@ -131,7 +131,9 @@ static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *body
 	out[13] = fam;
 	out[14] = (uint8_t)(body_len >> 8);
 	out[15] = (uint8_t)body_len;
-	memcpy(out + 16, body, body_len);
+	if (body_len > 0) {
+		memcpy(out + 16, body, body_len); /* body may be NULL when empty */
+	}
 	return 16 + body_len;
 }
 
