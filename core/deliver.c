@@ -66,7 +66,7 @@ struct deliver {
 	struct item *retry;               /* worker-owned */
 	void *state[CFG_SINK_MAX];     /* per-sink worker state */
 	struct spool_log *logs[LOGS_MAX]; /* logs this worker looks after (its shard's first) */
-	unsigned num_logs;
+	_Atomic unsigned num_logs;       /* grows while the worker runs (recovery adds logs): published after logs[] */
 	struct recycle_req *recycle;      /* guarded by mu */
 	bool kicked;                      /* guarded by mu: a log wants a segment */
 	int64_t last_done_sync, last_make_try, last_ctl;
@@ -403,7 +403,7 @@ static void finish_one(struct deliver *d, struct item *it)
 static void sync_done(struct deliver *d)
 {
 	d->last_done_sync = now_ms();
-	for (unsigned i = 0; i < d->num_logs; i++) {
+	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
 		spool_log_sync_done(d->logs[i]);
 	}
 }
@@ -537,7 +537,7 @@ static void upkeep(struct deliver *d)
 		free(r);
 		r = next;
 	}
-	for (unsigned i = 0; i < d->num_logs; i++) {
+	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
 		struct spool_log *l = d->logs[i];
 		bool want;
 
@@ -838,10 +838,13 @@ fail:
 
 int deliver_add_log(struct deliver *d, struct spool_log *l)
 {
-	if (d->num_logs == LOGS_MAX) {
+	unsigned n = atomic_load_explicit(&d->num_logs, memory_order_relaxed);
+
+	if (n == LOGS_MAX) {
 		return -ENOMEM;
 	}
-	d->logs[d->num_logs++] = l;
+	d->logs[n] = l;
+	atomic_store_explicit(&d->num_logs, n + 1, memory_order_release); /* the worker reads logs[n] after this */
 	return 0;
 }
 
