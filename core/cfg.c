@@ -31,6 +31,8 @@ enum opt_type {
 	OPT_SYNC,     /* syncfs|fsync */
 	OPT_BOOL,     /* on|off */
 	OPT_TEMPERR,  /* accept|tempfail */
+	OPT_TLSCERT,  /* repeatable PEM file */
+	OPT_TLSKEY,   /* repeatable PEM file */
 	OPT_TYPE_COUNT
 };
 
@@ -58,6 +60,8 @@ static const struct opt opts[] = {
 	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
 	O("max-connections", OPT_U32, max_conns, 1, 1000000),
 	O("max-connections-per-ip", OPT_U32, max_conns_per_ip, 0, 1000000),
+	O("max-connection-rate", OPT_U32, max_conn_rate, 0, 1000000),
+	O("max-message-rate", OPT_U32, max_msg_rate, 0, 1000000),
 	O("max-bad-commands", OPT_U32, max_bad_cmds, 1, 100000),
 	O("max-command-line", OPT_U32, max_cmd_line, 512, 65536),
 	O("max-text-line", OPT_U32, max_text_line, 1000, 1u << 30),
@@ -86,6 +90,10 @@ static const struct opt opts[] = {
 	O("dns", OPT_STR, dns, 0, 0),
 	O("dns-timeout", OPT_U32, dns_timeout_ms, 100, 60000),
 	O("dns-cache-size", OPT_U64, dns_cache_size, 64 * 1024, (uint64_t)1 << 34),
+	O("tls-cert", OPT_TLSCERT, tls_certs, 0, 0),
+	O("tls-key", OPT_TLSKEY, tls_keys, 0, 0),
+	O("tls-required", OPT_BOOL, tls_required, 0, 0),
+	O("timeout-tls", OPT_U32, timeout_tls, 1, 3600),
 };
 #undef O
 
@@ -150,8 +158,9 @@ void cfg_usage(FILE *f)
 "                               a message is one record in a segment\n"
 "    --spool-max-size BYTES     all segments together (default 8G); past it,\n"
 "                               end of data answers 452 4.3.1\n"
-"    --sink SPEC                delivery target, repeatable; every sink must\n"
-"                               accept a message before it leaves the spool.\n"
+"    --sink SPEC                delivery target, repeatable (at most 7); every\n"
+"                               sink must accept a message before it leaves\n"
+"                               the spool.\n"
 "                               maildir:DIR  Maildir++ tmp/new/cur under DIR\n"
 "                               (default maildir:./var/maildir)\n"
 "                               json:DIR[?inline_max=BYTES&raw=yes|no]\n"
@@ -193,6 +202,12 @@ void cfg_usage(FILE *f)
 "    --max-connections N        in total, then 421 4.7.0 (default 10000)\n"
 "    --max-connections-per-ip N per client address, then 421 4.7.0; 0 means\n"
 "                               unlimited (default 100)\n"
+"    --max-connection-rate N    new connections per minute per client (IPv6\n"
+"                               clients per /64), then 421 4.7.0; a burst of N\n"
+"                               is allowed (default 0: no limit)\n"
+"    --max-message-rate N       transactions (MAIL commands) per minute per\n"
+"                               client, then 451 4.7.1 to MAIL (default 0: no\n"
+"                               limit)\n"
 "    --max-bad-commands N       rejected commands per session before\n"
 "                               421 4.7.0 and disconnect (default 20)\n"
 "    --max-command-line BYTES   command line incl. CRLF, then 500 5.5.2\n"
@@ -261,6 +276,22 @@ void cfg_usage(FILE *f)
 "                               answers; failures 5 s), least recently used\n"
 "                               evicted first (default 16M; K/M/G suffixes)\n"
 "\n"
+"  TLS (STARTTLS, RFC 3207)\n"
+"    --tls-cert FILE            PEM certificate chain (RSA or ECDSA), repeatable;\n"
+"                               each pairs with the --tls-key of the same rank.\n"
+"                               With one, EHLO offers STARTTLS. The client's SNI\n"
+"                               picks the certificate whose names (SAN DNS names,\n"
+"                               wildcards; else the subject CN) match; the first\n"
+"                               is the default. TLS 1.2 and 1.3, resumption by\n"
+"                               tickets. SIGHUP reloads the files\n"
+"    --tls-key FILE             PEM private key of the --tls-cert of that rank\n"
+"    --tls-required on|off      answer MAIL before STARTTLS with 530 5.7.0\n"
+"                               (default off: an MX must take mail in clear\n"
+"                               from senders without TLS)\n"
+"    --timeout-tls S            from STARTTLS to the end of the handshake; a\n"
+"                               client that stalls is logged and closed\n"
+"                               (default 30)\n"
+"\n"
 "  Receive pool (per shard; idle connections hold none of it)\n"
 "    --recv-buffers N           provided receive buffers, a power of two\n"
 "                               (default 256); when all are in use, reading\n"
@@ -272,6 +303,9 @@ void cfg_usage(FILE *f)
 "                               connection and message) or debug; to stderr\n"
 "\n"
 "SIGNALS\n"
+"    SIGHUP           reload the --tls-cert/--tls-key files: new handshakes\n"
+"                     use them, sessions in flight keep theirs; when a file\n"
+"                     cannot be read the old ones stay and the log says why\n"
 "    SIGTERM, SIGINT  stop accepting, finish transactions in flight (up to\n"
 "                     --shutdown-timeout), answer the rest 421 4.3.2, exit 0.\n"
 "                     No acknowledged message is lost: what is not yet\n"
@@ -321,6 +355,7 @@ void cfg_init(struct cfg *c)
 	c->log_level = LOG_NOTICE;
 	c->spool_segment_size = 64ull << 20;
 	c->spool_max_size = 8ull << 30;
+	c->timeout_tls = 30;
 }
 
 void cfg_fini(struct cfg *c)
@@ -330,6 +365,12 @@ void cfg_fini(struct cfg *c)
 	}
 	for (unsigned i = 0; i < c->num_sinks; i++) {
 		free(c->sinks[i]); c->sinks[i] = NULL;
+	}
+	for (unsigned i = 0; i < c->num_tls_certs; i++) {
+		free(c->tls_certs[i]); c->tls_certs[i] = NULL;
+	}
+	for (unsigned i = 0; i < c->num_tls_keys; i++) {
+		free(c->tls_keys[i]); c->tls_keys[i] = NULL;
 	}
 	free(c->hostname); c->hostname = NULL;
 	free(c->spool_dir); c->spool_dir = NULL;
@@ -504,6 +545,20 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		}
 		c->num_sinks++;
 		return 0;
+	case OPT_TLSCERT:
+	case OPT_TLSKEY: {
+		char **dst = o->type == OPT_TLSCERT ? c->tls_certs : c->tls_keys;
+		unsigned *num = o->type == OPT_TLSCERT ? &c->num_tls_certs : &c->num_tls_keys;
+
+		if (*num == CFG_TLS_MAX) {
+			return fail(out_err, "%s: %s: at most %d files", where, o->name, CFG_TLS_MAX);
+		}
+		if ((dst[*num] = strdup(v)) == NULL) {
+			return fail(out_err, "%s: %s: out of memory", where, o->name);
+		}
+		(*num)++;
+		return 0;
+	}
 	case OPT_BARE:
 		if (strcmp(v, "reject") == 0) {
 			c->bare_lf = SMTP_BARE_REJECT;
@@ -719,6 +774,13 @@ int cfg_finish(struct cfg *c, char **out_err)
 	if (c->sink_retry_max < c->sink_retry_first) {
 		return fail(out_err, "sink-retry-max: %u is less than sink-retry-first (%u)", c->sink_retry_max,
 			    c->sink_retry_first);
+	}
+	if (c->num_tls_certs != c->num_tls_keys) {
+		return fail(out_err, "tls-cert: %u certificates but %u keys (give them in pairs)", c->num_tls_certs,
+			    c->num_tls_keys);
+	}
+	if (c->tls_required && c->num_tls_certs == 0) {
+		return fail(out_err, "tls-required: on without a tls-cert and tls-key");
 	}
 	if ((c->recv_buffers & (c->recv_buffers - 1)) != 0) {
 		return fail(out_err, "recv-buffers: %u is not a power of two", c->recv_buffers);

@@ -16,8 +16,9 @@
 #include "limits.h"
 
 #define CFG_LISTEN_MAX 16
-#define CFG_SINK_MAX   8
+#define CFG_SINK_MAX   7 /* = SPOOL_SINK_BITS: each sink has its done bit in the spool */
 #define CFG_CIDR_MAX   64 /* --proxy-trusted blocks */
+#define CFG_TLS_MAX    16 /* --tls-cert/--tls-key pairs (TLS_CERTS_MAX) */
 
 /* How the spool makes a batch of messages durable before their 250. */
 enum spool_sync {
@@ -51,6 +52,8 @@ struct cfg {
 	uint32_t max_rcpts;
 	uint32_t max_conns;
 	uint32_t max_conns_per_ip;    /* 0 = unlimited */
+	uint32_t max_conn_rate;       /* connections per minute per client (IPv6: /64); 0 = off */
+	uint32_t max_msg_rate;        /* MAIL commands per minute per client; 0 = off */
 	uint32_t max_bad_cmds;
 	uint32_t max_cmd_line;
 	uint32_t max_text_line;
@@ -78,6 +81,12 @@ struct cfg {
 	char *dns;                    /* upstream resolver ADDR[:PORT]; NULL = /etc/resolv.conf */
 	uint32_t dns_timeout_ms;
 	uint64_t dns_cache_size;      /* bytes of DNS answers kept by the verify pool */
+	char *tls_certs[CFG_TLS_MAX]; /* PEM chains, the first the default; paired by order */
+	unsigned num_tls_certs;
+	char *tls_keys[CFG_TLS_MAX];  /* PEM private keys, one per chain */
+	unsigned num_tls_keys;
+	bool tls_required;            /* MAIL before STARTTLS gets 530 5.7.0 */
+	uint32_t timeout_tls;         /* seconds from STARTTLS to the end of the handshake */
 	int log_level;
 	char *config_file;            /* -c, if any */
 };

@@ -22,6 +22,8 @@
 
 #define DELIVER_BATCH_MAX   256               /* messages per flush */
 #define DONE_SYNC_MS        100               /* done files fdatasync'd at most this often */
+
+_Static_assert(CFG_SINK_MAX <= SPOOL_SINK_BITS, "every sink needs its done bit in the spool");
 #define READ_MAX            (1u << 20)        /* records up to this size are read, larger ones mapped */
 #define LOGS_MAX            64
 

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "shard.h"
 #include "spool.h"
+#include "tls.h"
 #include "vpool.h"
 
 #define OMX_VERSION "0.1.0"
@@ -180,6 +181,37 @@ static int recover_spool(struct spool_log **logs, unsigned num_logs, struct deli
 	return 0;
 }
 
+/*
+ * tls_load builds a certificate store from the configured pairs, logging
+ * each pair's names. NULL (after printing or logging why) on error.
+ */
+static struct tls_store *tls_load(const struct cfg *cfg, bool to_log)
+{
+	char *err = NULL;
+	struct tls_store *st = tls_store_new((const char *const *)cfg->tls_certs, (const char *const *)cfg->tls_keys,
+					     cfg->num_tls_certs, &err);
+
+	if (st == NULL) {
+		if (to_log) {
+			log_line(LOG_ERR, "main", "tls.reload error=\"%s\" (the previous certificates stay)",
+				 err ? err : "cannot load");
+		} else {
+			fprintf(stderr, "oceanmx: %s\n", err ? err : "tls: cannot load the certificates");
+		}
+		free(err);
+		return NULL;
+	}
+	for (unsigned i = 0; i < cfg->num_tls_certs; i++) {
+		char names[512];
+
+		if (tls_store_describe(st, i, names, sizeof(names))) {
+			log_line(LOG_NOTICE, "main", "tls.cert file=%s names=%s%s", cfg->tls_certs[i], names,
+				 i == 0 ? " default=yes" : "");
+		}
+	}
+	return st;
+}
+
 static int serve(struct cfg *cfg, bool check_only)
 {
 	struct sink sinks[CFG_SINK_MAX];
@@ -213,6 +245,15 @@ static int serve(struct cfg *cfg, bool check_only)
 		rc = EXIT_CONFIG;
 		goto out;
 	}
+	if (cfg->num_tls_certs > 0) {
+		struct tls_store *st = tls_load(cfg, false);
+
+		if (st == NULL || (g.tls = tls_holder_new(st)) == NULL) {
+			tls_store_unref(st);
+			rc = EXIT_CONFIG;
+			goto out;
+		}
+	}
 	if (check_only) {
 		printf("oceanmx: configuration ok\n");
 		goto out;
@@ -226,6 +267,9 @@ static int serve(struct cfg *cfg, bool check_only)
 	scfg.max_cmd_line = cfg->max_cmd_line;
 	scfg.max_text_line = cfg->max_text_line;
 	scfg.bare_lf = cfg->bare_lf;
+	scfg.mail_ok = cfg->max_msg_rate != 0 ? shard_mail_ok : NULL;
+	scfg.tls_offered = g.tls != NULL;
+	scfg.tls_required = cfg->tls_required;
 	if (domains != NULL) {
 		scfg.domain_ok = domain_list_match;
 		scfg.domain_arg = domains;
@@ -236,7 +280,8 @@ static int serve(struct cfg *cfg, bool check_only)
 		goto out;
 	}
 	raise_nofile(cfg);
-	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0) {
+	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0 ||
+	    (!check_only && (rc = spool_write_sinks(cfg->spool_dir, cfg->sinks, cfg->num_sinks)) != 0)) {
 		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-rc));
 		rc = EXIT_STARTUP;
 		goto out;
@@ -245,6 +290,12 @@ static int serve(struct cfg *cfg, bool check_only)
 	g.smtp = &scfg;
 	g.dirs = &dirs;
 	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);
+	g.rates = NULL;
+	if ((cfg->max_conn_rate != 0 || cfg->max_msg_rate != 0) &&
+	    (g.rates = rate_new(cfg->max_conn_rate, cfg->max_msg_rate)) == NULL) {
+		rc = EXIT_STARTUP;
+		goto out;
+	}
 	atomic_init(&g.stopping, false);
 	dg.sinks = sinks;
 	dg.num_sinks = num_sinks;
@@ -327,7 +378,19 @@ static int serve(struct cfg *cfg, bool check_only)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_line(LOG_NOTICE, "main", "signal=HUP ignored (reload is not supported yet)");
+			struct tls_store *st;
+
+			if (g.tls == NULL) {
+				log_line(LOG_NOTICE, "main", "signal=HUP ignored (no tls-cert to reload)");
+				continue;
+			}
+			/* Files are read here, on the main thread; shards only take
+			 * a reference to whichever store is current at STARTTLS. */
+			st = tls_load(cfg, true);
+			if (st != NULL) {
+				tls_holder_set(g.tls, st);
+				log_line(LOG_NOTICE, "main", "tls.reload certificates=%u", cfg->num_tls_certs);
+			}
 			continue;
 		}
 		log_line(LOG_NOTICE, "main", "stop signal=%s shutdown_timeout=%us", sig == SIGTERM ? "TERM" : "INT",
@@ -364,7 +427,9 @@ out:
 		sink_unconfigure(&sinks[i]);
 	}
 	domain_list_free(domains);
+	tls_holder_free(g.tls);
 	limits_free(g.limits);
+	rate_free(g.rates);
 	for (i = 0; i < 64; i++) {
 		spool_log_free(logs[i]);
 	}

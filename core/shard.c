@@ -16,6 +16,14 @@
  *                    -> 250 (smtp_sess_tx_done) -> delivery queue
  *   -> replies: one send in flight per connection (out -> sending)
  *
+ * STARTTLS (core/tls.h): on SMTP_EV_STARTTLS the clear input still buffered
+ * is dropped (CVE-2011-0411), the 220 moves to c->tout and from then on
+ * c->tout is what goes to the socket: received ciphertext is fed to the TLS
+ * session (copied out of the pbuf), decrypted plaintext goes through
+ * conn_process like clear input, and replies in c->out are sealed into
+ * c->tout at each flush. Paused input stays as ciphertext in the session's
+ * read buffer (counted with c->pend for PEND_CANCEL).
+ *
  * Invariants:
  *  - No blocking syscall after start-up: file and socket I/O go through
  *    the ring. (getpeername and setsockopt on new sockets are non-blocking.)
@@ -124,12 +132,16 @@ struct spool_tx {
 };
 
 struct conn {
+	struct shard *sh;     /* owner, for the session's mail_ok callback */
 	uint32_t idx, gen;
 	int fd;
 	struct smtp_sess *sess;
 	struct bb out;        /* replies being queued */
 	struct bb sending;    /* replies of the send in flight */
-	struct bb pend;       /* input received while paused */
+	struct bb pend;       /* input received while paused (plaintext) */
+	struct tls_conn *tls; /* after STARTTLS; NULL in clear */
+	struct bb tout;       /* with tls: the bytes to send (the clear 220, then records) */
+	bool tls_up;          /* the handshake completed */
 	uint32_t inflight;    /* ops of this conn in flight */
 	bool recv_armed, send_inflight, cancel_sent, send_cancel_sent;
 	bool closing, io_done, counted;
@@ -234,6 +246,9 @@ struct shard {
 
 	/* counters (shard-local; logged at exit) */
 	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync, n_spill;
+	uint64_t n_tls, n_tls_resumed, n_tls_fail;
+
+	uint8_t tls_plain[16384];   /* one record of decrypted input (RFC 8446 §5.1), lent to conn_process */
 };
 
 static int64_t mono_ms(void)
@@ -286,6 +301,18 @@ static void conn_maybe_free(struct shard *sh, struct conn *c);
 static bool conn_paused(const struct conn *c)
 {
 	return c->paused_commit || c->paused_io || c->paused_out;
+}
+
+/* conn_backlog: input taken from the socket and not yet parsed (plaintext and ciphertext). */
+static size_t conn_backlog(const struct conn *c)
+{
+	return c->pend.len + (c->tls != NULL ? tls_conn_buffered(c->tls) : 0);
+}
+
+/* conn_unsent: reply bytes the client has not taken yet. */
+static size_t conn_unsent(const struct conn *c)
+{
+	return c->out.len + c->sending.len + c->tout.len;
 }
 
 /* bufwait_rearm re-arms the receives that ran out of buffers. */
@@ -377,6 +404,7 @@ static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
 }
 
 static void conn_flush(struct shard *sh, struct conn *c);
+static void conn_seal(struct shard *sh, struct conn *c);
 static void conn_close(struct shard *sh, struct conn *c);
 static void conn_drop_vjob(struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
@@ -467,6 +495,8 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 		return NULL;
 	}
 	idx = sh->free_idx[--sh->num_free];
+	c->sh = sh;
+	smtp_sess_set_owner(c->sess, c);
 	c->idx = idx;
 	c->gen = (uint32_t)(++sh->sess_counter);
 	c->fd = fd;
@@ -476,6 +506,7 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	bb_init(&c->out, 0);
 	bb_init(&c->sending, 0);
 	bb_init(&c->pend, 0);
+	bb_init(&c->tout, 0);
 	ip_key_from_sockaddr(&c->ipkey, sa);
 	/* Session ids: shard in the top byte, a counter scrambled below it
 	 * (an odd multiplier is a bijection, so unique per run), and a random
@@ -522,6 +553,8 @@ static void conn_release(struct shard *sh, struct conn *c)
 	bb_fini(&c->out);
 	bb_fini(&c->sending);
 	bb_fini(&c->pend);
+	tls_conn_free(c->tls); c->tls = NULL;
+	bb_fini(&c->tout);
 	sh->conns[c->idx] = NULL;
 	sh->free_idx[sh->num_free++] = c->idx;
 	sh->nconns--;
@@ -556,7 +589,13 @@ static void conn_close(struct shard *sh, struct conn *c)
 	if (c->tx != NULL && !c->tx->ended && !c->tx->body_done) {
 		tx_detach_abort(sh, c); /* mid-data: never acknowledged */
 	}
-	if (!c->send_inflight && c->out.len == 0) {
+	if (c->tls != NULL) {
+		conn_seal(sh, c); /* the last replies (dropped mid-handshake), then the alert */
+		if (c->tls_up) {
+			tls_conn_close_notify(c->tls);
+		}
+	}
+	if (!c->send_inflight && c->out.len == 0 && c->tout.len == 0) {
 		conn_finish_io(sh, c);
 	} else {
 		conn_flush(sh, c);
@@ -567,24 +606,51 @@ static void conn_close(struct shard *sh, struct conn *c)
 static void conn_fail(struct shard *sh, struct conn *c)
 {
 	bb_reset(&c->out, 1);
+	bb_reset(&c->tout, 1);
+	if (c->tls != NULL) {
+		c->tls_up = false; /* no close_notify on a broken socket */
+	}
 	conn_close(sh, c);
 	if (!c->send_inflight) {
 		conn_finish_io(sh, c);
 	}
 }
 
+/*
+ * conn_seal moves the replies in c->out into c->tout: sealed into records
+ * once the handshake is done; before it they cannot be sent at all (a 421
+ * from a timeout in the middle of a handshake), so they are dropped.
+ */
+static void conn_seal(struct shard *sh, struct conn *c)
+{
+	char err[160];
+
+	if (c->tls == NULL || c->out.len == 0) {
+		return;
+	}
+	if (c->tls_up && tls_conn_write(c->tls, bb_span(&c->out), err, sizeof(err)) != 0) {
+		log_line(LOG_INFO, c->who, "tls.fail reason=\"%s\"", err);
+		c->out.len = 0;
+		conn_fail(sh, c);
+		return;
+	}
+	c->out.len = 0;
+}
+
 static void conn_flush(struct shard *sh, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
+	struct bb *src = c->tls != NULL ? &c->tout : &c->out;
 	struct bb t;
 
-	if (c->send_inflight || c->out.len == 0 || c->io_done) {
+	conn_seal(sh, c);
+	if (c->send_inflight || src->len == 0 || c->io_done) {
 		return;
 	}
 	t = c->sending;
-	c->sending = c->out;
-	c->out = t;
-	c->out.len = 0;
+	c->sending = *src;
+	*src = t;
+	src->len = 0;
 	sqe = sqe_get(sh);
 	io_uring_prep_send(sqe, c->fd, c->sending.p, c->sending.len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
@@ -623,7 +689,7 @@ static void conn_cancel_send(struct shard *sh, struct conn *c, const char *why)
 /* out_drained resumes reading a conn paused for unread replies once they are mostly gone. */
 static void out_drained(struct shard *sh, struct conn *c)
 {
-	if (c->paused_out && c->out.len + c->sending.len < OUT_PAUSE / 2) {
+	if (c->paused_out && conn_unsent(c) < OUT_PAUSE / 2) {
 		c->paused_out = false;
 		conn_schedule_resume(sh, c);
 	}
@@ -655,13 +721,16 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 	}
 	c->sending.len = 0;
 	out_drained(sh, c);
-	if (c->out.len > 0) {
+	if (c->out.len > 0 || c->tout.len > 0) {
 		conn_flush(sh, c);
-		return;
+		if (c->send_inflight) {
+			return;
+		}
 	}
 	/* Idle connections hold no buffers. */
 	bb_reset(&c->sending, 1);
 	bb_reset(&c->out, 1);
+	bb_reset(&c->tout, 1);
 	if (c->closing) {
 		conn_finish_io(sh, c);
 	} else {
@@ -821,7 +890,8 @@ static void tx_begin(struct shard *sh, struct conn *c)
 		c->vjob = NULL;
 		vjob_set_owner(tx->vjob, tx);
 	}
-	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
+	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu tls=%s", env->id, env->num_rcpts,
+		 env->tls.on ? env->tls.version : "no");
 }
 
 /* seg_wait_add parks a tx until its shard's log has a free segment (retried every loop). */
@@ -1444,6 +1514,114 @@ static void on_dirsync(struct shard *sh, unsigned slot, int res)
 
 /* ------------------------------------------------------------ input */
 
+/*
+ * conn_start_tls runs at SMTP_EV_STARTTLS: the rest of the clear input is
+ * dropped (the session did so with *in; c->pend is what *in spans when
+ * resuming), the queued 220 moves to c->tout to go out in clear, and the
+ * TLS session starts with a reference to the current certificates.
+ */
+static void conn_start_tls(struct shard *sh, struct conn *c, struct span *in)
+{
+	struct tls_store *st;
+
+	span_skip(in, in->len);
+	st = sh->g->tls != NULL ? tls_holder_get(sh->g->tls) : NULL;
+	c->tls = st != NULL ? tls_conn_new(st, &c->tout) : NULL;
+	tls_store_unref(st);
+	if (c->tls == NULL || bb_append_span(&c->tout, bb_span(&c->out)) != 0) {
+		log_line(LOG_WARN, c->who, "tls.fail reason=\"out of memory\"");
+		conn_fail(sh, c);
+		return;
+	}
+	c->out.len = 0;
+	log_line(LOG_DEBUG, c->who, "tls.start");
+}
+
+static void conn_process(struct shard *sh, struct conn *c, struct span *in);
+
+/* conn_tls_fail ends a TLS session that broke: its alert (if any) goes out, then the conn closes. */
+static void conn_tls_fail(struct shard *sh, struct conn *c, const char *err)
+{
+	sh->n_tls_fail++;
+	log_line(LOG_INFO, c->who, "tls.fail phase=%s reason=\"%s\"", c->tls_up ? "session" : "handshake", err);
+	c->tls_up = false; /* no close_notify after a fatal alert */
+	bb_reset(&c->out, 1);
+	conn_close(sh, c);
+}
+
+/*
+ * conn_tls_pump advances the handshake with the ciphertext fed so far, then
+ * decrypts records into the session until it pauses or the input runs out.
+ */
+static void conn_tls_pump(struct shard *sh, struct conn *c)
+{
+	char err[200];
+
+	if (!c->tls_up) {
+		struct msg_tls info;
+
+		switch (tls_conn_handshake(c->tls, err, sizeof(err))) {
+		case TLS_OK:
+			break;
+		case TLS_WANT:
+			conn_flush(sh, c);
+			return;
+		default:
+			conn_tls_fail(sh, c, err);
+			return;
+		}
+		c->tls_up = true;
+		c->cmd_ms = sh->now_ms; /* the command timeout starts again */
+		tls_conn_info(c->tls, &info);
+		sh->n_tls++;
+		sh->n_tls_resumed += tls_conn_resumed(c->tls);
+		log_line(LOG_INFO, c->who, "tls.ok version=%s cipher=%s sni=%s resumed=%s", info.version, info.cipher,
+			 info.sni[0] != '\0' ? info.sni : "-", tls_conn_resumed(c->tls) ? "yes" : "no");
+		if (smtp_sess_tls_done(c->sess, &info) != 0) {
+			conn_fail(sh, c);
+			return;
+		}
+	}
+	while (!c->closing && !conn_paused(c) && c->pend.len == 0) {
+		struct span in;
+		size_t n;
+
+		switch (tls_conn_read(c->tls, sh->tls_plain, sizeof(sh->tls_plain), &n, err, sizeof(err))) {
+		case TLS_OK:
+			in = span_make(sh->tls_plain, n);
+			conn_process(sh, c, &in);
+			if (in.len > 0 && !c->closing && bb_append_span(&c->pend, in) != 0) {
+				conn_fail(sh, c);
+				return;
+			}
+			continue;
+		case TLS_WANT:
+			break;
+		case TLS_CLOSED:
+			conn_fail(sh, c); /* close_notify: as EOF */
+			return;
+		default:
+			conn_tls_fail(sh, c, err);
+			return;
+		}
+		break;
+	}
+	conn_flush(sh, c);
+}
+
+/* conn_tls_input takes ciphertext lent by a recv CQE (copied into the TLS session). */
+static void conn_tls_input(struct shard *sh, struct conn *c, struct span in)
+{
+	if (tls_conn_feed(c->tls, in) != 0) {
+		conn_fail(sh, c);
+		return;
+	}
+	conn_tls_pump(sh, c);
+	if (!c->closing && conn_backlog(c) > PEND_CANCEL) {
+		cancel_recv(sh, c); /* re-armed on resume, as in clear */
+	}
+}
+
 static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 {
 	size_t out_before = c->out.len;
@@ -1453,7 +1631,7 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 		struct span body;
 		enum smtp_ev ev;
 
-		if (c->out.len + c->sending.len >= OUT_PAUSE) {
+		if (conn_unsent(c) >= OUT_PAUSE) {
 			/* The client is not reading its replies: stop taking its
 			 * commands until it does (on_send resumes us). */
 			c->paused_out = true;
@@ -1483,6 +1661,9 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 		case SMTP_EV_CLOSE:
 			conn_close(sh, c);
 			goto out;
+		case SMTP_EV_STARTTLS:
+			conn_start_tls(sh, c, in);
+			goto out;
 		case SMTP_EV_COUNT:
 			goto out;
 		}
@@ -1503,6 +1684,10 @@ static void conn_input(struct shard *sh, struct conn *c, struct span in)
 	}
 	if (c->proxy_wait) {
 		proxy_input(sh, c, in);
+		return;
+	}
+	if (c->tls != NULL) {
+		conn_tls_input(sh, c, in);
 		return;
 	}
 	if (!conn_paused(c) && c->pend.len == 0) {
@@ -1553,7 +1738,10 @@ static void conn_resume(struct shard *sh, struct conn *c)
 		if (c->pend.len == 0) {
 			bb_reset(&c->pend, 1);
 		}
-		if (!c->closing && !conn_paused(c) && c->pend.len <= PEND_CANCEL) {
+		if (c->tls != NULL && !c->closing) {
+			conn_tls_pump(sh, c); /* records that arrived while paused */
+		}
+		if (!c->closing && !conn_paused(c) && conn_backlog(c) <= PEND_CANCEL) {
 			arm_recv(sh, c);
 		}
 	}
@@ -1601,7 +1789,7 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		log_line(LOG_INFO, c->who, "conn.recv error=\"%s\"", strerror(-res));
 		conn_fail(sh, c);
 	}
-	if (!c->recv_armed && !c->closing && !conn_paused(c) && c->pend.len <= PEND_CANCEL) {
+	if (!c->recv_armed && !c->closing && !conn_paused(c) && conn_backlog(c) <= PEND_CANCEL) {
 		arm_recv(sh, c);
 	}
 	conn_maybe_free(sh, c);
@@ -1691,6 +1879,18 @@ static void conn_admit(struct shard *sh, struct conn *c)
 	struct io_uring_sqe *sqe;
 
 	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
+	if (c->counted && sh->g->rates != NULL && !rate_conn_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+		limits_release(sh->g->limits, &c->ipkey);
+		c->counted = false;
+		sh->n_refused++;
+		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection rate\"");
+		if (smtp_sess_abort(c->sess, SMTP_ABORT_TOO_MANY, &c->out) != 0) {
+			bb_reset(&c->out, 1);
+		}
+		c->io_done = false;
+		conn_close(sh, c);
+		return;
+	}
 	if (!c->counted) {
 		sh->n_refused++;
 		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection limit\"");
@@ -1826,6 +2026,11 @@ static void tick(struct shard *sh)
 			limit = cfg->timeout_commit;
 			since = c->commit_ms;
 			break;
+		case SMTP_PHASE_TLS:
+			/* From STARTTLS to the end of the handshake (--timeout-tls). */
+			limit = cfg->timeout_tls;
+			since = c->cmd_ms;
+			break;
 		default:
 			/* A whole command must arrive within the limit, and its reply
 			 * must be taken: while paused for unread replies no command
@@ -1848,6 +2053,11 @@ static void tick(struct shard *sh)
 			}
 			conn_close(sh, c);
 		} else if (sh->now_ms - since >= limit * 1000) {
+			if (phase == SMTP_PHASE_TLS) {
+				sh->n_tls_fail++;
+				log_line(LOG_INFO, c->who, "tls.fail phase=handshake reason=\"no handshake within %us\"",
+					 (unsigned)limit);
+			}
 			log_line(LOG_INFO, c->who, "conn.timeout phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
 			if (smtp_sess_abort(c->sess, SMTP_ABORT_TIMEOUT, &c->out) != 0) {
 				bb_reset(&c->out, 1);
@@ -2241,10 +2451,13 @@ static void *shard_main(void *arg)
 	if (rc == 0) {
 		shard_loop(sh);
 		log_line(LOG_NOTICE, sh->who,
-			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu batches=%llu spilled=%llu enobufs=%llu",
+			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu batches=%llu spilled=%llu enobufs=%llu "
+			 "tls=%llu tls_resumed=%llu tls_failed=%llu",
 			 (unsigned long long)sh->n_accept, (unsigned long long)sh->n_refused,
 			 (unsigned long long)sh->n_msgs, (unsigned long long)sh->n_fsync,
-			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_spill, (unsigned long long)sh->n_enobufs);
+			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_spill, (unsigned long long)sh->n_enobufs,
+			 (unsigned long long)sh->n_tls, (unsigned long long)sh->n_tls_resumed,
+			 (unsigned long long)sh->n_tls_fail);
 	}
 	return NULL;
 }
@@ -2291,6 +2504,18 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 		return NULL;
 	}
 	return sh;
+}
+
+bool shard_mail_ok(void *owner)
+{
+	struct conn *c = owner;
+	struct shard *sh = c->sh;
+
+	if (sh->g->rates == NULL || rate_msg_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+		return true;
+	}
+	log_line(LOG_INFO, c->who, "smtp.reject code=451 cmd=MAIL reason=\"message rate\"");
+	return false;
 }
 
 void shard_wake(struct shard *sh)

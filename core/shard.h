@@ -15,14 +15,17 @@
 #include "deliver.h"
 #include "limits.h"
 #include "spool.h"
+#include "tls.h"
 #include "vpool.h"
 
 struct shard_global {
 	const struct cfg *cfg;
 	const struct smtp_cfg *smtp;
 	struct conn_limits *limits;
+	struct rate_limits *rates; /* --max-connection-rate, --max-message-rate; NULL when both are off */
 	struct vpool *vpool;     /* DKIM verification; NULL with --dkim off */
 	const struct spool_dirs *dirs; /* SPOOL/{log,failed,ctl} */
+	struct tls_holder *tls;  /* the current certificates (SIGHUP swaps them); NULL: no STARTTLS */
 	atomic_bool stopping;    /* set by main on SIGTERM/SIGINT */
 };
 
@@ -33,6 +36,12 @@ struct shard;
  * listeners); it appends to `log` and hands records to `d`. Returns NULL (after logging why) on failure. Main thread only.
  */
 struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d, struct spool_log *log);
+
+/*
+ * shard_mail_ok is the sessions' smtp_cfg.mail_ok: the client's message
+ * rate (--max-message-rate). `owner` is the session's conn. Shard thread.
+ */
+bool shard_mail_ok(void *owner);
 
 /* shard_wake makes the shard notice g->stopping now. Any thread. */
 void shard_wake(struct shard *sh);

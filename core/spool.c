@@ -174,6 +174,11 @@ int spool_head_format(struct bb *out, const struct msg_env *env)
 			   env->esmtp ? 1 : 0, env->smtputf8 ? 1 : 0, msg_body_name(env->body),
 			   env->mail_from ? env->mail_from : "");
 
+	/* tls VERSION CIPHER SNI|- (after STARTTLS only; core sanitised all three: no spaces) */
+	if (rc == 0 && env->tls.on) {
+		rc = bb_printf(out, "tls %s %s %s\n", env->tls.version, env->tls.cipher,
+			       env->tls.sni[0] != '\0' ? env->tls.sni : "-");
+	}
 	for (size_t i = 0; rc == 0 && i < env->num_rcpts; i++) {
 		rc = bb_printf(out, "rcpt %s\n", env->rcpts[i]);
 	}
@@ -270,6 +275,23 @@ static int parse_head_line(struct msg_env *env, struct span key, struct span val
 			return -ENOMEM;
 		}
 		env->num_rcpts++;
+	} else if (span_eq(key, SPAN_LIT("tls"))) {
+		struct span ver, cipher;
+
+		if (!span_take_until(&val, &ver, ' ') || !span_skip(&val, 1) || !span_take_until(&val, &cipher, ' ') ||
+		    !span_skip(&val, 1) || ver.len >= sizeof(env->tls.version) ||
+		    cipher.len >= sizeof(env->tls.cipher) || val.len >= sizeof(env->tls.sni)) {
+			return -EINVAL;
+		}
+		memcpy(env->tls.version, ver.p, ver.len);
+		env->tls.version[ver.len] = '\0';
+		memcpy(env->tls.cipher, cipher.p, cipher.len);
+		env->tls.cipher[cipher.len] = '\0';
+		if (!span_eq(val, SPAN_LIT("-"))) {
+			memcpy(env->tls.sni, val.p, val.len);
+			env->tls.sni[val.len] = '\0';
+		}
+		env->tls.on = true;
 	}
 	/* Unknown keys are ignored so that a newer head stays readable. */
 	return 0;

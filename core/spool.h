@@ -65,7 +65,7 @@
 #define SPOOL_REC_MESSAGE   1u
 #define SPOOL_DONE_HDR_LEN  16u
 #define SPOOL_DONE_REMOVED  0x80u
-#define SPOOL_SINK_BITS     7u            /* sinks with a done bit each */
+#define SPOOL_SINK_BITS     7u            /* sinks with a done bit each (CFG_SINK_MAX) */
 #define SPOOL_SEG_SIZE_DEF  (64ull << 20) /* --spool-segment-size default */
 #define SPOOL_SEG_SIZE_MIN  (64ull << 10)
 #define SPOOL_SPILL_BYTES   (128u * 1024) /* a body past this streams into a segment of its own */
@@ -209,6 +209,16 @@ struct spool_dirs {
 	int failed; /* dead letters: one file per message a sink refused for good */
 	int ctl;    /* requests from `oceanmx spool retry|delete` */
 };
+
+/*
+ * SPOOL/sinks names the configured sinks, one spec per line in --sink order
+ * (bit i of a done byte is line i+1), so `oceanmx spool` can tell what each
+ * sink still owes without the server's configuration. Written at start-up.
+ */
+#define SPOOL_SINKS_FILE "sinks"
+
+/* spool_write_sinks replaces SPOOL/sinks with specs[0..n). Blocking; 0 or -errno. */
+int spool_write_sinks(const char *spool_dir, char *const *specs, unsigned n);
 
 /* spool_open creates SPOOL/{log,failed,ctl} and opens them. 0 or -errno. */
 int spool_open(struct spool_dirs *out, const char *spool_dir);

@@ -42,6 +42,7 @@ struct seg_view {
 struct scan_all {
 	int dirfd;
 	unsigned num_sinks;
+	char sink_names[SPOOL_SINK_BITS][256]; /* from SPOOL/sinks, "" when unknown */
 	uint8_t all;
 	struct seg_view *segs;
 	size_t num_segs;
@@ -178,6 +179,31 @@ static void owes(const struct scan_all *a, uint8_t done, char *out, size_t cap)
 	}
 }
 
+/*
+ * read_sinks takes the number and names of the sinks from SPOOL/sinks (the
+ * server writes it at start-up); without it, one sink is assumed.
+ */
+static void read_sinks(struct scan_all *a, const char *spool)
+{
+	char p[4096], line[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", spool, SPOOL_SINKS_FILE);
+	if ((f = fopen(p, "re")) == NULL) {
+		return;
+	}
+	a->num_sinks = 0;
+	while (fgets(line, sizeof(line), f) != NULL && a->num_sinks < SPOOL_SINK_BITS) {
+		line[strcspn(line, "\n")] = '\0';
+		snprintf(a->sink_names[a->num_sinks], sizeof(a->sink_names[0]), "%.255s", line);
+		a->num_sinks++;
+	}
+	fclose(f);
+	if (a->num_sinks == 0) {
+		a->num_sinks = 1;
+	}
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: oceanmx spool ls|stats [--spool DIR] [--sinks N]\n"
@@ -189,6 +215,7 @@ int cmd_spool(int argc, char **argv)
 {
 	const char *spool = "./var/spool", *verb, *id = NULL;
 	struct scan_all a;
+	bool sinks_given = false;
 	int rc = 0;
 
 	memset(&a, 0, sizeof(a));
@@ -202,11 +229,15 @@ int cmd_spool(int argc, char **argv)
 			spool = argv[++i];
 		} else if (strcmp(argv[i], "--sinks") == 0 && i + 1 < argc) {
 			a.num_sinks = (unsigned)atoi(argv[++i]);
+			sinks_given = true;
 		} else if (id == NULL && argv[i][0] != '-') {
 			id = argv[i];
 		} else {
 			return usage();
 		}
+	}
+	if (!sinks_given) {
+		read_sinks(&a, spool);
 	}
 	a.all = (uint8_t)((1u << (a.num_sinks < SPOOL_SINK_BITS ? a.num_sinks : SPOOL_SINK_BITS)) - 1);
 	if (strcmp(verb, "retry") == 0 || strcmp(verb, "delete") == 0) {
@@ -301,7 +332,8 @@ int cmd_spool(int argc, char **argv)
 			       (long long)(time(NULL) - oldest / 1000000));
 		}
 		for (unsigned s = 0; s < a.num_sinks && s < SPOOL_SINK_BITS; s++) {
-			printf("sink %u owes %llu\n", s, (unsigned long long)owed[s]);
+			printf("sink %u owes %llu%s%s\n", s, (unsigned long long)owed[s], a.sink_names[s][0] ? " " : "",
+			       a.sink_names[s]);
 		}
 		printf("segments %zu\n", a.num_segs);
 		for (size_t i = 0; i < a.num_segs; i++) {

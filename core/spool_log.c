@@ -27,6 +27,32 @@ static int mkdir_one(const char *p)
 	return (mkdir(p, 0700) == 0 || errno == EEXIST) ? 0 : -errno;
 }
 
+int spool_write_sinks(const char *spool_dir, char *const *specs, unsigned n)
+{
+	char tmp[4096], dst[4096];
+	FILE *f;
+	int rc = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", spool_dir, SPOOL_SINKS_FILE);
+	snprintf(dst, sizeof(dst), "%s/%s", spool_dir, SPOOL_SINKS_FILE);
+	if ((f = fopen(tmp, "we")) == NULL) {
+		return -errno;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		fprintf(f, "%s\n", specs[i]);
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		rc = -errno;
+	}
+	if (fclose(f) != 0 && rc == 0) {
+		rc = -errno;
+	}
+	if (rc == 0 && rename(tmp, dst) != 0) {
+		rc = -errno;
+	}
+	return rc;
+}
+
 int spool_open(struct spool_dirs *out, const char *spool_dir)
 {
 	static const char *const sub[] = { "log", "failed", "ctl" };

@@ -63,6 +63,7 @@ enum smtp_reply {
 	SMTP_R_SEQ_BDAT_OPEN,    /* 503 5.5.1 RCPT while a BDAT transfer is open */
 	SMTP_R_RELAY_DENIED,     /* 550 5.7.1 */
 	SMTP_R_TOO_MANY_RCPTS,   /* 452 4.5.3 */
+	SMTP_R_RATE_MAIL,        /* 451 4.7.1 --max-message-rate reached for this client */
 	SMTP_R_SIZE_EXCEEDED,    /* 552 5.3.4 */
 	SMTP_R_SIZE_EXCEEDED_CLOSE, /* 552 5.3.4 BDAT count beyond the limit: closing */
 	SMTP_R_DATA_BARE,        /* 550 5.5.2 bare CR or LF in message data */
@@ -77,6 +78,10 @@ enum smtp_reply {
 	SMTP_R_SHUTDOWN,         /* 421 4.3.2 */
 	SMTP_R_TOO_MANY_CONN,    /* 421 4.7.0 */
 	SMTP_R_LOCAL_ERROR,      /* 421 4.3.0 out of memory: closing */
+	SMTP_R_TLS_READY,        /* 220 2.0.0 Ready to start TLS (RFC 3207 §4) */
+	SMTP_R_TLS_ACTIVE,       /* 503 5.5.1 STARTTLS inside TLS */
+	SMTP_R_TLS_IN_TX,        /* 503 5.5.1 STARTTLS inside a mail transaction */
+	SMTP_R_TLS_REQUIRED,     /* 530 5.7.0 MAIL before STARTTLS with --tls-required on */
 	SMTP_R_COUNT             /* sentinel */
 };
 

@@ -49,7 +49,9 @@ struct dce {
 	size_t cost;                      /* bytes counted against the shard's budget */
 	uint16_t qtype;
 	uint16_t name_len;
-	char name[];                      /* canonical: lower case, no final dot */
+	char *name;                       /* canonical: lower case, no final dot; stored
+	                                     right after the struct (not a flexible array,
+	                                     so the LRU head can be a struct dce) */
 };
 
 struct dcs {
@@ -319,6 +321,7 @@ static struct dce *entry_new(struct dcs *s, struct dce **slot, uint64_t h, const
 	if (e == NULL) {
 		return NULL;
 	}
+	e->name = (char *)(e + 1);
 	e->hash = h;
 	e->qtype = qtype;
 	e->name_len = (uint16_t)len;

@@ -129,6 +129,11 @@ static void feed(struct run *r, struct smtp_sess *s, struct span in, uint8_t com
 			}
 			break;
 		}
+		case SMTP_EV_STARTTLS:
+			/* The clear input behind STARTTLS is dropped (CVE-2011-0411). */
+			CHECK(!r->in_msg && smtp_sess_phase(s) == SMTP_PHASE_TLS);
+			CHECK(bb_printf(&r->log, "starttls@%zu\n", r->out.len) == 0);
+			break;
 		case SMTP_EV_CLOSE:
 			CHECK(!r->in_msg);
 			CHECK(bb_printf(&r->log, "close@%zu left=%zu\n", r->out.len, in.len) == 0);

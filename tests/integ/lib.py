@@ -594,6 +594,13 @@ class Server:
         except (TypeError, FileNotFoundError):
             return ""
 
+    def spool_pending(self):
+        """spool_pending: the ids `oceanmx spool ls` shows as still owed to some sink."""
+        out = subprocess.run([omx_bin(), "spool", "ls", "--spool", self.spool], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise Failure("oceanmx spool ls: exit %d: %s" % (out.returncode, out.stderr))
+        return {ln.split()[0] for ln in out.stdout.splitlines()[1:] if ln.strip()}
+
     def wait_log(self, pattern, timeout=10):
         """wait_log waits until the server's log (written asynchronously) matches
         the regular expression; returns the match, or None at the timeout."""
