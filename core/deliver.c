@@ -39,6 +39,8 @@ struct item {
 	struct item *next;
 	int64_t due_ms;      /* retry time (CLOCK_MONOTONIC ms); 0 = now */
 	uint32_t attempts;
+	bool sync;           /* waits for the sync sinks; its conn waits for the outcome */
+	uint32_t conn_idx, conn_gen;
 	struct spool_entry ent;
 	struct spool_ref ref;
 	struct result res[CFG_SINK_MAX];
@@ -59,11 +61,14 @@ struct deliver {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct item *queue, **queue_tail; /* guarded by mu */
+	struct item *sync_q, **sync_tail; /* guarded by mu: sync items, taken first */
+	uint32_t sync_mask;               /* the "?sync=yes" sinks, bit per sink index */
+	struct inbox sync_inbox;          /* outcomes of sync items, read by the shard */
 	bool stopping;                    /* guarded by mu */
 	struct item *retry;               /* worker-owned */
 	void *state[CFG_SINK_MAX];     /* per-sink worker state */
 	struct spool_log *logs[LOGS_MAX]; /* logs this worker looks after (its shard's first) */
-	unsigned num_logs;
+	_Atomic unsigned num_logs;       /* grows while the worker runs (recovery adds logs): published after logs[] */
 	struct recycle_req *recycle;      /* guarded by mu */
 	bool kicked;                      /* guarded by mu: a log wants a segment */
 	int64_t last_done_sync, last_make_try, last_ctl;
@@ -189,8 +194,12 @@ static int record_load(struct spool_entry *e, const struct spool_ref *ref)
 	return 0;
 }
 
-/* start_one loads the entry and opens a tx on every sink; results land in it->rc. */
-static void start_one(struct deliver *d, struct item *it)
+/*
+ * start_one loads the entry and opens a tx on every sink in `mask` (a bit
+ * per sink index); results land in it->res (TEMPFAIL until done() says
+ * otherwise; sinks outside the mask stay TEMPFAIL and are not asked).
+ */
+static void start_one(struct deliver *d, struct item *it, uint32_t mask)
 {
 	const struct deliver_global *g = d->g;
 	int rc;
@@ -218,6 +227,9 @@ static void start_one(struct deliver *d, struct item *it)
 
 		if (s < SPOOL_SINK_BITS && (it->ref.done & (1u << s))) {
 			it->res[s].rc = SINK_OK; /* took it at an earlier attempt */
+			continue;
+		}
+		if (!(mask & (1u << s))) {
 			continue;
 		}
 		rc = ops->tx_begin(d->state[s], &tx, &it->ent.env);
@@ -393,7 +405,7 @@ static void finish_one(struct deliver *d, struct item *it)
 static void sync_done(struct deliver *d)
 {
 	d->last_done_sync = now_ms();
-	for (unsigned i = 0; i < d->num_logs; i++) {
+	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
 		spool_log_sync_done(d->logs[i]);
 	}
 }
@@ -527,7 +539,7 @@ static void upkeep(struct deliver *d)
 		free(r);
 		r = next;
 	}
-	for (unsigned i = 0; i < d->num_logs; i++) {
+	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
 		struct spool_log *l = d->logs[i];
 		bool want;
 
@@ -566,7 +578,7 @@ static void run_batch(struct deliver *d, struct item *batch)
 	struct item *it, *next;
 
 	for (it = batch; it != NULL; it = it->next) {
-		start_one(d, it);
+		start_one(d, it, UINT32_MAX);
 	}
 	for (unsigned s = 0; s < g->num_sinks; s++) {
 		if (g->sinks[s].ops->flush != NULL) {
@@ -579,6 +591,104 @@ static void run_batch(struct deliver *d, struct item *batch)
 	}
 	if (now_ms() - d->last_done_sync >= DONE_SYNC_MS) {
 		sync_done(d);
+	}
+}
+
+/*
+ * sync_post tells the shard the outcome of a sync item. Without memory the
+ * outcome is lost: the client then gets 421 at --timeout-commit.
+ */
+static void sync_post(struct deliver *d, const struct item *it, enum sink_rc rc, const char *who)
+{
+	struct deliver_sync_res *r = calloc(1, sizeof(*r));
+	const char *said = rc == SINK_OK ? NULL : sink_why_said(it->why);
+
+	if (r == NULL) {
+		log_line(LOG_WARN, who, "deliver.sync error=\"out of memory\" (the client times out)");
+		return;
+	}
+	r->conn_idx = it->conn_idx;
+	r->conn_gen = it->conn_gen;
+	r->rc = rc;
+	snprintf(r->id, sizeof(r->id), "%s", it->ref.id);
+	snprintf(r->said, sizeof(r->said), "%s", said ? said : "");
+	inbox_push(&d->sync_inbox, &r->node);
+}
+
+/*
+ * finish_sync settles a sync item after its sync sinks answered. All OK:
+ * their done bits are recorded and the item joins the queue for the other
+ * sinks (it is still loaded). Otherwise the record is marked removed and
+ * that made durable before the refusal is posted, so a crash never delivers
+ * a message whose client was told 451 or 550.
+ */
+static void finish_sync(struct deliver *d, struct item *it)
+{
+	const struct deliver_global *g = d->g;
+	enum sink_rc worst = SINK_OK;
+	uint8_t ok_bits = 0;
+	char who[64];
+	int rc;
+
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		if (!(d->sync_mask & (1u << s))) {
+			continue;
+		}
+		if (it->res[s].rc == SINK_OK) {
+			ok_bits |= (uint8_t)(1u << s);
+		} else if (it->res[s].rc == SINK_PERMFAIL) {
+			worst = SINK_PERMFAIL;
+		} else if (worst == SINK_OK) {
+			worst = SINK_TEMPFAIL;
+		}
+	}
+	snprintf(who, sizeof(who), "%s %s", d->who, it->ref.id);
+	if (worst == SINK_OK) {
+		if ((ok_bits & ~it->ref.done) != 0 &&
+		    (rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, ok_bits)) != 0) {
+			log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+		}
+		it->ref.done |= ok_bits;
+		log_line(LOG_INFO, who, "deliver.sync result=ok");
+		sync_post(d, it, SINK_OK, who);
+		it->sync = false;
+		it->why[0] = '\0';
+		pthread_mutex_lock(&d->mu);
+		*d->queue_tail = it; /* on to the other sinks; the done bits skip the sync ones */
+		d->queue_tail = &it->next;
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	log_line(LOG_NOTICE, who, "deliver.sync result=%s reason=\"%s\" removed=yes", sink_rc_name(worst), it->why);
+	if ((rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED)) != 0) {
+		log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+	}
+	spool_log_sync_done(it->ref.log);
+	sync_post(d, it, worst, who);
+	atomic_fetch_add_explicit(worst == SINK_PERMFAIL ? &d->n_perm : &d->n_temp, 1, memory_order_relaxed);
+	spool_entry_fini(&it->ent);
+	record_done(d, it);
+	free(it);
+}
+
+/* run_sync hands sync items to the sync sinks only, then settles each. */
+static void run_sync(struct deliver *d, struct item *list)
+{
+	const struct deliver_global *g = d->g;
+	struct item *it, *next;
+
+	for (it = list; it != NULL; it = it->next) {
+		start_one(d, it, d->sync_mask);
+	}
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		if ((d->sync_mask & (1u << s)) && g->sinks[s].ops->flush != NULL) {
+			g->sinks[s].ops->flush(d->state[s]);
+		}
+	}
+	for (it = list; it != NULL; it = next) {
+		next = it->next;
+		it->next = NULL;
+		finish_sync(d, it);
 	}
 }
 
@@ -630,6 +740,16 @@ static void *worker_main(void *arg)
 			upkeep(d);
 			pthread_mutex_lock(&d->mu);
 		}
+		if (d->sync_q != NULL) {
+			/* Sync items first: a client waits for each. */
+			batch = d->sync_q;
+			d->sync_q = NULL;
+			d->sync_tail = &d->sync_q;
+			pthread_mutex_unlock(&d->mu);
+			run_sync(d, batch);
+			pthread_mutex_lock(&d->mu);
+			continue;
+		}
 		batch = take_batch(d);
 		if (batch == NULL) {
 			struct timespec ts;
@@ -680,6 +800,17 @@ struct deliver *deliver_start(const struct deliver_global *g, unsigned idx)
 	d->idx = idx;
 	snprintf(d->who, sizeof(d->who), "d%u", idx);
 	d->queue_tail = &d->queue;
+	d->sync_tail = &d->sync_q;
+	if (inbox_init(&d->sync_inbox) != 0) {
+		log_line(LOG_ERR, d->who, "deliver.start error=\"%s\"", strerror(errno));
+		free(d);
+		return NULL;
+	}
+	for (s = 0; s < g->num_sinks; s++) {
+		if (g->sinks[s].sync) {
+			d->sync_mask |= 1u << s;
+		}
+	}
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
 	for (s = 0; s < g->num_sinks; s++) {
@@ -702,16 +833,20 @@ fail:
 	}
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	inbox_fini(&d->sync_inbox);
 	free(d);
 	return NULL;
 }
 
 int deliver_add_log(struct deliver *d, struct spool_log *l)
 {
-	if (d->num_logs == LOGS_MAX) {
+	unsigned n = atomic_load_explicit(&d->num_logs, memory_order_relaxed);
+
+	if (n == LOGS_MAX) {
 		return -ENOMEM;
 	}
-	d->logs[d->num_logs++] = l;
+	d->logs[n] = l;
+	atomic_store_explicit(&d->num_logs, n + 1, memory_order_release); /* the worker reads logs[n] after this */
 	return 0;
 }
 
@@ -729,6 +864,35 @@ int deliver_enqueue(struct deliver *d, const struct spool_ref *ref)
 	pthread_cond_signal(&d->cv);
 	pthread_mutex_unlock(&d->mu);
 	return 0;
+}
+
+bool deliver_has_sync(const struct deliver *d)
+{
+	return d->sync_mask != 0;
+}
+
+int deliver_enqueue_sync(struct deliver *d, const struct spool_ref *ref, uint32_t conn_idx, uint32_t conn_gen)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL) {
+		return -ENOMEM;
+	}
+	it->ref = *ref;
+	it->sync = true;
+	it->conn_idx = conn_idx;
+	it->conn_gen = conn_gen;
+	pthread_mutex_lock(&d->mu);
+	*d->sync_tail = it;
+	d->sync_tail = &it->next;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	return 0;
+}
+
+struct inbox *deliver_sync_inbox(struct deliver *d)
+{
+	return &d->sync_inbox;
 }
 
 void deliver_recycle(struct deliver *d, struct spool_log *l, struct spool_seg *seg)
@@ -779,6 +943,12 @@ void deliver_stop(struct deliver *d)
 	for (unsigned s = 0; s < d->g->num_sinks; s++) {
 		d->g->sinks[s].ops->worker_fini(d->state[s]);
 	}
+	/* Outcomes nobody read (the shard stopped first) */
+	for (struct inbox_node *n = inbox_take(&d->sync_inbox), *nn; n != NULL; n = nn) {
+		nn = n->next;
+		free(n); /* the node is the first member of struct deliver_sync_res */
+	}
+	inbox_fini(&d->sync_inbox);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
 	free(d);

@@ -33,7 +33,9 @@
  *    and it has no tx, so a CQE never finds a freed conn; the generation in
  *    user_data is a second check.
  *  - 250 is sent only from the completion of the flush that covered the
- *    record and every record before it in its segment.
+ *    record and every record before it in its segment; with a "?sync=yes"
+ *    sink, only once that sink took it too (the delivery worker's outcome,
+ *    OP_SINKDONE; a late outcome for a conn gone is dropped).
  */
 #include "shard.h"
 
@@ -87,6 +89,7 @@ enum op {
 	OP_WAKE,     /* eventfd read, shard */
 	OP_SYNCDONE, /* eventfd read: the sync thread finished a syncfs, shard */
 	OP_VDONE,    /* eventfd read: the verify pool finished jobs, shard */
+	OP_SINKDONE, /* eventfd read: the delivery worker answered sync deliveries, shard */
 	OP_IGNORE,   /* cancel, close, unlink: result not needed */
 	OP_COUNT     /* sentinel */
 };
@@ -154,6 +157,9 @@ struct conn {
 	int64_t send_ms;      /* the send in flight was submitted or progressed */
 	int64_t commit_ms;    /* when TX_END was seen */
 	enum smtp_commit commit_rc;
+	char *commit_why;     /* a sync sink's reason for commit_rc (malloc'd), or NULL */
+	bool sync_wait;       /* durable; the reply waits for the sync sinks' outcome */
+	char sync_id[MSG_ID_MAX]; /* the message whose outcome sync_wait waits for */
 	struct ip_key ipkey;
 	struct spool_tx *tx;
 	struct vjob *vjob;        /* checks started at MAIL FROM, until TX_BEGIN takes them */
@@ -216,6 +222,7 @@ struct shard {
 
 	struct vpool_inbox inbox;   /* verify pool results */
 	uint64_t vdone_buf;
+	uint64_t sinkdone_buf;      /* deliver_sync_inbox's eventfd, read when a sink is ?sync=yes */
 	uint32_t vjobs_live;        /* jobs created and not yet freed */
 
 	/* --spool-sync syncfs: one syncfs() per batch, on a thread of its own
@@ -541,6 +548,7 @@ static void conn_release(struct shard *sh, struct conn *c)
 	}
 	log_line(LOG_INFO, c->who, "conn.close");
 	conn_drop_vjob(c);
+	free(c->commit_why); c->commit_why = NULL;
 	smtp_sess_free(c->sess);
 	bb_fini(&c->out);
 	bb_fini(&c->sending);
@@ -977,6 +985,60 @@ static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
 }
 
 /*
+ * sync_enqueue hands the durable record to the delivery worker's sync sinks
+ * and leaves the conn waiting for their outcome (on_sinkdone). Without
+ * memory the client gets 451; the record stays in the spool and is
+ * delivered after the next start (a duplicate if the client resends).
+ */
+static void sync_enqueue(struct shard *sh, struct conn *c, const struct spool_ref *ref)
+{
+	if (deliver_enqueue_sync(sh->deliver, ref, c->idx, c->gen) != 0) {
+		log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", ref->id);
+		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
+		return;
+	}
+	c->sync_wait = true;
+	memcpy(c->sync_id, ref->id, sizeof(c->sync_id) < sizeof(ref->id) ? sizeof(c->sync_id) : sizeof(ref->id));
+	c->sync_id[sizeof(c->sync_id) - 1] = '\0';
+}
+
+/*
+ * on_sinkdone takes the delivery worker's sync outcomes and answers the
+ * waiting conns: 250, 451 4.3.0 or 550 5.7.1 with the consumer's words. An
+ * outcome whose conn is gone (timed out by --timeout-commit, closed by the
+ * client) is dropped: what the worker decided for the record stands.
+ */
+static void on_sinkdone(struct shard *sh)
+{
+	struct inbox_node *n = inbox_take(deliver_sync_inbox(sh->deliver)), *next;
+
+	for (; n != NULL; n = next) {
+		struct deliver_sync_res *r = (struct deliver_sync_res *)n; /* node is its first member */
+		struct conn *c = conn_get(sh, r->conn_idx, r->conn_gen);
+
+		next = n->next;
+		if (c == NULL || !c->sync_wait || c->closing || strncmp(c->sync_id, r->id, sizeof(c->sync_id)) != 0) {
+			log_line(LOG_NOTICE, sh->who, "deliver.sync id=%s result=%s answered=no reason=\"client gone\"", r->id,
+				 sink_rc_name(r->rc));
+			free(r);
+			continue;
+		}
+		c->sync_wait = false;
+		if (r->rc == SINK_OK) {
+			sh->n_msgs++;
+			log_line(LOG_INFO, c->who, "tx.commit id=%s sync=ok", r->id);
+			commit_finish(sh, c, SMTP_COMMIT_OK);
+		} else {
+			free(c->commit_why);
+			c->commit_why = r->said[0] ? strdup(r->said) : NULL; /* NULL: a generic text */
+			log_line(LOG_INFO, c->who, "tx.refused id=%s sync=%s", r->id, sink_rc_name(r->rc));
+			commit_finish(sh, c, r->rc == SINK_PERMFAIL ? SMTP_COMMIT_SINK_REJECT : SMTP_COMMIT_SINK_TEMPFAIL);
+		}
+		free(r);
+	}
+}
+
+/*
  * tx_place gives an ended record its place: the tail of the active segment
  * (a new one when it does not fit), or its spill segment. It fills in the
  * header, appends the trailer and padding, and queues the record in the
@@ -1143,15 +1205,22 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 			spool_log_seal(sh->log, tx->seg); /* its one record is in; the worker recycles it */
 		}
 		/* The record's hold on its segment passes to the delivery item. */
+		tx->seg = NULL;
+		c->tx = NULL;
+		if (deliver_has_sync(sh->deliver)) {
+			log_line(LOG_INFO, c->who, "tx.durable id=%s size=%llu sync=wait", tx->name,
+				 (unsigned long long)tx->msg_len);
+			tx_free(tx);
+			sync_enqueue(sh, c, &ref);
+			return;
+		}
 		if (deliver_enqueue(sh->deliver, &ref) != 0) {
 			/* Still durable: the next start delivers it. */
 			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
 		}
-		tx->seg = NULL;
 		sh->n_msgs++;
 		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu", tx->name,
 			 (unsigned long long)tx->msg_len);
-		c->tx = NULL;
 		tx_free(tx);
 		commit_finish(sh, c, SMTP_COMMIT_OK);
 		return;
@@ -1643,14 +1712,19 @@ static void conn_resume(struct shard *sh, struct conn *c)
 	struct span in;
 
 	c->on_resume = false;
-	if (c->paused_commit && (c->tx == NULL)) {
+	if (c->paused_commit && c->tx == NULL && !c->sync_wait) {
+		const char *why = c->commit_why;
+		int rc = 0;
+
 		c->paused_commit = false;
 		c->cmd_ms = sh->now_ms;
 		if (!c->closing) {
-			if (smtp_sess_tx_done(c->sess, c->commit_rc, &c->out) != 0) {
-				conn_fail(sh, c);
-				return;
-			}
+			rc = smtp_sess_tx_done_why(c->sess, c->commit_rc, why, why ? strlen(why) : 0, &c->out);
+		}
+		free(c->commit_why); c->commit_why = NULL;
+		if (rc != 0) {
+			conn_fail(sh, c);
+			return;
 		}
 	}
 	if (c->closing) {
@@ -2040,6 +2114,14 @@ static void arm_vdone(struct shard *sh)
 	io_uring_sqe_set_data64(sqe, ud_make(OP_VDONE, 0, 0));
 }
 
+static void arm_sinkdone(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_read(sqe, deliver_sync_inbox(sh->deliver)->efd, &sh->sinkdone_buf, sizeof(sh->sinkdone_buf), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SINKDONE, 0, 0));
+}
+
 static void arm_syncdone(struct shard *sh)
 {
 	struct io_uring_sqe *sqe = sqe_get(sh);
@@ -2093,6 +2175,10 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 	case OP_VDONE:
 		arm_vdone(sh);
 		on_vdone(sh);
+		return;
+	case OP_SINKDONE:
+		arm_sinkdone(sh);
+		on_sinkdone(sh);
 		return;
 	case OP_SYNCDONE:
 		arm_syncdone(sh);
@@ -2282,6 +2368,9 @@ static int shard_setup(struct shard *sh)
 			return rc;
 		}
 		arm_vdone(sh);
+	}
+	if (deliver_has_sync(sh->deliver)) {
+		arm_sinkdone(sh);
 	}
 	if (cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
 		sh->sync_req_fd = eventfd(0, EFD_CLOEXEC);

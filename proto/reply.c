@@ -70,6 +70,9 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(COMMIT_NOSPACE, 452, "4.3.1", "Insufficient system storage", 0),
 	/* RFC 7489 §6.7: reject at the end of data; 5.7.1 "delivery not authorized". */
 	R(POLICY_REJECT, 550, "5.7.1", "Rejected by the sender domain's DMARC policy", 0),
+	/* A sink marked ?sync=yes answered inside the transaction (docs/sinks.md). */
+	R(SINK_TEMPFAIL, 451, "4.3.0", "Not accepted now, try again later: %s", 0),
+	R(SINK_REJECT, 550, "5.7.1", "Rejected: %s", 0),
 	R(TOO_MANY_ERRORS, 421, "4.7.0", "%s Too many errors, closing connection", REPLY_F_CLOSE),
 	R(TIMEOUT, 421, "4.4.2", "%s Timeout, closing connection", REPLY_F_CLOSE),
 	R(SHUTDOWN, 421, "4.3.2", "%s Service shutting down, closing connection", REPLY_F_CLOSE),
@@ -97,8 +100,8 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(SEQ_NESTED), N(SEQ_MAIL), N(SEQ_RCPT), N(NO_VALID_RCPT), N(SEQ_BINARY),
 	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS), N(RATE_MAIL),
 	N(SIZE_EXCEEDED), N(SIZE_EXCEEDED_CLOSE), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
-	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT), N(SHUTDOWN), N(TOO_MANY_CONN),
-	N(LOCAL_ERROR), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
+	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(SINK_TEMPFAIL), N(SINK_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT),
+	N(SHUTDOWN), N(TOO_MANY_CONN), N(LOCAL_ERROR), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
 };
 #undef N
 
@@ -116,6 +119,34 @@ const char *reply_name(enum smtp_reply r)
 		return "?";
 	}
 	return reply_names[r];
+}
+
+size_t reply_clean(char *out, size_t out_len, const char *in, size_t in_len)
+{
+	size_t n = 0;
+	bool space = false;
+
+	if (out_len == 0) {
+		return 0;
+	}
+	for (size_t i = 0; i < in_len && in[i] != '\r' && in[i] != '\n'; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch == ' ' || ch == '\t') {
+			space = n > 0; /* leading blanks are dropped, inner runs squeezed */
+			continue;
+		}
+		if (n + (space ? 2 : 1) > out_len - 1) {
+			break;
+		}
+		if (space) {
+			out[n++] = ' ';
+			space = false;
+		}
+		out[n++] = (ch > 0x20 && ch < 0x7f) ? (char)ch : '?';
+	}
+	out[n] = '\0';
+	return n;
 }
 
 /* reply_line appends one line: "CODE" sep [ESC SP] text CRLF; with `subst`, "%s" becomes detail. */

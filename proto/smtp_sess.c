@@ -803,6 +803,14 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
 
 int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out)
 {
+	return smtp_sess_tx_done_why(s, rc, NULL, 0, out);
+}
+
+int smtp_sess_tx_done_why(struct smtp_sess *s, enum smtp_commit rc, const char *why, size_t why_len,
+			  struct bb *out)
+{
+	char clean[REPLY_DETAIL_MAX];
+	const char *detail = s->env.id;
 	enum smtp_reply r;
 	int err;
 
@@ -819,11 +827,20 @@ int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out)
 	case SMTP_COMMIT_REJECT:
 		r = SMTP_R_POLICY_REJECT;
 		break;
+	case SMTP_COMMIT_SINK_TEMPFAIL:
+	case SMTP_COMMIT_SINK_REJECT:
+		r = rc == SMTP_COMMIT_SINK_REJECT ? SMTP_R_SINK_REJECT : SMTP_R_SINK_TEMPFAIL;
+		if (why == NULL || reply_clean(clean, sizeof(clean), why, why_len) == 0) {
+			snprintf(clean, sizeof(clean), "%s",
+				 rc == SMTP_COMMIT_SINK_REJECT ? "refused by the recipient's application" : "temporary failure");
+		}
+		detail = clean;
+		break;
 	default:
 		r = SMTP_R_COMMIT_TEMPFAIL;
 		break;
 	}
-	err = reply_append(out, r, s->env.id);
+	err = reply_append(out, r, detail);
 	tx_clear(s);
 	s->st = SMTP_ST_CMD;
 	if (err != 0) {

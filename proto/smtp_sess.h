@@ -126,6 +126,8 @@ enum smtp_commit {
 	SMTP_COMMIT_TEMPFAIL, /* 451 4.3.0 */
 	SMTP_COMMIT_NOSPACE,  /* 452 4.3.1 */
 	SMTP_COMMIT_REJECT,   /* 550 5.7.1: the sender's DMARC policy is reject (when enforced) */
+	SMTP_COMMIT_SINK_TEMPFAIL, /* 451 4.3.0 with the reason of a ?sync=yes sink's consumer */
+	SMTP_COMMIT_SINK_REJECT,   /* 550 5.7.1 with the reason of a ?sync=yes sink's consumer */
 	SMTP_COMMIT_COUNT     /* sentinel */
 };
 
@@ -170,6 +172,16 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
  * was requested meanwhile, 421 4.3.2 follows and the next call gives CLOSE.
  */
 int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out);
+
+/*
+ * smtp_sess_tx_done_why is smtp_sess_tx_done with the reason outside code
+ * gave for a SMTP_COMMIT_SINK_* outcome: `why[0..why_len)` is untrusted
+ * text (borrowed); its first line goes into the reply, cleaned by
+ * reply_clean (printable ASCII, at most REPLY_DETAIL_MAX - 1 bytes). An
+ * empty reason gets a generic one. Other outcomes ignore `why`.
+ */
+int smtp_sess_tx_done_why(struct smtp_sess *s, enum smtp_commit rc, const char *why, size_t why_len,
+			  struct bb *out);
 
 /*
  * smtp_sess_shutdown asks the session to end: when no transaction is in

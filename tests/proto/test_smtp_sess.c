@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dialog.h"
+#include "proto/reply.h"
 #include "proto/smtp_sess.h"
 
 static bool dom_ok(const void *arg, struct span d)
@@ -817,6 +818,66 @@ Test(smtp_sess, mail_event_per_accepted_mail)
 	cr_assert_eq(smtp_sess_env(s)->num_rcpts, 1);
 	smtp_sess_free(s);
 	bb_fini(&out);
+}
+
+/* commit_why runs one transaction to TX_END and answers it with (rc, why); returns the replies after 354. */
+static char *commit_why(enum smtp_commit rc, const char *why, size_t why_len)
+{
+	struct smtp_cfg cfg = cfg_std();
+	struct smtp_sess *s = smtp_sess_new(&cfg, "192.0.2.1", 25);
+	struct bb out;
+	struct span in = SPAN_LIT(ENV_OK "DATA\r\nx\r\n.\r\n"), body;
+	enum smtp_ev ev;
+	char *t, *go;
+
+	bb_init(&out, 0);
+	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	while ((ev = smtp_sess_next(s, &in, &out, &body)) != SMTP_EV_TX_END) {
+		cr_assert_neq(ev, SMTP_EV_NEED_INPUT);
+	}
+	cr_assert_eq(smtp_sess_tx_done_why(s, rc, why, why_len, &out), 0);
+	cr_assert_eq(smtp_sess_phase(s), SMTP_PHASE_CMD);
+	cr_assert(bb_append(&out, "", 1) == 0);
+	go = strstr((char *)out.p, "354 ");
+	cr_assert_not_null(go);
+	t = strdup(strstr(go, "\r\n") + 2);
+	smtp_sess_free(s);
+	bb_fini(&out);
+	return t;
+}
+
+Test(smtp_sess, sink_outcomes_carry_the_consumers_words)
+{
+	char *t;
+
+	t = commit_why(SMTP_COMMIT_SINK_REJECT, "no such user", 12);
+	cr_assert_str_eq(t, "550 5.7.1 Rejected: no such user\r\n");
+	free(t);
+	t = commit_why(SMTP_COMMIT_SINK_TEMPFAIL, "busy\r\n250 2.0.0 Ok", 18);
+	cr_assert_str_eq(t, "451 4.3.0 Not accepted now, try again later: busy\r\n", "one line only");
+	free(t);
+	t = commit_why(SMTP_COMMIT_SINK_REJECT, NULL, 0);
+	cr_assert_str_eq(t, "550 5.7.1 Rejected: refused by the recipient's application\r\n");
+	free(t);
+	t = commit_why(SMTP_COMMIT_SINK_TEMPFAIL, " \r\n", 3);
+	cr_assert_str_eq(t, "451 4.3.0 Not accepted now, try again later: temporary failure\r\n");
+	free(t);
+	/* Other outcomes ignore the reason. */
+	t = commit_why(SMTP_COMMIT_TEMPFAIL, "secret", 6);
+	cr_assert_null(strstr(t, "secret"), "%s", t);
+	free(t);
+}
+
+Test(smtp_sess, sink_reason_is_bounded)
+{
+	char big[3000];
+	char *t;
+
+	memset(big, 'z', sizeof(big));
+	t = commit_why(SMTP_COMMIT_SINK_REJECT, big, sizeof(big));
+	cr_assert_lt(strlen(t), 512, "RFC 5321 4.5.3.1.5: a reply line is at most 512 octets");
+	cr_assert_eq(strlen(t), strlen("550 5.7.1 Rejected: \r\n") + REPLY_DETAIL_MAX - 1);
+	free(t);
 }
 
 /* ---- message rate (cfg.mail_ok) ---------------------------------------- */
