@@ -62,7 +62,10 @@ def main(t):
     ok = script(os.path.join(srv.tmp, "ok.sh"),
                 'set -e\nd=%s/$OMX_ID\nmkdir "$d"\ncat > "$d/stdin"\nenv > "$d/env"\n'
                 'cp "$OMX_JSON" "$d/json"\necho "$OMX_JSON" > "$d/json_path"\nls /proc/self/fd > "$d/fds"\n'
-                'grep -E "^(SigBlk|SigIgn)" /proc/$$/status > "$d/sig"\nps -o pgid= -p $$ | tr -d " " > "$d/pgid"\n'
+                # The shell reads its own status without forking: a shell may
+                # block signals for a moment around a fork of its own.
+                'while IFS= read -r l; do case "$l" in SigBlk*|SigIgn*) echo "$l";; esac; done < /proc/$$/status > "$d/sig"\n'
+                'ps -o pgid= -p $$ | tr -d " " > "$d/pgid"\n'
                 'echo "$$" > "$d/pid"\necho to-stdout\nexit 0\n' % out)
     srv.args = ["--sink", "exec:%s?concurrency=3" % ok]
     with srv:
