@@ -30,6 +30,8 @@ PKGS=(
   publicsuffix
   # PROXY protocol tests: a real load balancer in front (tests/integ/test_proxy.py)
   haproxy
+  # the lmtp: sink's tests and benchmark: a private Dovecot LMTP server
+  dovecot-core dovecot-lmtpd
 )
 
 missing=()

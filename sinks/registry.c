@@ -16,6 +16,7 @@ extern const struct sink_ops sink_tcp_ops;
 extern const struct sink_ops sink_http_ops;
 extern const struct sink_ops sink_https_ops;
 extern const struct sink_ops sink_exec_ops;
+extern const struct sink_ops sink_lmtp_ops;
 
 static const struct sink_ops *const registry[] = {
 	&sink_maildir_ops,
@@ -25,6 +26,7 @@ static const struct sink_ops *const registry[] = {
 	&sink_http_ops,
 	&sink_https_ops,
 	&sink_exec_ops,
+	&sink_lmtp_ops,
 };
 
 const struct sink_ops *sink_lookup(const char *name, size_t name_len)
