@@ -32,6 +32,8 @@ PKGS=(
   haproxy
   # the lmtp: sink's tests and benchmark: a private Dovecot LMTP server
   dovecot-core dovecot-lmtpd
+  # the example plugin (sinks/examples/sqlite_plugin.c)
+  libsqlite3-dev
 )
 
 missing=()

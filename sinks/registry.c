@@ -17,6 +17,7 @@ extern const struct sink_ops sink_http_ops;
 extern const struct sink_ops sink_https_ops;
 extern const struct sink_ops sink_exec_ops;
 extern const struct sink_ops sink_lmtp_ops;
+extern const struct sink_ops sink_plugin_ops;
 
 static const struct sink_ops *const registry[] = {
 	&sink_maildir_ops,
@@ -27,6 +28,7 @@ static const struct sink_ops *const registry[] = {
 	&sink_https_ops,
 	&sink_exec_ops,
 	&sink_lmtp_ops,
+	&sink_plugin_ops,
 };
 
 const struct sink_ops *sink_lookup(const char *name, size_t name_len)
