@@ -24,8 +24,22 @@
  * only permanent failures -> SINK_PERMFAIL. Each failed recipient is logged
  * with its reply ("lmtp.rcpt"), and the reason names them all.
  *
+ * Retrying only the recipients that failed temporarily (issue 10) needs
+ * the delivery layer to carry, per message and per sink, the set of
+ * recipients already done (delivered or permanently failed), durable in
+ * the spool (an ack record with a recipient bitmap and each permanent
+ * failure's reason), to pass the still-pending subset to tx_begin (a mask
+ * beside the envelope), and to take per-recipient outcomes back (a
+ * done_rcpt(arg, index, rc, why) call, or an outcome array with done()).
+ * This sink is ready for it: tx->rcpts holds each recipient's outcome and
+ * reason; envelope() would skip the masked recipients and finish() would
+ * report each one instead of reducing them.
+ *
  * done() is called from tx_commit: LMTP's 250 after the data is the
- * server's durable acceptance, so there is nothing left for flush().
+ * server's durable acceptance, so there is nothing left for flush(). One
+ * connection carries one transaction at a time, so a worker state has at
+ * most one open tx (core/deliver.c runs begin/write/commit per message);
+ * an overlapping tx_begin fails that tx instead of mixing the streams.
  */
 #include "sink_lmtp.h"
 
@@ -384,6 +398,7 @@ struct lmtp_state {
 	int fd;                    /* -1 when not connected */
 	bool pipelining, eightbit, smtputf8; /* what the server's LHLO reply offers */
 	bool connect_failed;       /* in this batch: fail the rest fast (cleared by flush) */
+	bool busy;                 /* a tx is open on this state */
 	char connect_err[LMTP_WHY_MAX];
 	struct lmtp_reply_parser rp;
 	uint8_t in[4096];          /* received, not yet parsed: in[in_off..in_len) */
@@ -407,6 +422,7 @@ struct sink_tx {
 	bool in_data;              /* DATA got 354: the body is going out */
 	bool bol;                  /* the body so far ends at a line start (dot-stuffing) */
 	bool failed;               /* the connection failed: unsettled recipients TEMPFAIL with err */
+	bool owns;                 /* this tx set st->busy */
 	char err[LMTP_WHY_MAX];
 };
 
@@ -803,6 +819,9 @@ static void lmtp_worker_fini(void *state)
 
 static void tx_free(struct sink_tx *tx)
 {
+	if (tx->owns) {
+		tx->st->busy = false;
+	}
 	free(tx->rcpts);
 	free(tx);
 }
@@ -820,6 +839,13 @@ static int lmtp_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 	tx->st = st;
 	tx->env = env;
 	*out_tx = tx;
+	if (st->busy) {
+		tx->failed = true;
+		snprintf(tx->err, sizeof(tx->err), "lmtp %s: overlapping transactions on one worker", st->conf->target);
+		return 0;
+	}
+	st->busy = true;
+	tx->owns = true;
 	if (env->smtputf8 && !st->smtputf8 && st->fd >= 0 && needs_utf8(env)) {
 		goto no_utf8;
 	}

@@ -390,7 +390,8 @@ static void on_done(void *arg, enum sink_rc rc, const char *why)
 	snprintf(r->why, sizeof(r->why), "%s", why ? why : "");
 }
 
-static struct result deliver(struct fake *f, char **rcpts, size_t num_rcpts, const char *const *chunks)
+static struct result deliver_opts(struct fake *f, const char *opts, char **rcpts, size_t num_rcpts,
+				  const char *const *chunks)
 {
 	struct sink_ctx ctx = { .hostname = "mx.test" };
 	struct sink s;
@@ -400,7 +401,7 @@ static struct result deliver(struct fake *f, char **rcpts, size_t num_rcpts, con
 	char spec[160], *err = NULL;
 	void *state;
 
-	snprintf(spec, sizeof(spec), "lmtp:unix:%s?timeout=5", f->path);
+	snprintf(spec, sizeof(spec), "lmtp:unix:%s?%s", f->path, opts);
 	cr_assert_eq(sink_configure(&s, &ctx, spec, &err), 0, "%s", err ? err : "");
 	cr_assert_eq(s.ops->worker_init(s.conf, &state), 0);
 	memset(&env, 0, sizeof(env));
@@ -418,6 +419,11 @@ static struct result deliver(struct fake *f, char **rcpts, size_t num_rcpts, con
 	s.ops->worker_fini(state);
 	sink_unconfigure(&s);
 	return res;
+}
+
+static struct result deliver(struct fake *f, char **rcpts, size_t num_rcpts, const char *const *chunks)
+{
+	return deliver_opts(f, "timeout=5", rcpts, num_rcpts, chunks);
 }
 
 Test(lmtp_tx, pipelined_dot_stuffed_all_ok)
@@ -494,4 +500,53 @@ Test(lmtp_tx, server_down_is_temporary)
 	r = deliver(&f, rcpts, 1, chunks);
 	cr_assert_eq(r.rc, SINK_TEMPFAIL);
 	cr_assert(strstr(r.why, "connect: No such file or directory") != NULL, "%s", r.why);
+}
+
+Test(lmtp_tx, silent_server_times_out_as_temporary)
+{
+	struct fake f;
+	char *rcpts[] = { "a@x.test" };
+	const char *chunks[] = { "Subject: x\r\n\r\nhi\r\n", NULL };
+	struct result r;
+
+	fake_start(&f, ""); /* no reply after the final dot */
+	r = deliver_opts(&f, "timeout=1", rcpts, 1, chunks);
+	fake_stop(&f);
+	cr_assert_eq(r.rc, SINK_TEMPFAIL, "%s", r.why);
+	cr_assert(strstr(r.why, "after data: timeout waiting for the server") != NULL, "%s", r.why);
+}
+
+Test(lmtp_tx, overlapping_transactions_fail_instead_of_mixing)
+{
+	struct fake f;
+	struct sink_ctx ctx = { .hostname = "mx.test" };
+	struct sink s;
+	struct msg_env env;
+	struct sink_tx *a, *b;
+	struct result ra = { SINK_RC_COUNT, "" }, rb = { SINK_RC_COUNT, "" };
+	char spec[160], *err = NULL, *rcpts[] = { "a@x.test" };
+	void *state;
+
+	fake_start(&f, "250 2.0.0 ok\r\n");
+	snprintf(spec, sizeof(spec), "lmtp:unix:%s?timeout=5", f.path);
+	cr_assert_eq(sink_configure(&s, &ctx, spec, &err), 0, "%s", err ? err : "");
+	cr_assert_eq(s.ops->worker_init(s.conf, &state), 0);
+	memset(&env, 0, sizeof(env));
+	strcpy(env.id, "ABC");
+	env.mail_from = "s@z.test";
+	env.rcpts = rcpts;
+	env.num_rcpts = 1;
+	cr_assert_eq(s.ops->tx_begin(state, &a, &env), 0);
+	cr_assert_eq(s.ops->tx_begin(state, &b, &env), 0);
+	cr_assert_eq(s.ops->tx_write(a, span_cstr("x\r\n")), 0);
+	cr_assert_eq(s.ops->tx_write(b, span_cstr("y\r\n")), 0);
+	s.ops->tx_commit(b, on_done, &rb);
+	s.ops->tx_commit(a, on_done, &ra);
+	s.ops->worker_fini(state);
+	sink_unconfigure(&s);
+	fake_stop(&f);
+	cr_assert_eq(ra.rc, SINK_OK, "%s", ra.why);
+	cr_assert_eq(rb.rc, SINK_TEMPFAIL);
+	cr_assert(strstr(rb.why, "overlapping") != NULL, "%s", rb.why);
+	cr_assert_not(got_has(&f, "y\r\n"), "the second tx wrote into the first");
 }
