@@ -39,7 +39,8 @@
  *   OMX_PLUGIN_TEMPFAIL  try again later (backoff, the same message and id)
  *   OMX_PLUGIN_PERMFAIL  never: the message goes to SPOOL/failed/
  * with a reason in `why` (NUL-terminated, at most why_len bytes) for the
- * two failures. Delivery is at least once: after a TEMPFAIL of another
+ * two failures. A TEMPFAIL whose reason ends with "retry_after=<N>s" is
+ * not tried again for at least N seconds (at most a day). Delivery is at least once: after a TEMPFAIL of another
  * sink, or a crash, the same message comes again with the same
  * envelope->id; use it as an idempotency key.
  *

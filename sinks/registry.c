@@ -49,7 +49,7 @@ int sink_configure(struct sink *out, const struct sink_ctx *ctx, const char *spe
 
 	memset(out, 0, sizeof(*out));
 	if (ops == NULL) {
-		if (asprintf(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec)", spec, (int)name_len,
+		if (asprintf(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec, lmtp, plugin)", spec, (int)name_len,
 			     spec) < 0) {
 			*out_err = NULL;
 		}

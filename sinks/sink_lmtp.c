@@ -664,6 +664,11 @@ static void rcpt_set(struct lmtp_rcpt *r, enum sink_rc rc, const struct lmtp_rep
 	for (char *p = r->why; *p != '\0'; p++) {
 		*p = *p == '\n' ? ' ' : *p == '"' ? '\'' : *p; /* one log line, quotable */
 	}
+	/* The server's text must not set our retry delay (sink.h SINK_WHY_RETRY_AFTER). */
+	for (char *p = r->why; (p = strstr(p, SINK_WHY_RETRY_AFTER)) != NULL;) {
+		p += strlen(SINK_WHY_RETRY_AFTER) - 1;
+		*p = ':';
+	}
 }
 
 static bool needs_utf8(const struct msg_env *env)

@@ -11,6 +11,7 @@ catches the load error too.
 import base64
 import hashlib
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -23,6 +24,12 @@ def plugin_path():
     if not os.path.exists(p):
         raise Skip("%s not built (Debian package libsqlite3-dev, then rebuild)" % p)
     return p
+
+
+def queued(srv):
+    r = subprocess.run([omx_bin(), "spool", "stats", "--spool", srv.spool], capture_output=True, text=True, timeout=60)
+    m = re.search(r"^queued (\d+)$", r.stdout, re.M)
+    return int(m.group(1)) if m else -1
 
 
 def b64(b):
@@ -116,11 +123,10 @@ def main(t):
                     "attachments for the plain message")
 
         with t.case("spool_empty"):
-            q = os.path.join(srv.spool, "q")
             deadline = time.monotonic() + T_DELIVER
-            while os.listdir(q) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            t.check(not os.listdir(q), "SPOOL/q holds %r" % os.listdir(q))
+            while queued(srv) != 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            t.check(queued(srv) == 0, "oceanmx spool stats: %d queued" % queued(srv))
 
     with t.case("load_error_is_a_config_error"):
         for spec, want in (("plugin:/nonexistent/x.so", "cannot load"),

@@ -333,6 +333,8 @@ static void *fake_main(void *arg)
 			} else if (strncmp(line, "MAIL", 4) == 0) {
 				accepted = 0;
 				dprintf(fd, "250 2.1.0 OK\r\n");
+			} else if (strncmp(line, "RCPT TO:<later", 14) == 0) {
+				dprintf(fd, "450 4.2.1 busy retry_after=86400s\r\n");
 			} else if (strncmp(line, "RCPT TO:<nobody", 15) == 0) {
 				dprintf(fd, "550 5.1.1 no such user\r\n");
 			} else if (strncmp(line, "RCPT", 4) == 0) {
@@ -549,4 +551,19 @@ Test(lmtp_tx, overlapping_transactions_fail_instead_of_mixing)
 	cr_assert_eq(rb.rc, SINK_TEMPFAIL);
 	cr_assert(strstr(rb.why, "overlapping") != NULL, "%s", rb.why);
 	cr_assert_not(got_has(&f, "y\r\n"), "the second tx wrote into the first");
+}
+
+Test(lmtp_tx, server_text_cannot_set_the_retry_delay)
+{
+	struct fake f;
+	char *rcpts[] = { "later@x.test" };
+	const char *chunks[] = { "x\r\n", NULL };
+	struct result r;
+
+	fake_start(&f, "");
+	r = deliver(&f, rcpts, 1, chunks);
+	fake_stop(&f);
+	cr_assert_eq(r.rc, SINK_TEMPFAIL, "%s", r.why);
+	cr_assert(strstr(r.why, "busy retry_after:86400s") != NULL, "%s", r.why);
+	cr_assert(strstr(r.why, SINK_WHY_RETRY_AFTER) == NULL, "%s", r.why);
 }
