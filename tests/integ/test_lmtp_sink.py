@@ -7,14 +7,19 @@ Return-Path, Delivered-To and Received; Dovecot stores LF line ends, so the
 CRLF we sent is compared as LF). Over the unix socket and over TCP
 (PIPELINING, one connection per delivery worker, reused); an unknown user is
 a permanent failure (SPOOL/failed, reason logged); Dovecot stopped is a
-temporary failure, and the message arrives once Dovecot is back.
+temporary failure, and the message arrives once Dovecot is back; kill -9 of
+oceanmx while messages are owed, then a restart, delivers every acknowledged
+one; a server that answers garbage is a temporary failure.
 """
 
+import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from dovecot import Dovecot, strip_fields
@@ -84,6 +89,8 @@ def main(t):
     try:
         dv = Dovecot(tmp, USERS).start()
         run_cases(t, srv, dv)
+        run_kill9(t, srv, dv)
+        run_garbage(t, tmp)
     finally:
         if dv is not None:
             dv.stop()
@@ -197,6 +204,83 @@ def run_cases(t, srv, dv):
             t.check(len(got) == before + 1, "alice has %d messages after Dovecot came back, want %d\n%s"
                     % (len(got), before + 1, srv.stderr_tail()))
             t.check(content_of(t, got[-1], "alice")[1] == b"Subject: later\n\nwhile down\n", "content %r" % got[-1])
+
+
+def garbage_server(path, stop):
+    """garbage_server: a unix-socket 'LMTP server' that greets, then answers every command with nonsense."""
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(path)
+    ls.listen(8)
+    ls.settimeout(0.2)
+    conns = []
+    while not stop.is_set():
+        try:
+            c, _ = ls.accept()
+        except socket.timeout:
+            continue
+        conns.append(c)
+        try:
+            c.sendall(b"220 fake ready\r\n")
+            c.settimeout(5)
+            if c.recv(4096):
+                c.sendall(b"hello there, this is not a reply\r\n")
+        except OSError:
+            pass
+    for c in conns:
+        c.close()
+    ls.close()
+
+
+def run_garbage(t, tmp):
+    path = os.path.join(tmp, "garbage.sock")
+    stop = threading.Event()
+    th = threading.Thread(target=garbage_server, args=(path, stop), daemon=True)
+    th.start()
+    own = os.path.join(tmp, "garbage")  # a spool of its own
+    os.makedirs(own, exist_ok=True)
+    srv = Server(sink=False, tmp=own)
+    srv.args = ["--sink", "lmtp:unix:%s?timeout=5" % path]
+    try:
+        with srv:
+            c = Conn(srv.port)
+            ehlo(t, c)
+            _, qid = send_message(t, c, "ann@x.test", ["alice@example.test"], crlf("Subject: g\n\nx\n"))
+            c.cmd("QUIT")
+            with t.case("garbage_answer_is_temporary"):
+                m = wait_log(srv, r"%s deliver\.tempfail reason=\"([^\"]*)\"" % qid, T_DELIVER)
+                t.check(m, "no deliver.tempfail for %s:\n%s" % (qid, srv.stderr_tail()))
+                t.check("LHLO: unparseable reply" in m.group(1), "reason %r" % m.group(1))
+                t.check(qid in spool_ls(srv), "%s left the spool" % qid)
+    finally:
+        stop.set()
+        th.join()
+
+
+def run_kill9(t, srv, dv):
+    """Messages owed to a stopped Dovecot survive kill -9 of oceanmx; after both restart, each
+    acknowledged message is delivered (at least once), compared by SHA-256 of its content."""
+    srv.args = ["--sink", "lmtp:unix:%s" % dv.sock, "--sink-retry-first", "1"]
+    dv.stop()
+    before = len(dv.mailbox("bob@example.test"))
+    with srv:
+        c = Conn(srv.port)
+        ehlo(t, c)
+        sent = {}
+        for i in range(20):
+            m = crlf("From: ann@x.test\nSubject: crash %d\n\n%s\n" % (i, "z" * (i * 37)))
+            _, q = send_message(t, c, "ann@x.test", ["bob@example.test"], m)
+            sent[q] = hashlib.sha256(lf(m)).hexdigest()
+        c.cmd("QUIT")
+        with t.case("kill9_with_messages_owed_then_restart"):
+            t.check(wait_log(srv, r"deliver\.tempfail", T_DELIVER), "no tempfail while Dovecot is down")
+            srv.kill()
+            dv.start()
+            srv.start()
+            got = dv.wait_mailbox("bob@example.test", before + len(sent), T_DELIVER)
+            hashes = [hashlib.sha256(content_of(t, g, "bob")[1]).hexdigest() for g in got[before:]]
+            missing = [q for q, h in sent.items() if h not in hashes]
+            t.check(not missing, "%d of %d acknowledged messages not delivered: %r\n%s"
+                    % (len(missing), len(sent), missing[:5], srv.stderr_tail()))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,47 @@ def main(t):
                 time.sleep(0.1)
             t.check(queued(srv) == 0, "oceanmx spool stats: %d queued" % queued(srv))
 
+    # kill -9 while the plugin waits on a locked database, then restart: every
+    # acknowledged message is in the database exactly once (rows keyed by id).
+    srv2 = Server(sink=False)
+    db2 = os.path.join(srv2.tmp, "mail.db")
+    srv2.args = ["--sink", "plugin:%s?%s" % (so, db2), "--sink-retry-first", "1"]
+    n = 40
+    with srv2:
+        lock = None
+        try:
+            with t.case("kill9_mid_delivery_then_restart"):
+                deadline = time.monotonic() + T_DELIVER
+                while not os.path.exists(db2) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                lock = sqlite3.connect(db2, timeout=30)
+                lock.execute("BEGIN IMMEDIATE")  # the plugin's writes now wait (busy_timeout)
+                c = Conn(srv2.port)
+                ehlo(t, c)
+                acked = {}
+                for i in range(n):
+                    body = crlf("From: ann@x.test\nSubject: crash %d\n\nbody %d\n" % (i, i))
+                    _, q = send_message(t, c, "ann@x.test", ["bob@y.test"], body)
+                    acked[q] = i
+                c.cmd("QUIT")
+                time.sleep(0.5)
+                srv2.kill()
+                lock.rollback()
+                lock.close()
+                lock = None
+                t.check(wait_rows(db2, 0, 0) == 0, "rows written through the lock?")
+                srv2.start()
+                got = wait_rows(db2, n)
+                t.check(got == n, "%d rows after the restart, want %d\n%s" % (got, n, srv2.stderr_tail()))
+                ids = {r[0]: r[1] for r in query(db2, "SELECT id, subject FROM messages")}
+                t.check(set(ids) == set(acked), "ids differ: missing %r, extra %r"
+                        % (sorted(set(acked) - set(ids))[:5], sorted(set(ids) - set(acked))[:5]))
+                t.check(all(ids[q] == "crash %d" % i for q, i in acked.items()), "subjects do not match their ids")
+                t.check(query(db2, "SELECT count(*) FROM recipients")[0][0] == n, "recipients duplicated")
+        finally:
+            if lock is not None:
+                lock.close()
+
     with t.case("load_error_is_a_config_error"):
         for spec, want in (("plugin:/nonexistent/x.so", "cannot load"),
                            ("plugin:" + so.replace("sqlite_plugin.so", "test_plugin_badabi.so"), "ABI")):
@@ -147,6 +188,7 @@ def main(t):
         t.check(r.returncode != 0 and "usage: plugin:sqlite_plugin.so?DATABASE_FILE" in r.stderr,
                 "serve: status %d, stderr %r" % (r.returncode, r.stderr))
     srv.cleanup()
+    srv2.cleanup()
 
 
 if __name__ == "__main__":
