@@ -61,6 +61,7 @@
 
 #include "../core/bb.h"
 #include "../core/log.h"
+#include "sink_query.h"
 
 #define LMTP_TIMEOUT_DEFAULT 60      /* seconds per reply */
 #define LMTP_TIMEOUT_MAX 3600
@@ -314,29 +315,19 @@ static void lmtp_unconfigure(void *conf)
 	free(c);
 }
 
+/* lmtp_options reads the query string (sinks/sink_query.h): timeout=1..LMTP_TIMEOUT_MAX seconds. */
 static int lmtp_options(struct lmtp_conf *c, const char *opts, const char *arg, char **out_err)
 {
-	while (*opts != '\0') {
-		size_t len = strcspn(opts, "&");
-		char *end;
+	struct span cur = span_cstr(opts), key, val;
+	bool has_val;
+	uint64_t n;
 
-		if (strncmp(opts, "timeout=", 8) == 0 && len > 8) {
-			long v;
-
-			errno = 0;
-			v = strtol(opts + 8, &end, 10);
-			if (errno != 0 || end != opts + len || v < 1 || v > LMTP_TIMEOUT_MAX) {
-				return set_err(out_err, "lmtp: timeout: not a number of seconds (1..%d) in \"%s\"",
-					       LMTP_TIMEOUT_MAX, arg);
-			}
-			c->timeout_ms = (int)v * 1000;
+	while (sink_query_next(&cur, &key, &val, &has_val)) {
+		if (span_eq(key, span_cstr("timeout")) && has_val && sink_query_uint(val, 1, LMTP_TIMEOUT_MAX, &n)) {
+			c->timeout_ms = (int)n * 1000;
 		} else {
-			return set_err(out_err, "lmtp: unknown option \"%.*s\" in \"%s\" (known: timeout=SECONDS)", (int)len,
-				       opts, arg);
-		}
-		opts += len;
-		if (*opts == '&') {
-			opts++;
+			return set_err(out_err, "lmtp: bad option \"%.*s\" in \"%s\" (known: timeout=1..%d seconds)",
+				       (int)(val.p + val.len - key.p), key.p, arg, LMTP_TIMEOUT_MAX);
 		}
 	}
 	return 0;

@@ -259,7 +259,7 @@ Test(lmtp_conf, specs)
 	static const char *const good[] = { "lmtp:unix:/run/dovecot/lmtp", "lmtp:127.0.0.1:24", "lmtp:[::1]:24?timeout=5",
 					    "lmtp:localhost:2424?timeout=1" };
 	static const char *const bad[] = { "lmtp:", "lmtp:unix:", "lmtp:host", "lmtp:host:", "lmtp:host:99999",
-					   "lmtp:host:24?timeout=0", "lmtp:host:24?timeout=x", "lmtp:host:24?window=3",
+					   "lmtp:host:24?timeout=0", "lmtp:host:24?timeout=x", "lmtp:host:24?window=3", "lmtp:host:24?timeout",
 					   "lmtp::24" };
 	struct sink_ctx ctx = { .hostname = "mx.test" };
 
