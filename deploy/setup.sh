@@ -33,6 +33,10 @@ PKGS=(
   # deploy checks (tests/run.sh deploy, image): the container image built
   # from a debootstrapped base, getcap, manifest linting
   podman buildah debootstrap libcap2-bin yamllint
+  # the lmtp: sink's tests and benchmark: a private Dovecot LMTP server
+  dovecot-core dovecot-lmtpd
+  # the example plugin (sinks/examples/sqlite_plugin.c)
+  libsqlite3-dev
 )
 
 missing=()

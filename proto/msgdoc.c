@@ -275,16 +275,8 @@ static bool ar_token(const char **pp, char *out, size_t out_len, char *out_delim
 	return true;
 }
 
-/* One resinfo of our Authentication-Results field: method=result and its properties. */
-#define AR_ENTRIES_MAX 24
-#define AR_PROPS_MAX 8
-
-struct ar_entry {
-	char method[32], result[32];
-	unsigned num_props;
-	char key[AR_PROPS_MAX][32];
-	char val[AR_PROPS_MAX][256];
-};
+#define AR_ENTRIES_MAX MSGDOC_AR_ENTRIES_MAX
+#define AR_PROPS_MAX MSGDOC_AR_PROPS_MAX
 
 /*
  * authres_parse splits our Authentication-Results value (RFC 8601 §2.2:
@@ -292,7 +284,7 @@ struct ar_entry {
  * and reason=) into entries. Returns how many; 0 when the authserv-id is
  * not ours. Comments are skipped, quoted values unquoted.
  */
-static unsigned authres_parse(struct ar_entry *e, const char *v, const char *authserv_id)
+static unsigned authres_parse(struct msgdoc_ar_entry *e, const char *v, const char *authserv_id)
 {
 	char tok[256], key[64], delim;
 	unsigned n = 0;
@@ -319,14 +311,14 @@ static unsigned authres_parse(struct ar_entry *e, const char *v, const char *aut
 				n++;
 				open = true;
 			} else if (open && e[n - 1].num_props < AR_PROPS_MAX) {
-				struct ar_entry *x = &e[n - 1]; /* reason= */
+				struct msgdoc_ar_entry *x = &e[n - 1]; /* reason= */
 
 				snprintf(x->key[x->num_props], sizeof(x->key[0]), "%.31s", key);
 				snprintf(x->val[x->num_props], sizeof(x->val[0]), "%.255s", tok);
 				x->num_props++;
 			}
 		} else if (e[n - 1].num_props < AR_PROPS_MAX) {
-			struct ar_entry *x = &e[n - 1];
+			struct msgdoc_ar_entry *x = &e[n - 1];
 
 			snprintf(x->key[x->num_props], sizeof(x->key[0]), "%.31s", key);
 			snprintf(x->val[x->num_props], sizeof(x->val[0]), "%.255s", tok);
@@ -339,7 +331,16 @@ static unsigned authres_parse(struct ar_entry *e, const char *v, const char *aut
 	return n;
 }
 
-static const char *ar_prop(const struct ar_entry *e, const char *key)
+unsigned msgdoc_authres(struct msgdoc_ar_entry *out, const struct message *m, const char *authserv_id)
+{
+	if (authserv_id == NULL || message_num_headers(m) == 0 ||
+	    strcasecmp(message_header_at(m, 0)->name, "Authentication-Results") != 0) {
+		return 0;
+	}
+	return authres_parse(out, message_header_at(m, 0)->raw, authserv_id);
+}
+
+const char *msgdoc_ar_prop(const struct msgdoc_ar_entry *e, const char *key)
 {
 	for (unsigned i = 0; i < e->num_props; i++) {
 		if (strcasecmp(e->key[i], key) == 0) {
@@ -354,13 +355,13 @@ static const char *ar_prop(const struct ar_entry *e, const char *key)
  * for NULL (the field names no such result) it opens {"result": "none"}.
  * The caller closes the object.
  */
-static void ar_obj(struct json *j, const struct ar_entry *e, const char *const (*map)[2], size_t num_map)
+static void ar_obj(struct json *j, const struct msgdoc_ar_entry *e, const char *const (*map)[2], size_t num_map)
 {
 	json_obj(j);
 	json_key(j, "result");
 	json_cstr(j, e != NULL ? e->result : "none");
 	for (size_t k = 0; e != NULL && k < num_map; k++) {
-		const char *v = ar_prop(e, map[k][0]);
+		const char *v = msgdoc_ar_prop(e, map[k][0]);
 
 		if (v != NULL) {
 			json_key(j, map[k][1]);
@@ -387,16 +388,12 @@ static void auth_section(struct json *j, const struct message *m, const char *au
 		{ "reason", "reason" }, { "header.from", "header_from" }, { "policy.dmarc", "policy" },
 	};
 	static const char *const arc_map[][2] = { { "reason", "reason" } };
-	struct ar_entry *e = calloc(AR_ENTRIES_MAX, sizeof(*e)); /* ~57 KiB: not on the stack */
+	struct msgdoc_ar_entry *e = calloc(AR_ENTRIES_MAX, sizeof(*e)); /* ~57 KiB: not on the stack */
 	unsigned n = 0;
-	const struct ar_entry *spf = NULL, *helo = NULL, *dmarc = NULL, *arc = NULL;
+	const struct msgdoc_ar_entry *spf = NULL, *helo = NULL, *dmarc = NULL, *arc = NULL;
 
-	if (e != NULL && authserv_id != NULL && message_num_headers(m) > 0) {
-		const struct message_header *h = message_header_at(m, 0);
-
-		if (strcasecmp(h->name, "Authentication-Results") == 0) {
-			n = authres_parse(e, h->raw, authserv_id);
-		}
+	if (e != NULL) {
+		n = msgdoc_authres(e, m, authserv_id);
 	}
 	json_key(j, "auth");
 	json_obj(j);
@@ -407,7 +404,7 @@ static void auth_section(struct json *j, const struct message *m, const char *au
 			ar_obj(j, &e[i], dkim_map, sizeof(dkim_map) / sizeof(dkim_map[0]));
 			json_obj_end(j);
 		} else if (strcasecmp(e[i].method, "spf") == 0) {
-			if (ar_prop(&e[i], "smtp.helo") != NULL) {
+			if (msgdoc_ar_prop(&e[i], "smtp.helo") != NULL) {
 				helo = helo ? helo : &e[i];
 			} else {
 				spf = spf ? spf : &e[i];

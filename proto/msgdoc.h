@@ -31,6 +31,29 @@ struct msgdoc_opts {
 	const char *authserv_id;
 };
 
+/* One resinfo of our Authentication-Results field: method=result and its properties. */
+#define MSGDOC_AR_ENTRIES_MAX 24
+#define MSGDOC_AR_PROPS_MAX 8
+
+struct msgdoc_ar_entry {
+	char method[32], result[32];  /* "dkim", "pass" */
+	unsigned num_props;
+	char key[MSGDOC_AR_PROPS_MAX][32];   /* "reason", "header.d", "smtp.mailfrom", ... */
+	char val[MSGDOC_AR_PROPS_MAX][256];  /* unquoted */
+};
+
+/*
+ * msgdoc_authres reads our verdicts, as the document's "auth" section has
+ * them: the message's first header field, when it is the Authentication-
+ * Results field with our authserv-id (the one the server prepended), split
+ * into entries (RFC 8601 §2.2; comments skipped, quoted values unquoted).
+ * `out` has room for MSGDOC_AR_ENTRIES_MAX (~57 KiB: not for the stack).
+ * Returns how many; 0 when there is no such field or authserv_id is NULL.
+ */
+unsigned msgdoc_authres(struct msgdoc_ar_entry *out, const struct message *m, const char *authserv_id);
+/* msgdoc_ar_prop: the value of property `key` (ASCII case-insensitive) of e, or NULL. */
+const char *msgdoc_ar_prop(const struct msgdoc_ar_entry *e, const char *key);
+
 /*
  * msgdoc_write appends the document (one JSON object, no trailing newline)
  * to out. `env` may be NULL (then "envelope" is null). 0 or -ENOMEM/-E2BIG.

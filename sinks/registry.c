@@ -19,6 +19,8 @@ extern const struct sink_ops sink_tcp_ops;
 extern const struct sink_ops sink_http_ops;
 extern const struct sink_ops sink_https_ops;
 extern const struct sink_ops sink_exec_ops;
+extern const struct sink_ops sink_lmtp_ops;
+extern const struct sink_ops sink_plugin_ops;
 
 static const struct sink_ops *const registry[] = {
 	&sink_maildir_ops,
@@ -28,6 +30,8 @@ static const struct sink_ops *const registry[] = {
 	&sink_http_ops,
 	&sink_https_ops,
 	&sink_exec_ops,
+	&sink_lmtp_ops,
+	&sink_plugin_ops,
 };
 
 const struct sink_ops *sink_lookup(const char *name, size_t name_len)
@@ -116,7 +120,7 @@ int sink_configure(struct sink *out, const struct sink_ctx *ctx, const char *spe
 
 	memset(out, 0, sizeof(*out));
 	if (ops == NULL) {
-		set_err(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec)",
+		set_err(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec, lmtp, plugin)",
 			spec, (int)name_len, spec);
 		return -1;
 	}
