@@ -84,7 +84,11 @@ def main(t):
             send_message(t, c, "a@x.test", ["b@y.test"], b"Subject: meanwhile\r\n\r\nhello\r\n")
             t.expect(c.cmd("QUIT"), 221, c)
             grew = peak - base
-            t.check(grew < 48 * 1024, "server RSS grew by %d KiB while a client did not read its replies" % grew)
+            # Unbounded, these 64 MiB of EHLO become ~1.1 GB of queued replies.
+            # Bounded, what grows is a few hundred KiB for the conn plus the
+            # first touch of memory any load touches (receive buffer pools,
+            # 8 MiB per shard, allocator arenas): well under 128 MiB.
+            t.check(grew < 128 * 1024, "server RSS grew by %d KiB while a client did not read its replies" % grew)
             t.check(f.sent < 16 << 20, "the server took %d bytes of commands from a client that reads nothing" % f.sent)
 
         with t.case("non_reader_dropped_at_timeout"):
