@@ -9,8 +9,10 @@ measurements (`postfix_tls.py bench`, below).
 The instance has its own config, queue and data directories under one
 temporary directory (like bench/peers.sh): the system's Postfix and its
 config are never touched. Delivery: "maildir" (virtual(8), every recipient
-of y.test into one maildir, owned by nobody) or "discard" (discard(8):
-the queue still gets every message, nothing is written after it).
+of y.test into one maildir, owned by nobody), "discard" (discard(8):
+the queue still gets every message, nothing is written after it), or
+"relay" (everything relayed to relay_to=(host, port) with
+smtp_tls_security_level = encrypt: Postfix as a sending MTA that insists on TLS).
 Needs root (postfix start) and the Debian packages postfix and openssl.
 
     python3 bench/load/postfix_tls.py bench [--load BIN] [--base BIN] [--repeats N] [--messages N]
@@ -125,6 +127,15 @@ virtual_transport = {transport}
 # no syslog daemon here: log to a file (postlogd is part of the instance)
 maillog_file_prefixes = {pf}
 maillog_file = {pf}/maillog
+{relay}"""
+
+# delivery="relay": everything goes on to relay_to over TLS, as a big provider
+# delivering to an MX that offers STARTTLS (used by tests/integ/test_tls.py)
+RELAY_CF = """relayhost = [{host}]:{port}
+smtp_tls_security_level = encrypt
+smtp_tls_loglevel = 1
+smtp_tls_session_cache_database =
+smtp_helo_name = pf.tls.test
 """
 
 MASTER_CF = """\
@@ -160,10 +171,13 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class PostfixTLS:
     """PostfixTLS: with PostfixTLS(...) as pf: pf.port, pf.cert, pf.maildir_count(), pf.maillog()."""
 
-    def __init__(self, delivery="maildir", base_dir="/var/tmp", start_timeout=60):
-        if delivery not in ("maildir", "discard"):
-            raise ValueError("delivery: maildir or discard")
+    def __init__(self, delivery="maildir", base_dir="/var/tmp", start_timeout=60, relay_to=None):
+        if delivery not in ("maildir", "discard", "relay"):
+            raise ValueError("delivery: maildir, discard or relay (with relay_to=(host, port))")
+        if (delivery == "relay") != (relay_to is not None):
+            raise ValueError("relay_to goes with delivery=relay")
         self.delivery = delivery
+        self.relay_to = relay_to
         self.start_timeout = start_timeout
         self.dir = tempfile.mkdtemp(prefix="omx-pftls.", dir=base_dir)
         os.chmod(self.dir, 0o755)  # Postfix daemons and virtual(8) (as nobody) walk through it
@@ -202,8 +216,12 @@ class PostfixTLS:
             raise RuntimeError("openssl req: exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")))
         os.chmod(key, 0o600)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write(MAIN_CF.format(pf=self.pf, uid=nobody.pw_uid, gid=nobody.pw_gid, delivery=self.delivery,
-                                   transport="virtual" if self.delivery == "maildir" else "discard"))
+            relay = RELAY_CF.format(host=self.relay_to[0], port=self.relay_to[1]) if self.relay_to else ""
+            cf = MAIN_CF.format(pf=self.pf, uid=nobody.pw_uid, gid=nobody.pw_gid, delivery=self.delivery,
+                                transport="virtual" if self.delivery == "maildir" else "discard", relay=relay)
+            if self.relay_to:
+                cf = cf.replace("virtual_mailbox_domains = y.test", "virtual_mailbox_domains =")
+            f.write(cf)
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(port=self.port))
         p = subprocess.run([POSTFIX, "-c", self.etc, "start"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

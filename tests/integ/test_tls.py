@@ -20,7 +20,10 @@ mx.ec.test. Checked:
 - SIGHUP swaps the certificate while a TLS session is open: new handshakes
   see the new one, the open session still delivers; an unreadable key at
   the next SIGHUP keeps the certificates and logs why;
-- oceanmx-load --tls delivers every message.
+- oceanmx-load --tls delivers every message;
+- a real MTA delivering over TLS: a private Postfix relays to oceanmx with
+  smtp_tls_security_level = encrypt; the message arrives with ESMTPS and
+  Postfix's log says the connection was TLS (needs root and postfix).
 Needs openssl (Debian package openssl); swaks and oceanmx-load cases are
 skipped without them.
 """
@@ -33,11 +36,14 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import time
 
 from lib import Conn, Server, Skip, T_DELIVER, T_IO, crlf, ehlo, parse_queue_id, require_tool, run, scale
 
 VERIFY_OFF = ["--dkim", "off", "--spf", "off", "--dmarc", "off", "--arc", "off"]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "load"))
+from postfix_tls import PostfixTLS, missing_tools  # noqa: E402
 
 
 def make_cert(d, name, kind, cn, sans):
@@ -308,6 +314,33 @@ def main(t):
             t.check(time.monotonic() - t0 < T_IO, "not closed")
             t.check(wait_log(srv, "tls.fail phase=handshake reason=\"no handshake within 2s\""),
                     "no timeout line:\n%s" % srv.stderr_tail())
+
+
+    # A real MTA delivering over TLS, as a big provider would: Postfix's own
+    # SMTP client relays to oceanmx and refuses to send in clear.
+    why = missing_tools()
+    with t.case("postfix_relays_over_starttls"):
+        if why:
+            print("    skip: postfix relay needs %s" % ", ".join(why), flush=True)
+        else:
+            srv = Server(*VERIFY_OFF)
+            srv.args += tls_args([make_cert(srv.tmp, "rsa", "rsa", "mx.rsa.test", ["mx.rsa.test"])])
+            with srv:
+                with PostfixTLS(delivery="relay", relay_to=("127.0.0.1", srv.port)) as pf:
+                    content = crlf("Subject: relayed by postfix\n\nover tls\n")
+                    s = smtplib.SMTP("127.0.0.1", pf.port, timeout=T_IO)
+                    s.sendmail("a@x.test", ["b@y.test"], content)
+                    s.quit()
+                    srv.maildir.wait_count(1, T_DELIVER)
+                    got = srv.maildir.read_all()
+                    t.check(len(got) == 1, "postfix's relay did not arrive; maillog:\n%s" % pf.maillog()[-2000:])
+                    d = got[0]
+                    t.check(b"with ESMTPS" in d.received and b"(version=TLSv1." in d.received,
+                            "Received: %r" % d.received)
+                    t.check(b"from pf.tls.test" in d.received, "not Postfix's HELO: %r" % d.received)
+                    t.check(d.content.endswith(b"over tls\r\n"), "content %r" % d.content[-200:])
+                    log = pf.maillog()
+                    t.check("TLS connection established to 127.0.0.1" in log, "postfix: no TLS:\n%s" % log[-2000:])
 
 
 if __name__ == "__main__":
