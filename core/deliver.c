@@ -140,17 +140,58 @@ static size_t message_spans(const struct spool_entry *e, const char *hostname, s
 	return n;
 }
 
+/* dead_load reads SPOOL/failed/id into e (spool retry of a dead letter). */
+static int dead_load(struct spool_entry *e, int dirfd, const char *id)
+{
+	int fd = openat(dirfd, id, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	int rc;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0 || (buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1)) == NULL) {
+		rc = buf == NULL ? -ENOMEM : -errno;
+		close(fd);
+		return rc;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	if ((rc = spool_dead_parse(e, buf, got)) != 0) {
+		free(buf);
+		return rc;
+	}
+	e->data = buf;
+	e->data_len = got;
+	return 0;
+}
+
 /*
  * record_load reads the record at ref into e: small ones into the heap
  * (a munmap per message would shoot down the mapping on every CPU), large
  * ones mapped read-only from the segment.
  */
-static int record_load(struct spool_entry *e, const struct spool_ref *ref)
+static int record_load(struct spool_entry *e, const struct spool_ref *ref, int failed_dirfd)
 {
 	uint8_t *buf;
 	size_t len = (size_t)ref->len, got = 0;
 	int rc;
 
+	if (ref->log == NULL) {
+		return dead_load(e, failed_dirfd, ref->id);
+	}
 	if (ref->len > READ_MAX) {
 		long page = sysconf(_SC_PAGESIZE);
 		size_t skew = (size_t)(ref->off % (uint64_t)page);
@@ -209,7 +250,7 @@ static void start_one(struct deliver *d, struct item *it, uint32_t mask)
 		it->res[s].rc = SINK_TEMPFAIL;
 	}
 	it->why[0] = '\0';
-	if (it->ent.data == NULL && (rc = record_load(&it->ent, &it->ref)) != 0) {
+	if (it->ent.data == NULL && (rc = record_load(&it->ent, &it->ref, g->dirs->failed)) != 0) {
 		snprintf(it->why, sizeof(it->why), "spool load: %s", strerror(-rc));
 		if (rc == -EINVAL) {
 			for (unsigned s = 0; s < g->num_sinks; s++) {
@@ -250,6 +291,9 @@ static void start_one(struct deliver *d, struct item *it, uint32_t mask)
 /* record_done drops the item's reference on its segment; recycles an emptied, sealed one. */
 static void record_done(struct deliver *d, struct item *it)
 {
+	if (it->ref.log == NULL) {
+		return; /* a dead letter sent again: it has no record in the log */
+	}
 	int rc;
 
 	if (spool_log_unref(it->ref.log, it->ref.seg) &&
@@ -260,23 +304,27 @@ static void record_done(struct deliver *d, struct item *it)
 
 /*
  * dead_letter writes a message a sink refused for good to SPOOL/failed/ID:
- * its envelope text with the sinks' last error ("error" line), then the
- * message and our auth block. Rare, so a file of its own is fine; it is
- * durable before the record is marked removed.
+ * its envelope text with the lengths of what follows and the sinks' last
+ * error ("msg_len", "auth_len", "error" lines; spool_dead_parse reads it
+ * back), then the message and our auth block. Rare, so a file of its own
+ * is fine; it is durable before the record is marked removed.
  */
 static int dead_letter(struct deliver *d, struct item *it)
 {
 	const struct spool_entry *e = &it->ent;
-	const uint8_t *head = e->data + SPOOL_REC_HDR_LEN;
-	size_t head_len = (size_t)(e->msg.p - head);
 	struct bb b;
 	int fd, rc = 0;
 
-	if (e->data == NULL || head_len < 1) {
+	if (e->data == NULL) {
 		return -EINVAL;
 	}
 	bb_init(&b, 0);
-	if (bb_append(&b, head, head_len - 1) != 0 || bb_printf(&b, "error %s\n\n", it->why) != 0 ||
+	if (spool_head_format(&b, &e->env) != 0) {
+		bb_fini(&b);
+		return -ENOMEM;
+	}
+	b.len--; /* the head's empty line comes after our lines */
+	if (bb_printf(&b, "msg_len %zu\nauth_len %zu\nerror %s\n\n", e->msg.len, e->auth.len, it->why) != 0 ||
 	    bb_append_span(&b, e->msg) != 0 || bb_append_span(&b, e->auth) != 0) {
 		bb_fini(&b);
 		return -ENOMEM;
@@ -352,14 +400,18 @@ static void finish_one(struct deliver *d, struct item *it)
 	if ((ok_bits & ~it->ref.done) != 0) {
 		/* What each sink took is recorded, so a retry (or a restart) goes
 		 * only to the sinks that still owe it. */
-		if ((rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, ok_bits)) != 0) {
+		if (it->ref.log != NULL && (rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, ok_bits)) != 0) {
 			log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
 		}
 		it->ref.done |= ok_bits;
 	}
 	if (all_ok) {
 		spool_entry_fini(&it->ent);
-		log_line(LOG_INFO, who, "deliver.ok sinks=%u", g->num_sinks);
+		if (it->ref.log == NULL && unlinkat(g->dirs->failed, it->ref.id, 0) != 0) {
+			log_line(LOG_WARN, who, "spool.failed error=\"%s\" (delivered; remove the dead letter by hand)",
+				 strerror(errno));
+		}
+		log_line(LOG_INFO, who, "deliver.ok sinks=%u%s", g->num_sinks, it->ref.log == NULL ? " from=failed/" : "");
 		atomic_fetch_add_explicit(&d->n_ok, 1, memory_order_relaxed);
 		record_done(d, it);
 		free(it);
@@ -371,7 +423,8 @@ static void finish_one(struct deliver *d, struct item *it)
 			/* Kept in the log: retried like a TEMPFAIL until it can be written. */
 			log_line(LOG_ERR, who, "spool.failed error=\"%s\"", strerror(-rc));
 		} else {
-			if ((rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED)) != 0) {
+			if (it->ref.log != NULL &&
+			    (rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED)) != 0) {
 				log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
 			}
 			atomic_fetch_add_explicit(&d->n_perm, 1, memory_order_relaxed);
@@ -486,6 +539,28 @@ static void ctl_scan(struct deliver *d)
 			d->queue_tail = &it->next;
 		}
 		pthread_mutex_unlock(&d->mu);
+		if (it == NULL && d->idx == 0 && faccessat(d->g->dirs->failed, id, F_OK, 0) == 0) {
+			/* A dead letter: retry sends it to every sink again from
+			 * SPOOL/failed (removed once they all took it); delete
+			 * removes it. Worker 0 looks after SPOOL/failed. */
+			if (del) {
+				if (unlinkat(d->g->dirs->failed, id, 0) != 0) {
+					log_line(LOG_WARN, d->who, "spool.ctl id=%s op=delete error=\"%s\"", id, strerror(errno));
+				}
+			} else if ((it = calloc(1, sizeof(*it))) != NULL) {
+				snprintf(it->ref.id, sizeof(it->ref.id), "%s", id);
+				pthread_mutex_lock(&d->mu);
+				*d->queue_tail = it;
+				d->queue_tail = &it->next;
+				pthread_mutex_unlock(&d->mu);
+				it = NULL;
+			} else {
+				continue; /* out of memory: the request stays for the next scan */
+			}
+			unlinkat(d->g->dirs->ctl, e->d_name, 0);
+			log_line(LOG_NOTICE, d->who, "spool.ctl id=%s op=%s from=failed/", id, dot + 1);
+			continue;
+		}
 		if (it == NULL) {
 			struct stat st;
 
@@ -496,7 +571,12 @@ static void ctl_scan(struct deliver *d)
 			}
 			continue;
 		}
-		if (del) {
+		if (del && it->ref.log == NULL) {
+			/* a dead letter queued for a retry: deleting it drops both */
+			unlinkat(d->g->dirs->failed, id, 0);
+			spool_entry_fini(&it->ent);
+			free(it);
+		} else if (del) {
 			int rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED);
 
 			if (rc != 0) {

@@ -297,11 +297,74 @@ static int parse_head_line(struct msg_env *env, struct span key, struct span val
 	return 0;
 }
 
+/*
+ * parse_head reads the envelope text at *c ("OMX1\n", key lines, an empty
+ * line) into out->env and advances *c past it. A dead letter's head also
+ * carries msg_len and auth_len (out_msg_len/out_auth_len, when asked for).
+ */
+static int parse_head(struct spool_entry *out, struct span *c, uint64_t *out_msg_len, uint64_t *out_auth_len)
+{
+	struct span line;
+	int rc;
+
+	if (!span_eat_ci(c, "OMX1\n")) {
+		return -EINVAL;
+	}
+	for (;;) {
+		struct span key;
+
+		if (!span_take_until(c, &line, '\n')) {
+			return -EINVAL;
+		}
+		span_skip(c, 1);
+		if (line.len == 0) {
+			break;
+		}
+		if (!span_take_until(&line, &key, ' ')) {
+			return -EINVAL;
+		}
+		span_skip(&line, 1);
+		if (out_msg_len != NULL && span_eq(key, SPAN_LIT("msg_len"))) {
+			if (!span_get_dec_u64(&line, out_msg_len, UINT64_MAX) || line.len) {
+				return -EINVAL;
+			}
+		} else if (out_auth_len != NULL && span_eq(key, SPAN_LIT("auth_len"))) {
+			if (!span_get_dec_u64(&line, out_auth_len, UINT64_MAX) || line.len) {
+				return -EINVAL;
+			}
+		} else if ((rc = parse_head_line(&out->env, key, line)) != 0) {
+			return rc;
+		}
+	}
+	return out->env.id[0] == '\0' || out->env.num_rcpts == 0 ? -EINVAL : 0;
+}
+
+int spool_dead_parse(struct spool_entry *out, const uint8_t *data, size_t len)
+{
+	struct span c = span_make(data, len);
+	uint64_t msg_len = UINT64_MAX, auth_len = UINT64_MAX;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = parse_head(out, &c, &msg_len, &auth_len)) != 0) {
+		spool_entry_fini(out);
+		return rc;
+	}
+	if (msg_len == UINT64_MAX || auth_len == UINT64_MAX || msg_len > c.len || auth_len != c.len - msg_len) {
+		spool_entry_fini(out); /* written before dead letters carried their lengths, or cut */
+		return -EINVAL;
+	}
+	out->env.size = msg_len;
+	out->msg = span_make(c.p, (size_t)msg_len);
+	out->auth = span_make(c.p + msg_len, (size_t)auth_len);
+	return 0;
+}
+
 int spool_rec_parse(struct spool_entry *out, const uint8_t *rec, size_t len)
 {
 	struct spool_rec_hdr h;
 	uint64_t rlen;
-	struct span c, line;
+	struct span c;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -314,30 +377,10 @@ int spool_rec_parse(struct spool_entry *out, const uint8_t *rec, size_t len)
 		return -EINVAL;
 	}
 	c = span_make(rec + SPOOL_REC_HDR_LEN, h.head_len);
-	if (!span_eat_ci(&c, "OMX1\n")) {
-		return -EINVAL;
+	if ((rc = parse_head(out, &c, NULL, NULL)) != 0) {
+		goto fail;
 	}
-	for (;;) {
-		struct span key;
-
-		if (!span_take_until(&c, &line, '\n')) {
-			rc = -EINVAL;
-			goto fail;
-		}
-		span_skip(&c, 1);
-		if (line.len == 0) {
-			break;
-		}
-		if (!span_take_until(&line, &key, ' ')) {
-			rc = -EINVAL;
-			goto fail;
-		}
-		span_skip(&line, 1);
-		if ((rc = parse_head_line(&out->env, key, line)) != 0) {
-			goto fail;
-		}
-	}
-	if (c.len != 0 || out->env.id[0] == '\0' || out->env.num_rcpts == 0) {
+	if (c.len != 0) {
 		rc = -EINVAL;
 		goto fail;
 	}

@@ -151,6 +151,14 @@ struct spool_entry {
  */
 int spool_rec_parse(struct spool_entry *out, const uint8_t *rec, size_t len);
 
+/*
+ * spool_dead_parse reads a dead letter (SPOOL/failed/ID, written by the
+ * delivery worker: the envelope text with "msg_len", "auth_len" and
+ * "error" lines, an empty line, the message, our auth block) like
+ * spool_rec_parse: the spans borrow data. 0, -EINVAL or -ENOMEM.
+ */
+int spool_dead_parse(struct spool_entry *out, const uint8_t *data, size_t len);
+
 void spool_entry_fini(struct spool_entry *e);
 
 /* spool_make_id formats a unique id from the time, the shard and a counter. */

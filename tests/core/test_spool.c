@@ -278,6 +278,33 @@ Test(spool_scan, stale_records_of_an_earlier_generation_are_not_read)
 
 /* ---------------------------------------------------------------- the log files */
 
+Test(spool_format, dead_letter_round_trip)
+{
+	struct msg_env env;
+	struct spool_entry e;
+	struct bb b;
+	const char *msg = "Received: x\r\n\r\nbody\r\n", *auth = "Authentication-Results: mx; none\r\n";
+
+	make_env(&env, "DEAD1");
+	bb_init(&b, 0);
+	cr_assert_eq(spool_head_format(&b, &env), 0);
+	b.len--; /* as the delivery worker writes it: lengths and error before the empty line */
+	cr_assert_eq(bb_printf(&b, "msg_len %zu\nauth_len %zu\nerror http 400: no\n\n%s%s", strlen(msg), strlen(auth),
+			       msg, auth), 0);
+	cr_assert_eq(spool_dead_parse(&e, b.p, b.len), 0);
+	cr_assert_str_eq(e.env.id, "DEAD1");
+	cr_assert_eq(e.env.num_rcpts, 2);
+	cr_assert_str_eq(e.env.rcpts[1], "\"odd local\"@example.org");
+	cr_assert(e.msg.len == strlen(msg) && memcmp(e.msg.p, msg, e.msg.len) == 0);
+	cr_assert(e.auth.len == strlen(auth) && memcmp(e.auth.p, auth, e.auth.len) == 0);
+	spool_entry_fini(&e);
+	/* Cut anywhere, it is refused, never misread. */
+	for (size_t n = 0; n < b.len; n++) {
+		cr_assert_neq(spool_dead_parse(&e, b.p, n), 0, "accepted %zu of %zu bytes", n, b.len);
+	}
+	bb_fini(&b);
+}
+
 static char tmpdir[64];
 static int dirfd_;
 

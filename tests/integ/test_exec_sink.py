@@ -115,7 +115,9 @@ def main(t):
             t.check(qid in srv.spool_pending() and not os.listdir(os.path.join(srv.spool, "failed")),
                     "a tempfail left the queue")
     srv2 = Server(shards=1)
+    fixed = os.path.join(srv2.tmp, "fixed")  # once it exists, the script takes the message
     perm = script(os.path.join(srv2.tmp, "perm.sh"),
+                  'if [ -e %s ]; then cat > %s.$OMX_ID; exit 0; fi\n' % (fixed, fixed) +
                   'cat > /dev/null\nprintf \'no such "user" \\001here\\nsecond line\\n\' >&2\nexit 1\n')
     srv2.args = ["--sink", "exec:" + perm]
     with srv2:
@@ -124,6 +126,19 @@ def main(t):
             m = wait_log(srv2, r"%s deliver\.permfail reason=\"([^\"]*)\"" % qid)
             t.check(m and m.group(1) == "exec: exit 1: no such ?user? ?here", "reason %r" % (m and m.group(1)))
             t.check(os.path.exists(os.path.join(srv2.spool, "failed", qid)), "not in SPOOL/failed")
+        with t.case("spool_retry_sends_a_dead_letter_again"):
+            # The consumer is fixed: `oceanmx spool retry ID` hands the dead
+            # letter to every sink again, byte for byte, and removes it.
+            open(fixed, "w").close()
+            res = subprocess.run([omx_bin(), "spool", "retry", qid, "--spool", srv2.spool], capture_output=True,
+                                 text=True)
+            t.check(res.returncode == 0, "spool retry: %s %s" % (res.stdout, res.stderr))
+            t.check(wait_for(lambda: not os.path.exists(os.path.join(srv2.spool, "failed", qid))),
+                    "still in SPOOL/failed:\n%s" % srv2.stderr_tail())
+            got = open("%s.%s" % (fixed, qid), "rb").read()
+            md = srv2.maildir.wait_ids([qid])[qid]
+            t.check(md and got == md[0].raw[md[0].raw.index(b"Authentication-Results:"):],
+                    "the retried message differs from the maildir copy: %r" % got[:200])
 
     srv = Server(shards=1)
     pidfile = os.path.join(srv.tmp, "child.pid")
