@@ -16,6 +16,7 @@
 
 #define CFG_LISTEN_MAX 16
 #define CFG_SINK_MAX   8
+#define CFG_METRICS_DEFAULT "127.0.0.1:9025"
 
 /* How the spool makes a batch of messages durable before their 250. */
 enum spool_sync {
@@ -70,6 +71,10 @@ struct cfg {
 	char *dns;                    /* upstream resolver ADDR[:PORT]; NULL = /etc/resolv.conf */
 	uint32_t dns_timeout_ms;
 	int log_level;
+	int log_format;               /* enum log_format: text (default) or json */
+	struct cfg_listen metrics;    /* --metrics ADDR:PORT (text NULL: the default) */
+	bool metrics_off;             /* --metrics none */
+	bool metrics_default;         /* metrics is CFG_METRICS_DEFAULT, not asked for */
 	char *config_file;            /* -c, if any */
 };
 

@@ -13,6 +13,7 @@
 #include "../verify/authres.h"
 #include "cfg.h"
 #include "log.h"
+#include "metrics.h"
 #include "thread.h"
 #include "spool.h"
 
@@ -29,6 +30,7 @@ struct result {
 struct item {
 	struct item *next;
 	int64_t due_ms;      /* retry time (CLOCK_MONOTONIC ms); 0 = now */
+	int64_t enq_ms;      /* queued (CLOCK_MONOTONIC ms), for the spool's oldest age */
 	uint32_t attempts;
 	struct spool_entry ent;
 	struct result res[CFG_SINK_MAX];
@@ -49,6 +51,12 @@ struct deliver {
 	void *state[CFG_SINK_MAX];     /* per-sink worker state */
 	struct spool_pool *pool;       /* delivered files for the shard to reuse */
 	_Atomic uint64_t n_ok, n_temp, n_perm;
+	/* metrics (metrics.h): one writer each */
+	_Atomic uint64_t n_enq;                    /* written under mu */
+	_Atomic uint64_t sink_ok[CFG_SINK_MAX];    /* worker */
+	_Atomic uint64_t sink_temp[CFG_SINK_MAX];  /* worker */
+	_Atomic uint64_t sink_perm[CFG_SINK_MAX];  /* worker */
+	_Atomic uint64_t oldest_ms;                /* worker: enq_ms of the oldest waiting item, 0 = none */
 };
 
 static int64_t now_ms(void)
@@ -190,6 +198,10 @@ static void finish_one(struct deliver *d, struct item *it)
 		perm |= it->res[s].rc == SINK_PERMFAIL;
 	}
 	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : it->name);
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		metrics_add(it->res[s].rc == SINK_OK ? &d->sink_ok[s]
+			    : it->res[s].rc == SINK_PERMFAIL ? &d->sink_perm[s] : &d->sink_temp[s], 1);
+	}
 	if (all_ok) {
 		size_t file_len = it->ent.data_len;
 
@@ -250,7 +262,7 @@ static struct item *take_batch(struct deliver *d)
 {
 	struct item *batch = NULL, **tail = &batch, **pp;
 	unsigned n = 0;
-	int64_t now = now_ms();
+	int64_t now = now_ms(), oldest;
 
 	while (d->queue != NULL && n < DELIVER_BATCH_MAX) {
 		struct item *it = d->queue;
@@ -264,8 +276,18 @@ static struct item *take_batch(struct deliver *d)
 	if (d->queue == NULL) {
 		d->queue_tail = &d->queue;
 	}
+	/* The oldest waiting item, for metrics: the queue is FIFO, so its head
+	 * (or the batch's first item) is its oldest; retries are scanned below. */
+	oldest = batch != NULL ? batch->enq_ms : d->queue != NULL ? d->queue->enq_ms : INT64_MAX;
+	if (d->queue != NULL && d->queue->enq_ms < oldest) {
+		oldest = d->queue->enq_ms;
+	}
 	for (pp = &d->retry; *pp != NULL && n < DELIVER_BATCH_MAX;) {
 		struct item *it = *pp;
+
+		if (it->enq_ms < oldest) {
+			oldest = it->enq_ms;
+		}
 
 		if (it->due_ms > now) {
 			pp = &it->next;
@@ -277,6 +299,12 @@ static struct item *take_batch(struct deliver *d)
 		tail = &it->next;
 		n++;
 	}
+	for (struct item *it = *pp; it != NULL; it = it->next) {
+		if (it->enq_ms < oldest) {
+			oldest = it->enq_ms; /* retries beyond the batch limit */
+		}
+	}
+	metrics_set(&d->oldest_ms, oldest == INT64_MAX ? 0 : (uint64_t)oldest);
 	return batch;
 }
 
@@ -371,7 +399,9 @@ int deliver_enqueue(struct deliver *d, const char *name)
 		return -ENOMEM;
 	}
 	memcpy(it->name, name, n);
+	it->enq_ms = now_ms();
 	pthread_mutex_lock(&d->mu);
+	metrics_add(&d->n_enq, 1); /* under mu: one writer at a time */
 	*d->queue_tail = it;
 	d->queue_tail = &it->next;
 	pthread_cond_signal(&d->cv);
@@ -415,4 +445,15 @@ void deliver_get_stats(struct deliver *d, struct deliver_stats *out)
 	out->delivered = atomic_load_explicit(&d->n_ok, memory_order_relaxed);
 	out->tempfail = atomic_load_explicit(&d->n_temp, memory_order_relaxed);
 	out->permfail = atomic_load_explicit(&d->n_perm, memory_order_relaxed);
+	for (unsigned s = 0; s < d->g->num_sinks && s < CFG_SINK_MAX; s++) {
+		out->sink_ok[s] = metrics_get(&d->sink_ok[s]);
+		out->sink_temp[s] = metrics_get(&d->sink_temp[s]);
+		out->sink_perm[s] = metrics_get(&d->sink_perm[s]);
+	}
+	{
+		uint64_t enq = metrics_get(&d->n_enq), gone = out->delivered + out->permfail;
+
+		out->queued = enq > gone ? enq - gone : 0;
+	}
+	out->oldest_ms = (int64_t)metrics_get(&d->oldest_ms);
 }

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../proto/domains.h"
@@ -22,6 +23,9 @@
 #include "deliver.h"
 #include "limits.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_core.h"
+#include "metrics_http.h"
 #include "shard.h"
 #include "spool.h"
 #include "vpool.h"
@@ -202,12 +206,15 @@ static int serve(struct cfg *cfg, bool check_only)
 	struct deliver *workers[64] = { 0 };
 	struct shard *shards[64] = { 0 };
 	struct spool_dirs dirs = { -1, -1, -1 };
+	struct metrics_core mc;
+	struct metrics_http *mhttp = NULL;
 	int rc = EXIT_OK;
 	unsigned num_sinks = 0, i;
 	sigset_t set;
 	char *err = NULL;
 
 	memset(&g, 0, sizeof(g));
+	memset(&mc, 0, sizeof(mc));
 	for (i = 0; i < cfg->num_sinks; i++) {
 		if (sink_configure(&sinks[i], &sctx, cfg->sinks[i], &err) != 0) {
 			fprintf(stderr, "oceanmx: %s\n", err ? err : "sink configuration failed");
@@ -276,6 +283,22 @@ static int serve(struct cfg *cfg, bool check_only)
 	signal(SIGPIPE, SIG_IGN);
 
 	log_start_async();
+	if (!cfg->metrics_off) {
+		mhttp = metrics_http_start(&cfg->metrics.addr, cfg->metrics.addr_len, &err);
+		if (mhttp == NULL && !cfg->metrics_default) {
+			fprintf(stderr, "oceanmx: metrics %s: %s\n", cfg->metrics.text, err ? err : "cannot listen");
+			free(err);
+			rc = EXIT_STARTUP;
+			goto stop;
+		}
+		if (mhttp == NULL) {
+			/* Only the default address: another server may hold it. */
+			log_line(LOG_WARN, "main", "metrics.off addr=%s error=\"%s\" (use --metrics ADDR:PORT or none)",
+				 cfg->metrics.text, err ? err : "cannot listen");
+			free(err);
+			err = NULL;
+		}
+	}
 	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc) {
 		struct vpool_cfg vc = {
 			.workers = cfg->verify_workers,
@@ -301,14 +324,32 @@ static int serve(struct cfg *cfg, bool check_only)
 		}
 	}
 	recover_spool(&dirs, workers, i);
+	mc.shards = shards;
+	mc.num_shards = cfg->shards < 64 ? cfg->shards : 64;
+	mc.workers = workers;
+	mc.num_workers = mc.num_shards;
+	mc.sinks = sinks;
+	mc.num_sinks = num_sinks;
+	mc.vpool = g.vpool;
+	mc.stopping = &g.stopping;
+	mc.spool_fd = dirs.q;
+	mc.version = OMX_VERSION;
+	mc.start_unix = (int64_t)time(NULL);
+	atomic_init(&mc.listening, false);
+	if (mhttp != NULL && metrics_core_register(&mc) != 0) {
+		rc = EXIT_STARTUP;
+		goto stop;
+	}
 	for (i = 0; i < cfg->shards && i < 64; i++) {
 		if ((shards[i] = shard_start(&g, i, workers[i])) == NULL) {
 			rc = EXIT_STARTUP;
 			goto stop;
 		}
 	}
-	log_line(LOG_NOTICE, "main", "start version=%s hostname=%s shards=%u listen=%s spool=%s sink=%s", OMX_VERSION,
-		 cfg->hostname, cfg->shards, cfg->listen[0].text, cfg->spool_dir, cfg->sinks[0]);
+	atomic_store(&mc.listening, true);
+	log_line(LOG_NOTICE, "main", "start version=%s hostname=%s shards=%u listen=%s spool=%s sink=%s metrics=%s",
+		 OMX_VERSION, cfg->hostname, cfg->shards, cfg->listen[0].text, cfg->spool_dir, cfg->sinks[0],
+		 mhttp != NULL ? cfg->metrics.text : "none");
 	for (;;) {
 		int sig = 0;
 
@@ -330,9 +371,18 @@ stop:
 			shard_wake(shards[i]);
 		}
 	}
+	/* /readyz answers 503 (stopping) while the shards drain; each shard
+	 * leaves the metrics' reach before it is freed. */
 	for (i = 0; i < 64; i++) {
-		shard_join(shards[i]);
+		struct shard *sh = shards[i];
+
+		metrics_registry_lock();
+		shards[i] = NULL;
+		metrics_registry_unlock();
+		shard_join(sh);
 	}
+	metrics_http_stop(mhttp);
+	metrics_registry_clear();
 	/* Shards are gone (each waited for its verify jobs), so the pool is idle. */
 	vpool_stop(g.vpool);
 	/* Shards are gone, so nothing more is queued: workers drain and stop. */
@@ -404,6 +454,7 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	log_level_current = (enum log_level)cfg.log_level;
+	log_format_current = (enum log_format)cfg.log_format;
 	rc = serve(&cfg, check_only);
 	cfg_fini(&cfg);
 	return rc;

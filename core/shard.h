@@ -37,6 +37,13 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 /* shard_wake makes the shard notice g->stopping now. Any thread. */
 void shard_wake(struct shard *sh);
 
+/*
+ * shard_metrics returns the shard's counters, valid until shard_join;
+ * written by the shard only, read with relaxed loads (metrics_shard.h).
+ */
+struct metrics_shard;
+const struct metrics_shard *shard_metrics(const struct shard *sh);
+
 /* shard_join waits for the shard to finish its shutdown and frees it. */
 void shard_join(struct shard *sh);
 
