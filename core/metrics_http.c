@@ -213,8 +213,14 @@ static void do_accept(struct metrics_http *m, int64_t now)
 			}
 		}
 		if (c == NULL) {
-			/* Best effort, never waiting: the socket buffer takes it. */
+			char scratch[HTTP_REQ_HEAD_MAX];
+
+			/* Best effort, never waiting: take what the client already sent
+			 * (so closing does not reset the connection under our answer),
+			 * and let the socket buffer take the answer. */
+			(void)recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT);
 			(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			shutdown(fd, SHUT_WR);
 			m->num_busy++;
 			close(fd);
 			continue;
