@@ -26,6 +26,8 @@ PKGS=(
   python3-dnslib python3-dkim
   # DMARC organizational domains
   publicsuffix
+  # metrics tests: promtool check metrics and a real Prometheus scraping /metrics
+  prometheus
 )
 
 missing=()
