@@ -23,6 +23,8 @@ enum opt_type {
 	OPT_U32,      /* uint32_t */
 	OPT_U64,      /* uint64_t, accepts K/M/G suffixes */
 	OPT_LISTEN,   /* repeatable ADDR:PORT */
+	OPT_LISTEN_PROXY, /* repeatable ADDR:PORT, PROXY protocol */
+	OPT_CIDRS,    /* comma-separated address blocks, accumulated */
 	OPT_SINK,     /* repeatable sink spec */
 	OPT_BARE,     /* reject|normalise */
 	OPT_LOGLEVEL, /* err..debug */
@@ -31,6 +33,8 @@ enum opt_type {
 	OPT_TEMPERR,  /* accept|tempfail */
 	OPT_METRICS,  /* ADDR:PORT|none */
 	OPT_LOGFMT,   /* text|json */
+	OPT_TLSCERT,  /* repeatable PEM file */
+	OPT_TLSKEY,   /* repeatable PEM file */
 	OPT_TYPE_COUNT
 };
 
@@ -44,17 +48,23 @@ struct opt {
 #define O(n, t, f, lo, hi) { n, t, offsetof(struct cfg, f), lo, hi }
 static const struct opt opts[] = {
 	O("listen", OPT_LISTEN, listen, 0, 0),
+	O("listen-proxy", OPT_LISTEN_PROXY, listen, 0, 0),
+	O("proxy-trusted", OPT_CIDRS, proxy_trusted, 0, 0),
 	O("hostname", OPT_STR, hostname, 0, 0),
+	O("user", OPT_STR, user, 0, 0),
 	O("shards", OPT_U32, shards, 0, 256),
 	O("spool", OPT_STR, spool_dir, 0, 0),
 	O("sink", OPT_SINK, sinks, 0, 0),
 	O("domains", OPT_STR, domains, 0, 0),
 	O("sink-retry-first", OPT_U32, sink_retry_first, 1, 86400),
 	O("sink-retry-max", OPT_U32, sink_retry_max, 1, 86400),
+	O("sink-max-age", OPT_U32, sink_max_age, 1, 365 * 86400),
 	O("max-message-size", OPT_U64, max_msg_size, 1024, (uint64_t)1 << 40),
 	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
 	O("max-connections", OPT_U32, max_conns, 1, 1000000),
 	O("max-connections-per-ip", OPT_U32, max_conns_per_ip, 0, 1000000),
+	O("max-connection-rate", OPT_U32, max_conn_rate, 0, 1000000),
+	O("max-message-rate", OPT_U32, max_msg_rate, 0, 1000000),
 	O("max-bad-commands", OPT_U32, max_bad_cmds, 1, 100000),
 	O("max-command-line", OPT_U32, max_cmd_line, 512, 65536),
 	O("max-text-line", OPT_U32, max_text_line, 1000, 1u << 30),
@@ -71,6 +81,8 @@ static const struct opt opts[] = {
 	O("log-format", OPT_LOGFMT, log_format, 0, 0),
 	O("metrics", OPT_METRICS, metrics, 0, 0),
 	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
+	O("spool-segment-size", OPT_U64, spool_segment_size, 64ull << 10, 1ull << 32),
+	O("spool-max-size", OPT_U64, spool_max_size, 1ull << 20, 1ull << 50),
 	O("dkim", OPT_BOOL, dkim, 0, 0),
 	O("spf", OPT_BOOL, spf, 0, 0),
 	O("dmarc", OPT_BOOL, dmarc, 0, 0),
@@ -82,6 +94,11 @@ static const struct opt opts[] = {
 	O("verify-workers", OPT_U32, verify_workers, 0, 256),
 	O("dns", OPT_STR, dns, 0, 0),
 	O("dns-timeout", OPT_U32, dns_timeout_ms, 100, 60000),
+	O("dns-cache-size", OPT_U64, dns_cache_size, 64 * 1024, (uint64_t)1 << 34),
+	O("tls-cert", OPT_TLSCERT, tls_certs, 0, 0),
+	O("tls-key", OPT_TLSKEY, tls_keys, 0, 0),
+	O("tls-required", OPT_BOOL, tls_required, 0, 0),
+	O("timeout-tls", OPT_U32, timeout_tls, 1, 3600),
 };
 #undef O
 
@@ -99,6 +116,11 @@ void cfg_usage(FILE *f)
 "    oceanmx verify [--client-ip IP --mail-from ADDR --helo NAME] [--dns ADDR[:PORT]]\n"
 "                   [--hostname NAME] [--now UNIXTIME] [FILE|-]\n"
 "                                 verify DKIM, ARC, SPF and DMARC of one message\n"
+"    oceanmx spool ls|stats [--spool DIR]     the queue: messages, what each\n"
+"                                 sink still owes, records per segment\n"
+"    oceanmx spool show ID [--spool DIR]      one queued message, as stored\n"
+"    oceanmx spool retry ID|delete ID [--spool DIR]\n"
+"                                 deliver now / drop (safe while serving)\n"
 "    oceanmx --help | --version\n"
 "\n"
 "DESCRIPTION\n"
@@ -117,19 +139,38 @@ void cfg_usage(FILE *f)
 "    -c, --config FILE          read options from FILE\n"
 "    --listen ADDR:PORT         listen address, repeatable; IPv6 as [::1]:25\n"
 "                               (default 127.0.0.1:2525)\n"
+"    --listen-proxy ADDR:PORT   a listener behind a TCP load balancer (HAProxy\n"
+"                               send-proxy / send-proxy-v2, AWS NLB): every\n"
+"                               connection must begin with a PROXY protocol v1\n"
+"                               or v2 header, whose client address is then used\n"
+"                               everywhere (limits, SPF, Received:, logs).\n"
+"                               Repeatable; without it, no PROXY header is read\n"
+"    --proxy-trusted CIDR,...   who may send PROXY headers; a connection to a\n"
+"                               --listen-proxy listener from elsewhere is closed\n"
+"                               without a greeting (default 127.0.0.0/8,::1)\n"
 "    --hostname NAME            name in the greeting and Received: (default:\n"
 "                               the system host name)\n"
+"    --user NAME                started as root, oceanmx binds its listeners,\n"
+"                               reads its TLS keys and gives the spool to NAME,\n"
+"                               then runs as NAME with no capabilities left\n"
+"                               (default: oceanmx, when that user exists; root\n"
+"                               keeps root). Not root: ignored\n"
 "    --shards N                 shard threads, each with its own io_uring ring\n"
 "                               and SO_REUSEPORT listener (default: online CPUs)\n"
 "    --spool DIR                durable queue directory (default ./var/spool)\n"
-"    --spool-sync syncfs|fsync  how a batch of messages becomes durable before\n"
-"                               its 250: one syncfs(2) of the spool's\n"
-"                               filesystem per batch (default; best when the\n"
-"                               spool has a filesystem of its own), or an\n"
-"                               fdatasync per message plus one directory fsync\n"
-"                               per batch (when other busy writers share it)\n"
-"    --sink SPEC                delivery target, repeatable; every sink must\n"
-"                               accept a message before it leaves the spool.\n"
+"    --spool-sync fsync|syncfs  how a batch of messages becomes durable before\n"
+"                               its 250: one fdatasync(2) of each log segment\n"
+"                               the batch wrote, through the ring (default),\n"
+"                               or one syncfs(2) of the spool's filesystem per\n"
+"                               batch (only when the spool has a filesystem of\n"
+"                               its own: it also flushes every other writer)\n"
+"    --spool-segment-size BYTES size of each log segment file (default 64M);\n"
+"                               a message is one record in a segment\n"
+"    --spool-max-size BYTES     all segments together (default 8G); past it,\n"
+"                               end of data answers 452 4.3.1\n"
+"    --sink SPEC                delivery target, repeatable (at most 7); every\n"
+"                               sink must accept a message before it leaves\n"
+"                               the spool.\n"
 "                               maildir:DIR  Maildir++ tmp/new/cur under DIR\n"
 "                               (default maildir:./var/maildir)\n"
 "                               json:DIR[?inline_max=BYTES&raw=yes|no]\n"
@@ -145,10 +186,21 @@ void cfg_usage(FILE *f)
 "                                 (64), connections=N (1), timeout=S per\n"
 "                                 message (30), json=yes|no (yes),\n"
 "                                 inline_max=BYTES (65536)\n"
+"                               any sink: SPEC?sync=yes makes the reply to a\n"
+"                                 message wait for that sink's answer: a retry\n"
+"                                 or temporary failure answers 451 4.3.0, a\n"
+"                                 refusal 550 5.7.1 with the consumer's reason,\n"
+"                                 no answer by --timeout-commit 421 4.4.2\n"
 "    --sink-retry-first S       first retry of a message a sink failed\n"
 "                               temporarily (default 30); each later retry\n"
 "                               waits twice as long as the one before\n"
-"    --sink-retry-max S         the longest wait between retries (default 900)\n"
+"    --sink-retry-max S         the longest wait between retries (default 900);\n"
+"                               a sink's Retry-After (webhooks) is honoured\n"
+"                               when longer, up to a day\n"
+"    --sink-max-age S           a message some sink still refuses temporarily\n"
+"                               this long after it arrived is dead-lettered to\n"
+"                               SPOOL/failed/ (default 432000, 5 days, like\n"
+"                               Postfix's maximal_queue_lifetime)\n"
 "    --domains LIST             accept recipients only in these domains, comma\n"
 "                               separated; \".example.com\" also matches its\n"
 "                               subdomains; others get 550 5.7.1 (default: any)\n"
@@ -160,6 +212,12 @@ void cfg_usage(FILE *f)
 "    --max-connections N        in total, then 421 4.7.0 (default 10000)\n"
 "    --max-connections-per-ip N per client address, then 421 4.7.0; 0 means\n"
 "                               unlimited (default 100)\n"
+"    --max-connection-rate N    new connections per minute per client (IPv6\n"
+"                               clients per /64), then 421 4.7.0; a burst of N\n"
+"                               is allowed (default 0: no limit)\n"
+"    --max-message-rate N       transactions (MAIL commands) per minute per\n"
+"                               client, then 451 4.7.1 to MAIL (default 0: no\n"
+"                               limit)\n"
 "    --max-bad-commands N       rejected commands per session before\n"
 "                               421 4.7.0 and disconnect (default 20)\n"
 "    --max-command-line BYTES   command line incl. CRLF, then 500 5.5.2\n"
@@ -224,6 +282,25 @@ void cfg_usage(FILE *f)
 "    --dns ADDR[:PORT]          resolver to ask for keys (default: the servers\n"
 "                               in /etc/resolv.conf); answers are cached by TTL\n"
 "    --dns-timeout MS           per lookup, then temperror (default 5000)\n"
+"    --dns-cache-size BYTES     DNS answers the verify pool keeps (TTL, negative\n"
+"                               answers; failures 5 s), least recently used\n"
+"                               evicted first (default 16M; K/M/G suffixes)\n"
+"\n"
+"  TLS (STARTTLS, RFC 3207)\n"
+"    --tls-cert FILE            PEM certificate chain (RSA or ECDSA), repeatable;\n"
+"                               each pairs with the --tls-key of the same rank.\n"
+"                               With one, EHLO offers STARTTLS. The client's SNI\n"
+"                               picks the certificate whose names (SAN DNS names,\n"
+"                               wildcards; else the subject CN) match; the first\n"
+"                               is the default. TLS 1.2 and 1.3, resumption by\n"
+"                               tickets. SIGHUP reloads the files\n"
+"    --tls-key FILE             PEM private key of the --tls-cert of that rank\n"
+"    --tls-required on|off      answer MAIL before STARTTLS with 530 5.7.0\n"
+"                               (default off: an MX must take mail in clear\n"
+"                               from senders without TLS)\n"
+"    --timeout-tls S            from STARTTLS to the end of the handshake; a\n"
+"                               client that stalls is logged and closed\n"
+"                               (default 30)\n"
 "\n"
 "  Receive pool (per shard; idle connections hold none of it)\n"
 "    --recv-buffers N           provided receive buffers, a power of two\n"
@@ -250,6 +327,9 @@ void cfg_usage(FILE *f)
 "                               warning); an address given here must bind\n"
 "\n"
 "SIGNALS\n"
+"    SIGHUP           reload the --tls-cert/--tls-key files: new handshakes\n"
+"                     use them, sessions in flight keep theirs; when a file\n"
+"                     cannot be read the old ones stay and the log says why\n"
 "    SIGTERM, SIGINT  stop accepting, finish transactions in flight (up to\n"
 "                     --shutdown-timeout), answer the rest 421 4.3.2, exit 0.\n"
 "                     No acknowledged message is lost: what is not yet\n"
@@ -259,9 +339,11 @@ void cfg_usage(FILE *f)
 "    0 on a clean stop, 1 on a configuration error, 2 on a start-up failure.\n"
 "\n"
 "FILES\n"
-"    SPOOL/q/ID       one file per accepted message until every sink took it\n"
-"    SPOOL/free/      delivered spool files kept for reuse\n"
-"    SPOOL/failed/    messages a sink refused for good\n"
+"    SPOOL/log/s<shard>-<n>.seg   log segments: each accepted message is one\n"
+"                     record (format: docs/spool.md); reused, never removed\n"
+"    SPOOL/log/s<shard>-<n>.done  what each sink took from that segment\n"
+"    SPOOL/ctl/       requests of `oceanmx spool retry|delete`\n"
+"    SPOOL/failed/ID  messages a sink refused for good\n"
 "    DIR/new/         delivered messages (maildir sink), one file per message\n", f);
 }
 
@@ -277,6 +359,7 @@ void cfg_init(struct cfg *c)
 	c->max_text_line = 65536;
 	c->sink_retry_first = 30;
 	c->sink_retry_max = 900;
+	c->sink_max_age = 5 * 86400;
 	c->timeout_cmd = 300;
 	c->timeout_session = 3600;
 	c->timeout_data = 180;
@@ -291,8 +374,12 @@ void cfg_init(struct cfg *c)
 	c->arc = true;
 	c->dkim_max_sigs = 8;
 	c->dns_timeout_ms = 5000;
+	c->dns_cache_size = 16u << 20;
 	c->recv_buffer_size = 32768;
 	c->log_level = LOG_NOTICE;
+	c->spool_segment_size = 64ull << 20;
+	c->spool_max_size = 8ull << 30;
+	c->timeout_tls = 30;
 	c->log_format = LOG_FMT_TEXT;
 }
 
@@ -304,7 +391,14 @@ void cfg_fini(struct cfg *c)
 	for (unsigned i = 0; i < c->num_sinks; i++) {
 		free(c->sinks[i]); c->sinks[i] = NULL;
 	}
+	for (unsigned i = 0; i < c->num_tls_certs; i++) {
+		free(c->tls_certs[i]); c->tls_certs[i] = NULL;
+	}
+	for (unsigned i = 0; i < c->num_tls_keys; i++) {
+		free(c->tls_keys[i]); c->tls_keys[i] = NULL;
+	}
 	free(c->hostname); c->hostname = NULL;
+	free(c->user); c->user = NULL;
 	free(c->spool_dir); c->spool_dir = NULL;
 	free(c->domains); c->domains = NULL;
 	free(c->dns); c->dns = NULL;
@@ -435,14 +529,40 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		}
 		return 0;
 	case OPT_LISTEN:
+	case OPT_LISTEN_PROXY:
 		if (c->num_listen == CFG_LISTEN_MAX) {
-			return fail(out_err, "%s: listen: at most %d addresses", where, CFG_LISTEN_MAX);
+			return fail(out_err, "%s: %s: at most %d addresses in all", where, o->name, CFG_LISTEN_MAX);
 		}
 		if (parse_listen(&c->listen[c->num_listen], v) != 0) {
-			return fail(out_err, "%s: listen: \"%s\" is not ADDR:PORT (IPv6 as [ADDR]:PORT)", where, v);
+			return fail(out_err, "%s: %s: \"%s\" is not ADDR:PORT (IPv6 as [ADDR]:PORT)", where, o->name, v);
 		}
+		c->listen[c->num_listen].proxy = o->type == OPT_LISTEN_PROXY;
 		c->num_listen++;
 		return 0;
+	case OPT_CIDRS: {
+		const char *p = v;
+
+		while (*p != '\0') {
+			char one[80];
+			size_t len = strcspn(p, ", \t");
+
+			if (len == 0 || len >= sizeof(one)) {
+				return fail(out_err, "%s: %s: bad list \"%s\" (ADDR[/BITS],...)", where, o->name, v);
+			}
+			memcpy(one, p, len);
+			one[len] = '\0';
+			if (c->num_proxy_trusted == CFG_CIDR_MAX) {
+				return fail(out_err, "%s: %s: at most %d address blocks", where, o->name, CFG_CIDR_MAX);
+			}
+			if (!ip_cidr_parse(&c->proxy_trusted[c->num_proxy_trusted], one)) {
+				return fail(out_err, "%s: %s: \"%s\" is not ADDR or ADDR/BITS", where, o->name, one);
+			}
+			c->num_proxy_trusted++;
+			p += len;
+			p += strspn(p, ", \t");
+		}
+		return 0;
+	}
 	case OPT_SINK:
 		if (c->num_sinks == CFG_SINK_MAX) {
 			return fail(out_err, "%s: sink: at most %d sinks", where, CFG_SINK_MAX);
@@ -452,6 +572,20 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		}
 		c->num_sinks++;
 		return 0;
+	case OPT_TLSCERT:
+	case OPT_TLSKEY: {
+		char **dst = o->type == OPT_TLSCERT ? c->tls_certs : c->tls_keys;
+		unsigned *num = o->type == OPT_TLSCERT ? &c->num_tls_certs : &c->num_tls_keys;
+
+		if (*num == CFG_TLS_MAX) {
+			return fail(out_err, "%s: %s: at most %d files", where, o->name, CFG_TLS_MAX);
+		}
+		if ((dst[*num] = strdup(v)) == NULL) {
+			return fail(out_err, "%s: %s: out of memory", where, o->name);
+		}
+		(*num)++;
+		return 0;
+	}
 	case OPT_BARE:
 		if (strcmp(v, "reject") == 0) {
 			c->bare_lf = SMTP_BARE_REJECT;
@@ -674,6 +808,11 @@ int cfg_finish(struct cfg *c, char **out_err)
 	if (c->spool_dir == NULL) {
 		c->spool_dir = strdup("./var/spool");
 	}
+	if (c->num_proxy_trusted == 0) {
+		/* The balancer on this host: nothing else may name clients. */
+		(void)ip_cidr_parse(&c->proxy_trusted[c->num_proxy_trusted++], "127.0.0.0/8");
+		(void)ip_cidr_parse(&c->proxy_trusted[c->num_proxy_trusted++], "::1");
+	}
 	if (c->num_sinks == 0) {
 		c->sinks[c->num_sinks++] = strdup("maildir:./var/maildir");
 	}
@@ -698,6 +837,13 @@ int cfg_finish(struct cfg *c, char **out_err)
 		}
 		c->metrics = l;
 		c->metrics_default = true;
+	}
+	if (c->num_tls_certs != c->num_tls_keys) {
+		return fail(out_err, "tls-cert: %u certificates but %u keys (give them in pairs)", c->num_tls_certs,
+			    c->num_tls_keys);
+	}
+	if (c->tls_required && c->num_tls_certs == 0) {
+		return fail(out_err, "tls-required: on without a tls-cert and tls-key");
 	}
 	if ((c->recv_buffers & (c->recv_buffers - 1)) != 0) {
 		return fail(out_err, "recv-buffers: %u is not a power of two", c->recv_buffers);

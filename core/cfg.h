@@ -13,20 +13,24 @@
 #include <sys/socket.h>
 
 #include "../proto/smtp_sess.h"
+#include "limits.h"
 
 #define CFG_LISTEN_MAX 16
-#define CFG_SINK_MAX   8
+#define CFG_SINK_MAX   7 /* = SPOOL_SINK_BITS: each sink has its done bit in the spool */
+#define CFG_CIDR_MAX   64 /* --proxy-trusted blocks */
+#define CFG_TLS_MAX    16 /* --tls-cert/--tls-key pairs (TLS_CERTS_MAX) */
 #define CFG_METRICS_DEFAULT "127.0.0.1:9025"
 
 /* How the spool makes a batch of messages durable before their 250. */
 enum spool_sync {
-	SPOOL_SYNC_SYNCFS = 0, /* one syncfs() per batch on a sync thread (default) */
-	SPOOL_SYNC_FSYNC,      /* fdatasync per file + fsync of SPOOL/q per batch, via the ring */
+	SPOOL_SYNC_FSYNC = 0,  /* one fdatasync per segment a batch touched, via the ring (default) */
+	SPOOL_SYNC_SYNCFS,     /* one syncfs() per batch on a sync thread */
 	SPOOL_SYNC_COUNT       /* sentinel */
 };
 
 struct cfg_listen {
 	char *text;                   /* as given, for logs */
+	bool proxy;                   /* --listen-proxy: connections begin with a PROXY header */
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 };
@@ -34,7 +38,10 @@ struct cfg_listen {
 struct cfg {
 	struct cfg_listen listen[CFG_LISTEN_MAX];
 	unsigned num_listen;
+	struct ip_cidr proxy_trusted[CFG_CIDR_MAX]; /* who may send PROXY headers */
+	unsigned num_proxy_trusted;
 	char *hostname;
+	char *user;                   /* --user: NULL = "oceanmx" when it exists (see core/privs.h) */
 	unsigned shards;              /* 0 = one per online CPU */
 	char *spool_dir;
 	char *sinks[CFG_SINK_MAX];
@@ -42,10 +49,13 @@ struct cfg {
 	char *domains;                /* NULL = any domain */
 	uint32_t sink_retry_first;    /* seconds before the first retry after a sink's TEMPFAIL */
 	uint32_t sink_retry_max;      /* seconds, the ceiling of the doubling backoff */
+	uint32_t sink_max_age;        /* seconds after arrival when a TEMPFAIL becomes a dead letter */
 	uint64_t max_msg_size;
 	uint32_t max_rcpts;
 	uint32_t max_conns;
 	uint32_t max_conns_per_ip;    /* 0 = unlimited */
+	uint32_t max_conn_rate;       /* connections per minute per client (IPv6: /64); 0 = off */
+	uint32_t max_msg_rate;        /* MAIL commands per minute per client; 0 = off */
 	uint32_t max_bad_cmds;
 	uint32_t max_cmd_line;
 	uint32_t max_text_line;
@@ -59,6 +69,8 @@ struct cfg {
 	uint32_t recv_buffer_size;    /* bytes each */
 	enum smtp_bare_policy bare_lf;
 	enum spool_sync spool_sync;
+	uint64_t spool_segment_size;  /* bytes per log segment */
+	uint64_t spool_max_size;      /* all segments of all shards together */
 	bool dkim;                    /* verify DKIM signatures (default on) */
 	bool spf;                     /* check SPF for MAIL FROM and HELO (default on) */
 	bool dmarc;                   /* evaluate DMARC (default on) */
@@ -70,6 +82,13 @@ struct cfg {
 	uint32_t verify_workers;      /* 0 = one per online CPU */
 	char *dns;                    /* upstream resolver ADDR[:PORT]; NULL = /etc/resolv.conf */
 	uint32_t dns_timeout_ms;
+	uint64_t dns_cache_size;      /* bytes of DNS answers kept by the verify pool */
+	char *tls_certs[CFG_TLS_MAX]; /* PEM chains, the first the default; paired by order */
+	unsigned num_tls_certs;
+	char *tls_keys[CFG_TLS_MAX];  /* PEM private keys, one per chain */
+	unsigned num_tls_keys;
+	bool tls_required;            /* MAIL before STARTTLS gets 530 5.7.0 */
+	uint32_t timeout_tls;         /* seconds from STARTTLS to the end of the handshake */
 	int log_level;
 	int log_format;               /* enum log_format: text (default) or json */
 	struct cfg_listen metrics;    /* --metrics ADDR:PORT (text NULL: the default) */

@@ -1,12 +1,16 @@
 /* deliver.c - delivery workers; see deliver.h. */
 #include "deliver.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +22,11 @@
 #include "spool.h"
 
 #define DELIVER_BATCH_MAX   256               /* messages per flush */
+#define DONE_SYNC_MS        100               /* done files fdatasync'd at most this often */
+
+_Static_assert(CFG_SINK_MAX <= SPOOL_SINK_BITS, "every sink needs its done bit in the spool");
+#define READ_MAX            (1u << 20)        /* records up to this size are read, larger ones mapped */
+#define LOGS_MAX            64
 
 struct item;
 
@@ -32,10 +41,18 @@ struct item {
 	int64_t due_ms;      /* retry time (CLOCK_MONOTONIC ms); 0 = now */
 	int64_t enq_ms;      /* queued (CLOCK_MONOTONIC ms), for the spool's oldest age */
 	uint32_t attempts;
+	bool sync;           /* waits for the sync sinks; its conn waits for the outcome */
+	uint32_t conn_idx, conn_gen;
 	struct spool_entry ent;
+	struct spool_ref ref;
 	struct result res[CFG_SINK_MAX];
 	char why[160];
-	char name[];         /* spool file name in SPOOL/q */
+};
+
+struct recycle_req {
+	struct recycle_req *next;
+	struct spool_log *log;
+	struct spool_seg *seg;
 };
 
 struct deliver {
@@ -46,13 +63,21 @@ struct deliver {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct item *queue, **queue_tail; /* guarded by mu */
+	struct item *sync_q, **sync_tail; /* guarded by mu: sync items, taken first */
+	uint32_t sync_mask;               /* the "?sync=yes" sinks, bit per sink index */
+	struct inbox sync_inbox;          /* outcomes of sync items, read by the shard */
 	bool stopping;                    /* guarded by mu */
 	struct item *retry;               /* worker-owned */
 	void *state[CFG_SINK_MAX];     /* per-sink worker state */
-	struct spool_pool *pool;       /* delivered files for the shard to reuse */
+	struct spool_log *logs[LOGS_MAX]; /* logs this worker looks after (its shard's first) */
+	_Atomic unsigned num_logs;       /* grows while the worker runs (recovery adds logs): published after logs[] */
+	struct recycle_req *recycle;      /* guarded by mu */
+	bool kicked;                      /* guarded by mu: a log wants a segment */
+	int64_t last_done_sync, last_make_try, last_ctl;
 	_Atomic uint64_t n_ok, n_temp, n_perm;
 	/* metrics (metrics.h): one writer each */
-	_Atomic uint64_t n_enq;                    /* written under mu */
+	_Atomic uint64_t n_enq;                    /* written under mu: items into queue */
+	_Atomic uint64_t n_left;                   /* worker: items out of the spool (delivered or dead) */
 	_Atomic uint64_t sink_ok[CFG_SINK_MAX];    /* worker */
 	_Atomic uint64_t sink_temp[CFG_SINK_MAX];  /* worker */
 	_Atomic uint64_t sink_perm[CFG_SINK_MAX];  /* worker */
@@ -124,8 +149,66 @@ static size_t message_spans(const struct spool_entry *e, const char *hostname, s
 	return n;
 }
 
-/* start_one loads the entry and opens a tx on every sink; results land in it->rc. */
-static void start_one(struct deliver *d, struct item *it)
+/*
+ * record_load reads the record at ref into e: small ones into the heap
+ * (a munmap per message would shoot down the mapping on every CPU), large
+ * ones mapped read-only from the segment.
+ */
+static int record_load(struct spool_entry *e, const struct spool_ref *ref)
+{
+	uint8_t *buf;
+	size_t len = (size_t)ref->len, got = 0;
+	int rc;
+
+	if (ref->len > READ_MAX) {
+		long page = sysconf(_SC_PAGESIZE);
+		size_t skew = (size_t)(ref->off % (uint64_t)page);
+		uint8_t *map = mmap(NULL, len + skew, PROT_READ, MAP_SHARED, ref->seg->fd, (off_t)(ref->off - skew));
+
+		if (map == MAP_FAILED) {
+			return -errno;
+		}
+		if ((rc = spool_rec_parse(e, map + skew, len)) != 0) {
+			munmap(map, len + skew);
+			return rc;
+		}
+		e->data = map + skew;
+		e->data_len = len;
+		e->map_len = len + skew;
+		e->map_skew = skew;
+		e->mapped = true;
+		return 0;
+	}
+	if ((buf = malloc(len ? len : 1)) == NULL) {
+		return -ENOMEM;
+	}
+	while (got < len) {
+		ssize_t n = pread(ref->seg->fd, buf + got, len - got, (off_t)(ref->off + got));
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EINVAL;
+		}
+		got += (size_t)n;
+	}
+	if ((rc = spool_rec_parse(e, buf, len)) != 0) {
+		free(buf);
+		return rc;
+	}
+	e->data = buf;
+	e->data_len = len;
+	return 0;
+}
+
+/*
+ * start_one loads the entry and opens a tx on every sink in `mask` (a bit
+ * per sink index); results land in it->res (TEMPFAIL until done() says
+ * otherwise; sinks outside the mask stay TEMPFAIL and are not asked).
+ */
+static void start_one(struct deliver *d, struct item *it, uint32_t mask)
 {
 	const struct deliver_global *g = d->g;
 	int rc;
@@ -135,7 +218,7 @@ static void start_one(struct deliver *d, struct item *it)
 		it->res[s].rc = SINK_TEMPFAIL;
 	}
 	it->why[0] = '\0';
-	if (it->ent.data == NULL && (rc = spool_load(&it->ent, g->dirs->q, it->name)) != 0) {
+	if (it->ent.data == NULL && (rc = record_load(&it->ent, &it->ref)) != 0) {
 		snprintf(it->why, sizeof(it->why), "spool load: %s", strerror(-rc));
 		if (rc == -EINVAL) {
 			for (unsigned s = 0; s < g->num_sinks; s++) {
@@ -151,6 +234,13 @@ static void start_one(struct deliver *d, struct item *it)
 		const struct sink_ops *ops = g->sinks[s].ops;
 		struct sink_tx *tx = NULL;
 
+		if (s < SPOOL_SINK_BITS && (it->ref.done & (1u << s))) {
+			it->res[s].rc = SINK_OK; /* took it at an earlier attempt */
+			continue;
+		}
+		if (!(mask & (1u << s))) {
+			continue;
+		}
 		rc = ops->tx_begin(d->state[s], &tx, &it->ent.env);
 		for (size_t k = 0; rc == 0 && k < num_spans; k++) {
 			rc = ops->tx_write(tx, spans[k]);
@@ -166,69 +256,162 @@ static void start_one(struct deliver *d, struct item *it)
 	}
 }
 
-/*
- * spool_retire takes a delivered message out of SPOOL/q: small files move
- * to SPOOL/free for the shard to reuse (see spool.h), the rest are removed.
- * Neither needs a sync: after a crash the message is delivered again.
- */
-static void spool_retire(struct deliver *d, struct item *it, size_t file_len, const char *who)
+/* record_done drops the item's reference on its segment; recycles an emptied, sealed one. */
+static void record_done(struct deliver *d, struct item *it)
 {
-	const struct spool_dirs *dirs = d->g->dirs;
+	int rc;
 
-	if (file_len <= SPOOL_REUSE_MAX_BYTES && spool_pool_has_room(d->pool) &&
-	    renameat(dirs->q, it->name, dirs->free, it->name) == 0) {
-		if (!spool_pool_put(d->pool, it->name)) {
-			unlinkat(dirs->free, it->name, 0);
+	if (spool_log_unref(it->ref.log, it->ref.seg) &&
+	    (rc = spool_log_recycle(it->ref.log, it->ref.seg)) != 0) {
+		log_line(LOG_WARN, d->who, "spool.recycle seg=%u error=\"%s\"", it->ref.seg->n, strerror(-rc));
+	}
+}
+
+/*
+ * dead_letter writes a message a sink refused for good to SPOOL/failed/ID:
+ * its envelope text with the sinks' last error ("error" line), then the
+ * message and our auth block. Rare, so a file of its own is fine; it is
+ * durable before the record is marked removed.
+ */
+static int dead_letter(struct deliver *d, struct item *it)
+{
+	const struct spool_entry *e = &it->ent;
+	const uint8_t *head = e->data + SPOOL_REC_HDR_LEN;
+	size_t head_len = (size_t)(e->msg.p - head);
+	struct bb b;
+	int fd, rc = 0;
+
+	if (e->data == NULL || head_len < 1) {
+		return -EINVAL;
+	}
+	bb_init(&b, 0);
+	if (bb_append(&b, head, head_len - 1) != 0 || bb_printf(&b, "error %s\n\n", it->why) != 0 ||
+	    bb_append_span(&b, e->msg) != 0 || bb_append_span(&b, e->auth) != 0) {
+		bb_fini(&b);
+		return -ENOMEM;
+	}
+	fd = openat(d->g->dirs->failed, e->env.id, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+	} else {
+		if (write(fd, b.p, b.len) != (ssize_t)b.len || fdatasync(fd) != 0) {
+			rc = -EIO;
 		}
-		return;
+		close(fd);
 	}
-	if (unlinkat(dirs->q, it->name, 0) != 0) {
-		log_line(LOG_WARN, who, "spool.unlink error=\"%s\"", strerror(errno));
+	if (rc == 0 && fsync(d->g->dirs->failed) != 0) {
+		rc = -errno;
 	}
+	bb_fini(&b);
+	return rc;
+}
+
+/* retry_after_ms reads a sink's SINK_WHY_RETRY_AFTER "<N>s" from why; 0 if none. */
+static int64_t retry_after_ms(const char *why)
+{
+	const char *p = strstr(why, SINK_WHY_RETRY_AFTER);
+	uint64_t n = 0;
+
+	if (p == NULL) {
+		return 0;
+	}
+	p += strlen(SINK_WHY_RETRY_AFTER);
+	for (; *p >= '0' && *p <= '9' && n <= SINK_RETRY_AFTER_MAX_S; p++) {
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p != 's') {
+		return 0;
+	}
+	return (int64_t)(n < SINK_RETRY_AFTER_MAX_S ? n : SINK_RETRY_AFTER_MAX_S) * 1000;
+}
+
+/* real_us is the wall clock, to compare with a message's received_us. */
+static int64_t real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void finish_one(struct deliver *d, struct item *it)
 {
 	const struct deliver_global *g = d->g;
 	bool all_ok = true, perm = false;
+	uint8_t ok_bits = 0;
 	char who[64];
+	int rc;
 
 	for (unsigned s = 0; s < g->num_sinks; s++) {
 		all_ok &= it->res[s].rc == SINK_OK;
 		perm |= it->res[s].rc == SINK_PERMFAIL;
+		if (it->res[s].rc == SINK_OK && s < SPOOL_SINK_BITS) {
+			ok_bits |= (uint8_t)(1u << s);
+		}
 	}
-	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : it->name);
+	snprintf(who, sizeof(who), "%s %s", d->who, it->ent.data ? it->ent.env.id : "?");
+	if (!all_ok && !perm && it->ent.data != NULL && real_us() - it->ent.env.received_us > g->max_age_us) {
+		/* Retried long enough (--sink-max-age): a dead letter, with the last error. */
+		char last[sizeof(it->why)];
+
+		snprintf(last, sizeof(last), "%s", it->why);
+		snprintf(it->why, sizeof(it->why), "expired after %u attempts: %.120s", it->attempts + 1, last);
+		perm = true;
+	}
+	/* Per sink: took it, will be retried, or refused for good (a dead
+	 * letter, --sink-max-age included). */
 	for (unsigned s = 0; s < g->num_sinks; s++) {
-		metrics_add(it->res[s].rc == SINK_OK ? &d->sink_ok[s]
-			    : it->res[s].rc == SINK_PERMFAIL ? &d->sink_perm[s] : &d->sink_temp[s], 1);
+		if (s < SPOOL_SINK_BITS && (it->ref.done & (1u << s))) {
+			continue; /* took it before (a sync sink, or an earlier attempt) */
+		}
+		metrics_add(it->res[s].rc == SINK_OK ? &d->sink_ok[s] : perm ? &d->sink_perm[s] : &d->sink_temp[s], 1);
+	}
+	if ((ok_bits & ~it->ref.done) != 0) {
+		/* What each sink took is recorded, so a retry (or a restart) goes
+		 * only to the sinks that still owe it. */
+		if ((rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, ok_bits)) != 0) {
+			log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+		}
+		it->ref.done |= ok_bits;
 	}
 	if (all_ok) {
-		size_t file_len = it->ent.data_len;
-
-		/* Unmap first: once in SPOOL/free the shard may truncate the file. */
 		spool_entry_fini(&it->ent);
-		spool_retire(d, it, file_len, who);
 		log_line(LOG_INFO, who, "deliver.ok sinks=%u", g->num_sinks);
 		atomic_fetch_add_explicit(&d->n_ok, 1, memory_order_relaxed);
+		metrics_add(&d->n_left, 1);
+		record_done(d, it);
 		free(it);
 		return;
 	}
 	if (perm) {
 		log_line(LOG_WARN, who, "deliver.permfail reason=\"%s\" moved=failed/", it->why);
-		if (renameat(g->dirs->q, it->name, g->dirs->failed, it->name) != 0) {
-			log_line(LOG_ERR, who, "spool.move error=\"%s\"", strerror(errno));
+		if ((rc = dead_letter(d, it)) != 0 && it->ent.data != NULL) {
+			/* Kept in the log: retried like a TEMPFAIL until it can be written. */
+			log_line(LOG_ERR, who, "spool.failed error=\"%s\"", strerror(-rc));
+		} else {
+			if ((rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED)) != 0) {
+				log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+			}
+			atomic_fetch_add_explicit(&d->n_perm, 1, memory_order_relaxed);
+			metrics_add(&d->n_left, 1);
+			spool_entry_fini(&it->ent);
+			record_done(d, it);
+			free(it);
+			return;
 		}
-		atomic_fetch_add_explicit(&d->n_perm, 1, memory_order_relaxed);
-		spool_entry_fini(&it->ent);
-		free(it);
-		return;
 	}
 	/* TEMPFAIL: keep it in the spool, retry with doubling backoff. Drop the
 	 * loaded bytes meanwhile; they are reloaded at the next attempt. */
-	int64_t delay = g->retry_first_ms << (it->attempts < 5 ? it->attempts : 5);
+	int64_t delay = g->retry_first_ms << (it->attempts < 5 ? it->attempts : 5), after;
 
+	if (delay > g->retry_max_ms) {
+		delay = g->retry_max_ms;
+	}
+	if ((after = retry_after_ms(it->why)) > delay) {
+		delay = after; /* the consumer asked for more time (HTTP Retry-After) */
+	}
 	it->attempts++;
-	it->due_ms = now_ms() + (delay < g->retry_max_ms ? delay : g->retry_max_ms);
+	it->due_ms = now_ms() + delay;
 	log_line(LOG_WARN, who, "deliver.tempfail reason=\"%s\" attempt=%u retry_in=%llds", it->why, it->attempts,
 		 (long long)(it->due_ms - now_ms()) / 1000);
 	atomic_fetch_add_explicit(&d->n_temp, 1, memory_order_relaxed);
@@ -238,13 +421,183 @@ static void finish_one(struct deliver *d, struct item *it)
 	d->retry = it;
 }
 
+static void sync_done(struct deliver *d)
+{
+	d->last_done_sync = now_ms();
+	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
+		spool_log_sync_done(d->logs[i]);
+	}
+}
+
+/* ctl_take removes the item with `id` from the queue or the retry list; NULL if this worker has none. mu held. */
+static struct item *ctl_take(struct deliver *d, const char *id, bool *out_was_retry)
+{
+	struct item **pp;
+
+	for (pp = &d->queue; *pp != NULL; pp = &(*pp)->next) {
+		if (strcmp((*pp)->ref.id, id) == 0) {
+			struct item *it = *pp;
+
+			*pp = it->next;
+			if (d->queue_tail == &it->next) {
+				d->queue_tail = pp;
+			}
+			it->next = NULL;
+			*out_was_retry = false;
+			return it;
+		}
+	}
+	for (pp = &d->retry; *pp != NULL; pp = &(*pp)->next) {
+		if (strcmp((*pp)->ref.id, id) == 0) {
+			struct item *it = *pp;
+
+			*pp = it->next;
+			it->next = NULL;
+			*out_was_retry = true;
+			return it;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * ctl_scan acts on the requests `oceanmx spool retry|delete ID` left in
+ * SPOOL/ctl (files named ID.retry or ID.delete): the worker that holds the
+ * message removes the file. A request nobody took within a minute (the
+ * message was delivered meanwhile, or never existed) is dropped by worker 0.
+ */
+static void ctl_scan(struct deliver *d)
+{
+	int fd = dup(d->g->dirs->ctl);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	d->last_ctl = now_ms();
+	if (dir == NULL) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		return;
+	}
+	rewinddir(dir);
+	while ((e = readdir(dir)) != NULL) {
+		char id[SPOOL_REC_ID_LEN];
+		const char *dot = strrchr(e->d_name, '.');
+		bool del, was_retry = false;
+		struct item *it;
+		size_t n;
+
+		if (e->d_name[0] == '.' || dot == NULL || (size_t)(dot - e->d_name) >= sizeof(id)) {
+			continue;
+		}
+		del = strcmp(dot, ".delete") == 0;
+		if (!del && strcmp(dot, ".retry") != 0) {
+			continue;
+		}
+		n = (size_t)(dot - e->d_name);
+		memcpy(id, e->d_name, n);
+		id[n] = '\0';
+		pthread_mutex_lock(&d->mu);
+		it = ctl_take(d, id, &was_retry);
+		if (it != NULL && !del) {
+			it->due_ms = 0;
+			*d->queue_tail = it; /* at the end of the queue: delivered with the next batch */
+			d->queue_tail = &it->next;
+		}
+		pthread_mutex_unlock(&d->mu);
+		if (it == NULL) {
+			struct stat st;
+
+			if (d->idx == 0 && fstatat(d->g->dirs->ctl, e->d_name, &st, 0) == 0 &&
+			    st.st_mtime + 60 < time(NULL)) {
+				unlinkat(d->g->dirs->ctl, e->d_name, 0);
+				log_line(LOG_NOTICE, d->who, "spool.ctl id=%s op=%s result=\"not queued\"", id, dot + 1);
+			}
+			continue;
+		}
+		if (del) {
+			int rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED);
+
+			if (rc != 0) {
+				log_line(LOG_WARN, d->who, "spool.done error=\"%s\"", strerror(-rc));
+			}
+			spool_entry_fini(&it->ent);
+			record_done(d, it);
+			free(it);
+		}
+		unlinkat(d->g->dirs->ctl, e->d_name, 0);
+		log_line(LOG_NOTICE, d->who, "spool.ctl id=%s op=%s", id, dot + 1);
+	}
+	closedir(dir);
+}
+
+/*
+ * upkeep does the worker's log chores (called without mu): recycle the
+ * segments the shard sealed empty, and make a segment when a log's pool
+ * runs low (at most one try a second after a failure such as a full disk).
+ */
+static void upkeep(struct deliver *d)
+{
+	struct recycle_req *r;
+	int rc;
+
+	pthread_mutex_lock(&d->mu);
+	r = d->recycle;
+	d->recycle = NULL;
+	d->kicked = false;
+	pthread_mutex_unlock(&d->mu);
+	if (now_ms() - d->last_ctl >= 1000) {
+		ctl_scan(d);
+	}
+	while (r != NULL) {
+		struct recycle_req *next = r->next;
+
+		if ((rc = spool_log_recycle(r->log, r->seg)) != 0) {
+			log_line(LOG_WARN, d->who, "spool.recycle seg=%u error=\"%s\"", r->seg->n, strerror(-rc));
+		}
+		free(r);
+		r = next;
+	}
+	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
+		struct spool_log *l = d->logs[i];
+		bool want;
+
+		pthread_mutex_lock(&l->mu);
+		want = l->want_seg;
+		pthread_mutex_unlock(&l->mu);
+		if (!want || (now_ms() - d->last_make_try < 1000 && d->last_make_try != 0)) {
+			continue;
+		}
+		rc = spool_log_make_segment(l);
+		pthread_mutex_lock(&l->mu);
+		if (rc == 0) {
+			l->want_seg = l->num_free < l->reserve;
+		} else {
+			l->make_err = rc;
+			l->want_seg = false; /* asked again by the next take */
+		}
+		pthread_mutex_unlock(&l->mu);
+		if (rc != 0) {
+			d->last_make_try = now_ms();
+			log_line(LOG_WARN, d->who, "spool.segment error=\"%s\"", strerror(-rc));
+		} else {
+			d->last_make_try = 0;
+			if (want) {
+				pthread_mutex_lock(&d->mu);
+				d->kicked = true; /* maybe one more */
+				pthread_mutex_unlock(&d->mu);
+			}
+		}
+	}
+}
+
 static void run_batch(struct deliver *d, struct item *batch)
 {
 	const struct deliver_global *g = d->g;
 	struct item *it, *next;
 
 	for (it = batch; it != NULL; it = it->next) {
-		start_one(d, it);
+		start_one(d, it, UINT32_MAX);
 	}
 	for (unsigned s = 0; s < g->num_sinks; s++) {
 		if (g->sinks[s].ops->flush != NULL) {
@@ -254,6 +607,111 @@ static void run_batch(struct deliver *d, struct item *batch)
 	for (it = batch; it != NULL; it = next) {
 		next = it->next;
 		finish_one(d, it);
+	}
+	if (now_ms() - d->last_done_sync >= DONE_SYNC_MS) {
+		sync_done(d);
+	}
+}
+
+/*
+ * sync_post tells the shard the outcome of a sync item. Without memory the
+ * outcome is lost: the client then gets 421 at --timeout-commit.
+ */
+static void sync_post(struct deliver *d, const struct item *it, enum sink_rc rc, const char *who)
+{
+	struct deliver_sync_res *r = calloc(1, sizeof(*r));
+	const char *said = rc == SINK_OK ? NULL : sink_why_said(it->why);
+
+	if (r == NULL) {
+		log_line(LOG_WARN, who, "deliver.sync error=\"out of memory\" (the client times out)");
+		return;
+	}
+	r->conn_idx = it->conn_idx;
+	r->conn_gen = it->conn_gen;
+	r->rc = rc;
+	snprintf(r->id, sizeof(r->id), "%s", it->ref.id);
+	snprintf(r->said, sizeof(r->said), "%s", said ? said : "");
+	inbox_push(&d->sync_inbox, &r->node);
+}
+
+/*
+ * finish_sync settles a sync item after its sync sinks answered. All OK:
+ * their done bits are recorded and the item joins the queue for the other
+ * sinks (it is still loaded). Otherwise the record is marked removed and
+ * that made durable before the refusal is posted, so a crash never delivers
+ * a message whose client was told 451 or 550.
+ */
+static void finish_sync(struct deliver *d, struct item *it)
+{
+	const struct deliver_global *g = d->g;
+	enum sink_rc worst = SINK_OK;
+	uint8_t ok_bits = 0;
+	char who[64];
+	int rc;
+
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		if (!(d->sync_mask & (1u << s))) {
+			continue;
+		}
+		metrics_add(it->res[s].rc == SINK_OK ? &d->sink_ok[s]
+			    : it->res[s].rc == SINK_PERMFAIL ? &d->sink_perm[s] : &d->sink_temp[s], 1);
+		if (it->res[s].rc == SINK_OK) {
+			ok_bits |= (uint8_t)(1u << s);
+		} else if (it->res[s].rc == SINK_PERMFAIL) {
+			worst = SINK_PERMFAIL;
+		} else if (worst == SINK_OK) {
+			worst = SINK_TEMPFAIL;
+		}
+	}
+	snprintf(who, sizeof(who), "%s %s", d->who, it->ref.id);
+	if (worst == SINK_OK) {
+		if ((ok_bits & ~it->ref.done) != 0 &&
+		    (rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, ok_bits)) != 0) {
+			log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+		}
+		it->ref.done |= ok_bits;
+		log_line(LOG_INFO, who, "deliver.sync result=ok");
+		sync_post(d, it, SINK_OK, who);
+		it->sync = false;
+		it->why[0] = '\0';
+		pthread_mutex_lock(&d->mu);
+		metrics_add(&d->n_enq, 1); /* under mu */
+		it->enq_ms = now_ms();
+		*d->queue_tail = it; /* on to the other sinks; the done bits skip the sync ones */
+		d->queue_tail = &it->next;
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	log_line(LOG_NOTICE, who, "deliver.sync result=%s reason=\"%s\" removed=yes", sink_rc_name(worst), it->why);
+	if ((rc = spool_log_mark(it->ref.log, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED)) != 0) {
+		log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+	}
+	spool_log_sync_done(it->ref.log);
+	sync_post(d, it, worst, who);
+	atomic_fetch_add_explicit(worst == SINK_PERMFAIL ? &d->n_perm : &d->n_temp, 1, memory_order_relaxed);
+	spool_entry_fini(&it->ent);
+	record_done(d, it);
+	free(it);
+}
+
+/* run_sync hands sync items to the sync sinks only, then settles each. */
+static void run_sync(struct deliver *d, struct item *list)
+{
+	const struct deliver_global *g = d->g;
+	struct item *it, *next;
+
+	for (it = list; it != NULL; it = it->next) {
+		start_one(d, it, d->sync_mask);
+	}
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		if ((d->sync_mask & (1u << s)) && g->sinks[s].ops->flush != NULL) {
+			g->sinks[s].ops->flush(d->state[s]);
+		}
+	}
+	for (it = list; it != NULL; it = next) {
+		next = it->next;
+		it->next = NULL;
+		finish_sync(d, it);
 	}
 }
 
@@ -314,8 +772,24 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
-		struct item *batch = take_batch(d);
+		struct item *batch;
 
+		if (d->recycle != NULL || d->kicked || now_ms() - d->last_ctl >= 1000) {
+			pthread_mutex_unlock(&d->mu);
+			upkeep(d);
+			pthread_mutex_lock(&d->mu);
+		}
+		if (d->sync_q != NULL) {
+			/* Sync items first: a client waits for each. */
+			batch = d->sync_q;
+			d->sync_q = NULL;
+			d->sync_tail = &d->sync_q;
+			pthread_mutex_unlock(&d->mu);
+			run_sync(d, batch);
+			pthread_mutex_lock(&d->mu);
+			continue;
+		}
+		batch = take_batch(d);
 		if (batch == NULL) {
 			struct timespec ts;
 			int64_t wait = 1000;
@@ -335,7 +809,14 @@ static void *worker_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
-			pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			if (d->recycle == NULL && !d->kicked) {
+				pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+			}
+			if (d->last_done_sync + DONE_SYNC_MS <= now_ms()) {
+				pthread_mutex_unlock(&d->mu);
+				sync_done(d);
+				pthread_mutex_lock(&d->mu);
+			}
 			continue;
 		}
 		pthread_mutex_unlock(&d->mu);
@@ -358,10 +839,16 @@ struct deliver *deliver_start(const struct deliver_global *g, unsigned idx)
 	d->idx = idx;
 	snprintf(d->who, sizeof(d->who), "d%u", idx);
 	d->queue_tail = &d->queue;
-	d->pool = spool_pool_new(g->reuse_cap);
-	if (d->pool == NULL) {
+	d->sync_tail = &d->sync_q;
+	if (inbox_init(&d->sync_inbox) != 0) {
+		log_line(LOG_ERR, d->who, "deliver.start error=\"%s\"", strerror(errno));
 		free(d);
 		return NULL;
+	}
+	for (s = 0; s < g->num_sinks; s++) {
+		if (g->sinks[s].sync) {
+			d->sync_mask |= 1u << s;
+		}
 	}
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
@@ -385,20 +872,31 @@ fail:
 	}
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
-	spool_pool_free(d->pool);
+	inbox_fini(&d->sync_inbox);
 	free(d);
 	return NULL;
 }
 
-int deliver_enqueue(struct deliver *d, const char *name)
+int deliver_add_log(struct deliver *d, struct spool_log *l)
 {
-	size_t n = strlen(name) + 1;
-	struct item *it = calloc(1, sizeof(*it) + n);
+	unsigned n = atomic_load_explicit(&d->num_logs, memory_order_relaxed);
+
+	if (n == LOGS_MAX) {
+		return -ENOMEM;
+	}
+	d->logs[n] = l;
+	atomic_store_explicit(&d->num_logs, n + 1, memory_order_release); /* the worker reads logs[n] after this */
+	return 0;
+}
+
+int deliver_enqueue(struct deliver *d, const struct spool_ref *ref)
+{
+	struct item *it = calloc(1, sizeof(*it));
 
 	if (it == NULL) {
 		return -ENOMEM;
 	}
-	memcpy(it->name, name, n);
+	it->ref = *ref;
 	it->enq_ms = now_ms();
 	pthread_mutex_lock(&d->mu);
 	metrics_add(&d->n_enq, 1); /* under mu: one writer at a time */
@@ -407,6 +905,61 @@ int deliver_enqueue(struct deliver *d, const char *name)
 	pthread_cond_signal(&d->cv);
 	pthread_mutex_unlock(&d->mu);
 	return 0;
+}
+
+bool deliver_has_sync(const struct deliver *d)
+{
+	return d->sync_mask != 0;
+}
+
+int deliver_enqueue_sync(struct deliver *d, const struct spool_ref *ref, uint32_t conn_idx, uint32_t conn_gen)
+{
+	struct item *it = calloc(1, sizeof(*it));
+
+	if (it == NULL) {
+		return -ENOMEM;
+	}
+	it->ref = *ref;
+	it->sync = true;
+	it->conn_idx = conn_idx;
+	it->conn_gen = conn_gen;
+	pthread_mutex_lock(&d->mu);
+	*d->sync_tail = it;
+	d->sync_tail = &it->next;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	return 0;
+}
+
+struct inbox *deliver_sync_inbox(struct deliver *d)
+{
+	return &d->sync_inbox;
+}
+
+void deliver_recycle(struct deliver *d, struct spool_log *l, struct spool_seg *seg)
+{
+	struct recycle_req *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		log_line(LOG_WARN, d->who, "spool.recycle seg=%u error=\"out of memory\" (recycled at the next start)",
+			 seg->n);
+		return;
+	}
+	r->log = l;
+	r->seg = seg;
+	pthread_mutex_lock(&d->mu);
+	r->next = d->recycle;
+	d->recycle = r;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+void deliver_kick(struct deliver *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->kicked = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
 }
 
 void deliver_stop(struct deliver *d)
@@ -421,6 +974,8 @@ void deliver_stop(struct deliver *d)
 	pthread_cond_signal(&d->cv);
 	pthread_mutex_unlock(&d->mu);
 	pthread_join(d->thread, NULL);
+	upkeep(d);
+	sync_done(d);
 	for (it = d->retry; it != NULL; it = next) {
 		next = it->next;
 		spool_entry_fini(&it->ent);
@@ -429,15 +984,15 @@ void deliver_stop(struct deliver *d)
 	for (unsigned s = 0; s < d->g->num_sinks; s++) {
 		d->g->sinks[s].ops->worker_fini(d->state[s]);
 	}
+	/* Outcomes nobody read (the shard stopped first) */
+	for (struct inbox_node *n = inbox_take(&d->sync_inbox), *nn; n != NULL; n = nn) {
+		nn = n->next;
+		free(n); /* the node is the first member of struct deliver_sync_res */
+	}
+	inbox_fini(&d->sync_inbox);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
-	spool_pool_free(d->pool);
 	free(d);
-}
-
-struct spool_pool *deliver_pool(struct deliver *d)
-{
-	return d->pool;
 }
 
 void deliver_get_stats(struct deliver *d, struct deliver_stats *out)
@@ -451,7 +1006,7 @@ void deliver_get_stats(struct deliver *d, struct deliver_stats *out)
 		out->sink_perm[s] = metrics_get(&d->sink_perm[s]);
 	}
 	{
-		uint64_t enq = metrics_get(&d->n_enq), gone = out->delivered + out->permfail;
+		uint64_t enq = metrics_get(&d->n_enq), gone = metrics_get(&d->n_left);
 
 		out->queued = enq > gone ? enq - gone : 0;
 	}

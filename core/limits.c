@@ -5,6 +5,8 @@
  */
 #include "limits.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -65,6 +67,191 @@ void ip_key_from_sockaddr(struct ip_key *out, const struct sockaddr_storage *sa)
 		out->b[11] = 0xff;
 		memcpy(out->b + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
 	}
+}
+
+bool ip_key_from_text(struct ip_key *out, const char *ip)
+{
+	uint8_t v4[4];
+
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, ip, v4) == 1) {
+		out->b[10] = 0xff;
+		out->b[11] = 0xff;
+		memcpy(out->b + 12, v4, 4);
+		return true;
+	}
+	return inet_pton(AF_INET6, ip, out->b) == 1;
+}
+
+bool ip_cidr_parse(struct ip_cidr *out, const char *text)
+{
+	char addr[64];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+	bool v4;
+	unsigned long bits;
+	char *end;
+
+	if (alen == 0 || alen >= sizeof(addr)) {
+		return false;
+	}
+	memcpy(addr, text, alen);
+	addr[alen] = '\0';
+	v4 = strchr(addr, ':') == NULL;
+	if (!ip_key_from_text(&out->net, addr)) {
+		return false;
+	}
+	if (slash == NULL) {
+		bits = v4 ? 32 : 128;
+	} else {
+		errno = 0;
+		bits = strtoul(slash + 1, &end, 10);
+		if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || errno != 0 || bits > (v4 ? 32u : 128u)) {
+			return false;
+		}
+	}
+	out->bits = (uint8_t)(v4 ? bits + 96 : bits);
+	/* Clear the host bits, so "10.1.2.3/8" means 10.0.0.0/8. */
+	for (unsigned i = out->bits; i < 128; i++) {
+		out->net.b[i / 8] &= (uint8_t)~(0x80u >> (i % 8));
+	}
+	return true;
+}
+
+bool ip_cidr_match(const struct ip_cidr *c, const struct ip_key *k)
+{
+	unsigned full = c->bits / 8, rest = c->bits % 8;
+
+	if (memcmp(c->net.b, k->b, full) != 0) {
+		return false;
+	}
+	if (rest == 0) {
+		return true;
+	}
+	return ((c->net.b[full] ^ k->b[full]) & (uint8_t)(0xff00u >> rest)) == 0;
+}
+
+/* ---------------------------------------------------------------- rates */
+
+#define RATE_SLOTS 65536u /* addresses remembered (power of two): ~3 MB */
+#define RATE_PROBE 8u     /* slots looked at per address */
+
+struct rate_slot {
+	struct ip_key key;
+	int64_t seen_ms;     /* last update; 0 = empty */
+	int64_t conn_u;      /* tokens in units of 1/60000: a bucket of N per minute */
+	int64_t msg_u;       /* earns exactly N units per ms, so nothing is lost to rounding */
+};
+
+#define RATE_UNIT 60000 /* units per token (ms per minute) */
+
+struct rate_limits {
+	pthread_mutex_t mu;
+	uint32_t conn_per_min, msg_per_min;
+	struct rate_slot *slots;
+};
+
+static size_t key_hash(const struct ip_key *k);
+
+struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min)
+{
+	struct rate_limits *r = calloc(1, sizeof(*r));
+
+	if (r == NULL || (r->slots = calloc(RATE_SLOTS, sizeof(*r->slots))) == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->conn_per_min = conn_per_min;
+	r->msg_per_min = msg_per_min;
+	pthread_mutex_init(&r->mu, NULL);
+	return r;
+}
+
+void rate_free(struct rate_limits *r)
+{
+	if (r == NULL) {
+		return;
+	}
+	pthread_mutex_destroy(&r->mu);
+	free(r->slots); r->slots = NULL;
+	free(r);
+}
+
+/* refill adds the tokens earned since the last update, up to per_min. */
+static void refill(int64_t *u, uint32_t per_min, int64_t elapsed_ms)
+{
+	int64_t cap = (int64_t)per_min * RATE_UNIT;
+
+	if (elapsed_ms > 0) {
+		*u += elapsed_ms < RATE_UNIT ? elapsed_ms * (int64_t)per_min : cap;
+	}
+	if (*u > cap) {
+		*u = cap;
+	}
+}
+
+/* rate_take takes one token of the chosen kind for k. */
+static bool rate_take(struct rate_limits *r, const struct ip_key *k0, int64_t now_ms, bool conn)
+{
+	uint32_t per_min = conn ? r->conn_per_min : r->msg_per_min;
+	struct ip_key k = *k0;
+	struct rate_slot *s = NULL, *oldest = NULL;
+	bool ok;
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (per_min == 0) {
+		return true;
+	}
+	if (memcmp(k.b, mapped, sizeof(mapped)) != 0) {
+		memset(k.b + 8, 0, 8); /* IPv6: one bucket per /64 */
+	}
+	if (now_ms <= 0) {
+		now_ms = 1; /* 0 marks an empty slot */
+	}
+	pthread_mutex_lock(&r->mu);
+	for (uint32_t i = 0, h = (uint32_t)key_hash(&k); i < RATE_PROBE; i++) {
+		struct rate_slot *c = &r->slots[(h + i) & (RATE_SLOTS - 1)];
+
+		if (c->seen_ms != 0 && memcmp(&c->key, &k, sizeof(k)) == 0) {
+			s = c;
+			break;
+		}
+		if (oldest == NULL || c->seen_ms < oldest->seen_ms) {
+			oldest = c;
+		}
+	}
+	if (s == NULL) {
+		s = oldest; /* empty, or the least recently seen: forgotten */
+		s->key = k;
+		s->seen_ms = now_ms;
+		s->conn_u = (int64_t)r->conn_per_min * RATE_UNIT;
+		s->msg_u = (int64_t)r->msg_per_min * RATE_UNIT;
+	}
+	refill(&s->conn_u, r->conn_per_min, now_ms - s->seen_ms);
+	refill(&s->msg_u, r->msg_per_min, now_ms - s->seen_ms);
+	if (now_ms > s->seen_ms) {
+		s->seen_ms = now_ms;
+	}
+	{
+		int64_t *u = conn ? &s->conn_u : &s->msg_u;
+
+		ok = *u >= RATE_UNIT;
+		if (ok) {
+			*u -= RATE_UNIT;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
+bool rate_conn_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms)
+{
+	return rate_take(r, k, now_ms, true);
+}
+
+bool rate_msg_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms)
+{
+	return rate_take(r, k, now_ms, false);
 }
 
 static size_t key_hash(const struct ip_key *k)

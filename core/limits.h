@@ -31,4 +31,37 @@ void ip_key_from_sockaddr(struct ip_key *out, const struct sockaddr_storage *sa)
 bool limits_acquire(struct conn_limits *l, const struct ip_key *k);
 void limits_release(struct conn_limits *l, const struct ip_key *k);
 
+/*
+ * Per-client rates (--max-connection-rate, --max-message-rate): a token
+ * bucket per address (IPv6 clients per /64, which one host usually holds),
+ * refilled at N per minute, holding at most N. The table is bounded
+ * (RATE_SLOTS): when it is full, the least recently seen address in the
+ * probe window is forgotten, so a flood from many addresses costs memory
+ * never, precision at worst. Thread-safe (one short critical section).
+ */
+struct rate_limits;
+
+/* rate_new: conn_per_min, msg_per_min 0 = that limit off. NULL on ENOMEM. */
+struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min);
+void rate_free(struct rate_limits *r);
+/* rate_conn_ok takes one connection from k's bucket at now_ms; false when empty. */
+bool rate_conn_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms);
+/* rate_msg_ok takes one message (a MAIL command) from k's bucket; false when empty. */
+bool rate_msg_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms);
+
+/* ip_key_from_text parses a textual IPv4 or IPv6 address; false if it is neither. */
+bool ip_key_from_text(struct ip_key *out, const char *ip);
+
+/* An address block: IPv4 blocks are kept as v4-mapped (bits + 96). */
+struct ip_cidr {
+	struct ip_key net;
+	uint8_t bits; /* 0..128 */
+};
+
+/* ip_cidr_parse reads "ADDR" or "ADDR/BITS" (IPv4 or IPv6); false if malformed. */
+bool ip_cidr_parse(struct ip_cidr *out, const char *text);
+
+/* ip_cidr_match tells whether k lies in c. */
+bool ip_cidr_match(const struct ip_cidr *c, const struct ip_key *k);
+
 #endif

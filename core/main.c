@@ -26,12 +26,21 @@
 #include "metrics.h"
 #include "metrics_core.h"
 #include "metrics_http.h"
+#include "privs.h"
 #include "shard.h"
 #include "spool.h"
+#include "tls.h"
 #include "vpool.h"
 
 #define OMX_VERSION "0.1.0"
-#define SPOOL_REUSE_PER_WORKER 4096 /* spool files kept for reuse, per shard */
+
+static int64_t real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -98,101 +107,130 @@ static bool listen_addresses_free(const struct cfg *cfg)
 	return true;
 }
 
-/*
- * recover_spool hands every committed spool file to a delivery worker and
- * removes the rest: a file without its trailer was never acknowledged. Then
- * it gives the files in SPOOL/free back to the workers' pools. A file that
- * shows in both q/ and free/ (a rename whose old name was not yet durable
- * at a crash) belongs to q/: its free/ name is dropped.
- */
-static void recover_spool(const struct spool_dirs *dirs, struct deliver **workers, unsigned n)
+struct found_list {
+	struct spool_ref *refs;
+	size_t num, cap;
+	struct spool_log *log;
+	bool oom;
+};
+
+static void on_found(void *arg, const struct spool_found *f)
 {
-	int fd = dup(dirs->q);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *e;
-	unsigned requeued = 0, dropped = 0, next = 0, reused = 0, i;
-	ino_t *inos = NULL;
-	size_t num_inos = 0, cap_inos = 0;
+	struct found_list *fl = arg;
 
-	if (d == NULL) {
-		if (fd >= 0) {
-			close(fd);
+	if (fl->num == fl->cap) {
+		size_t cap = fl->cap ? fl->cap * 2 : 1024;
+		struct spool_ref *n = realloc(fl->refs, cap * sizeof(*n));
+
+		if (n == NULL) {
+			fl->oom = true; /* still in the log: delivered after the next start */
+			return;
 		}
-		log_line(LOG_ERR, "main", "spool.recover error=\"%s\"", strerror(errno));
-		return;
+		fl->refs = n;
+		fl->cap = cap;
 	}
-	while ((e = readdir(d)) != NULL) {
-		struct spool_entry ent;
-		int rc;
+	fl->refs[fl->num++] = (struct spool_ref){ .log = fl->log, .seg = f->seg, .off = f->off, .len = f->len,
+						   .slot = f->slot, .done = f->done };
+	memcpy(fl->refs[fl->num - 1].id, f->id, sizeof(f->id));
+}
 
-		if (e->d_name[0] == '.') {
-			continue;
-		}
-		if (num_inos == cap_inos) {
-			ino_t *ni = realloc(inos, (cap_inos = cap_inos ? cap_inos * 2 : 256) * sizeof(*ni));
+/*
+ * recover_spool scans every shard's log (spool_log_recover: valid records
+ * up to the first torn one of each segment) and queues each record some
+ * sink still owes to the worker of its log, then makes sure each serving
+ * shard has a free segment to start with. Logs of shards that no longer
+ * exist (fewer --shards than before) are delivered by worker i % n.
+ */
+static int recover_spool(struct spool_log **logs, unsigned num_logs, struct deliver **workers, unsigned n)
+{
+	struct found_list fl = { 0 };
+	uint32_t records = 0;
+	int64_t t0 = real_ms();
+	int rc;
 
-			if (ni == NULL) {
-				break;
-			}
-			inos = ni;
+	for (unsigned i = 0; i < num_logs; i++) {
+		uint32_t r = 0;
+
+		fl.log = logs[i];
+		if ((rc = spool_log_recover(logs[i], on_found, &fl, &r)) != 0) {
+			log_line(LOG_ERR, "main", "spool.recover shard=%u error=\"%s\"", i, strerror(-rc));
+			free(fl.refs);
+			return rc;
 		}
-		inos[num_inos++] = e->d_ino;
-		rc = spool_load(&ent, dirs->q, e->d_name);
-		if (rc == 0) {
-			spool_entry_fini(&ent);
-			if (deliver_enqueue(workers[next++ % n], e->d_name) == 0) {
-				requeued++;
-			}
-		} else if (rc == -EINVAL) {
-			unlinkat(dirs->q, e->d_name, 0);
-			dropped++;
+		records += r;
+		if (deliver_add_log(workers[i % n], logs[i]) != 0) {
+			free(fl.refs);
+			return -ENOMEM;
+		}
+	}
+	for (size_t k = 0; k < fl.num; k++) {
+		unsigned w = fl.refs[k].log->shard % n;
+
+		if (deliver_enqueue(workers[w], &fl.refs[k]) != 0) {
+			fl.oom = true;
+		}
+	}
+	if (fl.oom) {
+		log_line(LOG_WARN, "main", "spool.recover error=\"out of memory\" (the rest is delivered after a restart)");
+	}
+	for (unsigned i = 0; i < n && i < num_logs; i++) {
+		if (logs[i]->num_free == 0 && (rc = spool_log_make_segment(logs[i])) != 0) {
+			/* Served anyway: 452 4.3.1 until the worker can make one. */
+			log_line(LOG_WARN, "main", "spool.segment shard=%u error=\"%s\"", i, strerror(-rc));
+		}
+	}
+	log_line(LOG_NOTICE, "main", "spool.recover records=%u pending=%zu ms=%lld", records, fl.num,
+		 (long long)(real_ms() - t0));
+	free(fl.refs);
+	return 0;
+}
+
+/*
+ * tls_load builds a certificate store from the configured pairs, logging
+ * each pair's names. NULL (after printing or logging why) on error.
+ */
+static struct tls_store *tls_load(const struct cfg *cfg, bool to_log)
+{
+	char *err = NULL;
+	struct tls_store *st = tls_store_new((const char *const *)cfg->tls_certs, (const char *const *)cfg->tls_keys,
+					     cfg->num_tls_certs, &err);
+
+	if (st == NULL) {
+		if (to_log) {
+			log_line(LOG_ERR, "main", "tls.reload error=\"%s\" (the previous certificates stay)",
+				 err ? err : "cannot load");
 		} else {
-			log_line(LOG_WARN, "main", "spool.recover file=%s error=\"%s\"", e->d_name, strerror(-rc));
+			fprintf(stderr, "oceanmx: %s\n", err ? err : "tls: cannot load the certificates");
 		}
+		free(err);
+		return NULL;
 	}
-	closedir(d);
+	for (unsigned i = 0; i < cfg->num_tls_certs; i++) {
+		char names[512];
 
-	fd = dup(dirs->free);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	while (d != NULL && (e = readdir(d)) != NULL) {
-		bool in_q = false;
-		struct stat st;
+		if (tls_store_describe(st, i, names, sizeof(names))) {
+			log_line(LOG_NOTICE, "main", "tls.cert file=%s names=%s%s", cfg->tls_certs[i], names,
+				 i == 0 ? " default=yes" : "");
+		}
+	}
+	return st;
+}
 
-		if (e->d_name[0] == '.') {
-			continue;
+/* configure_sinks configures every --sink into sinks[]; EXIT_OK or EXIT_CONFIG (printed). */
+static int configure_sinks(const struct cfg *cfg, const struct sink_ctx *sctx, struct sink *sinks,
+			   unsigned *num_sinks)
+{
+	char *err = NULL;
+
+	for (unsigned i = 0; i < cfg->num_sinks; i++) {
+		if (sink_configure(&sinks[i], sctx, cfg->sinks[i], &err) != 0) {
+			fprintf(stderr, "oceanmx: %s\n", err ? err : "sink configuration failed");
+			free(err);
+			return EXIT_CONFIG;
 		}
-		for (size_t k = 0; k < num_inos && !in_q; k++) {
-			in_q = inos[k] == e->d_ino;
-		}
-		/* Only small files are worth keeping (an older build could leave
-		 * large ones here after an aborted message). */
-		if (!in_q && (fstatat(dirs->free, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-			      (uint64_t)st.st_size > SPOOL_REUSE_MAX_BYTES)) {
-			unlinkat(dirs->free, e->d_name, 0);
-			continue;
-		}
-		for (i = 0; !in_q && i < n; i++) {
-			if (spool_pool_put(deliver_pool(workers[(next + i) % n]), e->d_name)) {
-				break;
-			}
-		}
-		if (in_q || i == n) {
-			unlinkat(dirs->free, e->d_name, 0);
-		} else {
-			next++;
-			reused++;
-		}
+		(*num_sinks)++;
 	}
-	if (d != NULL) {
-		closedir(d);
-	} else if (fd >= 0) {
-		close(fd);
-	}
-	free(inos);
-	if (requeued || dropped) {
-		log_line(LOG_NOTICE, "main", "spool.recover requeued=%u dropped_unacknowledged=%u", requeued, dropped);
-	}
-	log_line(LOG_INFO, "main", "spool.recover reusable=%u", reused);
+	return EXIT_OK;
 }
 
 static int serve(struct cfg *cfg, bool check_only)
@@ -208,6 +246,10 @@ static int serve(struct cfg *cfg, bool check_only)
 	struct spool_dirs dirs = { -1, -1, -1 };
 	struct metrics_core mc;
 	struct metrics_http *mhttp = NULL;
+	struct spool_log *logs[64] = { 0 };
+	int listen_fds[64][CFG_LISTEN_MAX];
+	bool listen_handed[64] = { false };
+	unsigned num_logs = 0;
 	int rc = EXIT_OK;
 	unsigned num_sinks = 0, i;
 	sigset_t set;
@@ -215,19 +257,30 @@ static int serve(struct cfg *cfg, bool check_only)
 
 	memset(&g, 0, sizeof(g));
 	memset(&mc, 0, sizeof(mc));
-	for (i = 0; i < cfg->num_sinks; i++) {
-		if (sink_configure(&sinks[i], &sctx, cfg->sinks[i], &err) != 0) {
-			fprintf(stderr, "oceanmx: %s\n", err ? err : "sink configuration failed");
-			free(err);
-			rc = EXIT_CONFIG;
-			goto out;
+	for (i = 0; i < 64; i++) {
+		for (unsigned k = 0; k < CFG_LISTEN_MAX; k++) {
+			listen_fds[i][k] = -1;
 		}
-		num_sinks++;
+	}
+	g.listen_fds = listen_fds;
+	/* Serving, the sinks are configured after privileges are dropped, so
+	 * the directories they make belong to --user. */
+	if (check_only && (rc = configure_sinks(cfg, &sctx, sinks, &num_sinks)) != EXIT_OK) {
+		goto out;
 	}
 	if (cfg->domains != NULL && domain_list_parse(&domains, cfg->domains) != 0) {
 		fprintf(stderr, "oceanmx: domains: \"%s\" is not a list of domain names\n", cfg->domains);
 		rc = EXIT_CONFIG;
 		goto out;
+	}
+	if (cfg->num_tls_certs > 0) {
+		struct tls_store *st = tls_load(cfg, false);
+
+		if (st == NULL || (g.tls = tls_holder_new(st)) == NULL) {
+			tls_store_unref(st);
+			rc = EXIT_CONFIG;
+			goto out;
+		}
 	}
 	if (check_only) {
 		printf("oceanmx: configuration ok\n");
@@ -242,6 +295,9 @@ static int serve(struct cfg *cfg, bool check_only)
 	scfg.max_cmd_line = cfg->max_cmd_line;
 	scfg.max_text_line = cfg->max_text_line;
 	scfg.bare_lf = cfg->bare_lf;
+	scfg.mail_ok = cfg->max_msg_rate != 0 ? shard_mail_ok : NULL;
+	scfg.tls_offered = g.tls != NULL;
+	scfg.tls_required = cfg->tls_required;
 	if (domains != NULL) {
 		scfg.domain_ok = domain_list_match;
 		scfg.domain_arg = domains;
@@ -251,8 +307,31 @@ static int serve(struct cfg *cfg, bool check_only)
 		rc = EXIT_STARTUP;
 		goto out;
 	}
-	raise_nofile(cfg);
-	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0) {
+	raise_nofile(cfg); /* as root, the hard limit can go up too */
+	/* One SO_REUSEPORT socket per shard per address, bound now: port 25
+	 * needs root, which is dropped next. */
+	for (i = 0; i < cfg->shards && i < 64; i++) {
+		for (unsigned k = 0; k < cfg->num_listen; k++) {
+			int lrc = shard_listen(&cfg->listen[k], &listen_fds[i][k]);
+
+			if (lrc != 0) {
+				fprintf(stderr, "oceanmx: listen %s: %s\n", cfg->listen[k].text, strerror(-lrc));
+				rc = EXIT_STARTUP;
+				goto out;
+			}
+		}
+	}
+	if (privs_drop(cfg, &err) != 0) {
+		fprintf(stderr, "oceanmx: %s\n", err ? err : "cannot drop privileges");
+		free(err);
+		rc = EXIT_STARTUP;
+		goto out;
+	}
+	if ((rc = configure_sinks(cfg, &sctx, sinks, &num_sinks)) != EXIT_OK) {
+		goto out;
+	}
+	if ((rc = spool_open(&dirs, cfg->spool_dir)) != 0 ||
+	    (!check_only && (rc = spool_write_sinks(cfg->spool_dir, cfg->sinks, cfg->num_sinks)) != 0)) {
 		fprintf(stderr, "oceanmx: spool %s: %s\n", cfg->spool_dir, strerror(-rc));
 		rc = EXIT_STARTUP;
 		goto out;
@@ -261,17 +340,39 @@ static int serve(struct cfg *cfg, bool check_only)
 	g.smtp = &scfg;
 	g.dirs = &dirs;
 	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);
+	g.rates = NULL;
+	if ((cfg->max_conn_rate != 0 || cfg->max_msg_rate != 0) &&
+	    (g.rates = rate_new(cfg->max_conn_rate, cfg->max_msg_rate)) == NULL) {
+		rc = EXIT_STARTUP;
+		goto out;
+	}
 	atomic_init(&g.stopping, false);
 	dg.sinks = sinks;
 	dg.num_sinks = num_sinks;
 	dg.dirs = &dirs;
 	dg.hostname = cfg->hostname;
-	dg.reuse_cap = SPOOL_REUSE_PER_WORKER;
 	dg.retry_first_ms = (int64_t)cfg->sink_retry_first * 1000;
 	dg.retry_max_ms = (int64_t)cfg->sink_retry_max * 1000;
+	dg.max_age_us = (int64_t)cfg->sink_max_age * 1000000;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;
+	}
+	num_logs = spool_shards_present(dirs.log);
+	if (num_logs < cfg->shards) {
+		num_logs = cfg->shards;
+	}
+	if (num_logs > 64) {
+		fprintf(stderr, "oceanmx: spool %s: more than 64 shards' logs\n", cfg->spool_dir);
+		rc = EXIT_STARTUP;
+		goto out;
+	}
+	for (i = 0; i < num_logs; i++) {
+		logs[i] = spool_log_new(dirs.log, i, cfg->spool_segment_size, cfg->spool_max_size / num_logs, num_sinks);
+		if (logs[i] == NULL) {
+			rc = EXIT_STARTUP;
+			goto out;
+		}
 	}
 
 	/* Signals go to this thread only (sigwait); every thread inherits the mask. */
@@ -304,6 +405,7 @@ static int serve(struct cfg *cfg, bool check_only)
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,
+			.dns_cache_bytes = (size_t)cfg->dns_cache_size,
 			.max_sigs = cfg->dkim_max_sigs,
 			.dmarc = cfg->dmarc,
 			.psl_path = cfg->psl,
@@ -323,7 +425,6 @@ static int serve(struct cfg *cfg, bool check_only)
 			goto stop;
 		}
 	}
-	recover_spool(&dirs, workers, i);
 	mc.shards = shards;
 	mc.num_shards = cfg->shards < 64 ? cfg->shards : 64;
 	mc.workers = workers;
@@ -332,16 +433,17 @@ static int serve(struct cfg *cfg, bool check_only)
 	mc.num_sinks = num_sinks;
 	mc.vpool = g.vpool;
 	mc.stopping = &g.stopping;
-	mc.spool_fd = dirs.q;
+	mc.spool_fd = dirs.log;
 	mc.version = OMX_VERSION;
 	mc.start_unix = (int64_t)time(NULL);
 	atomic_init(&mc.listening, false);
-	if (mhttp != NULL && metrics_core_register(&mc) != 0) {
+	if (recover_spool(logs, num_logs, workers, i) != 0 || (mhttp != NULL && metrics_core_register(&mc) != 0)) {
 		rc = EXIT_STARTUP;
 		goto stop;
 	}
 	for (i = 0; i < cfg->shards && i < 64; i++) {
-		if ((shards[i] = shard_start(&g, i, workers[i])) == NULL) {
+		listen_handed[i] = true; /* shard_start takes them, failing or not */
+		if ((shards[i] = shard_start(&g, i, workers[i], logs[i])) == NULL) {
 			rc = EXIT_STARTUP;
 			goto stop;
 		}
@@ -357,7 +459,19 @@ static int serve(struct cfg *cfg, bool check_only)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_line(LOG_NOTICE, "main", "signal=HUP ignored (reload is not supported yet)");
+			struct tls_store *st;
+
+			if (g.tls == NULL) {
+				log_line(LOG_NOTICE, "main", "signal=HUP ignored (no tls-cert to reload)");
+				continue;
+			}
+			/* Files are read here, on the main thread; shards only take
+			 * a reference to whichever store is current at STARTTLS. */
+			st = tls_load(cfg, true);
+			if (st != NULL) {
+				tls_holder_set(g.tls, st);
+				log_line(LOG_NOTICE, "main", "tls.reload certificates=%u", cfg->num_tls_certs);
+			}
 			continue;
 		}
 		log_line(LOG_NOTICE, "main", "stop signal=%s shutdown_timeout=%us", sig == SIGTERM ? "TERM" : "INT",
@@ -371,20 +485,20 @@ stop:
 			shard_wake(shards[i]);
 		}
 	}
-	/* /readyz answers 503 (stopping) while the shards drain; each shard
-	 * leaves the metrics' reach before it is freed. */
 	for (i = 0; i < 64; i++) {
-		struct shard *sh = shards[i];
-
-		metrics_registry_lock();
-		shards[i] = NULL;
-		metrics_registry_unlock();
-		shard_join(sh);
+		shard_join(shards[i]);
 	}
+	/* /readyz said 503 (stopping) while the shards drained; the shards'
+	 * counters stay readable until shard_free, after the endpoint stopped. */
 	metrics_http_stop(mhttp);
 	metrics_registry_clear();
-	/* Shards are gone (each waited for its verify jobs), so the pool is idle. */
+	/* Shards are done (each waited for its verify jobs), so the pool is
+	 * idle; its workers may still be waking a shard's inbox, so the shards
+	 * are freed only once the pool has stopped. */
 	vpool_stop(g.vpool);
+	for (i = 0; i < 64; i++) {
+		shard_free(shards[i]);
+	}
 	/* Shards are gone, so nothing more is queued: workers drain and stop. */
 	for (i = 0; i < 64; i++) {
 		deliver_stop(workers[i]);
@@ -394,17 +508,30 @@ stop:
 	}
 	log_stop_async();
 out:
+	for (i = 0; i < 64; i++) {
+		for (unsigned k = 0; k < CFG_LISTEN_MAX && !listen_handed[i]; k++) {
+			if (listen_fds[i][k] >= 0) {
+				close(listen_fds[i][k]);
+			}
+		}
+	}
 	for (i = 0; i < num_sinks; i++) {
 		sink_unconfigure(&sinks[i]);
 	}
 	domain_list_free(domains);
+	tls_holder_free(g.tls);
 	limits_free(g.limits);
+	rate_free(g.rates);
+	for (i = 0; i < 64; i++) {
+		spool_log_free(logs[i]);
+	}
 	spool_close(&dirs);
 	return rc;
 }
 
 int cmd_parse(int argc, char **argv); /* core/cmd_parse.c */
 int cmd_verify(int argc, char **argv); /* core/cmd_verify.c */
+int cmd_spool(int argc, char **argv); /* core/spool_cmd.c */
 
 int main(int argc, char **argv)
 {
@@ -429,6 +556,9 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "verify") == 0) {
 			return cmd_verify(argc - 1, argv + 1);
+		}
+		if (strcmp(a, "spool") == 0) {
+			return cmd_spool(argc - 1, argv + 1);
 		}
 		if (strcmp(a, "serve") == 0) {
 			first = 2;

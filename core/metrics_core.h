@@ -33,7 +33,7 @@ struct metrics_core {
 	struct vpool *vpool;           /* NULL: verification off */
 	const atomic_bool *stopping;   /* set at SIGTERM/SIGINT */
 	atomic_bool listening;         /* set by main once every shard listens */
-	int spool_fd;                  /* a directory the spool writes into (SPOOL/q) */
+	int spool_fd;                  /* a directory the spool writes into (SPOOL/log) */
 	const char *version;
 	int64_t start_unix;            /* seconds */
 };

@@ -8,11 +8,21 @@
  * Data path per connection:
  *   multishot accept -> conn_new -> greeting -> multishot recv (pbuf)
  *   -> conn_process: smtp_sess_next() events
- *        TX_BEGIN -> openat SPOOL/q/<id> (O_EXCL), head + Received: buffered
- *        BODY     -> appended to tx->buf, written in chunks through the ring
- *        TX_END   -> trailer, last write, fdatasync(file) + group fsync(dir)
+ *        TX_BEGIN -> record header place, envelope + Received: buffered
+ *        BODY     -> appended to tx->buf (a large body spills: streamed
+ *                    through the ring into a segment of its own)
+ *        TX_END   -> (verdict) -> record placed at the active segment's
+ *                    tail, one write -> group fdatasync of the segment
  *                    -> 250 (smtp_sess_tx_done) -> delivery queue
  *   -> replies: one send in flight per connection (out -> sending)
+ *
+ * STARTTLS (core/tls.h): on SMTP_EV_STARTTLS the clear input still buffered
+ * is dropped (CVE-2011-0411), the 220 moves to c->tout and from then on
+ * c->tout is what goes to the socket: received ciphertext is fed to the TLS
+ * session (copied out of the pbuf), decrypted plaintext goes through
+ * conn_process like clear input, and replies in c->out are sealed into
+ * c->tout at each flush. Paused input stays as ciphertext in the session's
+ * read buffer (counted with c->pend for PEND_CANCEL).
  *
  * Invariants:
  *  - No blocking syscall after start-up: file and socket I/O go through
@@ -22,7 +32,10 @@
  *  - A conn is freed only when no op of its own is in flight (c->inflight)
  *    and it has no tx, so a CQE never finds a freed conn; the generation in
  *    user_data is a second check.
- *  - 250 is sent only from the completion of both fsyncs of that message.
+ *  - 250 is sent only from the completion of the flush that covered the
+ *    record and every record before it in its segment; with a "?sync=yes"
+ *    sink, only once that sink took it too (the delivery worker's outcome,
+ *    OP_SINKDONE; a late outcome for a conn gone is dropped).
  */
 #include "shard.h"
 
@@ -42,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../proto/proxy.h"
 #include "../proto/smtp_trace.h"
 #include "crc32c.h"
 #include "log.h"
@@ -60,6 +74,7 @@
  * its replies without bound (EHLO turns 8 bytes into ~150). */
 #define OUT_PAUSE       (32u * 1024)
 #define SEND_STALL_MS   5000           /* a closing conn's send without progress is cancelled */
+#define PROXY_WAIT_MS   10000          /* a PROXY header must arrive this soon after accept */
 #define LISTEN_BACKLOG  4096
 #define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
 
@@ -69,14 +84,13 @@ enum op {
 	OP_RECV,     /* multishot, conn */
 	OP_SEND,     /* conn */
 	OP_GREET,    /* greet-delay timeout, conn */
-	OP_OPEN,     /* spool file openat, conn */
-	OP_WRITE,    /* spool write, conn */
-	OP_FSYNC,    /* spool file fdatasync, tx */
-	OP_RENAME,   /* reused spool file: SPOOL/free/<slot> -> SPOOL/q/<id>, tx */
-	OP_DIRSYNC,  /* SPOOL/q fsync for a batch, shard */
+	OP_WRITE,    /* record bytes into a segment, tx */
+	OP_RECHDR,   /* a spilled record's header, written last, tx */
+	OP_DIRSYNC,  /* a batch's fdatasync of a segment, shard (idx = batch slot) */
 	OP_WAKE,     /* eventfd read, shard */
 	OP_SYNCDONE, /* eventfd read: the sync thread finished a syncfs, shard */
 	OP_VDONE,    /* eventfd read: the verify pool finished jobs, shard */
+	OP_SINKDONE, /* eventfd read: the delivery worker answered sync deliveries, shard */
 	OP_IGNORE,   /* cancel, close, unlink: result not needed */
 	OP_COUNT     /* sentinel */
 };
@@ -91,39 +105,50 @@ struct tx_snap;
 
 struct spool_tx {
 	struct conn *c;       /* owner; NULL once detached (aborted) */
-	struct spool_tx *next_dir; /* batch-sync wait list */
-	int fd;               /* -1 until openat completes */
+	struct spool_tx *next_dir;  /* durability batch */
+	struct spool_tx *next_fifo; /* append order in the shard's segments */
+	struct spool_tx *next_wait; /* waiting for a free segment */
 	char name[MSG_ID_MAX];
-	struct bb buf;        /* bytes waiting to be written */
+	struct bb buf;        /* record bytes not yet written (from the header placeholder) */
 	struct bb wbuf;       /* bytes of the write in flight */
+	struct spool_seg *seg; /* where the record goes; NULL until placed (or spilled) */
+	uint64_t rec_off;     /* record offset in seg */
+	uint64_t rec_len;     /* record length without padding, once placed */
 	uint64_t off;         /* file offset of the next write */
+	uint64_t head_len;    /* envelope text bytes */
 	uint64_t msg_len;     /* message bytes so far (Received: + body) */
-	uint32_t crc;         /* CRC-32C of those bytes, for the trailer */
+	uint32_t auth_len;
+	uint32_t slot;
+	uint32_t crc;         /* CRC-32C of the payload so far, for the trailer */
+	uint8_t hdr[SPOOL_REC_HDR_LEN]; /* the record header, once placed */
 	int err;              /* first error, -errno */
-	bool open_inflight, write_inflight, fsync_inflight, rename_inflight, in_dir_list;
-	bool reuse;           /* writing a reused file at SPOOL/free/<slot> */
-	bool renamed;         /* ... and it is at SPOOL/q/<name> now */
-	char slot[MSG_ID_MAX];
-	bool ended;           /* trailer appended: no more bytes */
+	bool spill;           /* streaming into a segment of its own */
+	bool placed, hdr_written, synced;
+	bool write_inflight, hdr_inflight, in_dir_list, in_fifo, seg_wait;
+	bool ended;           /* auth block in: the record can be placed */
 	bool body_done;       /* TX_END seen; waiting for the verifier's verdict */
 	bool auth_tempfail;   /* --dkim-temperror tempfail and a temperror verdict */
 	bool policy_reject;   /* --dmarc-enforce and the sender's DMARC policy says reject */
 	struct vjob *vjob;    /* DKIM verification in the pool, until its verdict */
 	bool aborted;         /* the session dropped it: clean up, no reply */
-	bool data_synced, dir_synced;
 };
 
 struct conn {
+	struct shard *sh;     /* owner, for the session's mail_ok callback */
 	uint32_t idx, gen;
 	int fd;
 	struct smtp_sess *sess;
 	struct bb out;        /* replies being queued */
 	struct bb sending;    /* replies of the send in flight */
-	struct bb pend;       /* input received while paused */
+	struct bb pend;       /* input received while paused (plaintext) */
+	struct tls_conn *tls; /* after STARTTLS; NULL in clear */
+	struct bb tout;       /* with tls: the bytes to send (the clear 220, then records) */
+	bool tls_up;          /* the handshake completed */
 	uint32_t inflight;    /* ops of this conn in flight */
 	bool recv_armed, send_inflight, cancel_sent, send_cancel_sent;
 	bool closing, io_done, counted;
 	bool paused_commit, paused_io, paused_out, on_resume;
+	bool proxy_wait;      /* --listen-proxy: no greeting until the PROXY header is read */
 	bool greet_pending;
 	struct __kernel_timespec greet_ts;
 	int64_t last_ms;      /* last input, for the DATA block timeout */
@@ -134,6 +159,9 @@ struct conn {
 	int64_t send_ms;      /* the send in flight was submitted or progressed */
 	int64_t commit_ms;    /* when TX_END was seen */
 	enum smtp_commit commit_rc;
+	char *commit_why;     /* a sync sink's reason for commit_rc (malloc'd), or NULL */
+	bool sync_wait;       /* durable; the reply waits for the sync sinks' outcome */
+	char sync_id[MSG_ID_MAX]; /* the message whose outcome sync_wait waits for */
 	struct ip_key ipkey;
 	struct spool_tx *tx;
 	struct vjob *vjob;        /* checks started at MAIL FROM, until TX_BEGIN takes them */
@@ -182,9 +210,16 @@ struct shard {
 	uint64_t sess_counter;
 	uint64_t id_salt;     /* random per run: session ids never repeat across restarts */
 
-	/* group commit */
-	struct spool_tx *dir_wait;    /* ready, waiting for the next batch sync */
-	struct spool_tx *dir_batch[DIRSYNC_MAX]; /* covered by each sync in flight; NULL = free slot */
+	/* the log and group commit */
+	struct spool_log *log;        /* this shard's segments (shared with its worker) */
+	struct spool_seg *active;     /* records are appended here */
+	uint64_t spill_bytes;         /* a body past this streams into a segment of its own */
+	struct spool_tx *fifo, **fifo_tail; /* placed records in append order, not yet written */
+	struct spool_tx *seg_waiters; /* waiting for a free segment */
+	struct spool_tx *dir_wait;    /* written, waiting for the next batch flush */
+	struct spool_tx *dir_batch[DIRSYNC_MAX]; /* covered by each flush in flight; NULL = free slot */
+	unsigned dir_pending[DIRSYNC_MAX]; /* fdatasyncs of each batch still in flight */
+	int dir_err[DIRSYNC_MAX];
 	unsigned dir_inflight;
 	struct conn *resume;      /* commits finished this iteration */
 	struct conn *reap;        /* closed conns to release */
@@ -196,6 +231,7 @@ struct shard {
 
 	struct vpool_inbox inbox;   /* verify pool results */
 	uint64_t vdone_buf;
+	uint64_t sinkdone_buf;      /* deliver_sync_inbox's eventfd, read when a sink is ?sync=yes */
 	uint32_t vjobs_live;        /* jobs created and not yet freed */
 
 	/* --spool-sync syncfs: one syncfs() per batch, on a thread of its own
@@ -218,8 +254,12 @@ struct shard {
 	int start_state; /* 0 pending, 1 ok, -1 failed */
 
 	/* counters (shard-local; logged at exit) */
-	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync;
+	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync, n_spill;
+	uint64_t n_tls, n_tls_resumed, n_tls_fail;
+
 	struct metrics_shard m;   /* written by this shard only; read by the metrics thread */
+
+	uint8_t tls_plain[16384];   /* one record of decrypted input (RFC 8446 §5.1), lent to conn_process */
 };
 
 static int64_t mono_ms(void)
@@ -283,6 +323,18 @@ static void conn_maybe_free(struct shard *sh, struct conn *c);
 static bool conn_paused(const struct conn *c)
 {
 	return c->paused_commit || c->paused_io || c->paused_out;
+}
+
+/* conn_backlog: input taken from the socket and not yet parsed (plaintext and ciphertext). */
+static size_t conn_backlog(const struct conn *c)
+{
+	return c->pend.len + (c->tls != NULL ? tls_conn_buffered(c->tls) : 0);
+}
+
+/* conn_unsent: reply bytes the client has not taken yet. */
+static size_t conn_unsent(const struct conn *c)
+{
+	return c->out.len + c->sending.len + c->tout.len;
 }
 
 /* bufwait_rearm re-arms the receives that ran out of buffers. */
@@ -376,6 +428,7 @@ static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
 }
 
 static void conn_flush(struct shard *sh, struct conn *c);
+static void conn_seal(struct shard *sh, struct conn *c);
 static void conn_close(struct shard *sh, struct conn *c);
 
 /*
@@ -472,6 +525,7 @@ static void count_replies(struct shard *sh, struct conn *c, size_t from)
 static void conn_drop_vjob(struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
 static void tx_kick(struct shard *sh, struct spool_tx *tx);
+static void tx_check(struct shard *sh, struct spool_tx *tx);
 static void tx_detach_abort(struct shard *sh, struct conn *c);
 
 static void arm_recv(struct shard *sh, struct conn *c)
@@ -557,6 +611,8 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 		return NULL;
 	}
 	idx = sh->free_idx[--sh->num_free];
+	c->sh = sh;
+	smtp_sess_set_owner(c->sess, c);
 	c->idx = idx;
 	c->gen = (uint32_t)(++sh->sess_counter);
 	c->fd = fd;
@@ -567,6 +623,7 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	bb_init(&c->out, 0);
 	bb_init(&c->sending, 0);
 	bb_init(&c->pend, 0);
+	bb_init(&c->tout, 0);
 	ip_key_from_sockaddr(&c->ipkey, sa);
 	/* Session ids: shard in the top byte, a counter scrambled below it
 	 * (an odd multiplier is a bijection, so unique per run), and a random
@@ -610,10 +667,13 @@ static void conn_release(struct shard *sh, struct conn *c)
 	log_line(LOG_INFO, c->who, "conn.close");
 	free(c->abort_snap); c->abort_snap = NULL;
 	conn_drop_vjob(c);
+	free(c->commit_why); c->commit_why = NULL;
 	smtp_sess_free(c->sess);
 	bb_fini(&c->out);
 	bb_fini(&c->sending);
 	bb_fini(&c->pend);
+	tls_conn_free(c->tls); c->tls = NULL;
+	bb_fini(&c->tout);
 	sh->conns[c->idx] = NULL;
 	sh->free_idx[sh->num_free++] = c->idx;
 	sh->nconns--;
@@ -649,7 +709,13 @@ static void conn_close(struct shard *sh, struct conn *c)
 	if (c->tx != NULL && !c->tx->ended && !c->tx->body_done) {
 		tx_detach_abort(sh, c); /* mid-data: never acknowledged */
 	}
-	if (!c->send_inflight && c->out.len == 0) {
+	if (c->tls != NULL) {
+		conn_seal(sh, c); /* the last replies (dropped mid-handshake), then the alert */
+		if (c->tls_up) {
+			tls_conn_close_notify(c->tls);
+		}
+	}
+	if (!c->send_inflight && c->out.len == 0 && c->tout.len == 0) {
 		conn_finish_io(sh, c);
 	} else {
 		conn_flush(sh, c);
@@ -660,24 +726,51 @@ static void conn_close(struct shard *sh, struct conn *c)
 static void conn_fail(struct shard *sh, struct conn *c)
 {
 	bb_reset(&c->out, 1);
+	bb_reset(&c->tout, 1);
+	if (c->tls != NULL) {
+		c->tls_up = false; /* no close_notify on a broken socket */
+	}
 	conn_close(sh, c);
 	if (!c->send_inflight) {
 		conn_finish_io(sh, c);
 	}
 }
 
+/*
+ * conn_seal moves the replies in c->out into c->tout: sealed into records
+ * once the handshake is done; before it they cannot be sent at all (a 421
+ * from a timeout in the middle of a handshake), so they are dropped.
+ */
+static void conn_seal(struct shard *sh, struct conn *c)
+{
+	char err[160];
+
+	if (c->tls == NULL || c->out.len == 0) {
+		return;
+	}
+	if (c->tls_up && tls_conn_write(c->tls, bb_span(&c->out), err, sizeof(err)) != 0) {
+		log_line(LOG_INFO, c->who, "tls.fail reason=\"%s\"", err);
+		c->out.len = 0;
+		conn_fail(sh, c);
+		return;
+	}
+	c->out.len = 0;
+}
+
 static void conn_flush(struct shard *sh, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
+	struct bb *src = c->tls != NULL ? &c->tout : &c->out;
 	struct bb t;
 
-	if (c->send_inflight || c->out.len == 0 || c->io_done) {
+	conn_seal(sh, c);
+	if (c->send_inflight || src->len == 0 || c->io_done) {
 		return;
 	}
 	t = c->sending;
-	c->sending = c->out;
-	c->out = t;
-	c->out.len = 0;
+	c->sending = *src;
+	*src = t;
+	src->len = 0;
 	sqe = sqe_get(sh);
 	io_uring_prep_send(sqe, c->fd, c->sending.p, c->sending.len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud_make(OP_SEND, c->idx, c->gen));
@@ -687,6 +780,8 @@ static void conn_flush(struct shard *sh, struct conn *c)
 }
 
 static void conn_schedule_resume(struct shard *sh, struct conn *c);
+static void conn_admit(struct shard *sh, struct conn *c);
+static void proxy_input(struct shard *sh, struct conn *c, struct span in);
 
 /*
  * conn_cancel_send gives up on a send the client does not take (it stopped
@@ -714,7 +809,7 @@ static void conn_cancel_send(struct shard *sh, struct conn *c, const char *why)
 /* out_drained resumes reading a conn paused for unread replies once they are mostly gone. */
 static void out_drained(struct shard *sh, struct conn *c)
 {
-	if (c->paused_out && c->out.len + c->sending.len < OUT_PAUSE / 2) {
+	if (c->paused_out && conn_unsent(c) < OUT_PAUSE / 2) {
 		c->paused_out = false;
 		conn_schedule_resume(sh, c);
 	}
@@ -746,13 +841,16 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 	}
 	c->sending.len = 0;
 	out_drained(sh, c);
-	if (c->out.len > 0) {
+	if (c->out.len > 0 || c->tout.len > 0) {
 		conn_flush(sh, c);
-		return;
+		if (c->send_inflight) {
+			return;
+		}
 	}
 	/* Idle connections hold no buffers. */
 	bb_reset(&c->sending, 1);
 	bb_reset(&c->out, 1);
+	bb_reset(&c->tout, 1);
 	if (c->closing) {
 		conn_finish_io(sh, c);
 	} else {
@@ -763,10 +861,20 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 /* ------------------------------------------------------------ spool tx */
 
 /*
- * A spool tx owns its file and its ring ops (their user_data carries the tx
- * pointer), so it can outlive its connection's interest in it: an aborted
- * tx is detached (tx->c = NULL) and removes itself once its last op is back,
- * while the connection goes on with the next transaction.
+ * A spool tx builds one record of the shard's log (core/spool.h) and owns
+ * its ring ops (their user_data carries the tx pointer), so it can outlive
+ * its connection's interest in it: an aborted tx is detached (tx->c = NULL)
+ * and cleans up once its last op is back, while the connection goes on.
+ *
+ * The record (header placeholder, envelope text, Received:, body) is
+ * buffered until TX_END; then the shard reserves its place at the tail of
+ * the active segment and writes it with one write. A body past the spill
+ * bound instead streams into a free segment of the tx's own as it arrives.
+ * Writes into one segment may complete in any order, but a tx joins the
+ * durability batch only when every record before it in the segment is
+ * written (sh->fifo), so nothing acknowledged ever lies behind a torn
+ * record. One fdatasync per segment touched (or one syncfs) then makes the
+ * whole batch durable, and every tx in it gets its 250.
  */
 static inline uint64_t ud_tx(enum op op, const struct spool_tx *tx)
 {
@@ -788,48 +896,26 @@ static void tx_free(struct spool_tx *tx)
 
 static bool tx_busy(const struct spool_tx *tx)
 {
-	return tx->open_inflight || tx->write_inflight || tx->fsync_inflight || tx->rename_inflight ||
-	       tx->in_dir_list;
+	return tx->write_inflight || tx->hdr_inflight || tx->in_dir_list || tx->in_fifo || tx->seg_wait;
 }
 
-static void close_quiet(struct shard *sh, int fd)
+/* seg_release drops a record's hold on its segment; recycles it (on the worker) when that emptied it. */
+static void seg_release(struct shard *sh, struct spool_seg *seg, bool spill)
 {
-	struct io_uring_sqe *sqe = sqe_get(sh);
-
-	io_uring_prep_close(sqe, fd);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	if (spill) {
+		spool_log_seal(sh->log, seg); /* live is still 1: never empty here */
+	}
+	if (spool_log_unref(sh->log, seg)) {
+		deliver_recycle(sh->deliver, sh->log, seg);
+	}
 }
 
-/* tx_discard closes and removes an unacknowledged spool file and frees the tx. */
+/* tx_discard drops an unacknowledged record (its segment space is simply not used) and frees the tx. */
 static void tx_discard(struct shard *sh, struct spool_tx *tx)
 {
-	struct io_uring_sqe *sqe;
-
-	if (tx->fd >= 0 && tx->reuse && !tx->renamed) {
-		/* Still a free file: back to the pool, or away when the pool is
-		 * full or the disk is (its blocks are better freed now). */
-		bool nospace = tx->err == -ENOSPC || tx->err == -EDQUOT;
-		/* A rejected or aborted large message must not go back at full
-		 * size: the pool only keeps small files (as spool_retire does). */
-		bool big = tx->off > SPOOL_REUSE_MAX_BYTES;
-
-		close_quiet(sh, tx->fd);
-		if (nospace || big || !spool_pool_put(deliver_pool(sh->deliver), tx->slot)) {
-			sqe = sqe_get(sh);
-			io_uring_prep_unlinkat(sqe, sh->g->dirs->free, tx->slot, 0);
-			io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-			io_uring_submit(&sh->ring);
-		}
-	} else if (tx->fd >= 0) {
-		close_quiet(sh, tx->fd);
-		sqe = sqe_get(sh);
-		io_uring_prep_unlinkat(sqe, sh->g->dirs->q, tx->name, 0);
-		io_uring_sqe_set_data64(sqe, ud_make(OP_IGNORE, 0, 0));
-		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-		/* unlinkat reads the name at submission: submit before freeing it. */
-		io_uring_submit(&sh->ring);
+	if (tx->seg != NULL) {
+		seg_release(sh, tx->seg, tx->spill);
+		tx->seg = NULL;
 	}
 	if (tx->c != NULL) {
 		tx->c->tx = NULL;
@@ -851,21 +937,6 @@ static void tx_detach_abort(struct shard *sh, struct conn *c)
 	if (!tx_busy(tx)) {
 		tx_discard(sh, tx);
 	}
-}
-
-/* tx_open opens a reused file (truncating it) or creates the file in SPOOL/q. */
-static void tx_open(struct shard *sh, struct spool_tx *tx)
-{
-	struct io_uring_sqe *sqe = sqe_get(sh);
-
-	if (tx->reuse) {
-		io_uring_prep_openat(sqe, sh->g->dirs->free, tx->slot, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
-	} else {
-		io_uring_prep_openat(sqe, sh->g->dirs->q, tx->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	}
-	io_uring_sqe_set_data64(sqe, ud_tx(OP_OPEN, tx));
-	/* openat reads the path at submission; the names live until tx_free. */
-	tx->open_inflight = true;
 }
 
 /* conn_drop_vjob abandons checks started for a transaction that never sent data. */
@@ -901,9 +972,10 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 
 static void tx_begin(struct shard *sh, struct conn *c)
 {
+	static const uint8_t zero_hdr[SPOOL_REC_HDR_LEN];
 	struct msg_env *env = smtp_sess_env(c->sess);
 	struct spool_tx *tx;
-	size_t head_len;
+	size_t mark;
 
 	if (c->tx != NULL) {
 		log_line(LOG_ERR, c->who, "bug: TX_BEGIN with a transaction open");
@@ -916,23 +988,22 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	}
 	c->tx = tx;
 	tx->c = c;
-	tx->fd = -1;
 	bb_init(&tx->buf, 0);
 	bb_init(&tx->wbuf, 0);
 	env->received_us = real_us();
 	spool_make_id(env->id, env->received_us, sh->idx, sh->seq++);
 	memcpy(tx->name, env->id, sizeof(tx->name));
-	if (spool_head_format(&tx->buf, env) != 0) {
+	/* The header's place; it is filled in when the record is placed. */
+	if (bb_append(&tx->buf, zero_hdr, sizeof(zero_hdr)) != 0 || spool_head_format(&tx->buf, env) != 0) {
 		tx->err = -ENOMEM;
 	}
-	head_len = tx->buf.len;
+	tx->head_len = tx->buf.len - SPOOL_REC_HDR_LEN;
+	mark = tx->buf.len;
 	if (tx->err == 0 && smtp_trace_received(&tx->buf, env, sh->g->cfg->hostname) != 0) {
 		tx->err = -ENOMEM;
 	}
-	tx->msg_len = tx->buf.len - head_len;
-	tx->crc = crc32c_update(0, tx->buf.p + head_len, tx->msg_len);
-	tx->reuse = spool_pool_get(deliver_pool(sh->deliver), tx->slot);
-	tx_open(sh, tx);
+	tx->msg_len = tx->buf.len - mark;
+	tx->crc = crc32c_update(0, tx->buf.p + SPOOL_REC_HDR_LEN, tx->buf.len - SPOOL_REC_HDR_LEN);
 	if (c->vjob == NULL) {
 		conn_start_vjob(sh, c); /* MAIL's attempt ran out of memory: try again */
 	}
@@ -940,7 +1011,54 @@ static void tx_begin(struct shard *sh, struct conn *c)
 		c->vjob = NULL;
 		vjob_set_owner(tx->vjob, tx);
 	}
-	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu", env->id, env->num_rcpts);
+	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu tls=%s", env->id, env->num_rcpts,
+		 env->tls.on ? env->tls.version : "no");
+}
+
+/* seg_wait_add parks a tx until its shard's log has a free segment (retried every loop). */
+static void seg_wait_add(struct shard *sh, struct spool_tx *tx)
+{
+	if (!tx->seg_wait) {
+		tx->seg_wait = true;
+		tx->next_wait = sh->seg_waiters;
+		sh->seg_waiters = tx;
+	}
+}
+
+/*
+ * seg_take takes a free segment for `state`; 0, -EAGAIN (one is being made:
+ * wait) or -ENOSPC (--spool-max-size reached, or the disk is full).
+ */
+static int seg_take(struct shard *sh, enum seg_state state, struct spool_seg **out)
+{
+	bool wake = false;
+	int rc = spool_log_take(sh->log, state, out, &wake);
+
+	if (wake) {
+		deliver_kick(sh->deliver);
+	}
+	return rc;
+}
+
+/* tx_spill_start moves a large body into a segment of its own; the tx waits if none is free yet. */
+static void tx_spill_start(struct shard *sh, struct spool_tx *tx)
+{
+	int rc = seg_take(sh, SEG_SPILL, &tx->seg);
+
+	if (rc == -EAGAIN) {
+		seg_wait_add(sh, tx);
+		return;
+	}
+	if (rc != 0) {
+		tx->err = tx->err ? tx->err : rc;
+		return;
+	}
+	spool_log_ref(sh->log, tx->seg);
+	tx->spill = true;
+	tx->slot = 0;
+	tx->rec_off = SPOOL_SEG_HDR_LEN;
+	tx->off = tx->rec_off;
+	sh->n_spill++;
 }
 
 static void tx_append(struct shard *sh, struct conn *c, struct span body)
@@ -959,7 +1077,10 @@ static void tx_append(struct shard *sh, struct conn *c, struct span body)
 	if (tx->vjob != NULL) {
 		vjob_feed(tx->vjob, body.p, body.len);
 	}
-	if (tx->buf.len >= WRITE_CHUNK) {
+	if (!tx->spill && !tx->seg_wait && tx->buf.len >= sh->spill_bytes) {
+		tx_spill_start(sh, tx);
+	}
+	if (tx->spill && tx->buf.len >= WRITE_CHUNK) {
 		tx_kick(sh, tx);
 	}
 	if (tx->buf.len >= TX_BUF_PAUSE && !c->paused_io) {
@@ -982,6 +1103,182 @@ static void commit_finish(struct shard *sh, struct conn *c, enum smtp_commit rc)
 {
 	c->commit_rc = rc;
 	conn_schedule_resume(sh, c);
+}
+
+/*
+ * sync_enqueue hands the durable record to the delivery worker's sync sinks
+ * and leaves the conn waiting for their outcome (on_sinkdone). Without
+ * memory the client gets 451; the record stays in the spool and is
+ * delivered after the next start (a duplicate if the client resends).
+ */
+static void sync_enqueue(struct shard *sh, struct conn *c, const struct spool_ref *ref)
+{
+	if (deliver_enqueue_sync(sh->deliver, ref, c->idx, c->gen) != 0) {
+		log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", ref->id);
+		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
+		return;
+	}
+	c->sync_wait = true;
+	memcpy(c->sync_id, ref->id, sizeof(c->sync_id) < sizeof(ref->id) ? sizeof(c->sync_id) : sizeof(ref->id));
+	c->sync_id[sizeof(c->sync_id) - 1] = '\0';
+}
+
+/*
+ * on_sinkdone takes the delivery worker's sync outcomes and answers the
+ * waiting conns: 250, 451 4.3.0 or 550 5.7.1 with the consumer's words. An
+ * outcome whose conn is gone (timed out by --timeout-commit, closed by the
+ * client) is dropped: what the worker decided for the record stands.
+ */
+static void on_sinkdone(struct shard *sh)
+{
+	struct inbox_node *n = inbox_take(deliver_sync_inbox(sh->deliver)), *next;
+
+	for (; n != NULL; n = next) {
+		struct deliver_sync_res *r = (struct deliver_sync_res *)n; /* node is its first member */
+		struct conn *c = conn_get(sh, r->conn_idx, r->conn_gen);
+
+		next = n->next;
+		if (c == NULL || !c->sync_wait || c->closing || strncmp(c->sync_id, r->id, sizeof(c->sync_id)) != 0) {
+			log_line(LOG_NOTICE, sh->who, "deliver.sync id=%s result=%s answered=no reason=\"client gone\"", r->id,
+				 sink_rc_name(r->rc));
+			free(r);
+			continue;
+		}
+		c->sync_wait = false;
+		if (r->rc == SINK_OK) {
+			sh->n_msgs++;
+			log_line(LOG_INFO, c->who, "tx.commit id=%s sync=ok", r->id);
+			commit_finish(sh, c, SMTP_COMMIT_OK);
+		} else {
+			free(c->commit_why);
+			c->commit_why = r->said[0] ? strdup(r->said) : NULL; /* NULL: a generic text */
+			log_line(LOG_INFO, c->who, "tx.refused id=%s sync=%s", r->id, sink_rc_name(r->rc));
+			commit_finish(sh, c, r->rc == SINK_PERMFAIL ? SMTP_COMMIT_SINK_REJECT : SMTP_COMMIT_SINK_TEMPFAIL);
+		}
+		free(r);
+	}
+}
+
+/*
+ * tx_place gives an ended record its place: the tail of the active segment
+ * (a new one when it does not fit), or its spill segment. It fills in the
+ * header, appends the trailer and padding, and queues the record in the
+ * segment's append order. False when it must wait for a segment or failed
+ * (tx->err).
+ */
+static bool tx_place(struct shard *sh, struct spool_tx *tx)
+{
+	static const uint8_t zeros[SPOOL_REC_ALIGN];
+	struct spool_rec_hdr h;
+	uint8_t trl[SPOOL_REC_TRL_LEN];
+	uint64_t payload = tx->head_len + tx->msg_len + tx->auth_len;
+	uint64_t len = SPOOL_REC_HDR_LEN + payload + SPOOL_REC_TRL_LEN, padded = spool_rec_padded(len);
+	int rc;
+
+	if (!tx->spill && padded > sh->log->seg_size - SPOOL_SEG_HDR_LEN) {
+		/* Larger than a segment's room (a huge envelope): it spills. */
+		tx_spill_start(sh, tx);
+		if (!tx->spill) {
+			return false;
+		}
+	}
+	if (!tx->spill) {
+		struct spool_seg *a = sh->active;
+
+		if (a == NULL || a->tail + padded > a->size) {
+			struct spool_seg *n;
+
+			rc = seg_take(sh, SEG_ACTIVE, &n);
+			if (rc == -EAGAIN) {
+				seg_wait_add(sh, tx);
+				return false;
+			}
+			if (rc != 0) {
+				tx->err = rc;
+				return false;
+			}
+			if (a != NULL && spool_log_seal(sh->log, a)) {
+				deliver_recycle(sh->deliver, sh->log, a);
+			}
+			sh->active = a = n;
+		}
+		tx->seg = a;
+		tx->slot = a->num_slots++;
+		tx->rec_off = a->tail;
+		tx->off = a->tail;
+		a->tail += padded;
+		spool_log_ref(sh->log, a);
+		/* Acknowledged in offset order: see the section comment. */
+		tx->in_fifo = true;
+		tx->next_fifo = NULL;
+		*sh->fifo_tail = tx;
+		sh->fifo_tail = &tx->next_fifo;
+	}
+	memset(&h, 0, sizeof(h));
+	h.gen = tx->seg->gen;
+	h.slot = tx->slot;
+	h.head_len = (uint32_t)tx->head_len;
+	h.msg_len = tx->msg_len;
+	h.auth_len = tx->auth_len;
+	memcpy(h.id, tx->name, strnlen(tx->name, sizeof(h.id) - 1)); /* ids are 19 characters */
+	spool_rec_hdr_encode(tx->hdr, &h);
+	spool_rec_trailer_encode(trl, tx->hdr, tx->crc, payload);
+	tx->rec_len = len;
+	if (!tx->spill) {
+		memcpy(tx->buf.p, tx->hdr, SPOOL_REC_HDR_LEN); /* still at the front of buf */
+	}
+	if (bb_append(&tx->buf, trl, sizeof(trl)) != 0 || bb_append(&tx->buf, zeros, (size_t)(padded - len)) != 0) {
+		tx->err = -ENOMEM;
+	}
+	tx->placed = true;
+	return true;
+}
+
+/*
+ * fifo_drain moves the txs at the front of the append order whose records
+ * are written into the durability batch. A record whose write failed
+ * leaves a hole no scan gets past: its segment is sealed, and the records
+ * behind it in that segment fail too (451; never acknowledged).
+ */
+static void fifo_drain(struct shard *sh)
+{
+	struct spool_tx *done = NULL, **done_tail = &done;
+
+	while (sh->fifo != NULL && !sh->fifo->write_inflight &&
+	       (sh->fifo->buf.len == 0 || sh->fifo->err != 0)) {
+		struct spool_tx *tx = sh->fifo;
+
+		sh->fifo = tx->next_fifo;
+		if (sh->fifo == NULL) {
+			sh->fifo_tail = &sh->fifo;
+		}
+		tx->in_fifo = false;
+		if (tx->err == 0) {
+			tx->in_dir_list = true;
+			tx->next_dir = sh->dir_wait;
+			sh->dir_wait = tx;
+			continue;
+		}
+		for (struct spool_tx *t = sh->fifo; t != NULL; t = t->next_fifo) {
+			if (t->seg == tx->seg && t->err == 0) {
+				t->err = -EIO;
+			}
+		}
+		if (sh->active == tx->seg) {
+			sh->active = NULL;
+			spool_log_seal(sh->log, tx->seg); /* never empty here: tx holds it */
+		}
+		tx->next_dir = NULL;
+		*done_tail = tx;
+		done_tail = &tx->next_dir;
+	}
+	while (done != NULL) {
+		struct spool_tx *tx = done;
+
+		done = tx->next_dir;
+		tx->next_dir = NULL;
+		tx_check(sh, tx);
+	}
 }
 
 /* tx_check settles a tx once none of its ops are in flight. */
@@ -1019,16 +1316,32 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx_discard(sh, tx);
 		return;
 	}
-	if (tx->data_synced && tx->dir_synced) {
-		close_quiet(sh, tx->fd);
-		if (deliver_enqueue(sh->deliver, tx->name) != 0) {
+	if (tx->synced) {
+		struct spool_ref ref = { .log = sh->log, .seg = tx->seg, .off = tx->rec_off, .len = tx->rec_len,
+					 .slot = tx->slot, .done = 0 };
+
+		memcpy(ref.id, tx->hdr + 40, sizeof(ref.id));
+
+		if (tx->spill) {
+			spool_log_seal(sh->log, tx->seg); /* its one record is in; the worker recycles it */
+		}
+		/* The record's hold on its segment passes to the delivery item. */
+		tx->seg = NULL;
+		c->tx = NULL;
+		if (deliver_has_sync(sh->deliver)) {
+			log_line(LOG_INFO, c->who, "tx.durable id=%s size=%llu sync=wait", tx->name,
+				 (unsigned long long)tx->msg_len);
+			tx_free(tx);
+			sync_enqueue(sh, c, &ref);
+			return;
+		}
+		if (deliver_enqueue(sh->deliver, &ref) != 0) {
 			/* Still durable: the next start delivers it. */
 			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
 		}
 		sh->n_msgs++;
 		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu", tx->name,
 			 (unsigned long long)tx->msg_len);
-		c->tx = NULL;
 		tx_free(tx);
 		commit_finish(sh, c, SMTP_COMMIT_OK);
 		return;
@@ -1036,57 +1349,56 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 	tx_kick(sh, tx);
 }
 
-/* tx_kick issues the next spool op: a write, or joining the durability batch. */
+/* tx_kick issues the next spool op: placing the record, a write, the spill header, or joining the batch. */
 static void tx_kick(struct shard *sh, struct spool_tx *tx)
 {
 	struct io_uring_sqe *sqe;
 	struct bb t;
 
-	if (tx->fd < 0 || tx->write_inflight || tx->err != 0 || tx->aborted) {
+	if (tx->write_inflight || tx->hdr_inflight || tx->seg_wait || tx->err != 0 || tx->aborted) {
 		return;
 	}
-	if (tx->buf.len > 0 && (tx->ended || tx->body_done || tx->buf.len >= WRITE_CHUNK)) {
+	if (tx->ended && !tx->placed && (tx->policy_reject || tx->auth_tempfail || !tx_place(sh, tx))) {
+		if (!tx->seg_wait) {
+			tx_check(sh, tx); /* rejected, or no room: answered now */
+		}
+		return;
+	}
+	if (tx->seg == NULL) {
+		return; /* still buffering: the record is placed at its end */
+	}
+	if (tx->buf.len > 0 && (tx->ended || tx->buf.len >= WRITE_CHUNK)) {
 		t = tx->wbuf;
 		tx->wbuf = tx->buf;
 		tx->buf = t;
 		tx->buf.len = 0;
 		sqe = sqe_get(sh);
-		io_uring_prep_write(sqe, tx->fd, tx->wbuf.p, (unsigned)tx->wbuf.len, tx->off);
+		io_uring_prep_write(sqe, tx->seg->fd, tx->wbuf.p, (unsigned)tx->wbuf.len, tx->off);
 		io_uring_sqe_set_data64(sqe, ud_tx(OP_WRITE, tx));
 		tx->write_inflight = true;
 		return;
 	}
-	if (!tx->ended || tx->buf.len != 0 || tx->fsync_inflight || tx->data_synced || tx->in_dir_list ||
-	    tx->rename_inflight) {
+	if (!tx->ended || tx->buf.len != 0 || tx->in_fifo || tx->in_dir_list || tx->synced) {
 		return;
 	}
-	if (tx->reuse && !tx->renamed) {
-		/* Complete in the page cache: give it its name in SPOOL/q. The
-		 * batch sync below makes both directories durable with it. */
+	if (tx->spill && !tx->hdr_written) {
+		/* The body is in: now the header, which the trailer's CRC covers. */
 		sqe = sqe_get(sh);
-		io_uring_prep_renameat(sqe, sh->g->dirs->free, tx->slot, sh->g->dirs->q, tx->name, 0);
-		io_uring_sqe_set_data64(sqe, ud_tx(OP_RENAME, tx));
-		tx->rename_inflight = true;
+		io_uring_prep_write(sqe, tx->seg->fd, tx->hdr, SPOOL_REC_HDR_LEN, tx->rec_off);
+		io_uring_sqe_set_data64(sqe, ud_tx(OP_RECHDR, tx));
+		tx->hdr_inflight = true;
 		return;
 	}
-	/* Every byte is in the page cache. The file's directory entry exists
-	 * since openat completed; the next batch sync makes it durable. */
-	tx->in_dir_list = true;
-	tx->next_dir = sh->dir_wait;
-	sh->dir_wait = tx;
-	if (sh->g->cfg->spool_sync == SPOOL_SYNC_FSYNC) {
-		sqe = sqe_get(sh);
-		io_uring_prep_fsync(sqe, tx->fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, ud_tx(OP_FSYNC, tx));
-		tx->fsync_inflight = true;
-		sh->n_fsync++;
+	if (tx->spill) {
+		tx->in_dir_list = true;
+		tx->next_dir = sh->dir_wait;
+		sh->dir_wait = tx;
 	}
 }
 
 static void tx_end(struct shard *sh, struct conn *c)
 {
 	struct spool_tx *tx = c->tx;
-	char trailer[SPOOL_TRAILER_LEN + 1];
 
 	c->paused_commit = true;
 	c->commit_ms = sh->now_ms;
@@ -1096,15 +1408,11 @@ static void tx_end(struct shard *sh, struct conn *c)
 		return;
 	}
 	if (tx->vjob != NULL) {
-		/* The trailer waits for the verdict, which goes before it. */
+		/* The record is placed once the verdict (its auth block) is in. */
 		vjob_end(tx->vjob);
 		tx->body_done = true;
 		tx_kick(sh, tx);
 		return;
-	}
-	spool_trailer_format(trailer, tx->msg_len, tx->crc, 0);
-	if (tx->err == 0 && bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
-		tx->err = -ENOMEM;
 	}
 	tx->ended = true;
 	tx_check(sh, tx);
@@ -1112,25 +1420,19 @@ static void tx_end(struct shard *sh, struct conn *c)
 
 /*
  * tx_verdict appends the finished job's Authentication-Results field (the
- * spool's auth block) and the trailer, so the commit can go on.
+ * record's auth block), so the commit can go on.
  */
 static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
 {
-	char trailer[SPOOL_TRAILER_LEN + 1];
 	size_t mark = tx->buf.len;
-	uint32_t auth_len = 0;
 
 	tx->vjob = NULL;
 	if (tx->err == 0 && vjob_authres(j, &tx->buf, sh->g->cfg->hostname) != 0) {
 		tx->err = -ENOMEM;
 	}
 	if (tx->err == 0) {
-		auth_len = (uint32_t)(tx->buf.len - mark);
-		tx->crc = crc32c_update(tx->crc, tx->buf.p + mark, auth_len);
-		spool_trailer_format(trailer, tx->msg_len, tx->crc, auth_len);
-		if (bb_append(&tx->buf, trailer, SPOOL_TRAILER_LEN) != 0) {
-			tx->err = -ENOMEM;
-		}
+		tx->auth_len = (uint32_t)(tx->buf.len - mark);
+		tx->crc = crc32c_update(tx->crc, tx->buf.p + mark, tx->auth_len);
 	}
 	if (sh->g->cfg->dkim_temperror_tempfail && vjob_worst(j) == AUTH_TEMPERROR) {
 		tx->auth_tempfail = true;
@@ -1200,20 +1502,6 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 	struct conn *c = tx->c;
 
 	switch (op) {
-	case OP_OPEN:
-		tx->open_inflight = false;
-		if (res < 0 && tx->reuse) {
-			/* The free file is gone (removed by hand?): create one instead. */
-			tx->reuse = false;
-			tx_open(sh, tx);
-			return;
-		}
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
-		} else {
-			tx->fd = res;
-		}
-		break;
 	case OP_WRITE:
 		tx->write_inflight = false;
 		if (res < 0) {
@@ -1236,25 +1524,28 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 				}
 			}
 		}
+		if (tx->spill && tx->off > tx->seg->size) {
+			tx->seg->size = tx->off; /* grown past the standard size: truncated at recycling */
+		}
 		if (c != NULL && c->paused_io && tx->buf.len < TX_BUF_PAUSE / 2) {
 			c->paused_io = false;
 			conn_schedule_resume(sh, c); /* resume reading; not a commit */
 		}
-		break;
-	case OP_RENAME:
-		tx->rename_inflight = false;
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
-		} else {
-			tx->renamed = true;
+		if (tx->in_fifo) {
+			if (tx->buf.len > 0 && tx->err == 0) {
+				tx_kick(sh, tx); /* the rest of a short write */
+				return;
+			}
+			fifo_drain(sh);
+			return;
 		}
 		break;
-	case OP_FSYNC:
-		tx->fsync_inflight = false;
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
+	case OP_RECHDR:
+		tx->hdr_inflight = false;
+		if (res != SPOOL_REC_HDR_LEN) {
+			tx->err = tx->err ? tx->err : (res < 0 ? res : -EIO);
 		} else {
-			tx->data_synced = true;
+			tx->hdr_written = true;
 		}
 		break;
 	default:
@@ -1263,20 +1554,45 @@ static void on_tx_op(struct shard *sh, struct spool_tx *tx, enum op op, int res)
 	tx_check(sh, tx);
 }
 
+/* seg_waiters_retry gives the txs waiting for a segment another try. */
+static void seg_waiters_retry(struct shard *sh)
+{
+	struct spool_tx *list = sh->seg_waiters;
+
+	sh->seg_waiters = NULL;
+	while (list != NULL) {
+		struct spool_tx *tx = list;
+
+		list = tx->next_wait;
+		tx->next_wait = NULL;
+		tx->seg_wait = false;
+		if (tx->aborted || tx->err != 0) {
+			tx_check(sh, tx);
+		} else if (!tx->ended) {
+			tx_spill_start(sh, tx);
+			tx_check(sh, tx);
+		} else {
+			tx_kick(sh, tx);
+		}
+	}
+}
+
 /*
- * dirsync_submit makes the batch of txs that became ready since the last
- * one durable. With --spool-sync syncfs, one syncfs() on the sync thread
- * covers data, inodes and directory entries, one at a time (it covers all
- * that was written before it started). With fsync, each tx has its own
- * fdatasync in flight and the batch shares one SPOOL/q fsync; several may
- * be in flight, so a tx never waits for a sync that started before it was
- * ready.
+ * dirsync_submit makes the batch of records written since the last one
+ * durable. With --spool-sync fsync (the default): one fdatasync through the
+ * ring per segment the batch touched (usually one; the segments are
+ * preallocated, so it writes data, not metadata). With syncfs: one syncfs()
+ * on the sync thread. Several batches may be in flight, so a record never
+ * waits for a flush that started before it was written.
  */
 static void dirsync_submit(struct shard *sh)
 {
 	struct io_uring_sqe *sqe;
 	unsigned slot;
 
+	if (sh->seg_waiters != NULL) {
+		seg_waiters_retry(sh);
+	}
 	if (sh->dir_wait == NULL) {
 		return;
 	}
@@ -1286,6 +1602,8 @@ static void dirsync_submit(struct shard *sh)
 		}
 		sh->dir_batch[0] = sh->dir_wait;
 		sh->dir_wait = NULL;
+		sh->dir_pending[0] = 1;
+		sh->dir_err[0] = 0;
 		sh->sync_req_val = 1;
 		sqe = sqe_get(sh);
 		io_uring_prep_write(sqe, sh->sync_req_fd, &sh->sync_req_val, sizeof(sh->sync_req_val), 0);
@@ -1302,9 +1620,23 @@ static void dirsync_submit(struct shard *sh)
 	}
 	sh->dir_batch[slot] = sh->dir_wait;
 	sh->dir_wait = NULL;
-	sqe = sqe_get(sh);
-	io_uring_prep_fsync(sqe, sh->g->dirs->q, 0);
-	io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, slot, 0));
+	sh->dir_pending[slot] = 0;
+	sh->dir_err[slot] = 0;
+	for (struct spool_tx *tx = sh->dir_batch[slot]; tx != NULL; tx = tx->next_dir) {
+		bool seen = false;
+
+		for (struct spool_tx *p = sh->dir_batch[slot]; p != tx && !seen; p = p->next_dir) {
+			seen = p->seg == tx->seg;
+		}
+		if (seen) {
+			continue;
+		}
+		sqe = sqe_get(sh);
+		io_uring_prep_fsync(sqe, tx->seg->fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, ud_make(OP_DIRSYNC, slot, 0));
+		sh->dir_pending[slot]++;
+		sh->n_fsync++;
+	}
 	sh->dir_inflight++;
 	sh->n_dirsync++;
 }
@@ -1313,18 +1645,26 @@ static void on_dirsync(struct shard *sh, unsigned slot, int res)
 {
 	struct spool_tx *tx, *next;
 
+	if (res < 0 && sh->dir_err[slot] == 0) {
+		sh->dir_err[slot] = res;
+	}
+	if (--sh->dir_pending[slot] > 0) {
+		return;
+	}
 	sh->dir_inflight--;
 	for (tx = sh->dir_batch[slot]; tx != NULL; tx = next) {
 		next = tx->next_dir;
 		tx->next_dir = NULL;
 		tx->in_dir_list = false;
-		if (res < 0) {
-			tx->err = tx->err ? tx->err : res;
-		} else {
-			tx->dir_synced = true;
-			if (sh->g->cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
-				tx->data_synced = true; /* syncfs covered the data too */
+		if (sh->dir_err[slot] < 0) {
+			tx->err = tx->err ? tx->err : sh->dir_err[slot];
+			if (sh->active == tx->seg) {
+				/* After a failed flush nothing in the segment can be trusted. */
+				sh->active = NULL;
+				spool_log_seal(sh->log, tx->seg);
 			}
+		} else {
+			tx->synced = true;
 		}
 		tx_check(sh, tx);
 	}
@@ -1332,6 +1672,114 @@ static void on_dirsync(struct shard *sh, unsigned slot, int res)
 }
 
 /* ------------------------------------------------------------ input */
+
+/*
+ * conn_start_tls runs at SMTP_EV_STARTTLS: the rest of the clear input is
+ * dropped (the session did so with *in; c->pend is what *in spans when
+ * resuming), the queued 220 moves to c->tout to go out in clear, and the
+ * TLS session starts with a reference to the current certificates.
+ */
+static void conn_start_tls(struct shard *sh, struct conn *c, struct span *in)
+{
+	struct tls_store *st;
+
+	span_skip(in, in->len);
+	st = sh->g->tls != NULL ? tls_holder_get(sh->g->tls) : NULL;
+	c->tls = st != NULL ? tls_conn_new(st, &c->tout) : NULL;
+	tls_store_unref(st);
+	if (c->tls == NULL || bb_append_span(&c->tout, bb_span(&c->out)) != 0) {
+		log_line(LOG_WARN, c->who, "tls.fail reason=\"out of memory\"");
+		conn_fail(sh, c);
+		return;
+	}
+	c->out.len = 0;
+	log_line(LOG_DEBUG, c->who, "tls.start");
+}
+
+static void conn_process(struct shard *sh, struct conn *c, struct span *in);
+
+/* conn_tls_fail ends a TLS session that broke: its alert (if any) goes out, then the conn closes. */
+static void conn_tls_fail(struct shard *sh, struct conn *c, const char *err)
+{
+	sh->n_tls_fail++;
+	log_line(LOG_INFO, c->who, "tls.fail phase=%s reason=\"%s\"", c->tls_up ? "session" : "handshake", err);
+	c->tls_up = false; /* no close_notify after a fatal alert */
+	bb_reset(&c->out, 1);
+	conn_close(sh, c);
+}
+
+/*
+ * conn_tls_pump advances the handshake with the ciphertext fed so far, then
+ * decrypts records into the session until it pauses or the input runs out.
+ */
+static void conn_tls_pump(struct shard *sh, struct conn *c)
+{
+	char err[200];
+
+	if (!c->tls_up) {
+		struct msg_tls info;
+
+		switch (tls_conn_handshake(c->tls, err, sizeof(err))) {
+		case TLS_OK:
+			break;
+		case TLS_WANT:
+			conn_flush(sh, c);
+			return;
+		default:
+			conn_tls_fail(sh, c, err);
+			return;
+		}
+		c->tls_up = true;
+		c->cmd_ms = sh->now_ms; /* the command timeout starts again */
+		tls_conn_info(c->tls, &info);
+		sh->n_tls++;
+		sh->n_tls_resumed += tls_conn_resumed(c->tls);
+		log_line(LOG_INFO, c->who, "tls.ok version=%s cipher=%s sni=%s resumed=%s", info.version, info.cipher,
+			 info.sni[0] != '\0' ? info.sni : "-", tls_conn_resumed(c->tls) ? "yes" : "no");
+		if (smtp_sess_tls_done(c->sess, &info) != 0) {
+			conn_fail(sh, c);
+			return;
+		}
+	}
+	while (!c->closing && !conn_paused(c) && c->pend.len == 0) {
+		struct span in;
+		size_t n;
+
+		switch (tls_conn_read(c->tls, sh->tls_plain, sizeof(sh->tls_plain), &n, err, sizeof(err))) {
+		case TLS_OK:
+			in = span_make(sh->tls_plain, n);
+			conn_process(sh, c, &in);
+			if (in.len > 0 && !c->closing && bb_append_span(&c->pend, in) != 0) {
+				conn_fail(sh, c);
+				return;
+			}
+			continue;
+		case TLS_WANT:
+			break;
+		case TLS_CLOSED:
+			conn_fail(sh, c); /* close_notify: as EOF */
+			return;
+		default:
+			conn_tls_fail(sh, c, err);
+			return;
+		}
+		break;
+	}
+	conn_flush(sh, c);
+}
+
+/* conn_tls_input takes ciphertext lent by a recv CQE (copied into the TLS session). */
+static void conn_tls_input(struct shard *sh, struct conn *c, struct span in)
+{
+	if (tls_conn_feed(c->tls, in) != 0) {
+		conn_fail(sh, c);
+		return;
+	}
+	conn_tls_pump(sh, c);
+	if (!c->closing && conn_backlog(c) > PEND_CANCEL) {
+		cancel_recv(sh, c); /* re-armed on resume, as in clear */
+	}
+}
 
 static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 {
@@ -1342,7 +1790,7 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 		struct span body;
 		enum smtp_ev ev;
 
-		if (c->out.len + c->sending.len >= OUT_PAUSE) {
+		if (conn_unsent(c) >= OUT_PAUSE) {
 			/* The client is not reading its replies: stop taking its
 			 * commands until it does (on_send resumes us). */
 			c->paused_out = true;
@@ -1387,6 +1835,9 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 		case SMTP_EV_CLOSE:
 			conn_close(sh, c);
 			goto out;
+		case SMTP_EV_STARTTLS:
+			conn_start_tls(sh, c, in);
+			goto out;
 		case SMTP_EV_COUNT:
 			goto out;
 		}
@@ -1403,6 +1854,14 @@ static void conn_input(struct shard *sh, struct conn *c, struct span in)
 {
 	c->last_ms = sh->now_ms;
 	if (c->closing) {
+		return;
+	}
+	if (c->proxy_wait) {
+		proxy_input(sh, c, in);
+		return;
+	}
+	if (c->tls != NULL) {
+		conn_tls_input(sh, c, in);
 		return;
 	}
 	if (!conn_paused(c) && c->pend.len == 0) {
@@ -1427,7 +1886,10 @@ static void conn_resume(struct shard *sh, struct conn *c)
 	struct span in;
 
 	c->on_resume = false;
-	if (c->paused_commit && (c->tx == NULL)) {
+	if (c->paused_commit && c->tx == NULL && !c->sync_wait) {
+		const char *why = c->commit_why;
+		int rc = 0;
+
 		c->paused_commit = false;
 		c->cmd_ms = sh->now_ms;
 		if (!c->closing) {
@@ -1441,12 +1903,9 @@ static void conn_resume(struct shard *sh, struct conn *c)
 			if (LOG_ENABLED(LOG_INFO)) {
 				tx_snap_take(&snap, env);
 			}
-			if (smtp_sess_tx_done(c->sess, c->commit_rc, &c->out) != 0) {
-				conn_fail(sh, c);
-				return;
-			}
+			rc = smtp_sess_tx_done_why(c->sess, c->commit_rc, why, why ? strlen(why) : 0, &c->out);
 			/* The message's answer, then whatever followed it (421 at shutdown). */
-			code = reply_code_at(&c->out, &at);
+			code = rc == 0 ? reply_code_at(&c->out, &at) : 0;
 			if (code != 0) {
 				metrics_shard_code(sh->m.replies, code);
 				metrics_shard_code(sh->m.messages, code);
@@ -1460,8 +1919,15 @@ static void conn_resume(struct shard *sh, struct conn *c)
 					tx_log(c, &snap, code, now_us);
 				}
 			}
-			count_replies(sh, c, at);
+			if (rc == 0) {
+				count_replies(sh, c, at);
+			}
 			c->eod_us = 0;
+		}
+		free(c->commit_why); c->commit_why = NULL;
+		if (rc != 0) {
+			conn_fail(sh, c);
+			return;
 		}
 	}
 	if (c->closing) {
@@ -1475,7 +1941,10 @@ static void conn_resume(struct shard *sh, struct conn *c)
 		if (c->pend.len == 0) {
 			bb_reset(&c->pend, 1);
 		}
-		if (!c->closing && !conn_paused(c) && c->pend.len <= PEND_CANCEL) {
+		if (c->tls != NULL && !c->closing) {
+			conn_tls_pump(sh, c); /* records that arrived while paused */
+		}
+		if (!c->closing && !conn_paused(c) && conn_backlog(c) <= PEND_CANCEL) {
 			arm_recv(sh, c);
 		}
 	}
@@ -1529,7 +1998,7 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		log_line(LOG_INFO, c->who, "conn.recv error=\"%s\"", strerror(-res));
 		conn_fail(sh, c);
 	}
-	if (!c->recv_armed && !c->closing && !conn_paused(c) && c->pend.len <= PEND_CANCEL) {
+	if (!c->recv_armed && !c->closing && !conn_paused(c) && conn_backlog(c) <= PEND_CANCEL) {
 		arm_recv(sh, c);
 	}
 	conn_maybe_free(sh, c);
@@ -1553,7 +2022,6 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 	socklen_t sl = sizeof(sa);
 	struct conn *c;
 	int fd = cqe->res;
-	struct io_uring_sqe *sqe;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		sh->accept_armed[li] = false;
@@ -1589,9 +2057,53 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 		close(fd);
 		return;
 	}
-	log_line(LOG_INFO, c->who, "conn.open client=%s port=%u", smtp_sess_env(c->sess)->client_ip,
-		 smtp_sess_env(c->sess)->client_port);
+	log_line(LOG_INFO, c->who, "conn.open client=%s port=%u%s", smtp_sess_env(c->sess)->client_ip,
+		 smtp_sess_env(c->sess)->client_port, cfg->listen[li].proxy ? " proxy=yes" : "");
+	if (cfg->listen[li].proxy) {
+		/* Only a trusted balancer may name clients: from anyone else
+		 * a PROXY header would be a forged client address. */
+		bool trusted = false;
+
+		for (unsigned i = 0; i < cfg->num_proxy_trusted && !trusted; i++) {
+			trusted = ip_cidr_match(&cfg->proxy_trusted[i], &c->ipkey);
+		}
+		if (!trusted) {
+			sh->n_refused++;
+			log_line(LOG_NOTICE, c->who, "conn.refuse reason=\"not in --proxy-trusted\" client=%s",
+				 smtp_sess_env(c->sess)->client_ip);
+			c->io_done = false;
+			conn_close(sh, c);
+			return;
+		}
+		c->proxy_wait = true;
+		arm_recv(sh, c);
+		return;
+	}
+	conn_admit(sh, c);
+}
+
+/*
+ * conn_admit applies the connection limits to the conn's client (the
+ * socket's peer, or the one a PROXY header named) and greets it.
+ */
+static void conn_admit(struct shard *sh, struct conn *c)
+{
+	const struct cfg *cfg = sh->g->cfg;
+	struct io_uring_sqe *sqe;
+
 	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
+	if (c->counted && sh->g->rates != NULL && !rate_conn_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+		limits_release(sh->g->limits, &c->ipkey);
+		c->counted = false;
+		sh->n_refused++;
+		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection rate\"");
+		if (smtp_sess_abort(c->sess, SMTP_ABORT_TOO_MANY, &c->out) != 0) {
+			bb_reset(&c->out, 1);
+		}
+		c->io_done = false;
+		conn_close(sh, c);
+		return;
+	}
 	if (!c->counted) {
 		sh->n_refused++;
 		metrics_add(&sh->m.conns_refused[METRICS_REFUSE_LIMIT], 1);
@@ -1618,8 +2130,53 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 		return;
 	}
 	count_replies(sh, c, 0);
+	c->cmd_ms = sh->now_ms;
 	arm_recv(sh, c);
 	conn_flush(sh, c);
+}
+
+/*
+ * proxy_input collects the first bytes of a --listen-proxy connection in
+ * c->pend until they hold a whole PROXY header (bounded: PROXY_HDR_MAX),
+ * takes the client it names, and admits the connection; what follows the
+ * header stays in c->pend for the session. A malformed header closes the
+ * connection without a word: the peer is a balancer, not an SMTP client.
+ */
+static void proxy_input(struct shard *sh, struct conn *c, struct span in)
+{
+	struct proxy_hdr h;
+	size_t used = 0;
+	enum proxy_parse rc;
+
+	if (bb_append_span(&c->pend, in) != 0) {
+		conn_fail(sh, c);
+		return;
+	}
+	rc = proxy_parse(&h, &used, bb_span(&c->pend));
+	if (rc == PROXY_PARSE_MORE && c->pend.len < PROXY_HDR_MAX) {
+		return;
+	}
+	if (rc != PROXY_PARSE_OK) {
+		log_line(LOG_NOTICE, c->who, "proxy.error reason=\"%s\"",
+			 proxy_parse_name(rc == PROXY_PARSE_MORE ? PROXY_PARSE_TOO_LONG : rc));
+		conn_fail(sh, c);
+		return;
+	}
+	if (!h.local) {
+		struct msg_env *env = smtp_sess_env(c->sess);
+
+		snprintf(env->client_ip, sizeof(env->client_ip), "%s", h.src_ip);
+		env->client_port = h.src_port;
+		(void)ip_key_from_text(&c->ipkey, h.src_ip); /* the parser gave a valid address */
+	}
+	log_line(LOG_INFO, c->who, "proxy.client client=%s port=%u version=%u%s", smtp_sess_env(c->sess)->client_ip,
+		 smtp_sess_env(c->sess)->client_port, h.version, h.local ? " local=yes" : "");
+	bb_consume(&c->pend, used);
+	c->proxy_wait = false;
+	conn_admit(sh, c);
+	if (c->pend.len > 0 && !c->closing) {
+		conn_schedule_resume(sh, c); /* the client's first bytes came with the header */
+	}
 }
 
 static void on_greet(struct shard *sh, struct conn *c)
@@ -1671,6 +2228,13 @@ static void tick(struct shard *sh)
 			closing_send_check(sh, c);
 			continue;
 		}
+		if (c->proxy_wait) {
+			if (sh->stopping || sh->now_ms - c->open_ms >= PROXY_WAIT_MS) {
+				log_line(LOG_NOTICE, c->who, "proxy.error reason=\"no PROXY header in time\"");
+				conn_fail(sh, c);
+			}
+			continue;
+		}
 		phase = smtp_sess_phase(c->sess);
 		switch (phase) {
 		case SMTP_PHASE_DATA:
@@ -1681,6 +2245,11 @@ static void tick(struct shard *sh)
 		case SMTP_PHASE_COMMIT:
 			limit = cfg->timeout_commit;
 			since = c->commit_ms;
+			break;
+		case SMTP_PHASE_TLS:
+			/* From STARTTLS to the end of the handshake (--timeout-tls). */
+			limit = cfg->timeout_tls;
+			since = c->cmd_ms;
 			break;
 		default:
 			/* A whole command must arrive within the limit, and its reply
@@ -1708,6 +2277,11 @@ static void tick(struct shard *sh)
 			count_replies(sh, c, mark);
 			conn_close(sh, c);
 		} else if (sh->now_ms - since >= limit * 1000) {
+			if (phase == SMTP_PHASE_TLS) {
+				sh->n_tls_fail++;
+				log_line(LOG_INFO, c->who, "tls.fail phase=handshake reason=\"no handshake within %us\"",
+					 (unsigned)limit);
+			}
 			log_line(LOG_INFO, c->who, "conn.timeout phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
 			mark = c->out.len;
 			if (smtp_sess_abort(c->sess, SMTP_ABORT_TIMEOUT, &c->out) != 0) {
@@ -1769,6 +2343,14 @@ static void arm_vdone(struct shard *sh)
 	io_uring_sqe_set_data64(sqe, ud_make(OP_VDONE, 0, 0));
 }
 
+static void arm_sinkdone(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+
+	io_uring_prep_read(sqe, deliver_sync_inbox(sh->deliver)->efd, &sh->sinkdone_buf, sizeof(sh->sinkdone_buf), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_SINKDONE, 0, 0));
+}
+
 static void arm_syncdone(struct shard *sh)
 {
 	struct io_uring_sqe *sqe = sqe_get(sh);
@@ -1797,7 +2379,7 @@ static void *sync_main(void *arg)
 		if (atomic_load(&sh->sync_stop)) {
 			break;
 		}
-		atomic_store(&sh->sync_result, syncfs(sh->g->dirs->q) == 0 ? 0 : -errno);
+		atomic_store(&sh->sync_result, syncfs(sh->g->dirs->log) == 0 ? 0 : -errno);
 		if (write(sh->sync_done_fd, &one, sizeof(one)) != sizeof(one)) {
 			log_line(LOG_ERR, sh->who, "sync.post error=\"%s\"", strerror(errno));
 		}
@@ -1823,6 +2405,10 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 		arm_vdone(sh);
 		on_vdone(sh);
 		return;
+	case OP_SINKDONE:
+		arm_sinkdone(sh);
+		on_sinkdone(sh);
+		return;
 	case OP_SYNCDONE:
 		arm_syncdone(sh);
 		on_dirsync(sh, 0, atomic_load(&sh->sync_result));
@@ -1833,10 +2419,8 @@ static void handle_cqe(struct shard *sh, struct io_uring_cqe *cqe)
 			arm_wake(sh);
 		}
 		return;
-	case OP_OPEN:
 	case OP_WRITE:
-	case OP_FSYNC:
-	case OP_RENAME:
+	case OP_RECHDR:
 		on_tx_op(sh, (struct spool_tx *)(uintptr_t)(ud & ((1ull << 56) - 1)), op, cqe->res);
 		return;
 	case OP_IGNORE:
@@ -1885,7 +2469,7 @@ static void run_resumes(struct shard *sh)
 static bool shard_done(struct shard *sh)
 {
 	if (!sh->stopping || sh->nconns != 0 || sh->dir_inflight != 0 || sh->dir_wait != NULL ||
-	    sh->vjobs_live != 0) {
+	    sh->vjobs_live != 0 || sh->fifo != NULL || sh->seg_waiters != NULL) {
 		return false;
 	}
 	/* A listener stays open while its accept request holds it: wait for
@@ -1939,7 +2523,7 @@ static void shard_loop(struct shard *sh)
 
 /* ------------------------------------------------------------ set-up */
 
-static int listen_one(const struct cfg_listen *l, int *out_fd)
+int shard_listen(const struct cfg_listen *l, int *out_fd)
 {
 	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
@@ -2000,12 +2584,7 @@ static int shard_setup(struct shard *sh)
 		log_line(LOG_ERR, sh->who, "pbuf.init error=\"%s\"", strerror(-rc));
 		return rc;
 	}
-	for (unsigned i = 0; i < cfg->num_listen; i++) {
-		if ((rc = listen_one(&cfg->listen[i], &sh->listen_fd[i])) != 0) {
-			log_line(LOG_ERR, sh->who, "listen addr=%s error=\"%s\"", cfg->listen[i].text, strerror(-rc));
-			return rc;
-		}
-		sh->num_listen++;
+	for (unsigned i = 0; i < sh->num_listen; i++) {
 		arm_accept(sh, i);
 	}
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -2018,6 +2597,9 @@ static int shard_setup(struct shard *sh)
 			return rc;
 		}
 		arm_vdone(sh);
+	}
+	if (deliver_has_sync(sh->deliver)) {
+		arm_sinkdone(sh);
 	}
 	if (cfg->spool_sync == SPOOL_SYNC_SYNCFS) {
 		sh->sync_req_fd = eventfd(0, EFD_CLOEXEC);
@@ -2093,36 +2675,55 @@ static void *shard_main(void *arg)
 	if (rc == 0) {
 		shard_loop(sh);
 		log_line(LOG_NOTICE, sh->who,
-			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu dirsync=%llu enobufs=%llu",
+			 "shard.stop accepted=%llu refused=%llu messages=%llu fsync=%llu batches=%llu spilled=%llu enobufs=%llu "
+			 "tls=%llu tls_resumed=%llu tls_failed=%llu",
 			 (unsigned long long)sh->n_accept, (unsigned long long)sh->n_refused,
 			 (unsigned long long)sh->n_msgs, (unsigned long long)sh->n_fsync,
-			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_enobufs);
+			 (unsigned long long)sh->n_dirsync, (unsigned long long)sh->n_spill, (unsigned long long)sh->n_enobufs,
+			 (unsigned long long)sh->n_tls, (unsigned long long)sh->n_tls_resumed,
+			 (unsigned long long)sh->n_tls_fail);
 	}
 	return NULL;
 }
 
-struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d)
+struct shard *shard_start(const struct shard_global *g, unsigned idx, struct deliver *d, struct spool_log *log)
 {
 	struct shard *sh = calloc(1, sizeof(*sh));
 	int state;
 
 	if (sh == NULL) {
+		for (unsigned i = 0; i < g->cfg->num_listen; i++) {
+			close(g->listen_fds[idx][i]);
+		}
 		return NULL;
 	}
+	/* The listeners were bound by main (before it dropped privileges):
+	 * this shard owns its SO_REUSEPORT sockets from here, and its
+	 * teardown closes them whatever happens. */
+	for (unsigned i = 0; i < g->cfg->num_listen; i++) {
+		sh->listen_fd[i] = g->listen_fds[idx][i];
+	}
+	sh->num_listen = g->cfg->num_listen;
 	sh->idx = idx;
 	sh->g = g;
 	sh->deliver = d;
+	sh->log = log;
+	sh->fifo_tail = &sh->fifo;
+	sh->spill_bytes = log->seg_size / 4 < SPOOL_SPILL_BYTES ? log->seg_size / 4 : SPOOL_SPILL_BYTES;
 	sh->wake_fd = -1;
 	sh->sync_req_fd = -1;
 	sh->sync_done_fd = -1;
 	sh->inbox.efd = -1;
 	snprintf(sh->who, sizeof(sh->who), "s%u", idx);
-	for (unsigned i = 0; i < CFG_LISTEN_MAX; i++) {
+	for (unsigned i = sh->num_listen; i < CFG_LISTEN_MAX; i++) {
 		sh->listen_fd[i] = -1;
 	}
 	pthread_mutex_init(&sh->start_mu, NULL);
 	pthread_cond_init(&sh->start_cv, NULL);
 	if (pthread_create(&sh->thread, NULL, shard_main, sh) != 0) {
+		for (unsigned i = 0; i < sh->num_listen; i++) {
+			close(sh->listen_fd[i]);
+		}
 		free(sh);
 		return NULL;
 	}
@@ -2142,6 +2743,18 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	return sh;
 }
 
+bool shard_mail_ok(void *owner)
+{
+	struct conn *c = owner;
+	struct shard *sh = c->sh;
+
+	if (sh->g->rates == NULL || rate_msg_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+		return true;
+	}
+	log_line(LOG_INFO, c->who, "smtp.reject code=451 cmd=MAIL reason=\"message rate\"");
+	return false;
+}
+
 void shard_wake(struct shard *sh)
 {
 	uint64_t one = 1;
@@ -2158,6 +2771,13 @@ void shard_join(struct shard *sh)
 		return;
 	}
 	pthread_join(sh->thread, NULL);
+}
+
+void shard_free(struct shard *sh)
+{
+	if (sh == NULL) {
+		return;
+	}
 	shard_teardown(sh);
 	pthread_mutex_destroy(&sh->start_mu);
 	pthread_cond_destroy(&sh->start_cv);

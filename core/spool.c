@@ -1,18 +1,169 @@
-/* spool.c - spool file format and blocking helpers; see spool.h. */
+/* spool.c - the record and segment formats (pure: no I/O); see spool.h. */
 #include "spool.h"
 
 #include "crc32c.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+static const uint8_t seg_magic[8] = { 'O', 'M', 'X', 'S', 'E', 'G', '1', 0 };
+#define REC_MAGIC 0x52584d4fu /* "OMXR" */
+#define TRL_MAGIC 0x45584d4fu /* "OMXE" */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) {
+		p[i] = (uint8_t)(v >> (8 * i));
+	}
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) {
+		p[i] = (uint8_t)(v >> (8 * i));
+	}
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
+}
+
+void spool_seg_hdr_encode(uint8_t out[SPOOL_SEG_HDR_USED], const struct spool_seg_hdr *h)
+{
+	memset(out, 0, SPOOL_SEG_HDR_USED);
+	memcpy(out, seg_magic, 8);
+	put32(out + 8, 1);
+	put32(out + 12, h->shard);
+	put32(out + 16, h->n);
+	put32(out + 20, SPOOL_SEG_HDR_LEN);
+	put64(out + 24, h->gen);
+	put64(out + 32, h->std_size);
+	put32(out + 40, crc32c_update(0, out, 40));
+}
+
+bool spool_seg_hdr_decode(struct spool_seg_hdr *out, const uint8_t *p, size_t len)
+{
+	if (len < SPOOL_SEG_HDR_USED || memcmp(p, seg_magic, 8) != 0 || get32(p + 8) != 1 ||
+	    get32(p + 20) != SPOOL_SEG_HDR_LEN || get32(p + 40) != crc32c_update(0, p, 40)) {
+		return false;
+	}
+	out->shard = get32(p + 12);
+	out->n = get32(p + 16);
+	out->gen = get64(p + 24);
+	out->std_size = get64(p + 32);
+	return true;
+}
+
+void spool_rec_hdr_encode(uint8_t out[SPOOL_REC_HDR_LEN], const struct spool_rec_hdr *h)
+{
+	size_t id_len = strnlen(h->id, SPOOL_REC_ID_LEN - 1);
+
+	memset(out, 0, SPOOL_REC_HDR_LEN);
+	put32(out, REC_MAGIC);
+	put16(out + 4, SPOOL_REC_MESSAGE);
+	put16(out + 6, SPOOL_REC_HDR_LEN);
+	put64(out + 8, h->gen);
+	put32(out + 16, h->slot);
+	put32(out + 20, h->head_len);
+	put64(out + 24, h->msg_len);
+	put32(out + 32, h->auth_len);
+	memcpy(out + 40, h->id, id_len);
+}
+
+uint64_t spool_rec_trailer_encode(uint8_t out[SPOOL_REC_TRL_LEN], const uint8_t hdr[SPOOL_REC_HDR_LEN],
+				  uint32_t payload_crc, uint64_t payload_len)
+{
+	uint64_t len = SPOOL_REC_HDR_LEN + payload_len + SPOOL_REC_TRL_LEN;
+
+	put64(out, len);
+	put32(out + 8, crc32c_update(payload_crc, hdr, SPOOL_REC_HDR_LEN));
+	put32(out + 12, TRL_MAGIC);
+	return len;
+}
+
+bool spool_rec_check(struct spool_rec_hdr *out_hdr, uint64_t *out_len, const uint8_t *p, size_t avail,
+		     uint64_t gen, uint32_t slot)
+{
+	uint64_t payload, len;
+	const uint8_t *t;
+	uint32_t crc;
+
+	if (avail < SPOOL_REC_HDR_LEN + SPOOL_REC_TRL_LEN || get32(p) != REC_MAGIC ||
+	    get16(p + 4) != SPOOL_REC_MESSAGE || get16(p + 6) != SPOOL_REC_HDR_LEN || get64(p + 8) != gen ||
+	    get32(p + 16) != slot || get32(p + 36) != 0 || p[40 + SPOOL_REC_ID_LEN - 1] != 0) {
+		return false;
+	}
+	out_hdr->gen = gen;
+	out_hdr->slot = slot;
+	out_hdr->head_len = get32(p + 20);
+	out_hdr->msg_len = get64(p + 24);
+	out_hdr->auth_len = get32(p + 32);
+	memcpy(out_hdr->id, p + 40, SPOOL_REC_ID_LEN);
+	/* Each length is bounded by avail before they are added: no overflow. */
+	if (out_hdr->msg_len > avail || out_hdr->head_len > avail || out_hdr->auth_len > avail) {
+		return false;
+	}
+	payload = (uint64_t)out_hdr->head_len + out_hdr->msg_len + out_hdr->auth_len;
+	len = SPOOL_REC_HDR_LEN + payload + SPOOL_REC_TRL_LEN;
+	if (len > avail) {
+		return false;
+	}
+	t = p + len - SPOOL_REC_TRL_LEN;
+	if (get64(t) != len || get32(t + 12) != TRL_MAGIC) {
+		return false;
+	}
+	crc = crc32c_update(0, p + SPOOL_REC_HDR_LEN, (size_t)payload);
+	if (crc32c_update(crc, p, SPOOL_REC_HDR_LEN) != get32(t + 8)) {
+		return false;
+	}
+	*out_len = len;
+	return true;
+}
+
+uint32_t spool_scan(const uint8_t *seg, size_t len, uint64_t gen, spool_scan_fn *fn, void *arg, uint64_t *out_end)
+{
+	uint64_t off = SPOOL_SEG_HDR_LEN;
+	uint32_t n = 0;
+
+	while (off < len) {
+		struct spool_rec_hdr h;
+		uint64_t rlen;
+
+		if (!spool_rec_check(&h, &rlen, seg + off, len - off, gen, n)) {
+			break;
+		}
+		if (fn != NULL) {
+			fn(arg, &h, off, rlen);
+		}
+		n++;
+		off += spool_rec_padded(rlen);
+	}
+	if (out_end != NULL) {
+		*out_end = off < len ? off : len;
+	}
+	return n;
+}
 
 int spool_head_format(struct bb *out, const struct msg_env *env)
 {
@@ -23,34 +174,15 @@ int spool_head_format(struct bb *out, const struct msg_env *env)
 			   env->esmtp ? 1 : 0, env->smtputf8 ? 1 : 0, msg_body_name(env->body),
 			   env->mail_from ? env->mail_from : "");
 
+	/* tls VERSION CIPHER SNI|- (after STARTTLS only; core sanitised all three: no spaces) */
+	if (rc == 0 && env->tls.on) {
+		rc = bb_printf(out, "tls %s %s %s\n", env->tls.version, env->tls.cipher,
+			       env->tls.sni[0] != '\0' ? env->tls.sni : "-");
+	}
 	for (size_t i = 0; rc == 0 && i < env->num_rcpts; i++) {
 		rc = bb_printf(out, "rcpt %s\n", env->rcpts[i]);
 	}
 	return rc ? rc : bb_append(out, "\n", 1);
-}
-
-void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc, uint32_t auth_len)
-{
-	snprintf(out, SPOOL_TRAILER_LEN + 1, "\nOMXEND %016" PRIx64 " %08" PRIx32 " %08" PRIx32 "\n", msg_len, crc,
-		 auth_len);
-}
-
-/* hex_field parses exactly n lower-case hex digits. */
-static bool hex_field(const uint8_t *p, int n, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < n; i++) {
-		uint8_t h = p[i];
-		unsigned d = (h >= '0' && h <= '9') ? (unsigned)(h - '0') : (h >= 'a' && h <= 'f') ? (unsigned)(h - 'a' + 10) : 16;
-
-		if (d == 16) {
-			return false;
-		}
-		v = v * 16 + d;
-	}
-	*out = v;
-	return true;
 }
 
 void spool_entry_fini(struct spool_entry *e)
@@ -63,14 +195,12 @@ void spool_entry_fini(struct spool_entry *e)
 	free(e->env.rcpts); e->env.rcpts = NULL;
 	e->env.num_rcpts = 0;
 	if (e->mapped) {
-		if (e->data != NULL) {
-			munmap(e->data, e->data_len ? e->data_len : 1);
-		}
-		e->data = NULL;
+		munmap(e->data - e->map_skew, e->map_len);
 		e->mapped = false;
 	} else {
-		free(e->data); e->data = NULL;
+		free(e->data);
 	}
+	e->data = NULL;
 }
 
 static char *dup_span(struct span s)
@@ -145,31 +275,48 @@ static int parse_head_line(struct msg_env *env, struct span key, struct span val
 			return -ENOMEM;
 		}
 		env->num_rcpts++;
+	} else if (span_eq(key, SPAN_LIT("tls"))) {
+		struct span ver, cipher;
+
+		if (!span_take_until(&val, &ver, ' ') || !span_skip(&val, 1) || !span_take_until(&val, &cipher, ' ') ||
+		    !span_skip(&val, 1) || ver.len >= sizeof(env->tls.version) ||
+		    cipher.len >= sizeof(env->tls.cipher) || val.len >= sizeof(env->tls.sni)) {
+			return -EINVAL;
+		}
+		memcpy(env->tls.version, ver.p, ver.len);
+		env->tls.version[ver.len] = '\0';
+		memcpy(env->tls.cipher, cipher.p, cipher.len);
+		env->tls.cipher[cipher.len] = '\0';
+		if (!span_eq(val, SPAN_LIT("-"))) {
+			memcpy(env->tls.sni, val.p, val.len);
+			env->tls.sni[val.len] = '\0';
+		}
+		env->tls.on = true;
 	}
 	/* Unknown keys are ignored so that a newer head stays readable. */
 	return 0;
 }
 
-int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
+int spool_rec_parse(struct spool_entry *out, const uint8_t *rec, size_t len)
 {
-	struct span c = span_make(data, len), line;
-	uint64_t msg_len, crc, auth_len;
-	struct span tr;
+	struct spool_rec_hdr h;
+	uint64_t rlen;
+	struct span c, line;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!span_eat_ci(&c, "OMX1\n") || c.len < SPOOL_TRAILER_LEN) {
+	if (len < SPOOL_REC_HDR_LEN) {
 		return -EINVAL;
 	}
-	tr = span_make(data + len - SPOOL_TRAILER_LEN, SPOOL_TRAILER_LEN);
-	if (!span_eat_ci(&tr, "\nOMXEND ")) {
+	h.gen = get64(rec + 8);
+	h.slot = get32(rec + 16);
+	if (!spool_rec_check(&h, &rlen, rec, len, h.gen, h.slot)) {
 		return -EINVAL;
 	}
-	if (!hex_field(tr.p, 16, &msg_len) || tr.p[16] != ' ' || !hex_field(tr.p + 17, 8, &crc) ||
-	    tr.p[25] != ' ' || !hex_field(tr.p + 26, 8, &auth_len) || tr.p[34] != '\n') {
+	c = span_make(rec + SPOOL_REC_HDR_LEN, h.head_len);
+	if (!span_eat_ci(&c, "OMX1\n")) {
 		return -EINVAL;
 	}
-	c.len -= SPOOL_TRAILER_LEN;
 	for (;;) {
 		struct span key;
 
@@ -190,222 +337,17 @@ int spool_parse(struct spool_entry *out, uint8_t *data, size_t len)
 			goto fail;
 		}
 	}
-	if (msg_len > c.len || c.len - msg_len != auth_len || crc32c_update(0, c.p, c.len) != (uint32_t)crc ||
-	    out->env.id[0] == '\0' || out->env.num_rcpts == 0) {
+	if (c.len != 0 || out->env.id[0] == '\0' || out->env.num_rcpts == 0) {
 		rc = -EINVAL;
 		goto fail;
 	}
-	out->env.size = msg_len;
-	out->msg = span_make(c.p, msg_len);
-	out->auth = span_make(c.p + msg_len, auth_len);
-	out->data = data;
-	out->data_len = len;
+	out->env.size = h.msg_len;
+	out->msg = span_make(rec + SPOOL_REC_HDR_LEN + h.head_len, (size_t)h.msg_len);
+	out->auth = span_make(out->msg.p + out->msg.len, h.auth_len);
 	return 0;
 fail:
-	spool_entry_fini(out); /* data is not ours on failure: spool_entry_fini frees only NULL data */
+	spool_entry_fini(out);
 	return rc;
-}
-
-/*
- * spool_read_small reads a small file into the heap and parses it; closes
- * fd. Reading beats mapping here: a delivery worker's munmap makes the
- * kernel shoot down the mapping on every CPU the process runs on (an IPI
- * per message), and a few KiB copy for less than that costs.
- */
-static int spool_read_small(struct spool_entry *out, int fd, size_t len)
-{
-	uint8_t *data = malloc(len);
-	size_t got = 0;
-	int rc = 0;
-
-	if (data == NULL) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (got < len) {
-		ssize_t n = pread(fd, data + got, len - got, (off_t)got);
-
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EINVAL; /* shorter than fstat said: not ours to trust */
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	if (rc == 0) {
-		rc = spool_parse(out, data, len);
-	}
-	if (rc != 0) {
-		free(data);
-	}
-	return rc;
-}
-
-int spool_load(struct spool_entry *out, int dirfd, const char *name)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	void *data;
-	int rc;
-
-	if (fd < 0) {
-		return -errno;
-	}
-	if (fstat(fd, &st) != 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	if (st.st_size <= 0) {
-		close(fd);
-		return -EINVAL; /* never acknowledged: a committed file has a trailer */
-	}
-	if (st.st_size <= SPOOL_READ_MAX) {
-		return spool_read_small(out, fd, (size_t)st.st_size);
-	}
-	data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	rc = data == MAP_FAILED ? -errno : 0;
-	close(fd);
-	if (rc != 0) {
-		return rc;
-	}
-	rc = spool_parse(out, data, (size_t)st.st_size);
-	if (rc != 0) {
-		munmap(data, (size_t)st.st_size);
-		return rc;
-	}
-	out->mapped = true;
-	return 0;
-}
-
-static int mkdir_one(const char *p)
-{
-	return (mkdir(p, 0700) == 0 || errno == EEXIST) ? 0 : -errno;
-}
-
-int spool_open(struct spool_dirs *out, const char *spool_dir)
-{
-	static const char *const sub[] = { "q", "free", "failed" };
-	int *fds[] = { &out->q, &out->free, &out->failed };
-	char p[4096];
-	int rc;
-
-	out->q = out->free = out->failed = -1;
-	/* Create each component of spool_dir (like mkdir -p). */
-	snprintf(p, sizeof(p), "%s", spool_dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s == '/') {
-			*s = '\0';
-			if ((rc = mkdir_one(p)) != 0) {
-				return rc;
-			}
-			*s = '/';
-		}
-	}
-	if ((rc = mkdir_one(p)) != 0) {
-		return rc;
-	}
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s/%s", spool_dir, sub[i]);
-		if ((rc = mkdir_one(p)) != 0) {
-			spool_close(out);
-			return rc;
-		}
-		*fds[i] = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (*fds[i] < 0) {
-			rc = -errno;
-			spool_close(out);
-			return rc;
-		}
-	}
-	return 0;
-}
-
-void spool_close(struct spool_dirs *d)
-{
-	int *fds[] = { &d->q, &d->free, &d->failed };
-
-	for (int i = 0; i < 3; i++) {
-		if (*fds[i] >= 0) {
-			close(*fds[i]);
-		}
-		*fds[i] = -1;
-	}
-}
-
-struct spool_pool {
-	pthread_mutex_t mu;
-	uint32_t n, cap;
-	char (*names)[MSG_ID_MAX];
-};
-
-struct spool_pool *spool_pool_new(uint32_t cap)
-{
-	struct spool_pool *p = calloc(1, sizeof(*p));
-
-	if (p == NULL) {
-		return NULL;
-	}
-	p->names = calloc(cap ? cap : 1, sizeof(*p->names));
-	if (p->names == NULL) {
-		free(p);
-		return NULL;
-	}
-	p->cap = cap;
-	pthread_mutex_init(&p->mu, NULL);
-	return p;
-}
-
-void spool_pool_free(struct spool_pool *p)
-{
-	if (p == NULL) {
-		return;
-	}
-	pthread_mutex_destroy(&p->mu);
-	free(p->names); p->names = NULL;
-	free(p);
-}
-
-bool spool_pool_put(struct spool_pool *p, const char *name)
-{
-	bool ok = false;
-
-	if (strlen(name) >= MSG_ID_MAX) {
-		return false;
-	}
-	pthread_mutex_lock(&p->mu);
-	if (p->n < p->cap) {
-		strcpy(p->names[p->n++], name);
-		ok = true;
-	}
-	pthread_mutex_unlock(&p->mu);
-	return ok;
-}
-
-bool spool_pool_get(struct spool_pool *p, char *out)
-{
-	bool ok = false;
-
-	pthread_mutex_lock(&p->mu);
-	if (p->n > 0) {
-		memcpy(out, p->names[--p->n], MSG_ID_MAX);
-		ok = true;
-	}
-	pthread_mutex_unlock(&p->mu);
-	return ok;
-}
-
-bool spool_pool_has_room(struct spool_pool *p)
-{
-	bool ok;
-
-	pthread_mutex_lock(&p->mu);
-	ok = p->n < p->cap;
-	pthread_mutex_unlock(&p->mu);
-	return ok;
 }
 
 void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq)

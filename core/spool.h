@@ -1,34 +1,54 @@
 /*
- * spool.h - the durable queue: one file per accepted message in SPOOL/q/.
+ * spool.h - the durable queue: an append-only log of records in reused,
+ * preallocated segment files, one set per shard. docs/spool.md is the
+ * reader's guide; this is the format, where it is written (all integers
+ * little-endian, offsets in bytes):
  *
- * File layout (text head, raw message, fixed trailer):
+ *   SPOOL/log/s<shard>-<n>.seg   a segment, SPOOL_SEG_SIZE bytes (--spool-
+ *                                segment-size), made once and reused forever
+ *     [0, 4096)  segment header:
+ *        0 magic "OMXSEG1\0"   8 u32 version (1)   12 u32 shard   16 u32 n
+ *       20 u32 data offset (4096)  24 u64 generation  32 u64 standard size
+ *       40 u32 CRC-32C of bytes [0, 40)   the rest of the block is zero
+ *     [4096, ...)  records, each starting at an 8-byte aligned offset:
+ *        0 u32 magic "OMXR"  4 u16 type (1 = message)  6 u16 header length (64)
+ *        8 u64 generation (the segment's when written)  16 u32 slot (0, 1, ...)
+ *       20 u32 head_len  24 u64 msg_len  32 u32 auth_len  36 u32 zero
+ *       40 id, NUL-padded to 24 bytes
+ *       64 head: the envelope as text (spool_head_format), head_len bytes
+ *          message: our Received: field, then the client's bytes, msg_len
+ *          auth: our Authentication-Results field(s), auth_len (may be 0)
+ *          trailer, 16 bytes: u64 record length (64 + the three + 16),
+ *          u32 CRC-32C, u32 magic "OMXE"; then zeros up to the next 8 bytes
+ *       The CRC runs over head, message and auth in file order, then on over
+ *       the 64 header bytes (so a spilled record can write its header last).
  *
- *   OMX1\n
- *   id <id>\n  received_us <n>\n  client <ip> <port>\n  helo <name>\n
- *   esmtp 0|1\n  smtputf8 0|1\n  body 7BIT|8BITMIME|BINARYMIME\n
- *   from <addr>\n  rcpt <addr>\n ... \n          (blank line ends the head)
- *   <message: our Received: field, then the bytes the client sent>
- *   <auth: our Authentication-Results field(s), CRLF-terminated, or nothing>
- *   \nOMXEND <16 hex: message length> <8 hex: CRC-32C of message + auth>
- *          <8 hex: auth length>\n              (SPOOL_TRAILER_LEN bytes)
+ *   SPOOL/log/s<shard>-<n>.done  what was delivered from that segment:
+ *        0 magic "OMXDONE1"   8 u64 generation   16 one byte per slot:
+ *        bit i (0..6) set = sink i (in --sink order) has it; bit 7 = removed
+ *        (dead-lettered or deleted). A generation that differs from the
+ *        segment's means "nothing done".
  *
- * The auth block comes after the message because verification finishes
- * only at its end; delivery puts it in front of the message (RFC 8601:
- * added at the top, like trace fields).
+ * A record counts only when its magic, generation (equal to the segment
+ * header's), slot (equal to its ordinal), lengths, trailer and checksum
+ * are all valid; a scan stops at the first one that is not (a torn tail,
+ * zeros, or the stale records of an earlier generation). Appends to a
+ * segment are acknowledged in offset order, so nothing acknowledged lies
+ * behind a torn record. A segment whose records are all done gets the next
+ * generation (header rewritten, done file reset) and goes back to its
+ * shard's free pool: no file is created, renamed or removed per message.
  *
- * A file is committed when its trailer is present and both length and
- * checksum match (blocks may reach a journal-less disk in any order):
- * core writes the trailer last, then fdatasync()s the file and fsync()s the
- * directory before answering 250. A file without a valid trailer was never
- * acknowledged and is removed at start-up. Values never hold CR, LF or NUL
- * (proto validated them), so the line format needs no escaping.
+ * A body larger than SPOOL_SPILL_BYTES streams into a free segment of its
+ * own (extended past the standard size when needed, truncated back when it
+ * is recycled); such a segment holds that one record.
  *
- * Writing happens on the shards through their rings (core/shard.c); the
- * blocking functions here are for start-up recovery and delivery workers.
+ * The pure functions here (encode, parse, scan) do no I/O; spool_log.c owns
+ * the files.
  */
 #ifndef OMX_SPOOL_H
 #define OMX_SPOOL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,84 +56,244 @@
 #include "../proto/msg.h"
 #include "bb.h"
 
-#define SPOOL_TRAILER_LEN 43 /* "\nOMXEND " + 16 hex + " " + 8 hex + " " + 8 hex + "\n" */
+#define SPOOL_SEG_HDR_LEN   4096u
+#define SPOOL_SEG_HDR_USED  44u
+#define SPOOL_REC_HDR_LEN   64u
+#define SPOOL_REC_TRL_LEN   16u
+#define SPOOL_REC_ALIGN     8u
+#define SPOOL_REC_ID_LEN    24u
+#define SPOOL_REC_MESSAGE   1u
+#define SPOOL_DONE_HDR_LEN  16u
+#define SPOOL_DONE_REMOVED  0x80u
+#define SPOOL_SINK_BITS     7u            /* sinks with a done bit each (CFG_SINK_MAX) */
+#define SPOOL_SEG_SIZE_DEF  (64ull << 20) /* --spool-segment-size default */
+#define SPOOL_SEG_SIZE_MIN  (64ull << 10)
+#define SPOOL_SPILL_BYTES   (128u * 1024) /* a body past this streams into a segment of its own */
 
-/* spool_head_format appends the head (through the blank line) for env. */
-int spool_head_format(struct bb *out, const struct msg_env *env);
+/* spool_rec_padded is the space a record of `len` bytes takes in a segment. */
+static inline uint64_t spool_rec_padded(uint64_t len)
+{
+	return (len + SPOOL_REC_ALIGN - 1) & ~(uint64_t)(SPOOL_REC_ALIGN - 1);
+}
+
+/* The fixed fields of a record header. */
+struct spool_rec_hdr {
+	uint64_t gen;
+	uint32_t slot;
+	uint32_t head_len, auth_len;
+	uint64_t msg_len;
+	char id[SPOOL_REC_ID_LEN]; /* NUL-terminated (ids are shorter) */
+};
+
+/* The fixed fields of a segment header. */
+struct spool_seg_hdr {
+	uint32_t shard, n;
+	uint64_t gen;
+	uint64_t std_size;
+};
+
+/* spool_seg_hdr_encode writes the header's first SPOOL_SEG_HDR_USED bytes. */
+void spool_seg_hdr_encode(uint8_t out[SPOOL_SEG_HDR_USED], const struct spool_seg_hdr *h);
+/* spool_seg_hdr_decode: true when magic, version and checksum are valid. */
+bool spool_seg_hdr_decode(struct spool_seg_hdr *out, const uint8_t *p, size_t len);
+
+/* spool_rec_hdr_encode writes SPOOL_REC_HDR_LEN bytes. */
+void spool_rec_hdr_encode(uint8_t out[SPOOL_REC_HDR_LEN], const struct spool_rec_hdr *h);
 
 /*
- * spool_trailer_format writes the trailer for a message of msg_len bytes
- * followed by an auth block of auth_len bytes, whose crc32c_update()
- * checksum over both is `crc`, into out[SPOOL_TRAILER_LEN + 1].
+ * spool_rec_trailer_encode writes the SPOOL_REC_TRL_LEN trailer bytes for a
+ * record whose payload (head, message, auth) CRC so far is `payload_crc`
+ * and whose header is `hdr`; returns the record length (without padding).
  */
-void spool_trailer_format(char *out, uint64_t msg_len, uint32_t crc, uint32_t auth_len);
+uint64_t spool_rec_trailer_encode(uint8_t out[SPOOL_REC_TRL_LEN], const uint8_t hdr[SPOOL_REC_HDR_LEN],
+				  uint32_t payload_crc, uint64_t payload_len);
 
-/* A loaded spool entry: owns the file bytes and the envelope strings. */
+/*
+ * spool_rec_check validates the record at p[0..avail) for generation `gen`
+ * and slot `slot`. Returns true and the record's length without padding
+ * in *out_len and its header in *out_hdr when it is whole and valid.
+ */
+bool spool_rec_check(struct spool_rec_hdr *out_hdr, uint64_t *out_len, const uint8_t *p, size_t avail,
+		     uint64_t gen, uint32_t slot);
+
+/*
+ * spool_scan walks the records of a segment image seg[0..len) (from
+ * SPOOL_SEG_HDR_LEN) for generation `gen`, calling fn for each valid one
+ * in order (off = its offset, len = its length without padding), and stops
+ * at the first invalid one. Returns the number of records; *out_end (may be
+ * NULL) gets the offset where the scan stopped.
+ */
+typedef void spool_scan_fn(void *arg, const struct spool_rec_hdr *h, uint64_t off, uint64_t len);
+uint32_t spool_scan(const uint8_t *seg, size_t len, uint64_t gen, spool_scan_fn *fn, void *arg,
+		    uint64_t *out_end);
+
+/* spool_head_format appends the envelope text (through the blank line) for env. */
+int spool_head_format(struct bb *out, const struct msg_env *env);
+
+/* A parsed record: the envelope strings are owned, the spans borrow `data`. */
 struct spool_entry {
 	struct msg_env env;
-	uint8_t *data;
+	uint8_t *data;       /* the record bytes (malloc'd or mapped) */
 	size_t data_len;
-	bool mapped;     /* data is a read-only file mapping (spool_load), else malloc'd */
-	struct span msg; /* the message, inside data */
-	struct span auth; /* our Authentication-Results field(s), inside data; may be empty */
+	size_t map_len;      /* mapping length when mapped (data - map_skew is the mapping) */
+	size_t map_skew;
+	bool mapped;
+	struct span msg;     /* the message, inside data */
+	struct span auth;    /* our Authentication-Results field(s), inside data; may be empty */
 };
 
 /*
- * spool_parse fills *out from a whole file image, taking ownership of
- * `data` (malloc'd) on success only. Returns 0, or -EINVAL for a file that
- * is incomplete or malformed (never acknowledged), or -ENOMEM.
+ * spool_rec_parse fills *out from one valid record rec[0..len) (as
+ * spool_rec_check accepted it): the envelope from the head, spans for the
+ * message and auth block. It does not take `rec`; spool_entry_fini frees
+ * only the envelope unless out->data is set by the caller. 0, -EINVAL or
+ * -ENOMEM.
  */
-int spool_parse(struct spool_entry *out, uint8_t *data, size_t len);
-
-#define SPOOL_READ_MAX (64 * 1024) /* files up to this size are read, larger ones mapped */
-
-/*
- * spool_load reads (up to SPOOL_READ_MAX) or maps read-only dirfd/name and
- * parses it; -errno from I/O or spool_parse. A mapping keeps a large
- * message in the page cache instead of the worker's heap.
- */
-int spool_load(struct spool_entry *out, int dirfd, const char *name);
+int spool_rec_parse(struct spool_entry *out, const uint8_t *rec, size_t len);
 
 void spool_entry_fini(struct spool_entry *e);
 
-/* The spool's directories, opened once at start-up. */
-struct spool_dirs {
-	int q;      /* committed messages, one file each, named by id */
-	int free;   /* delivered files kept for reuse (see struct spool_pool) */
-	int failed; /* messages a sink refused for good */
+/* spool_make_id formats a unique id from the time, the shard and a counter. */
+void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq);
+
+/* --------------------------------------------------------- the log (spool_log.c) */
+
+enum seg_state {
+	SEG_FREE = 0,  /* in the pool: header written for its generation, no records */
+	SEG_ACTIVE,    /* the shard appends to it */
+	SEG_SPILL,     /* one large record streams into it */
+	SEG_SEALED,    /* no more appends; recycled when live reaches 0 */
+	SEG_RECYCLING, /* a worker is giving it its next generation */
+	SEG_STATE_COUNT
 };
 
-/* spool_open creates SPOOL/{q,free,failed} and opens them. 0 or -errno. */
+struct spool_seg {
+	int fd, done_fd;
+	uint32_t n;
+	uint64_t gen;
+	uint64_t size;       /* current file size */
+	enum seg_state state; /* guarded by the log's mu */
+	uint32_t live;       /* records reserved or queued, not yet done; guarded by mu */
+	uint32_t num_slots;  /* records given a slot in this generation (shard or recovery) */
+	uint64_t tail;       /* next append offset (ACTIVE: shard-owned) */
+	uint8_t *done;       /* done bytes by slot, worker-owned */
+	uint32_t done_cap;
+	bool done_dirty;     /* done bytes written but not yet fdatasync'd (worker) */
+};
+
+/*
+ * One shard's log: its segments and free pool, shared by the shard (takes
+ * free segments, seals full ones) and its delivery worker (marks records
+ * done, recycles, makes new segments). Every field marked "mu" is guarded
+ * by mu; the critical sections are a few instructions.
+ */
+struct spool_log {
+	pthread_mutex_t mu;
+	unsigned shard;
+	int dirfd;                 /* SPOOL/log */
+	uint64_t seg_size;         /* standard segment size */
+	uint32_t max_segs;         /* --spool-max-size / seg_size */
+	struct spool_seg **segs;   /* by n; mu for the array, entries stay put */
+	uint32_t num_segs, cap_segs;
+	uint32_t *free;            /* stack of free segment numbers; mu */
+	uint32_t num_free;
+	bool want_seg;             /* the shard needs a segment made; mu */
+	int make_err;              /* last failure making one (-ENOSPC ...); mu */
+	uint32_t reserve;          /* free segments the worker keeps ready */
+	uint32_t num_sinks;
+};
+
+/* The spool's directories, opened once at start-up. */
+struct spool_dirs {
+	int log;    /* segments and done files */
+	int failed; /* dead letters: one file per message a sink refused for good */
+	int ctl;    /* requests from `oceanmx spool retry|delete` */
+};
+
+/*
+ * SPOOL/sinks names the configured sinks, one spec per line in --sink order
+ * (bit i of a done byte is line i+1), so `oceanmx spool` can tell what each
+ * sink still owes without the server's configuration. Written at start-up.
+ */
+#define SPOOL_SINKS_FILE "sinks"
+
+/* spool_write_sinks replaces SPOOL/sinks with specs[0..n). Blocking; 0 or -errno. */
+int spool_write_sinks(const char *spool_dir, char *const *specs, unsigned n);
+
+/* spool_open creates SPOOL/{log,failed,ctl} and opens them. 0 or -errno. */
 int spool_open(struct spool_dirs *out, const char *spool_dir);
 void spool_close(struct spool_dirs *d);
 
+/* spool_log_new makes an empty log (no segments yet); NULL on ENOMEM. */
+struct spool_log *spool_log_new(int dirfd, unsigned shard, uint64_t seg_size, uint64_t max_size,
+				uint32_t num_sinks);
+void spool_log_free(struct spool_log *l);
+
 /*
- * Spool file reuse. Creating and deleting a file per message makes the
- * filesystem allocate and free an inode per message; ext4 without a journal
- * then skips every inode freed in the last minute when it allocates the
- * next one, and that scan became most of the server's CPU. So a delivered
- * file is renamed into SPOOL/free/ and its name goes into its shard's pool;
- * the next message opens it with O_TRUNC, writes it there, and renames it
- * into SPOOL/q/ before its batch sync: no inode is allocated or freed.
- *
- * The pool is shared by a shard (takes) and its delivery worker (puts):
- * one short critical section each. Only small files are kept
- * (SPOOL_REUSE_MAX_BYTES), at most `cap` per pool.
+ * spool_log_add_segment makes segment number `n` (zero-filled, header
+ * written, durable) and puts it in the free pool. Blocking: main thread or
+ * the log's worker. 0 or -errno.
  */
-#define SPOOL_REUSE_MAX_BYTES (256u * 1024)
+int spool_log_make_segment(struct spool_log *l);
 
-struct spool_pool;
+/*
+ * spool_log_take takes a free segment for `state` (SEG_ACTIVE or
+ * SEG_SPILL) into *out. 0; -EAGAIN when one is being made (try again
+ * soon); -ENOSPC when the spool is at --spool-max-size or the disk is
+ * full. Sets want_seg when the pool runs low; the caller then wakes the
+ * worker (returned true in *out_wake). Any thread.
+ */
+int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg **out, bool *out_wake);
 
-struct spool_pool *spool_pool_new(uint32_t cap);
-void spool_pool_free(struct spool_pool *p);
-/* spool_pool_put adds a name (copied); false when the pool is full. */
-bool spool_pool_put(struct spool_pool *p, const char *name);
-/* spool_pool_get takes a name into out[MSG_ID_MAX]; false when empty. */
-bool spool_pool_get(struct spool_pool *p, char *out);
-/* spool_pool_has_room tells whether a put would succeed now. */
-bool spool_pool_has_room(struct spool_pool *p);
+/*
+ * spool_log_seal ends appends to seg. Returns true when it has no live
+ * record left, so the caller must have it recycled (by the worker).
+ */
+bool spool_log_seal(struct spool_log *l, struct spool_seg *seg);
 
-/* spool_make_id formats a unique id from the time, the shard and a counter. */
-void spool_make_id(char out[MSG_ID_MAX], int64_t received_us, unsigned shard, uint32_t seq);
+/* spool_log_ref adds a live record to seg (reservation). */
+void spool_log_ref(struct spool_log *l, struct spool_seg *seg);
+
+/* spool_log_unref drops one; true when seg is sealed and now empty: recycle it. */
+bool spool_log_unref(struct spool_log *l, struct spool_seg *seg);
+
+/*
+ * spool_log_recycle gives seg its next generation (truncated back to the
+ * standard size, header rewritten and made durable, done file reset) and
+ * returns it to the free pool. Blocking: worker or main thread. 0 or -errno.
+ */
+int spool_log_recycle(struct spool_log *l, struct spool_seg *seg);
+
+/*
+ * spool_log_mark records done bits for seg's slot (OR'ed in); the worker
+ * makes them durable with spool_log_sync_done. Worker only. 0 or -errno.
+ */
+int spool_log_mark(struct spool_log *l, struct spool_seg *seg, uint32_t slot, uint8_t bits);
+uint8_t spool_log_done_bits(const struct spool_seg *seg, uint32_t slot);
+void spool_log_sync_done(struct spool_log *l);
+
+/* What recovery found in one segment, for its caller to queue. */
+struct spool_found {
+	struct spool_seg *seg;
+	uint64_t off, len;
+	uint32_t slot;
+	uint8_t done;
+	char id[SPOOL_REC_ID_LEN];
+};
+typedef void spool_found_fn(void *arg, const struct spool_found *f);
+
+/*
+ * spool_log_recover opens every SPOOL/log/s<shard>-*.seg of this log, scans
+ * it, calls fn for each valid record that is not done for every sink, and
+ * sets up the pool: segments with pending records are sealed, the others
+ * free (recycled when they held records). Main thread. 0 or -errno.
+ */
+int spool_log_recover(struct spool_log *l, spool_found_fn *fn, void *arg, uint32_t *out_records);
+
+/* spool_shards_present returns 1 + the highest shard number with a segment in dirfd (0 if none). */
+unsigned spool_shards_present(int dirfd);
+
+/* spool_seg_name formats "s<shard>-<n>.seg" or ".done". */
+void spool_seg_name(char *out, size_t cap, unsigned shard, uint32_t n, const char *ext);
 
 #endif

@@ -8,6 +8,14 @@
  * result goes back to the shard through a lock-free stack and an eventfd
  * its ring reads.
  *
+ * DNS: the checks (DKIM and ARC keys, SPF, DMARC) run on the job's worker
+ * against the worker's front resolver (verify/dns_cache.h): a cached answer
+ * is read there under a short lock, and only a miss goes to the DNS thread,
+ * which asks libunbound and puts the answer into the cache; the cache then
+ * answers every worker waiting for that name and type (one lookup for all)
+ * and wakes them (dns_wake), and each delivers its answers from its own
+ * thread (dns_process on the front).
+ *
  * Ownership: the shard owns a job's feed buffer until it posts it (the
  * buffer moves into the operation); the worker owns the verifier state;
  * the job is freed only by the shard, after it came back through the inbox.
@@ -31,6 +39,7 @@
 #include "../verify/dkim.h"
 #include "../verify/dkim_keyrec.h"
 #include "../verify/dns.h"
+#include "../verify/dns_cache.h"
 #include "../verify/dmarc.h"
 #include "../verify/hdrsplit.h"
 #include "../verify/psl.h"
@@ -43,9 +52,7 @@
 enum vop_kind {
 	VOP_DATA = 0, /* message bytes (header and body) */
 	VOP_END,      /* the message is complete */
-	VOP_KEY,      /* a key lookup answered (DKIM, or ARC when `arc`) */
-	VOP_SPF,      /* an SPF check finished */
-	VOP_DMARC,    /* the DMARC record discovery finished */
+	VOP_SPF,      /* start the SPF checks (vjob_spf) */
 	VOP_KIND_COUNT
 };
 
@@ -53,11 +60,7 @@ struct vop {
 	struct vop *next;
 	struct vjob *job;
 	enum vop_kind kind;
-	unsigned sig;                 /* VOP_KEY: the DKIM signature or ARC key index */
-	bool arc;                     /* VOP_KEY: for the ARC validator */
-	struct dkim_keyrec *kr;       /* VOP_KEY: a reference; NULL: out of memory */
-	struct spf_result *spf;       /* VOP_SPF, owned */
-	struct dmarc_check *dmarc;    /* VOP_DMARC, owned; NULL: could not run */
+	struct spf_req *spf;          /* VOP_SPF, owned */
 	struct bb data;               /* VOP_DATA, owned */
 };
 
@@ -68,22 +71,21 @@ struct vworker {
 	pthread_cond_t cv;
 	struct vop *head, **tail;     /* under mu */
 	bool stop;                    /* under mu */
+	bool dns_wake;                /* under mu: answers wait in `front` */
 	bool started;
+	struct dns_resolver *front;   /* this worker's view of the DNS cache; worker thread only */
 	/* metrics: queue length = posted - done (each has one writer at a time) */
 	_Atomic uint64_t n_posted;    /* written under mu */
 	_Atomic uint64_t n_done;      /* written by the worker */
 };
 
+/* A miss of the DNS cache, for the DNS thread to ask libunbound. */
 struct dnsreq {
 	struct dnsreq *next;
-	struct vjob *job;
-	unsigned sig;
-	bool arc;                     /* an ARC key (index `sig` of the job's arc_msg) */
-	char name[256];
-	/* An SPF request (RFC 7208): both identities are checked on the DNS
-	 * thread, which owns the resolver; NULL for a key lookup. */
-	struct spf_req *spf;
-	bool dmarc;                   /* a DMARC record discovery for `name` */
+	struct vdns *d;
+	uint16_t qtype;
+	uint64_t deadline_ms;         /* 0: the resolver's timeout from now */
+	char name[DNS_NAME_TEXT_MAX + 2];
 };
 
 struct spf_req {
@@ -92,10 +94,18 @@ struct spf_req {
 	uint32_t timeout_ms;
 };
 
-/* One SPF check in flight on the DNS thread. */
+/* One SPF check in flight on a worker. */
 struct spf_run {
 	struct vjob *job;
 	struct spf_check *check;
+};
+
+/* A DKIM or ARC key lookup in flight on a worker. */
+struct keyreq {
+	struct vjob *job;
+	unsigned idx;                 /* the DKIM signature or ARC key index */
+	bool arc;                     /* for the ARC validator */
+	char name[DNS_NAME_TEXT_MAX + 2];
 };
 
 struct vdns {
@@ -104,8 +114,10 @@ struct vdns {
 	pthread_mutex_t mu;
 	struct dnsreq *head, **tail;  /* under mu */
 	bool stop;                    /* under mu */
+	bool stopped;                 /* under mu: the thread is gone; misses answer DNS_ERROR at once */
 	int efd;                      /* wakes the DNS thread */
 	struct dns_resolver *res;     /* DNS thread only */
+	struct dns_cache *cache;      /* the pool's */
 	struct dns_opts opts;
 	char *upstream;
 };
@@ -118,7 +130,8 @@ struct vdns {
  * round trip through the DNS thread and libunbound's own threads
  * (libunbound caches too, but asking it costs several context switches per
  * message), and without decoding or parsing the key again: a key is parsed
- * once per lookup, on the DNS thread. Direct-mapped: a collision replaces
+ * once per lookup, on the worker that got the answer (the DNS cache below
+ * it keeps the raw answers, negative ones and failures too). Direct-mapped: a collision replaces
  * the entry. Entries are immutable and refcounted, so a job may keep its
  * reference after the entry is replaced or the TTL ends.
  */
@@ -133,6 +146,7 @@ struct kcache_entry {
 
 struct vpool {
 	struct psl *psl;                /* DMARC organizational domains; NULL: DMARC off */
+	struct dns_cache *dc;           /* every DNS answer the checks use */
 	uint32_t dns_timeout_ms;
 	pthread_mutex_t kc_mu;
 	struct kcache_entry *kc;        /* KCACHE_SLOTS entries */
@@ -179,6 +193,7 @@ struct vjob {
 };
 
 static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a, struct dkim_keyrec *kr);
+static void spf_req_free(struct spf_req *q);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -196,9 +211,7 @@ static void worker_post(struct vworker *w, struct vop *op)
 static void op_free(struct vop *op)
 {
 	bb_fini(&op->data);
-	dkim_keyrec_unref(op->kr); op->kr = NULL;
-	free(op->spf); op->spf = NULL;
-	dmarc_check_free(op->dmarc); op->dmarc = NULL;
+	spf_req_free(op->spf); op->spf = NULL;
 	free(op);
 }
 
@@ -219,29 +232,6 @@ static void inbox_push(struct vjob *j)
 
 /* ------------------------------------------------------------ DNS thread */
 
-static void dns_answered(void *arg, const struct dns_txt_answer *a)
-{
-	struct dnsreq *rq = arg;
-	struct vop *op;
-
-	/* The job waits for every lookup it started: the answer must get
-	 * there even when memory is short, so wait for the allocator. */
-	while ((op = calloc(1, sizeof(*op))) == NULL) {
-		usleep(1000);
-	}
-	/* Parsed here, once per lookup; the cache and the job share it. */
-	op->kr = dkim_keyrec_new(a);
-	if (op->kr != NULL) {
-		kc_store(rq->job->pool, rq->name, a, op->kr);
-	}
-	op->kind = VOP_KEY;
-	op->job = rq->job;
-	op->sig = rq->sig;
-	op->arc = rq->arc;
-	worker_post(rq->job->w, op);
-	free(rq);
-}
-
 static void spf_req_free(struct spf_req *q)
 {
 	if (q == NULL) {
@@ -253,93 +243,22 @@ static void spf_req_free(struct spf_req *q)
 	free(q);
 }
 
-/* spf_finished posts one identity's result to the job's worker. DNS thread. */
-static void spf_finished(void *arg, struct spf_check *c)
+/* fetch_answered puts libunbound's answer into the cache, which answers every waiter. DNS thread. */
+static void fetch_answered(void *arg, const struct dns_answer *a)
 {
-	struct spf_run *run = arg;
-	struct vop *op;
+	struct dnsreq *rq = arg;
 
-	while ((op = calloc(1, sizeof(*op))) == NULL) {
-		usleep(1000);
-	}
-	op->spf = malloc(sizeof(*op->spf));
-	if (op->spf != NULL) {
-		memcpy(op->spf, spf_check_result(c), sizeof(*op->spf));
-	}
-	op->kind = VOP_SPF;
-	op->job = run->job;
-	worker_post(run->job->w, op);
-	spf_check_free(c); /* allowed from its own done callback */
-	free(run);
-}
-
-static void spf_start(struct vdns *d, struct dnsreq *rq)
-{
-	struct spf_req *q = rq->spf;
-
-	for (int id = 0; id < SPF_ID_COUNT; id++) {
-		struct spf_params sp = {
-			.identity = (enum spf_identity)id,
-			.client_ip = q->client_ip,
-			.mail_from = q->mail_from ? q->mail_from : "",
-			.helo = q->helo ? q->helo : "",
-			.receiver = q->receiver,
-			.now = (uint64_t)time(NULL),
-			.timeout_ms = q->timeout_ms,
-		};
-		struct spf_run *run = calloc(1, sizeof(*run));
-
-		if (run != NULL) {
-			run->job = rq->job;
-			run->check = spf_check_new(&sp);
-		}
-		if (run == NULL || run->check == NULL || d->res == NULL) {
-			/* Still answer: the job waits for both identities. */
-			struct spf_check *c = run ? run->check : NULL;
-			struct vop *op;
-
-			while ((op = calloc(1, sizeof(*op))) == NULL) {
-				usleep(1000);
-			}
-			op->kind = VOP_SPF; /* op->spf NULL: temperror */
-			op->job = rq->job;
-			worker_post(rq->job->w, op);
-			spf_check_free(c);
-			free(run);
-			continue;
-		}
-		spf_check_start(run->check, d->res, spf_finished, run);
-	}
-	spf_req_free(q);
+	dns_cache_put(rq->d->cache, rq->name, rq->qtype, a);
 	free(rq);
 }
 
-static void dmarc_finished(void *arg, struct dmarc_check *c)
+/* fetch_fail answers a miss that cannot be asked with DNS_ERROR (not cached). */
+static void fetch_fail(struct dns_cache *c, const char *name, uint16_t qtype)
 {
-	struct vjob *j = arg;
-	struct vop *op;
+	struct dns_answer a;
 
-	while ((op = calloc(1, sizeof(*op))) == NULL) {
-		usleep(1000);
-	}
-	op->kind = VOP_DMARC;
-	op->job = j;
-	op->dmarc = c; /* the worker evaluates and frees it: its lookups are over */
-	worker_post(j->w, op);
-}
-
-static void dmarc_start(struct vdns *d, struct dnsreq *rq)
-{
-	struct vpool *p = rq->job->pool;
-	struct dmarc_opts o = { .timeout_ms = p->dns_timeout_ms };
-	struct dmarc_check *c = d->res != NULL ? dmarc_check_new(p->psl, rq->name, &o) : NULL;
-
-	if (c == NULL) {
-		dmarc_finished(rq->job, NULL);
-	} else {
-		dmarc_check_start(c, d->res, dmarc_finished, rq->job);
-	}
-	free(rq);
+	dns_answer_set_status(&a, qtype, DNS_ERROR);
+	dns_cache_put(c, name, qtype, &a);
 }
 
 static void dns_start_pending(struct vdns *d, struct dnsreq *list)
@@ -349,20 +268,9 @@ static void dns_start_pending(struct vdns *d, struct dnsreq *list)
 		uint64_t id;
 
 		list = rq->next;
-		if (rq->spf != NULL) {
-			spf_start(d, rq);
-			continue;
-		}
-		if (rq->dmarc) {
-			dmarc_start(d, rq);
-			continue;
-		}
-		if (d->res == NULL || dns_txt(d->res, rq->name, 0, dns_answered, rq, &id) != 0) {
-			struct dns_txt_answer fail;
-
-			memset(&fail, 0, sizeof(fail));
-			fail.status = DNS_ERROR;
-			dns_answered(rq, &fail);
+		if (d->res == NULL || dns_query(d->res, rq->name, rq->qtype, rq->deadline_ms, fetch_answered, rq, &id) != 0) {
+			fetch_fail(d->cache, rq->name, rq->qtype);
+			free(rq);
 		}
 	}
 }
@@ -371,10 +279,11 @@ static void *dns_main(void *arg)
 {
 	struct vdns *d = arg;
 	char *err = NULL;
+	struct dnsreq *left;
 
 	d->res = dns_unbound_new(&d->opts, &err);
 	if (d->res == NULL) {
-		log_line(LOG_ERR, "vpool", "dns.start error=\"%s\" (every DKIM key lookup fails as temperror)",
+		log_line(LOG_ERR, "vpool", "dns.start error=\"%s\" (every DNS lookup fails as temperror)",
 			 err ? err : "unknown");
 		free(err);
 	}
@@ -412,11 +321,134 @@ static void *dns_main(void *arg)
 			break;
 		}
 	}
+	/* From here on, misses are answered at once (pool_fetch); none is lost. */
+	pthread_mutex_lock(&d->mu);
+	d->stopped = true;
+	left = d->head;
+	d->head = NULL;
+	d->tail = &d->head;
+	pthread_mutex_unlock(&d->mu);
+	while (left != NULL) {
+		struct dnsreq *rq = left;
+
+		left = rq->next;
+		fetch_fail(d->cache, rq->name, rq->qtype);
+		free(rq);
+	}
 	if (d->res != NULL) {
 		d->res->ops->free(d->res);
 		d->res = NULL;
 	}
 	return NULL;
+}
+
+/*
+ * pool_fetch hands a miss of the DNS cache to the DNS thread (the
+ * dns_cache_fetch_fn of every worker's front). Worker thread.
+ */
+static void pool_fetch(void *arg, const char *name, uint16_t qtype, uint64_t deadline_ms)
+{
+	struct vworker *w = arg;
+	struct vdns *d = &w->pool->dns;
+	struct dnsreq *rq;
+	uint64_t one = 1;
+	bool stopped;
+
+	/* The waiters need an answer: wait for the allocator. */
+	while ((rq = calloc(1, sizeof(*rq))) == NULL) {
+		usleep(1000);
+	}
+	rq->d = d;
+	rq->qtype = qtype;
+	rq->deadline_ms = deadline_ms;
+	snprintf(rq->name, sizeof(rq->name), "%s", name); /* the cache refused longer names */
+	pthread_mutex_lock(&d->mu);
+	stopped = d->stopped;
+	if (!stopped) {
+		*d->tail = rq;
+		d->tail = &rq->next;
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (stopped) {
+		fetch_fail(d->cache, rq->name, qtype);
+		free(rq);
+		return;
+	}
+	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
+	}
+}
+
+/* worker_dns_wake tells worker `arg` that answers wait in its front. Any thread. */
+static void worker_dns_wake(void *arg)
+{
+	struct vworker *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	w->dns_wake = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* ------------------------------------------------------------ checks on the workers */
+
+static void maybe_complete(struct vjob *j);
+
+/* spf_finished keeps one identity's result. Worker thread. */
+static void spf_finished(void *arg, struct spf_check *c)
+{
+	struct spf_run *run = arg;
+	struct vjob *j = run->job;
+	const struct spf_result *r = spf_check_result(c);
+
+	if (r->identity < SPF_ID_COUNT && j->spf[r->identity] == NULL &&
+	    (j->spf[r->identity] = malloc(sizeof(*j->spf[0]))) != NULL) {
+		memcpy(j->spf[r->identity], r, sizeof(*r));
+	}
+	spf_check_free(c); /* allowed from its own done callback */
+	free(run);
+	j->spf_outstanding--;
+	maybe_complete(j); /* may hand j back to its shard: the last touch */
+}
+
+/* spf_start starts both SPF checks of j (VOP_SPF). Worker thread. */
+static void spf_start(struct vworker *w, struct vjob *j, const struct spf_req *q)
+{
+	for (int id = 0; id < SPF_ID_COUNT; id++) {
+		struct spf_params sp = {
+			.identity = (enum spf_identity)id,
+			.client_ip = q->client_ip,
+			.mail_from = q->mail_from ? q->mail_from : "",
+			.helo = q->helo ? q->helo : "",
+			.receiver = q->receiver,
+			.now = (uint64_t)time(NULL),
+			.timeout_ms = q->timeout_ms,
+		};
+		struct spf_run *run = calloc(1, sizeof(*run));
+
+		if (run != NULL) {
+			run->job = j;
+			run->check = spf_check_new(&sp);
+		}
+		if (run == NULL || run->check == NULL || w->front == NULL) {
+			/* No result for this identity: temperror (vjob_authres). */
+			spf_check_free(run ? run->check : NULL);
+			free(run);
+			j->spf_outstanding--;
+			continue;
+		}
+		spf_check_start(run->check, w->front, spf_finished, run);
+	}
+}
+
+/* dmarc_finished keeps the discovered record for the evaluation at completion. Worker thread. */
+static void dmarc_finished(void *arg, struct dmarc_check *c)
+{
+	struct vjob *j = arg;
+
+	j->dmarc = c; /* evaluated and freed by maybe_complete: its lookups are over */
+	j->dmarc_outstanding--;
+	maybe_complete(j);
 }
 
 static size_t kc_slot(const char *name)
@@ -447,7 +479,7 @@ static struct dkim_keyrec *kc_lookup(struct vpool *p, const char *name)
 
 /*
  * kc_store keeps the outcome `kr` of a definite answer `a` (a key, or no
- * such key) for the answer's TTL; takes a reference of its own. DNS thread.
+ * such key) for the answer's TTL; takes a reference of its own. Worker thread.
  */
 static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a, struct dkim_keyrec *kr)
 {
@@ -468,29 +500,21 @@ static void kc_store(struct vpool *p, const char *name, const struct dns_txt_ans
 	dkim_keyrec_unref(old); /* outside the lock: may free a key */
 }
 
+/* dmarc_request starts the DMARC record discovery for `domain` on the worker's front. Worker thread. */
 static void dmarc_request(struct vjob *j, const char *domain)
 {
-	struct vdns *d = &j->pool->dns;
-	struct dnsreq *rq = calloc(1, sizeof(*rq));
-	uint64_t one = 1;
+	struct vpool *p = j->pool;
+	struct dmarc_opts o = { .timeout_ms = p->dns_timeout_ms };
+	struct dmarc_check *c = j->w->front != NULL ? dmarc_check_new(p->psl, domain, &o) : NULL;
 
-	if (rq == NULL) {
+	if (c == NULL) {
 		j->dmarc_done = true;
 		j->dmarc_res.res = AUTH_TEMPERROR;
-		j->dmarc_res.reason = "out of memory";
+		j->dmarc_res.reason = "record discovery could not run";
 		return;
 	}
-	rq->job = j;
-	rq->dmarc = true;
-	snprintf(rq->name, sizeof(rq->name), "%s", domain);
-	j->dmarc_outstanding++;
-	pthread_mutex_lock(&d->mu);
-	*d->tail = rq;
-	d->tail = &rq->next;
-	pthread_mutex_unlock(&d->mu);
-	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
-		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
-	}
+	j->dmarc_outstanding++; /* before the start: done may run inside it */
+	dmarc_check_start(c, j->w->front, dmarc_finished, j);
 }
 
 /* key_answer gives a key lookup's parsed outcome (borrowed; NULL: out of memory) to the DKIM or the ARC verifier of j. */
@@ -505,38 +529,53 @@ static void key_answer(struct vjob *j, bool arc, unsigned idx, struct dkim_keyre
 	}
 }
 
+/* key_answered parses a key lookup's answer (once per lookup; the key cache keeps it). Worker thread. */
+static void key_answered(void *arg, const struct dns_txt_answer *a)
+{
+	struct keyreq *kq = arg;
+	struct vjob *j = kq->job;
+	struct dkim_keyrec *kr = dkim_keyrec_new(a);
+
+	if (kr != NULL) {
+		kc_store(j->pool, kq->name, a, kr);
+	}
+	key_answer(j, kq->arc, kq->idx, kr);
+	dkim_keyrec_unref(kr);
+	free(kq);
+	j->dns_outstanding--;
+	maybe_complete(j); /* may hand j back to its shard: the last touch */
+}
+
 /*
  * key_request looks up `name`, the key of DKIM signature or ARC key `idx`:
- * from the key cache at once, else on the DNS thread (the answer comes back
- * as a VOP_KEY op). DKIM and ARC keys are the same records (RFC 8617 §4.1).
+ * from the key cache (parsed keys) at once, else through the worker's DNS
+ * front (the DNS cache, then the DNS thread). DKIM and ARC keys are the
+ * same records (RFC 8617 §4.1). Worker thread.
  */
 static void key_request(struct vjob *j, bool arc, unsigned idx, const char *name)
 {
-	struct vdns *d = &j->pool->dns;
 	struct dkim_keyrec *kr = kc_lookup(j->pool, name);
-	struct dnsreq *rq;
-	uint64_t one = 1;
+	struct keyreq *kq;
+	uint64_t id;
 
 	if (kr != NULL) {
 		key_answer(j, arc, idx, kr);
 		dkim_keyrec_unref(kr);
 		return;
 	}
-	if ((rq = calloc(1, sizeof(*rq))) == NULL) {
-		key_answer(j, arc, idx, NULL); /* temperror: out of memory */
+	if (j->w->front == NULL || (kq = calloc(1, sizeof(*kq))) == NULL) {
+		key_answer(j, arc, idx, NULL); /* temperror */
 		return;
 	}
-	rq->job = j;
-	rq->sig = idx;
-	rq->arc = arc;
-	snprintf(rq->name, sizeof(rq->name), "%s", name);
+	kq->job = j;
+	kq->idx = idx;
+	kq->arc = arc;
+	snprintf(kq->name, sizeof(kq->name), "%s", name);
 	j->dns_outstanding++;
-	pthread_mutex_lock(&d->mu);
-	*d->tail = rq;
-	d->tail = &rq->next;
-	pthread_mutex_unlock(&d->mu);
-	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
-		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
+	if (dns_txt(j->w->front, name, 0, key_answered, kq, &id) != 0) {
+		j->dns_outstanding--;
+		free(kq);
+		key_answer(j, arc, idx, NULL);
 	}
 }
 
@@ -711,24 +750,8 @@ static void run_op(struct vop *op)
 		j->ended = true;
 		maybe_complete(j);
 		break;
-	case VOP_KEY:
-		j->dns_outstanding--;
-		key_answer(j, op->arc, op->sig, op->kr);
-		maybe_complete(j);
-		break;
 	case VOP_SPF:
-		j->spf_outstanding--;
-		if (op->spf != NULL && op->spf->identity < SPF_ID_COUNT && j->spf[op->spf->identity] == NULL) {
-			j->spf[op->spf->identity] = op->spf;
-			op->spf = NULL; /* the job keeps it */
-		}
-		maybe_complete(j);
-		break;
-	case VOP_DMARC:
-		j->dmarc_outstanding--;
-		j->dmarc = op->dmarc; /* NULL: could not run (temperror below) */
-		op->dmarc = NULL;
-		maybe_complete(j);
+		spf_start(j->w, j, op->spf); /* the first op of j: it cannot complete here */
 		break;
 	case VOP_KIND_COUNT:
 		break;
@@ -744,7 +767,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		struct vop *list = w->head;
 
-		if (list == NULL) {
+		if (list == NULL && !w->dns_wake) {
 			if (w->stop) {
 				break;
 			}
@@ -753,6 +776,7 @@ static void *worker_main(void *arg)
 		}
 		w->head = NULL;
 		w->tail = &w->head;
+		w->dns_wake = false;
 		pthread_mutex_unlock(&w->mu);
 		while (list != NULL) {
 			struct vop *op = list;
@@ -760,6 +784,10 @@ static void *worker_main(void *arg)
 			list = op->next;
 			run_op(op);
 			metrics_add(&w->n_done, 1);
+		}
+		/* Answers: cache hits of the ops above, and misses the DNS thread answered. */
+		if (w->front != NULL) {
+			dns_process(w->front, 0);
 		}
 		pthread_mutex_lock(&w->mu);
 	}
@@ -784,9 +812,12 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 	p->w = calloc(p->num_workers, sizeof(*p->w));
 	p->kc = calloc(KCACHE_SLOTS, sizeof(*p->kc));
 	pthread_mutex_init(&p->kc_mu, NULL);
+	p->dc = dns_cache_new(&(struct dns_cache_opts){ .max_bytes = c->dns_cache_bytes });
+	p->dns.cache = p->dc;
 	p->dns.efd = eventfd(0, EFD_CLOEXEC);
 	p->dns.upstream = c->dns ? strdup(c->dns) : NULL;
-	if (p->w == NULL || p->kc == NULL || p->dns.efd < 0 || (c->dns && p->dns.upstream == NULL)) {
+	pthread_mutex_init(&p->dns.mu, NULL);
+	if (p->w == NULL || p->kc == NULL || p->dc == NULL || p->dns.efd < 0 || (c->dns && p->dns.upstream == NULL)) {
 		if (asprintf(out_err, "verify pool: %s", strerror(errno ? errno : ENOMEM)) < 0) {
 			*out_err = NULL;
 		}
@@ -804,7 +835,6 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 	p->dns.opts.upstream = p->dns.upstream;
 	p->dns.opts.timeout_ms = c->dns_timeout_ms;
 	p->dns.tail = &p->dns.head;
-	pthread_mutex_init(&p->dns.mu, NULL);
 	if (pthread_create(&p->dns.thread, NULL, dns_main, &p->dns) != 0) {
 		if (asprintf(out_err, "verify pool: cannot start the DNS thread") < 0) {
 			*out_err = NULL;
@@ -821,6 +851,8 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 		w->tail = &w->head;
 		pthread_mutex_init(&w->mu, NULL);
 		pthread_cond_init(&w->cv, NULL);
+		/* Without a front (ENOMEM) the worker's checks answer temperror. */
+		w->front = dns_cache_resolver_new(p->dc, pool_fetch, worker_dns_wake, w);
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 			if (asprintf(out_err, "verify pool: cannot start worker %u", i) < 0) {
 				*out_err = NULL;
@@ -842,7 +874,8 @@ void vpool_stop(struct vpool *p)
 		return;
 	}
 	/* DNS first: it stops once every lookup answered, and the answers are
-	 * posted to the workers, which are stopped (after draining) next. */
+	 * in the cache and with the workers' fronts, which are stopped (after
+	 * draining) next; a miss after that is answered DNS_ERROR at once. */
 	if (p->dns.started) {
 		pthread_mutex_lock(&p->dns.mu);
 		p->dns.stop = true;
@@ -851,7 +884,6 @@ void vpool_stop(struct vpool *p)
 			log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
 		}
 		pthread_join(p->dns.thread, NULL);
-		pthread_mutex_destroy(&p->dns.mu);
 	}
 	for (unsigned i = 0; p->w != NULL && i < p->num_workers; i++) {
 		struct vworker *w = &p->w[i];
@@ -867,6 +899,21 @@ void vpool_stop(struct vpool *p)
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
 	}
+	if (p->dc != NULL) {
+		struct dns_cache_stats st;
+
+		dns_cache_stats(p->dc, &st);
+		log_line(LOG_NOTICE, "vpool",
+			 "dns.cache hits=%llu misses=%llu shared=%llu evictions=%llu entries=%llu bytes=%llu",
+			 (unsigned long long)st.hits, (unsigned long long)st.misses, (unsigned long long)st.shared,
+			 (unsigned long long)st.evictions, (unsigned long long)st.entries, (unsigned long long)st.bytes);
+	}
+	/* Every fetch was answered (the DNS thread is gone), so nothing names the fronts. */
+	for (unsigned i = 0; p->w != NULL && i < p->num_workers; i++) {
+		dns_free(p->w[i].front); p->w[i].front = NULL;
+	}
+	dns_cache_free(p->dc); p->dc = NULL;
+	pthread_mutex_destroy(&p->dns.mu);
 	if (p->dns.efd >= 0) {
 		close(p->dns.efd);
 	}
@@ -879,6 +926,11 @@ void vpool_stop(struct vpool *p)
 	pthread_mutex_destroy(&p->kc_mu);
 	psl_free(p->psl); p->psl = NULL;
 	free(p);
+}
+
+void vpool_dns_cache_stats(struct vpool *p, struct dns_cache_stats *out)
+{
+	dns_cache_stats(p->dc, out);
 }
 
 int vpool_inbox_init(struct vpool_inbox *in)
@@ -1026,29 +1078,22 @@ int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname)
 int vjob_spf(struct vjob *j, const char *client_ip, const char *mail_from, const char *helo, const char *receiver,
 	     uint32_t timeout_ms)
 {
-	struct vdns *d = &j->pool->dns;
-	struct dnsreq *rq = calloc(1, sizeof(*rq));
+	struct vop *op = calloc(1, sizeof(*op));
 	struct spf_req *q = calloc(1, sizeof(*q));
-	uint64_t one = 1;
 
-	if (rq == NULL || q == NULL || (mail_from && (q->mail_from = strdup(mail_from)) == NULL) ||
+	if (op == NULL || q == NULL || (mail_from && (q->mail_from = strdup(mail_from)) == NULL) ||
 	    (helo && (q->helo = strdup(helo)) == NULL) || (receiver && (q->receiver = strdup(receiver)) == NULL)) {
 		spf_req_free(q);
-		free(rq);
+		free(op);
 		return -ENOMEM;
 	}
 	snprintf(q->client_ip, sizeof(q->client_ip), "%s", client_ip);
 	q->timeout_ms = timeout_ms;
-	rq->job = j;
-	rq->spf = q;
-	j->spf_outstanding = SPF_ID_COUNT; /* before the request can be answered */
-	pthread_mutex_lock(&d->mu);
-	*d->tail = rq;
-	d->tail = &rq->next;
-	pthread_mutex_unlock(&d->mu);
-	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
-		log_line(LOG_ERR, "vpool", "dns.wake error=\"%s\"", strerror(errno));
-	}
+	op->kind = VOP_SPF;
+	op->job = j;
+	op->spf = q; /* the op owns it */
+	j->spf_outstanding = SPF_ID_COUNT; /* before the checks can answer */
+	worker_post(j->w, op);
 	return 0;
 }
 

@@ -1,8 +1,9 @@
 /*
  * vpool.h - the verify pool: M worker threads that run DKIM verification
  * (header parsing, body hashing, signature checks) for messages the shards
- * are receiving, plus one DNS thread that owns the resolver (one cache for
- * the whole process). Shards never wait: they post message bytes and get
+ * are receiving, plus one DNS thread that owns the resolver (one resolver
+ * for the whole process), and a cache of DNS answers the workers read
+ * without it (verify/dns_cache.h). Shards never wait: they post message bytes and get
  * the finished job back through their inbox (an eventfd their ring reads).
  *
  * Life of a job (all calls on the owning shard's thread unless noted):
@@ -27,12 +28,14 @@
 #include <stdint.h>
 
 #include "../verify/auth.h"
+#include "../verify/dns_cache.h"
 #include "bb.h"
 
 struct vpool_cfg {
 	unsigned workers;        /* worker threads; 0: one per online CPU */
 	const char *dns;         /* "ADDR[:PORT]" upstream; NULL: /etc/resolv.conf */
 	uint32_t dns_timeout_ms; /* per lookup; 0: the resolver's default */
+	size_t dns_cache_bytes;  /* the DNS answer cache's budget; 0: DNS_CACHE_BYTES_DEFAULT */
 	unsigned max_sigs;       /* DKIM signatures verified per message; 0: default */
 	bool dmarc;              /* evaluate DMARC (RFC 7489) */
 	const char *psl_path;    /* Public Suffix List; NULL: Debian's publicsuffix file */
@@ -52,6 +55,12 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err);
 
 /* vpool_stop finishes queued work, then joins and frees everything. Main thread, after the shards stopped. */
 void vpool_stop(struct vpool *p);
+
+/*
+ * vpool_dns_cache_stats reads the DNS cache's counters (hits, misses,
+ * shared lookups, evictions, size) into *out. Any thread, while the pool runs.
+ */
+void vpool_dns_cache_stats(struct vpool *p, struct dns_cache_stats *out);
 
 int vpool_inbox_init(struct vpool_inbox *in);
 void vpool_inbox_fini(struct vpool_inbox *in);

@@ -14,6 +14,8 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries (DESIGN.md "Dependencies")
   liburing-dev libsodium-dev android-libboringssl-dev libunbound-dev
+  # webhook sink: libcurl, GnuTLS flavour (loaded at run time, see sinks/sink_curl.h)
+  libcurl4-gnutls-dev
   # unit tests
   libcriterion-dev
   # integration tests and benchmarks: real clients and peers
@@ -26,6 +28,11 @@ PKGS=(
   python3-dnslib python3-dkim
   # DMARC organizational domains
   publicsuffix
+  # PROXY protocol tests: a real load balancer in front (tests/integ/test_proxy.py)
+  haproxy
+  # deploy checks (tests/run.sh deploy, image): the container image built
+  # from a debootstrapped base, getcap, manifest linting
+  podman buildah debootstrap libcap2-bin yamllint
   # metrics tests: promtool check metrics and a real Prometheus scraping /metrics
   prometheus
 )

@@ -24,6 +24,16 @@ enum msg_body {
 	MSG_BODY_COUNT      /* sentinel */
 };
 
+/* The TLS session of a connection after STARTTLS (RFC 3207); on == false in clear. */
+#define MSG_TLS_SNI_MAX 256 /* RFC 6066 §3: a host name, at most 255 octets, plus NUL */
+struct msg_tls {
+	bool on;                     /* core: the handshake completed */
+	char version[16];            /* core: "TLSv1.2", "TLSv1.3" */
+	char cipher[64];             /* core: IANA name, e.g. "TLS_AES_128_GCM_SHA256" */
+	char sni[MSG_TLS_SNI_MAX];   /* core: server name the client asked for, "" if none;
+	                                only [A-Za-z0-9.-_], anything else became '?' */
+};
+
 struct msg_env {
 	char id[MSG_ID_MAX];        /* core: unique, stable across redelivery */
 	int64_t received_us;        /* core: wall clock, microseconds since epoch */
@@ -37,6 +47,7 @@ struct msg_env {
 	enum msg_body body;         /* proto */
 	bool smtputf8;              /* proto: MAIL FROM ... SMTPUTF8 (RFC 6531) */
 	uint64_t size;              /* proto: message bytes received (after unstuffing) */
+	struct msg_tls tls;         /* core, through smtp_sess_tls_done(); kept for the session */
 };
 
 const char *msg_body_name(enum msg_body b);

@@ -114,6 +114,23 @@ static void envelope(struct json *j, const struct msg_env *env)
 	json_cstr(j, msg_body_name(env->body));
 	json_key(j, "smtputf8");
 	json_bool(j, env->smtputf8);
+	json_key(j, "tls");
+	if (!env->tls.on) {
+		json_null(j); /* clear text */
+	} else {
+		json_obj(j);
+		json_key(j, "version");
+		json_cstr(j, env->tls.version);
+		json_key(j, "cipher");
+		json_cstr(j, env->tls.cipher);
+		json_key(j, "sni");
+		if (env->tls.sni[0] == '\0') {
+			json_null(j);
+		} else {
+			json_cstr(j, env->tls.sni);
+		}
+		json_obj_end(j);
+	}
 	json_obj_end(j);
 }
 

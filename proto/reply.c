@@ -58,6 +58,8 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(SEQ_BDAT_OPEN, 503, "5.5.1", "RCPT not allowed after BDAT", REPLY_F_BAD),
 	R(RELAY_DENIED, 550, "5.7.1", "Relay not permitted: recipient domain not served here", 0),
 	R(TOO_MANY_RCPTS, 452, "4.5.3", "Too many recipients", 0),
+	/* RFC 3463 4.7.1: delivery not authorized (yet); temporary, so the sender slows down. */
+	R(RATE_MAIL, 451, "4.7.1", "Too much mail from your address, try again later", 0),
 	R(SIZE_EXCEEDED, 552, "5.3.4", "Message size exceeds fixed limit", 0),
 	/* A BDAT chunk announced beyond the limit is refused before it arrives;
 	 * reading megabytes only to discard them is what a hostile client wants. */
@@ -68,11 +70,21 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(COMMIT_NOSPACE, 452, "4.3.1", "Insufficient system storage", 0),
 	/* RFC 7489 §6.7: reject at the end of data; 5.7.1 "delivery not authorized". */
 	R(POLICY_REJECT, 550, "5.7.1", "Rejected by the sender domain's DMARC policy", 0),
+	/* A sink marked ?sync=yes answered inside the transaction (docs/sinks.md). */
+	R(SINK_TEMPFAIL, 451, "4.3.0", "Not accepted now, try again later: %s", 0),
+	R(SINK_REJECT, 550, "5.7.1", "Rejected: %s", 0),
 	R(TOO_MANY_ERRORS, 421, "4.7.0", "%s Too many errors, closing connection", REPLY_F_CLOSE),
 	R(TIMEOUT, 421, "4.4.2", "%s Timeout, closing connection", REPLY_F_CLOSE),
 	R(SHUTDOWN, 421, "4.3.2", "%s Service shutting down, closing connection", REPLY_F_CLOSE),
 	R(TOO_MANY_CONN, 421, "4.7.0", "%s Too many connections, try again later", REPLY_F_CLOSE),
 	R(LOCAL_ERROR, 421, "4.3.0", "%s Local resource error, closing connection", REPLY_F_CLOSE),
+	/* RFC 3207 §4: 220 then the handshake; 501 for arguments is SYNTAX_NOARG. */
+	R(TLS_READY, 220, "2.0.0", "Ready to start TLS", 0),
+	R(TLS_ACTIVE, 503, "5.5.1", "TLS already active", REPLY_F_BAD),
+	/* RFC 3207 §4.2 makes the server forget the transaction; refuse rather than drop it. */
+	R(TLS_IN_TX, 503, "5.5.1", "STARTTLS not allowed during a mail transaction", REPLY_F_BAD),
+	/* RFC 3207 §4: 530 5.7.0 to a command other than those allowed before STARTTLS. */
+	R(TLS_REQUIRED, 530, "5.7.0", "Must issue a STARTTLS command first", REPLY_F_BAD),
 };
 
 #undef R
@@ -86,10 +98,10 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(SYNTAX_BDAT_FATAL), N(BAD_SENDER), N(BAD_RCPT), N(SENDER_TOO_LONG), N(RCPT_TOO_LONG),
 	N(NEED_UTF8), N(PARAM_UNKNOWN), N(PARAM_SYNTAX), N(NOT_IMPL), N(EXPN), N(SEQ_HELO),
 	N(SEQ_NESTED), N(SEQ_MAIL), N(SEQ_RCPT), N(NO_VALID_RCPT), N(SEQ_BINARY),
-	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS),
+	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS), N(RATE_MAIL),
 	N(SIZE_EXCEEDED), N(SIZE_EXCEEDED_CLOSE), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
-	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT), N(SHUTDOWN), N(TOO_MANY_CONN),
-	N(LOCAL_ERROR),
+	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(SINK_TEMPFAIL), N(SINK_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT),
+	N(SHUTDOWN), N(TOO_MANY_CONN), N(LOCAL_ERROR), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
 };
 #undef N
 
@@ -107,6 +119,34 @@ const char *reply_name(enum smtp_reply r)
 		return "?";
 	}
 	return reply_names[r];
+}
+
+size_t reply_clean(char *out, size_t out_len, const char *in, size_t in_len)
+{
+	size_t n = 0;
+	bool space = false;
+
+	if (out_len == 0) {
+		return 0;
+	}
+	for (size_t i = 0; i < in_len && in[i] != '\r' && in[i] != '\n'; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		if (ch == ' ' || ch == '\t') {
+			space = n > 0; /* leading blanks are dropped, inner runs squeezed */
+			continue;
+		}
+		if (n + (space ? 2 : 1) > out_len - 1) {
+			break;
+		}
+		if (space) {
+			out[n++] = ' ';
+			space = false;
+		}
+		out[n++] = (ch > 0x20 && ch < 0x7f) ? (char)ch : '?';
+	}
+	out[n] = '\0';
+	return n;
 }
 
 /* reply_line appends one line: "CODE" sep [ESC SP] text CRLF; with `subst`, "%s" becomes detail. */

@@ -63,6 +63,7 @@ enum smtp_reply {
 	SMTP_R_SEQ_BDAT_OPEN,    /* 503 5.5.1 RCPT while a BDAT transfer is open */
 	SMTP_R_RELAY_DENIED,     /* 550 5.7.1 */
 	SMTP_R_TOO_MANY_RCPTS,   /* 452 4.5.3 */
+	SMTP_R_RATE_MAIL,        /* 451 4.7.1 --max-message-rate reached for this client */
 	SMTP_R_SIZE_EXCEEDED,    /* 552 5.3.4 */
 	SMTP_R_SIZE_EXCEEDED_CLOSE, /* 552 5.3.4 BDAT count beyond the limit: closing */
 	SMTP_R_DATA_BARE,        /* 550 5.5.2 bare CR or LF in message data */
@@ -70,11 +71,17 @@ enum smtp_reply {
 	SMTP_R_COMMIT_TEMPFAIL,  /* 451 4.3.0 */
 	SMTP_R_COMMIT_NOSPACE,   /* 452 4.3.1 */
 	SMTP_R_POLICY_REJECT,    /* 550 5.7.1 DMARC p=reject, when enforced */
+	SMTP_R_SINK_TEMPFAIL,    /* 451 4.3.0 a sync sink's consumer said retry: %s its reason */
+	SMTP_R_SINK_REJECT,      /* 550 5.7.1 a sync sink's consumer refused: %s its reason */
 	SMTP_R_TOO_MANY_ERRORS,  /* 421 4.7.0 */
 	SMTP_R_TIMEOUT,          /* 421 4.4.2 */
 	SMTP_R_SHUTDOWN,         /* 421 4.3.2 */
 	SMTP_R_TOO_MANY_CONN,    /* 421 4.7.0 */
 	SMTP_R_LOCAL_ERROR,      /* 421 4.3.0 out of memory: closing */
+	SMTP_R_TLS_READY,        /* 220 2.0.0 Ready to start TLS (RFC 3207 §4) */
+	SMTP_R_TLS_ACTIVE,       /* 503 5.5.1 STARTTLS inside TLS */
+	SMTP_R_TLS_IN_TX,        /* 503 5.5.1 STARTTLS inside a mail transaction */
+	SMTP_R_TLS_REQUIRED,     /* 530 5.7.0 MAIL before STARTTLS with --tls-required on */
 	SMTP_R_COUNT             /* sentinel */
 };
 
@@ -88,6 +95,23 @@ struct reply_def {
 	const char *text; /* may contain one "%s" */
 	uint32_t flags;   /* REPLY_F_* */
 };
+
+/*
+ * REPLY_DETAIL_MAX bounds a detail made of outside text (a consumer's
+ * reason), terminator included: with our words around it the line stays
+ * far below the 512 octets of RFC 5321 §4.5.3.1.5.
+ */
+#define REPLY_DETAIL_MAX 201
+
+/*
+ * reply_clean copies the first line of `in[0..in_len)` into `out` (a
+ * string of at most out_len - 1 bytes) so it can be a reply's detail: it
+ * stops at the first CR or LF (a reply is one line; no smuggled replies),
+ * turns every byte that is not printable ASCII into '?', squeezes runs of
+ * spaces and drops them at both ends. Returns the length written; `out` is
+ * always terminated (out_len > 0). Pure.
+ */
+size_t reply_clean(char *out, size_t out_len, const char *in, size_t in_len);
 
 /* reply_for returns the table entry for `r` (static storage). */
 const struct reply_def *reply_for(enum smtp_reply r);

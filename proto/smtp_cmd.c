@@ -125,8 +125,8 @@ const char *smtp_parse_name(enum smtp_parse p)
 /*
  * The verb table, in enum order. BDAT has no NEEDS_HELO/NEEDS_ARG: its chunk
  * must be skipped before any sequence error is answered, so the session
- * checks it after parsing the count. Adding STARTTLS later means dropping
- * UNIMPL here and advertising it in the EHLO table.
+ * checks it after parsing the count. STARTTLS is answered 502 by the
+ * session when core offers no TLS (smtp_cfg.tls_offered).
  */
 static const struct smtp_verb verbs[SMTP_V_COUNT] = {
 	{ "HELO", SMTP_V_HELO, PRE | ARG },
@@ -141,7 +141,7 @@ static const struct smtp_verb verbs[SMTP_V_COUNT] = {
 	{ "VRFY", SMTP_V_VRFY, ARG | LAST },
 	{ "EXPN", SMTP_V_EXPN, UNIMPL | LAST },
 	{ "HELP", SMTP_V_HELP, PRE | LAST },
-	{ "STARTTLS", SMTP_V_STARTTLS, PRE | UNIMPL | LAST },
+	{ "STARTTLS", SMTP_V_STARTTLS, PRE | NOARG | LAST },
 	{ "AUTH", SMTP_V_AUTH, UNIMPL | LAST },
 	{ "ETRN", SMTP_V_ETRN, UNIMPL | LAST },
 	{ "TURN", SMTP_V_TURN, UNIMPL | LAST },

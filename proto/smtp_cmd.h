@@ -95,7 +95,7 @@ enum smtp_verb_id {
 	SMTP_V_VRFY,
 	SMTP_V_EXPN,
 	SMTP_V_HELP,
-	SMTP_V_STARTTLS, /* not offered yet: 502 */
+	SMTP_V_STARTTLS, /* RFC 3207; 502 when core offers no TLS */
 	SMTP_V_AUTH,     /* never offered (DESIGN: no SMTP AUTH) */
 	SMTP_V_ETRN,
 	SMTP_V_TURN,

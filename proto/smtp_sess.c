@@ -30,10 +30,11 @@ enum smtp_state {
 	SMTP_ST_BDAT,         /* inside a BDAT chunk (kept or swallowed) */
 	SMTP_ST_COMMIT,       /* TX_END returned, waiting for smtp_sess_tx_done() */
 	SMTP_ST_CLOSED,       /* CLOSE queued or returned */
+	SMTP_ST_TLS,          /* STARTTLS accepted: input is dropped until smtp_sess_tls_done() */
 	SMTP_ST_COUNT         /* sentinel */
 };
 
-#define SMTP_EVQ_MAX 4 /* at most MAIL, TX_BEGIN or TX_ABORT, then CLOSE, per command */
+#define SMTP_EVQ_MAX 4 /* at most MAIL, TX_BEGIN, TX_ABORT or STARTTLS, then CLOSE, per command */
 
 struct smtp_sess {
 	const struct smtp_cfg *cfg;
@@ -53,11 +54,13 @@ struct smtp_sess {
 	bool bdat_failed;        /* a chunk failed: BDAT gets 503 until RSET/MAIL/EHLO */
 	bool shutdown_req;       /* smtp_sess_shutdown() was deferred */
 	bool fatal;              /* out of memory or output full: close */
+	bool tls_active;         /* a TLS handshake completed on this connection */
 	enum smtp_ev evq[SMTP_EVQ_MAX];
 	uint8_t evq_head, evq_len;
 	size_t rcpts_alloc;
 	struct msg_env env;
 	struct smtp_sess_stats stats;
+	void *owner;             /* for cfg->mail_ok; borrowed */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -174,7 +177,7 @@ static void fail(struct smtp_sess *s, struct bb *out)
 
 /* ---- commands --------------------------------------------------------- */
 
-/* EHLO keywords, in advertised order. STARTTLS goes first once core offers TLS. */
+/* EHLO keywords, in advertised order, after STARTTLS when core offers it and TLS is not on yet. */
 #define EXT_SIZE 0x1u
 static const struct {
 	const char *kw;
@@ -216,18 +219,23 @@ static void cmd_helo(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 		return;
 	}
 	{
-		const char *lines[EHLO_EXT_NUM];
+		const char *lines[EHLO_EXT_NUM + 1];
 		char size_line[32];
+		size_t n = 0;
 
+		if (s->cfg->tls_offered && !s->tls_active) {
+			lines[n++] = "STARTTLS"; /* RFC 3207 §4 */
+		}
 		for (size_t i = 0; i < EHLO_EXT_NUM; i++) {
-			lines[i] = ehlo_exts[i].kw;
+			lines[n] = ehlo_exts[i].kw;
 			if ((ehlo_exts[i].flags & EXT_SIZE) && s->cfg->max_msg_size != 0) {
 				snprintf(size_line, sizeof(size_line), "SIZE %llu",
 					 (unsigned long long)s->cfg->max_msg_size);
-				lines[i] = size_line;
+				lines[n] = size_line;
 			}
+			n++;
 		}
-		if (reply_append_lines(out, SMTP_R_EHLO, host(s), lines, EHLO_EXT_NUM) != 0) {
+		if (reply_append_lines(out, SMTP_R_EHLO, host(s), lines, n) != 0) {
 			s->fatal = true;
 		}
 	}
@@ -242,6 +250,10 @@ static void cmd_mail(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 	enum smtp_param_err pe;
 	char *from;
 
+	if (s->cfg->tls_required && !s->tls_active) {
+		reply(s, out, SMTP_R_TLS_REQUIRED, NULL); /* RFC 3207 §4 */
+		return;
+	}
 	if (s->in_mail) {
 		reply(s, out, SMTP_R_SEQ_NESTED, NULL);
 		return;
@@ -271,6 +283,10 @@ static void cmd_mail(struct smtp_sess *s, struct bb *out, const struct smtp_cmd 
 	}
 	if (path.has_8bit && !prm.smtputf8) {
 		reply(s, out, SMTP_R_NEED_UTF8, NULL); /* RFC 6531 §3.5 */
+		return;
+	}
+	if (s->cfg->mail_ok != NULL && !s->cfg->mail_ok(s->owner)) {
+		reply(s, out, SMTP_R_RATE_MAIL, NULL);
 		return;
 	}
 	from = span_dup(path.mailbox);
@@ -471,6 +487,35 @@ static void cmd_rset(struct smtp_sess *s, struct bb *out)
 	reply(s, out, SMTP_R_OK, NULL);
 }
 
+/*
+ * cmd_starttls: RFC 3207 §4. The 220 is queued and core is told; from here
+ * on the session drops its input (smtp_sess_next, SMTP_ST_TLS), so nothing
+ * pipelined behind STARTTLS in clear is ever read as a command after the
+ * handshake (CVE-2011-0411).
+ */
+static void cmd_starttls(struct smtp_sess *s, struct bb *out)
+{
+	if (!s->cfg->tls_offered) {
+		reply(s, out, SMTP_R_NOT_IMPL, NULL);
+		return;
+	}
+	if (s->tls_active) {
+		reply(s, out, SMTP_R_TLS_ACTIVE, NULL);
+		return;
+	}
+	if (s->in_mail) {
+		reply(s, out, SMTP_R_TLS_IN_TX, NULL);
+		return;
+	}
+	reply(s, out, SMTP_R_TLS_READY, NULL);
+	if (s->fatal || s->st == SMTP_ST_CLOSED) {
+		return;
+	}
+	s->st = SMTP_ST_TLS;
+	smtp_line_reset(&s->line);
+	ev_push(s, SMTP_EV_STARTTLS);
+}
+
 static void cmd_help(struct smtp_sess *s, struct bb *out)
 {
 	static const char *const lines[] = { "See RFC 5321 and https://www.rfc-editor.org/" };
@@ -496,6 +541,7 @@ static enum smtp_reply syntax_reply(enum smtp_verb_id id)
 	case SMTP_V_DATA:
 	case SMTP_V_RSET:
 	case SMTP_V_QUIT:
+	case SMTP_V_STARTTLS: /* RFC 3207 §4: 501 */
 		return SMTP_R_SYNTAX_NOARG;
 	default:
 		return SMTP_R_SYNTAX;
@@ -577,6 +623,9 @@ static void do_line(struct smtp_sess *s, struct bb *out, enum smtp_parse fr, str
 	case SMTP_V_HELP:
 		cmd_help(s, out);
 		break;
+	case SMTP_V_STARTTLS:
+		cmd_starttls(s, out);
+		break;
 	default:
 		reply(s, out, SMTP_R_NOT_IMPL, NULL);
 		break;
@@ -592,6 +641,11 @@ static void maybe_shutdown(struct smtp_sess *s, struct bb *out)
 }
 
 /* ---- API -------------------------------------------------------------- */
+
+void smtp_sess_set_owner(struct smtp_sess *s, void *owner)
+{
+	s->owner = owner;
+}
 
 struct smtp_sess *smtp_sess_new(const struct smtp_cfg *cfg, const char *client_ip, uint16_t client_port)
 {
@@ -653,6 +707,10 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
 			return SMTP_EV_CLOSE;
 		case SMTP_ST_COMMIT:
 			return SMTP_EV_NEED_INPUT; /* paused until smtp_sess_tx_done() */
+		case SMTP_ST_TLS:
+			/* CVE-2011-0411: what followed STARTTLS in clear is dropped. */
+			span_skip(in, in->len);
+			return SMTP_EV_NEED_INPUT;
 		case SMTP_ST_GREETING:
 			if (in->len == 0) {
 				return SMTP_EV_NEED_INPUT;
@@ -745,6 +803,14 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
 
 int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out)
 {
+	return smtp_sess_tx_done_why(s, rc, NULL, 0, out);
+}
+
+int smtp_sess_tx_done_why(struct smtp_sess *s, enum smtp_commit rc, const char *why, size_t why_len,
+			  struct bb *out)
+{
+	char clean[REPLY_DETAIL_MAX];
+	const char *detail = s->env.id;
 	enum smtp_reply r;
 	int err;
 
@@ -761,11 +827,20 @@ int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out)
 	case SMTP_COMMIT_REJECT:
 		r = SMTP_R_POLICY_REJECT;
 		break;
+	case SMTP_COMMIT_SINK_TEMPFAIL:
+	case SMTP_COMMIT_SINK_REJECT:
+		r = rc == SMTP_COMMIT_SINK_REJECT ? SMTP_R_SINK_REJECT : SMTP_R_SINK_TEMPFAIL;
+		if (why == NULL || reply_clean(clean, sizeof(clean), why, why_len) == 0) {
+			snprintf(clean, sizeof(clean), "%s",
+				 rc == SMTP_COMMIT_SINK_REJECT ? "refused by the recipient's application" : "temporary failure");
+		}
+		detail = clean;
+		break;
 	default:
 		r = SMTP_R_COMMIT_TEMPFAIL;
 		break;
 	}
-	err = reply_append(out, r, s->env.id);
+	err = reply_append(out, r, detail);
 	tx_clear(s);
 	s->st = SMTP_ST_CMD;
 	if (err != 0) {
@@ -781,7 +856,7 @@ bool smtp_sess_shutdown(struct smtp_sess *s, struct bb *out)
 	if (s->st == SMTP_ST_CLOSED) {
 		return true;
 	}
-	if (s->st == SMTP_ST_GREETING || (s->st == SMTP_ST_CMD && !s->in_mail)) {
+	if (s->st == SMTP_ST_GREETING || s->st == SMTP_ST_TLS || (s->st == SMTP_ST_CMD && !s->in_mail)) {
 		reply(s, out, SMTP_R_SHUTDOWN, host(s));
 		sess_close(s); /* even when the reply did not fit */
 		return true;
@@ -818,6 +893,8 @@ enum smtp_phase smtp_sess_phase(const struct smtp_sess *s)
 		return SMTP_PHASE_DATA;
 	case SMTP_ST_COMMIT:
 		return SMTP_PHASE_COMMIT;
+	case SMTP_ST_TLS:
+		return SMTP_PHASE_TLS;
 	default:
 		return SMTP_PHASE_CLOSED;
 	}
@@ -826,6 +903,24 @@ enum smtp_phase smtp_sess_phase(const struct smtp_sess *s)
 struct msg_env *smtp_sess_env(struct smtp_sess *s)
 {
 	return &s->env;
+}
+
+int smtp_sess_tls_done(struct smtp_sess *s, const struct msg_tls *tls)
+{
+	if (s->st != SMTP_ST_TLS) {
+		return -EINVAL;
+	}
+	/* RFC 3207 §4.2: discard any knowledge obtained from the client. */
+	tx_clear(s);
+	free(s->env.helo); s->env.helo = NULL;
+	s->env.esmtp = false;
+	s->helo_done = false;
+	s->bdat_failed = false;
+	s->env.tls = *tls;
+	s->env.tls.on = true;
+	s->tls_active = true;
+	s->st = SMTP_ST_CMD;
+	return 0;
 }
 
 bool smtp_sess_in_tx(const struct smtp_sess *s)
@@ -840,6 +935,7 @@ const char *smtp_ev_name(enum smtp_ev ev)
 		[SMTP_EV_TX_BEGIN] = "tx-begin",
 		[SMTP_EV_BODY] = "body",             [SMTP_EV_TX_ABORT] = "tx-abort",
 		[SMTP_EV_TX_END] = "tx-end",         [SMTP_EV_CLOSE] = "close",
+		[SMTP_EV_STARTTLS] = "starttls",
 	};
 
 	return (unsigned)ev < SMTP_EV_COUNT ? names[ev] : "?";
@@ -850,7 +946,7 @@ const char *smtp_phase_name(enum smtp_phase ph)
 	static const char *const names[SMTP_PHASE_COUNT] = {
 		[SMTP_PHASE_GREETING] = "greeting", [SMTP_PHASE_CMD] = "cmd",
 		[SMTP_PHASE_DATA] = "data",         [SMTP_PHASE_COMMIT] = "commit",
-		[SMTP_PHASE_CLOSED] = "closed",
+		[SMTP_PHASE_CLOSED] = "closed",     [SMTP_PHASE_TLS] = "tls",
 	};
 
 	return (unsigned)ph < SMTP_PHASE_COUNT ? names[ph] : "?";

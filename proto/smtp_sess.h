@@ -74,6 +74,12 @@ struct smtp_cfg {
 	/* Recipient domain policy: NULL accepts every domain. `dom` is not NUL-terminated. */
 	bool (*domain_ok)(const void *arg, struct span dom);
 	const void *domain_arg;
+	/* Per-client admission of a new transaction, asked at MAIL FROM with
+	 * the session's owner (smtp_sess_set_owner): false answers 451 4.7.1
+	 * (core's message rate limit). NULL admits every MAIL. */
+	bool (*mail_ok)(void *owner);
+	bool tls_offered;            /* core can run TLS: EHLO offers STARTTLS (RFC 3207) */
+	bool tls_required;           /* MAIL before STARTTLS gets 530 5.7.0 */
 };
 
 /* Events returned by smtp_sess_next(). */
@@ -93,6 +99,13 @@ enum smtp_ev {
 	                           follows at <CRLF>.<CRLF>; otherwise the reply is queued */
 	SMTP_EV_TX_END,         /* message complete; parsing pauses until smtp_sess_tx_done() */
 	SMTP_EV_CLOSE,          /* flush output, then close the connection */
+	SMTP_EV_STARTTLS,       /* STARTTLS accepted (its 220 is queued): flush the
+	                           220 in clear, drop every input byte received so far
+	                           (CVE-2011-0411: the rest of `in` too; the session
+	                           drops whatever it is given from now on), then run
+	                           the TLS handshake and call
+	                           smtp_sess_tls_done(). Until then the session takes
+	                           no input */
 	SMTP_EV_COUNT           /* sentinel */
 };
 
@@ -103,6 +116,7 @@ enum smtp_phase {
 	SMTP_PHASE_DATA,         /* inside DATA or a BDAT chunk (3 min per block) */
 	SMTP_PHASE_COMMIT,       /* after TX_END, until smtp_sess_tx_done() (10 min) */
 	SMTP_PHASE_CLOSED,       /* CLOSE was returned */
+	SMTP_PHASE_TLS,          /* after STARTTLS, until smtp_sess_tls_done() (--timeout-tls) */
 	SMTP_PHASE_COUNT         /* sentinel */
 };
 
@@ -112,6 +126,8 @@ enum smtp_commit {
 	SMTP_COMMIT_TEMPFAIL, /* 451 4.3.0 */
 	SMTP_COMMIT_NOSPACE,  /* 452 4.3.1 */
 	SMTP_COMMIT_REJECT,   /* 550 5.7.1: the sender's DMARC policy is reject (when enforced) */
+	SMTP_COMMIT_SINK_TEMPFAIL, /* 451 4.3.0 with the reason of a ?sync=yes sink's consumer */
+	SMTP_COMMIT_SINK_REJECT,   /* 550 5.7.1 with the reason of a ?sync=yes sink's consumer */
 	SMTP_COMMIT_COUNT     /* sentinel */
 };
 
@@ -131,6 +147,9 @@ struct smtp_sess; /* opaque; see smtp_sess_new() */
  * on allocation failure. The idle session is small (no buffers held).
  */
 struct smtp_sess *smtp_sess_new(const struct smtp_cfg *cfg, const char *client_ip, uint16_t client_port);
+
+/* smtp_sess_set_owner sets the pointer handed to cfg->mail_ok (borrowed). */
+void smtp_sess_set_owner(struct smtp_sess *s, void *owner);
 
 /* smtp_sess_free releases everything the session owns; NULL is a no-op. */
 void smtp_sess_free(struct smtp_sess *s);
@@ -155,6 +174,16 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
 int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out);
 
 /*
+ * smtp_sess_tx_done_why is smtp_sess_tx_done with the reason outside code
+ * gave for a SMTP_COMMIT_SINK_* outcome: `why[0..why_len)` is untrusted
+ * text (borrowed); its first line goes into the reply, cleaned by
+ * reply_clean (printable ASCII, at most REPLY_DETAIL_MAX - 1 bytes). An
+ * empty reason gets a generic one. Other outcomes ignore `why`.
+ */
+int smtp_sess_tx_done_why(struct smtp_sess *s, enum smtp_commit rc, const char *why, size_t why_len,
+			  struct bb *out);
+
+/*
  * smtp_sess_shutdown asks the session to end: when no transaction is in
  * progress (phase CMD, no MAIL given) it queues 421 4.3.2 at once and returns
  * true (core flushes and closes); otherwise it returns false and the session
@@ -169,6 +198,14 @@ enum smtp_phase smtp_sess_phase(const struct smtp_sess *s);
 
 /* smtp_sess_env returns the envelope; core may write id, received_us. */
 struct msg_env *smtp_sess_env(struct smtp_sess *s);
+
+/*
+ * smtp_sess_tls_done reports a completed TLS handshake after SMTP_EV_STARTTLS:
+ * `tls` is copied into env->tls and the session returns to its initial state
+ * (RFC 3207 §4.2: the HELO and any transaction are forgotten; the client
+ * starts again with EHLO; no new greeting). 0, or -EINVAL outside phase TLS.
+ */
+int smtp_sess_tls_done(struct smtp_sess *s, const struct msg_tls *tls);
 
 /* smtp_sess_in_tx tells whether a transaction (MAIL accepted) is open. */
 bool smtp_sess_in_tx(const struct smtp_sess *s);

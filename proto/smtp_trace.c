@@ -56,7 +56,9 @@ static int put_date(struct bb *out, int64_t us)
 
 int smtp_trace_received(struct bb *out, const struct msg_env *env, const char *hostname)
 {
-	const char *with = env->smtputf8 ? "UTF8SMTP" : (env->esmtp ? "ESMTP" : "SMTP");
+	/* RFC 3848 and RFC 6531 §3.7.3: the trailing S says STARTTLS was used. */
+	const char *with = env->smtputf8 ? (env->tls.on ? "UTF8SMTPS" : "UTF8SMTP")
+					 : (env->esmtp ? (env->tls.on ? "ESMTPS" : "ESMTP") : "SMTP");
 	size_t mark = out->len;
 	int rc;
 
@@ -79,6 +81,22 @@ int smtp_trace_received(struct bb *out, const struct msg_env *env, const char *h
 	}
 	if (rc == 0) {
 		rc = bb_printf(out, " (oceanmx) with %s", with);
+	}
+	if (rc == 0 && env->tls.on) {
+		/* A comment (CFWS after the protocol, RFC 5321 §4.4), folded onto a line of its own. */
+		rc = bb_append_str(out, "\r\n\t(version=");
+		if (rc == 0) {
+			rc = put_token(out, env->tls.version);
+		}
+		if (rc == 0) {
+			rc = bb_append_str(out, " cipher=");
+		}
+		if (rc == 0) {
+			rc = put_token(out, env->tls.cipher);
+		}
+		if (rc == 0) {
+			rc = bb_append_str(out, ")");
+		}
 	}
 	if (rc == 0 && env->id[0] != '\0') {
 		rc = bb_append_str(out, " id ");

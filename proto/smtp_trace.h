@@ -17,7 +17,9 @@
  *           for <RCPT>;            (only with exactly one recipient)
  *           Thu, 26 Nov 2026 08:30:00 +0000
  *
- * WITH is SMTP (HELO), ESMTP (EHLO) or UTF8SMTP (SMTPUTF8, RFC 6531 §3.7.3).
+ * WITH is SMTP (HELO), ESMTP (EHLO) or UTF8SMTP (SMTPUTF8, RFC 6531 §3.7.3),
+ * with an S after STARTTLS (ESMTPS, UTF8SMTPS; RFC 3848), then on a line of
+ * its own the comment "(version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256)".
  * Returns 0, or -ENOMEM/-E2BIG from the builder.
  */
 int smtp_trace_received(struct bb *out, const struct msg_env *env, const char *hostname);

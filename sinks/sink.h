@@ -22,6 +22,7 @@
 #ifndef OMX_SINK_H
 #define OMX_SINK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../core/span.h"
@@ -36,7 +37,15 @@ enum sink_rc {
 	SINK_RC_COUNT   /* sentinel */
 };
 
+/*
+ * sink_done_fn reports a message's outcome. A TEMPFAIL's `why` may end with
+ * SINK_WHY_RETRY_AFTER "<seconds>s" (e.g. "http 503; retry_after=120s"):
+ * the delivery worker then waits at least that long (at most a day) before
+ * the next attempt, as an HTTP Retry-After asks.
+ */
 typedef void sink_done_fn(void *arg, enum sink_rc rc, const char *why);
+#define SINK_WHY_RETRY_AFTER "retry_after="
+#define SINK_RETRY_AFTER_MAX_S 86400
 
 /* What every sink may know about the server. */
 struct sink_ctx {
@@ -68,11 +77,15 @@ struct sink {
 	const struct sink_ops *ops;
 	void *conf;
 	char *spec; /* as given, for logs */
+	bool sync;  /* "?sync=yes": the 250 waits for this sink's answer (core/deliver.h) */
 };
 
 /*
  * sink_configure parses "NAME:ARG" with the registry and configures it into
- * *out. Returns 0, or -1 with *out_err a malloc'd message.
+ * *out. The options every sink takes are parsed here and removed from the
+ * ARG the sink sees (a '?' left with nothing after it goes too):
+ *   sync=yes|no   the SMTP reply to the message waits for this sink's answer
+ * Returns 0, or -1 with *out_err a malloc'd message.
  */
 int sink_configure(struct sink *out, const struct sink_ctx *ctx, const char *spec, char **out_err);
 void sink_unconfigure(struct sink *s);
@@ -81,5 +94,15 @@ void sink_unconfigure(struct sink *s);
 const struct sink_ops *sink_lookup(const char *name, size_t name_len);
 
 const char *sink_rc_name(enum sink_rc rc);
+
+/*
+ * sink_why_said finds, in a `why` given to done(), the words the consumer
+ * itself sent (what a ?sync=yes sink may show the SMTP client), without
+ * the sink's own prefix, which can name sockets, paths or hosts. The shapes
+ * known: the stream sink's "TARGET: REJECT|RETRY TEXT" and the exec sink's
+ * "exec: exit N: LINE". NULL when `why` has none of them (the client then
+ * gets a generic text). The result points into `why`.
+ */
+const char *sink_why_said(const char *why);
 
 #endif

@@ -348,7 +348,7 @@ static void json_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 	tx->done = done;
 	tx->arg = arg;
 	bb_init(&doc, 0);
-	rc = sink_doc_finish(&doc, tx->msg, tx->env, &o);
+	rc = sink_doc_write(&doc, tx->msg, tx->env, &o);
 	snprintf(name, sizeof(name), "%s.json", tx->env->id);
 	if (rc == 0 && (slot = add_file(tx, name, UINT32_MAX, false)) < 0) {
 		rc = slot;

@@ -7,7 +7,7 @@
  * (yes), inline_max=BYTES (65536, as the json sink).
  *
  * Per message: "MSG <id> <json_len> <raw_len>\n", the document (exactly the
- * json sink's ID.json, through sink_doc_finish; large attachments have a
+ * json sink's ID.json, through sink_doc_write; large attachments have a
  * null path: the consumer has them in the raw bytes), the raw message as
  * the sinks receive it, "\n".
  *
@@ -729,7 +729,7 @@ static void stream_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 	if (tx->msg != NULL) {
 		struct msgdoc_opts o = { .inline_max = st->conf->inline_max, .authserv_id = st->conf->authserv_id };
 
-		rc = sink_doc_finish(&tx->doc, tx->msg, tx->env, &o);
+		rc = sink_doc_write(&tx->doc, tx->msg, tx->env, &o);
 		message_free(tx->msg);
 		tx->msg = NULL;
 	}

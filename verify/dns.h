@@ -16,7 +16,10 @@
  * honouring each record's TTL, and a negative cache for NXDOMAIN/NODATA
  * answers (RFC 2308, TTL from the SOA minimum). One context should
  * therefore live as long as the process and be shared rather than made per
- * message. Our layer adds no cache of its own.
+ * message. Asking it still costs a round trip through its thread per
+ * lookup, so the server's verify pool puts dns_cache.h in front of it: a
+ * cache read in the asking thread, with a resolver of this interface per
+ * thread; the offline tools use libunbound alone.
  */
 #ifndef OMX_DNS_H
 #define OMX_DNS_H

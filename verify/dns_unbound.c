@@ -10,7 +10,8 @@
  * longer than a mail transaction can wait): a lookup past its deadline is
  * cancelled and completes as DNS_TIMEOUT. A lookup whose cancel raced with
  * its delivery stays allocated ("orphan") until libunbound hands it back.
- * Caching (TTL, negative answers) is libunbound's; see dns.h.
+ * Caching (TTL, negative answers) is libunbound's, and in the server also
+ * dns_cache.c's in front of it; see dns.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>

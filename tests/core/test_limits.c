@@ -81,3 +81,103 @@ Test(limits, counts_survive_deletions)
 	}
 	limits_free(l);
 }
+
+/* ---- address blocks (--proxy-trusted) ----------------------------------- */
+
+static bool in_block(const char *cidr, const char *ip)
+{
+	struct ip_cidr c;
+	struct ip_key k;
+
+	cr_assert(ip_cidr_parse(&c, cidr), "parse %s", cidr);
+	cr_assert(ip_key_from_text(&k, ip), "address %s", ip);
+	return ip_cidr_match(&c, &k);
+}
+
+Test(ip_cidr, matches_ipv4_and_ipv6_blocks)
+{
+	cr_assert(in_block("127.0.0.0/8", "127.0.0.3"));
+	cr_assert_not(in_block("127.0.0.0/8", "128.0.0.1"));
+	cr_assert(in_block("10.1.2.3/8", "10.200.0.1"), "host bits are cleared");
+	cr_assert(in_block("192.0.2.7", "192.0.2.7"));
+	cr_assert_not(in_block("192.0.2.7", "192.0.2.8"));
+	cr_assert(in_block("192.0.2.0/25", "192.0.2.127"));
+	cr_assert_not(in_block("192.0.2.0/25", "192.0.2.128"));
+	cr_assert(in_block("0.0.0.0/0", "203.0.113.1"));
+	cr_assert_not(in_block("0.0.0.0/0", "2001:db8::1"), "an IPv4 block never holds IPv6");
+	cr_assert(in_block("::ffff:192.0.2.0/120", "192.0.2.9"), "v4-mapped written as IPv6");
+	cr_assert(in_block("2001:db8::/32", "2001:db8:ffff::1"));
+	cr_assert_not(in_block("2001:db8::/33", "2001:db8:8000::1"));
+	cr_assert(in_block("::1", "::1"));
+	cr_assert(in_block("::/0", "2001:db8::1"));
+}
+
+Test(ip_cidr, refuses_malformed_blocks)
+{
+	static const char *const bad[] = { "", "/8", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/8x",
+					   "10.0.0.0/-1", "example.org", "10.0.0/8", "1.2.3.4/ 8" };
+	struct ip_cidr c;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_not(ip_cidr_parse(&c, bad[i]), "accepted \"%s\"", bad[i]);
+	}
+}
+
+/* ---- rates (--max-connection-rate, --max-message-rate) ------------------- */
+
+static struct ip_key key_text(const char *ip)
+{
+	struct ip_key k;
+
+	cr_assert(ip_key_from_text(&k, ip));
+	return k;
+}
+
+Test(rate, burst_then_refill_per_minute)
+{
+	struct rate_limits *r = rate_new(3, 0);
+	struct ip_key a = key_text("192.0.2.1"), b = key_text("192.0.2.2");
+	int64_t t = 1000000;
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert(rate_conn_ok(r, &a, t), "burst connection %d", i);
+	}
+	cr_assert_not(rate_conn_ok(r, &a, t), "the 4th in the same minute");
+	cr_assert(rate_conn_ok(r, &b, t), "another address has its own bucket");
+	cr_assert_not(rate_conn_ok(r, &a, t + 19999), "a token takes 20 s at 3/min");
+	cr_assert(rate_conn_ok(r, &a, t + 20000));
+	cr_assert_not(rate_conn_ok(r, &a, t + 20000));
+	cr_assert(rate_msg_ok(r, &a, t), "message rate off");
+	rate_free(r);
+}
+
+Test(rate, ipv6_counted_per_64)
+{
+	struct rate_limits *r = rate_new(0, 2);
+	struct ip_key a = key_text("2001:db8:1:2::1"), b = key_text("2001:db8:1:2:ffff::9"),
+		      c = key_text("2001:db8:1:3::1");
+
+	cr_assert(rate_msg_ok(r, &a, 5000));
+	cr_assert(rate_msg_ok(r, &b, 5000));
+	cr_assert_not(rate_msg_ok(r, &a, 5000), "one /64 shares one bucket");
+	cr_assert(rate_msg_ok(r, &c, 5000), "the next /64 has its own");
+	cr_assert(rate_conn_ok(r, &a, 5000), "connection rate off");
+	rate_free(r);
+}
+
+Test(rate, bounded_table_forgets_oldest)
+{
+	struct rate_limits *r = rate_new(1, 0);
+	struct ip_key first = key4(1);
+
+	cr_assert(rate_conn_ok(r, &first, 1000));
+	cr_assert_not(rate_conn_ok(r, &first, 1000));
+	/* Far more addresses than the table holds: memory stays bounded and
+	 * every new address gets its burst. */
+	for (uint32_t i = 2; i < 300000; i++) {
+		struct ip_key k = key4(i);
+
+		cr_assert(rate_conn_ok(r, &k, 2000 + i / 1000));
+	}
+	rate_free(r);
+}

@@ -7,7 +7,10 @@
  * the segment or static, events well ordered (BODY only inside a message,
  * TX_END/TX_ABORT only after TX_BEGIN), env->size equals the body, every
  * reply line is "DDD[ -]...CRLF", and the transcript equals the one of
- * the same bytes given whole.
+ * the same bytes given whole. Acknowledgement (issue 13): a "queued as"
+ * 250 appears only in the reply to smtp_sess_tx_done() with
+ * SMTP_COMMIT_OK, exactly once per transaction, and names its id; no
+ * other reply ever says "queued".
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -35,6 +38,8 @@ static bool dom_ok(const void *arg, struct span d)
 struct run {
 	struct bb out;
 	struct bb log;
+	uint32_t num_queued;   /* "queued as" replies seen in out */
+	uint32_t num_acked;    /* transactions committed with SMTP_COMMIT_OK */
 	uint64_t body_len;
 	bool in_msg;
 	bool mail_open; /* MAIL event seen, no TX_BEGIN yet */
@@ -103,9 +108,32 @@ static void feed(struct run *r, struct smtp_sess *s, struct span in, uint8_t com
 			r->in_msg = false;
 			CHECK(bb_printf(&r->log, "end@%zu size=%llu\n", r->out.len, (unsigned long long)r->body_len) == 0);
 			CHECK(smtp_sess_next(s, &again, &r->out, &body) == SMTP_EV_NEED_INPUT && again.len == in.len);
-			CHECK(smtp_sess_tx_done(s, (enum smtp_commit)(commit % SMTP_COMMIT_COUNT), &r->out) == 0);
+			{
+				enum smtp_commit rc = (enum smtp_commit)((commit + r->seq) % SMTP_COMMIT_COUNT);
+				size_t mark = r->out.len;
+				const char *id = smtp_sess_env(s)->id;
+
+				CHECK(smtp_sess_tx_done(s, rc, &r->out) == 0);
+				/* The commit's reply: one "queued as <id>" for OK, none otherwise. */
+				if (rc == SMTP_COMMIT_OK) {
+					char want[64];
+					int n = snprintf(want, sizeof(want), "250 2.0.0 Ok: queued as %s\r\n", id);
+
+					CHECK(r->out.len - mark >= (size_t)n && memcmp(r->out.p + mark, want, (size_t)n) == 0);
+					r->num_acked++;
+				} else {
+					CHECK(r->out.len > mark && r->out.p[mark] >= '4');
+				}
+				/* A second tx_done for the same transaction is refused. */
+				CHECK(smtp_sess_tx_done(s, SMTP_COMMIT_OK, &r->out) != 0);
+			}
 			break;
 		}
+		case SMTP_EV_STARTTLS:
+			/* The clear input behind STARTTLS is dropped (CVE-2011-0411). */
+			CHECK(!r->in_msg && smtp_sess_phase(s) == SMTP_PHASE_TLS);
+			CHECK(bb_printf(&r->log, "starttls@%zu\n", r->out.len) == 0);
+			break;
 		case SMTP_EV_CLOSE:
 			CHECK(!r->in_msg);
 			CHECK(bb_printf(&r->log, "close@%zu left=%zu\n", r->out.len, in.len) == 0);
@@ -117,8 +145,8 @@ static void feed(struct run *r, struct smtp_sess *s, struct span in, uint8_t com
 	}
 }
 
-/* check_replies: every line is DDD SP|- text CRLF. */
-static void check_replies(const struct bb *out)
+/* check_replies: every line is DDD SP|- text CRLF; counts "queued" replies. */
+static void check_replies(struct run *r, const struct bb *out)
 {
 	size_t i = 0;
 
@@ -130,6 +158,9 @@ static void check_replies(const struct bb *out)
 		n = (size_t)(lf - (out->p + i)) + 1;
 		CHECK(n >= 6 && out->p[i + n - 2] == '\r');
 		CHECK(out->p[i] >= '2' && out->p[i] <= '5' && (out->p[i + 3] == ' ' || out->p[i + 3] == '-'));
+		if (memmem(out->p + i, n, "queued", 6) != NULL) {
+			r->num_queued++;
+		}
 		for (size_t k = 0; k + 2 < n; k++) {
 			CHECK(out->p[i + k] != '\r' && out->p[i + k] != '\n' && out->p[i + k] != 0);
 		}
@@ -180,7 +211,9 @@ static void run_all(struct run *r, const struct smtp_cfg *cfg, uint8_t flags, co
 	if (flags & 0x20) {
 		(void)smtp_sess_abort(s, SMTP_ABORT_TIMEOUT, &r->out);
 	}
-	check_replies(&r->out);
+	check_replies(r, &r->out);
+	/* Never two 250s for one transaction, never one without a commit. */
+	CHECK(r->num_queued == r->num_acked);
 	smtp_sess_free(s);
 }
 

@@ -594,6 +594,23 @@ class Server:
         except (TypeError, FileNotFoundError):
             return ""
 
+    def spool_pending(self):
+        """spool_pending: the ids `oceanmx spool ls` shows as still owed to some sink."""
+        out = subprocess.run([omx_bin(), "spool", "ls", "--spool", self.spool], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise Failure("oceanmx spool ls: exit %d: %s" % (out.returncode, out.stderr))
+        return {ln.split()[0] for ln in out.stdout.splitlines()[1:] if ln.strip()}
+
+    def wait_log(self, pattern, timeout=10):
+        """wait_log waits until the server's log (written asynchronously) matches
+        the regular expression; returns the match, or None at the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.stderr_text())
+            if m or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
     def stderr_tail(self, n=40):
         lines = self.stderr_text().splitlines()
         return "\n".join("      | " + l for l in lines[-n:])

@@ -213,6 +213,28 @@ def main(t):
                 d = check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
                 t.check("dkim=temperror" in authres(d), "timeout: %r" % authres(d))
 
+        # The verify pool's DNS cache keeps a SERVFAIL briefly (5 s), not for
+        # the record's TTL: the same key is not asked again at once, and is
+        # asked again (and passes) once that time is over.
+        dns_sf = DnsServer(zone, {KEY_004: "servfail"}).start()
+        try:
+            with Server("--dns", "127.0.0.1:%d" % dns_sf.port) as srv:
+                with t.case("cached_servfail_expires"):
+                    content = msgs["004.eml"].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                    d = check_delivered(t, srv.maildir, send(srv.port, content), "a@x.test", ["b@y.test"], content)
+                    t.check("dkim=temperror" in authres(d), "servfail: %r" % authres(d))
+                    del dns_sf.specials[KEY_004.lower()]
+                    asked = sum(1 for q in dns_sf.queries if q[0] == KEY_004.lower())
+                    d = check_delivered(t, srv.maildir, send(srv.port, content), "a@x.test", ["b@y.test"], content)
+                    t.check("dkim=temperror" in authres(d), "SERVFAIL not cached: %r" % authres(d))
+                    t.check(sum(1 for q in dns_sf.queries if q[0] == KEY_004.lower()) == asked,
+                            "the key was asked again within 5 s")
+                    time.sleep(6)
+                    d = check_delivered(t, srv.maildir, send(srv.port, content), "a@x.test", ["b@y.test"], content)
+                    t.check("dkim=pass" in authres(d), "the cached SERVFAIL did not expire: %r" % authres(d))
+        finally:
+            dns_sf.stop()
+
         with Server("--dns", "127.0.0.1:%d" % dns_ok.port, "--dmarc-enforce", "on") as srv:
             with t.case("dmarc_reject_enforced_550"):
                 sender = "a@spf-bad.example.net"

@@ -319,6 +319,30 @@ def main(t):
             for d in srv.maildir.read_all():
                 t.check(b"stalled" not in d.content, "the timed-out message was delivered: %s" % d.name)
 
+    with Server("--max-connection-rate", "3", "--max-message-rate", "2") as srv:
+        # The server's start-up probe used one connection of the burst.
+        with t.case("connection_rate_421"):
+            got = []
+            for i in range(3):
+                c = Conn(srv.port)
+                got.append(c.greeting)
+                if c.greeting.code == 220:
+                    c.cmd("QUIT")
+                c.close()
+            t.check([r.code for r in got[:2]] == [220, 220] and got[2].code == 421 and got[2].enhanced == "4.7.0",
+                    "4th connection in a minute with --max-connection-rate 3: %r" % got)
+        with t.case("message_rate_451"):
+            # Another address (127.0.0.2) has its own buckets.
+            c = Conn(srv.port, source="127.0.0.2")
+            t.expect(c.greeting, 220, c)
+            ehlo(t, c)
+            for i in range(2):
+                t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c, "MAIL %d of 2" % (i + 1))
+                t.expect(c.cmd("RSET"), 250, c)
+            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 451, c, "3rd MAIL in a minute", enhanced="4.7.1")
+            t.expect(c.cmd("NOOP"), 250, c, "the session goes on")
+            t.expect(c.cmd("QUIT"), 221, c)
+
 
 if __name__ == "__main__":
     run(main)

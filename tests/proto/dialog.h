@@ -117,6 +117,11 @@ static void dialog_feed(struct dialog *d, struct smtp_sess *s, const struct dial
 			cr_assert(smtp_sess_tx_done(s, o->commit, &d->out) == 0);
 			continue;
 		}
+		case SMTP_EV_STARTTLS:
+			/* Core would now hand the socket to TLS; the session drops the rest. */
+			cr_assert_eq(smtp_sess_phase(s), SMTP_PHASE_TLS);
+			cr_assert(bb_printf(&d->log, "STARTTLS@%zu\n", d->out.len) == 0);
+			continue;
 		case SMTP_EV_CLOSE:
 			cr_assert(bb_printf(&d->log, "CLOSE@%zu consumed=%zu\n", d->out.len, base + seg_len - in.len) == 0);
 			d->closed = true;

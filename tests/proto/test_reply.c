@@ -76,3 +76,48 @@ Test(reply, failure_leaves_builder_unchanged)
 	cr_assert_eq(b.len, 14);
 	bb_fini(&b);
 }
+
+Test(reply, clean_keeps_one_printable_line)
+{
+	char out[REPLY_DETAIL_MAX];
+
+	cr_assert_eq(reply_clean(out, sizeof(out), "no such user", 12), 12);
+	cr_assert_str_eq(out, "no such user");
+	/* Only the first line: a CR or LF would end our reply and start one of the consumer's. */
+	reply_clean(out, sizeof(out), "bad\r\n250 2.0.0 Ok", 18);
+	cr_assert_str_eq(out, "bad");
+	reply_clean(out, sizeof(out), "a\nb", 3);
+	cr_assert_str_eq(out, "a");
+	/* Non-printable and non-ASCII bytes become '?'; blanks squeezed and trimmed. */
+	reply_clean(out, sizeof(out), "  caf\xc3\xa9 \x01x\t\t y  ", 16);
+	cr_assert_str_eq(out, "caf?? ?x y");
+	cr_assert_eq(reply_clean(out, sizeof(out), "\r\nhidden", 8), 0);
+	cr_assert_str_eq(out, "");
+	/* A NUL is not an end: the length is. */
+	reply_clean(out, sizeof(out), "a\0b", 3);
+	cr_assert_str_eq(out, "a?b");
+}
+
+Test(reply, clean_is_bounded)
+{
+	char big[2000], out[REPLY_DETAIL_MAX], tiny[4];
+
+	memset(big, 'x', sizeof(big));
+	cr_assert_eq(reply_clean(out, sizeof(out), big, sizeof(big)), REPLY_DETAIL_MAX - 1);
+	cr_assert_eq(strlen(out), REPLY_DETAIL_MAX - 1);
+	cr_assert_eq(reply_clean(tiny, sizeof(tiny), "ab cd", 5), 2, "never a trailing space at the cut");
+	cr_assert_str_eq(tiny, "ab");
+	cr_assert_eq(reply_clean(tiny, 0, "ab", 2), 0);
+}
+
+Test(reply, sink_replies_carry_the_detail)
+{
+	struct bb b;
+
+	bb_init(&b, 0);
+	cr_assert_eq(reply_append(&b, SMTP_R_SINK_REJECT, "no such user"), 0);
+	cr_assert_eq(reply_append(&b, SMTP_R_SINK_TEMPFAIL, "busy"), 0);
+	cr_assert_str_eq(render(&b), "550 5.7.1 Rejected: no such user\r\n"
+				     "451 4.3.0 Not accepted now, try again later: busy\r\n");
+	bb_fini(&b);
+}

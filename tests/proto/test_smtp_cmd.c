@@ -101,7 +101,9 @@ Test(smtp_cmd, parses_verbs_case_insensitively)
 	cr_assert_eq(smtp_cmd_parse(&c, SPAN_LIT("MAIL FROM:<a@b>")), SMTP_PARSE_OK);
 	cr_assert_eq(c.verb->id, SMTP_V_MAIL);
 	cr_assert_eq(smtp_cmd_parse(&c, SPAN_LIT("StartTLS")), SMTP_PARSE_OK);
-	cr_assert(c.verb->flags & SMTP_CF_UNIMPL);
+	cr_assert_eq(c.verb->id, SMTP_V_STARTTLS);
+	cr_assert(!(c.verb->flags & SMTP_CF_UNIMPL) && (c.verb->flags & SMTP_CF_LAST_IN_GROUP));
+	cr_assert_eq(smtp_cmd_parse(&c, SPAN_LIT("STARTTLS now")), SMTP_PARSE_SYNTAX, "RFC 3207: no arguments");
 	cr_assert_eq(smtp_cmd_parse(&c, SPAN_LIT("DATA")), SMTP_PARSE_OK);
 	cr_assert(c.verb->flags & SMTP_CF_LAST_IN_GROUP);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dialog.h"
+#include "proto/reply.h"
 #include "proto/smtp_sess.h"
 
 static bool dom_ok(const void *arg, struct span d)
@@ -815,6 +816,197 @@ Test(smtp_sess, mail_event_per_accepted_mail)
 	cr_assert(out.len > before);
 	cr_assert_eq(smtp_sess_next(s, &in, &out, &body), SMTP_EV_NEED_INPUT);
 	cr_assert_eq(smtp_sess_env(s)->num_rcpts, 1);
+	smtp_sess_free(s);
+	bb_fini(&out);
+}
+
+/* commit_why runs one transaction to TX_END and answers it with (rc, why); returns the replies after 354. */
+static char *commit_why(enum smtp_commit rc, const char *why, size_t why_len)
+{
+	struct smtp_cfg cfg = cfg_std();
+	struct smtp_sess *s = smtp_sess_new(&cfg, "192.0.2.1", 25);
+	struct bb out;
+	struct span in = SPAN_LIT(ENV_OK "DATA\r\nx\r\n.\r\n"), body;
+	enum smtp_ev ev;
+	char *t, *go;
+
+	bb_init(&out, 0);
+	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	while ((ev = smtp_sess_next(s, &in, &out, &body)) != SMTP_EV_TX_END) {
+		cr_assert_neq(ev, SMTP_EV_NEED_INPUT);
+	}
+	cr_assert_eq(smtp_sess_tx_done_why(s, rc, why, why_len, &out), 0);
+	cr_assert_eq(smtp_sess_phase(s), SMTP_PHASE_CMD);
+	cr_assert(bb_append(&out, "", 1) == 0);
+	go = strstr((char *)out.p, "354 ");
+	cr_assert_not_null(go);
+	t = strdup(strstr(go, "\r\n") + 2);
+	smtp_sess_free(s);
+	bb_fini(&out);
+	return t;
+}
+
+Test(smtp_sess, sink_outcomes_carry_the_consumers_words)
+{
+	char *t;
+
+	t = commit_why(SMTP_COMMIT_SINK_REJECT, "no such user", 12);
+	cr_assert_str_eq(t, "550 5.7.1 Rejected: no such user\r\n");
+	free(t);
+	t = commit_why(SMTP_COMMIT_SINK_TEMPFAIL, "busy\r\n250 2.0.0 Ok", 18);
+	cr_assert_str_eq(t, "451 4.3.0 Not accepted now, try again later: busy\r\n", "one line only");
+	free(t);
+	t = commit_why(SMTP_COMMIT_SINK_REJECT, NULL, 0);
+	cr_assert_str_eq(t, "550 5.7.1 Rejected: refused by the recipient's application\r\n");
+	free(t);
+	t = commit_why(SMTP_COMMIT_SINK_TEMPFAIL, " \r\n", 3);
+	cr_assert_str_eq(t, "451 4.3.0 Not accepted now, try again later: temporary failure\r\n");
+	free(t);
+	/* Other outcomes ignore the reason. */
+	t = commit_why(SMTP_COMMIT_TEMPFAIL, "secret", 6);
+	cr_assert_null(strstr(t, "secret"), "%s", t);
+	free(t);
+}
+
+Test(smtp_sess, sink_reason_is_bounded)
+{
+	char big[3000];
+	char *t;
+
+	memset(big, 'z', sizeof(big));
+	t = commit_why(SMTP_COMMIT_SINK_REJECT, big, sizeof(big));
+	cr_assert_lt(strlen(t), 512, "RFC 5321 4.5.3.1.5: a reply line is at most 512 octets");
+	cr_assert_eq(strlen(t), strlen("550 5.7.1 Rejected: \r\n") + REPLY_DETAIL_MAX - 1);
+	free(t);
+}
+
+/* ---- message rate (cfg.mail_ok) ---------------------------------------- */
+
+static bool mail_ok_twice(void *owner)
+{
+	static int n; /* admits the 1st, 3rd, ... MAIL */
+
+	(void)owner;
+	return n++ % 2 == 0;
+}
+
+Test(smtp_sess, mail_refused_by_rate_answers_451)
+{
+	struct smtp_cfg cfg = cfg_std();
+	struct smtp_sess *s;
+	struct bb out;
+	struct span in = SPAN_LIT("EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRSET\r\nMAIL FROM:<a@b.test>\r\n"), body;
+
+	cfg.mail_ok = mail_ok_twice;
+	s = smtp_sess_new(&cfg, "192.0.2.1", 25);
+	cr_assert_not_null(s);
+	bb_init(&out, 0);
+	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	while (smtp_sess_next(s, &in, &out, &body) != SMTP_EV_NEED_INPUT) {
+	}
+	cr_assert(memmem(out.p, out.len, "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
+					"451 4.7.1 Too much mail from your address, try again later\r\n",
+			 strlen("250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
+				"451 4.7.1 Too much mail from your address, try again later\r\n")) != NULL,
+		  "replies: %.*s", (int)out.len, out.p);
+	cr_assert_not(smtp_sess_in_tx(s), "the refused MAIL opened no transaction");
+	bb_fini(&out);
+	smtp_sess_free(s);
+}
+
+/* ---- STARTTLS (RFC 3207) ---------------------------------------------- */
+
+#define EHLO_TLS_REPLY                                                                                 \
+	"250-mx.test\r\n250-STARTTLS\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n"           \
+	"250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 BINARYMIME\r\n"
+
+Test(smtp_sess, starttls_offered_only_when_configured)
+{
+	struct smtp_cfg cfg = cfg_std();
+
+	check("EHLO c.test\r\nSTARTTLS\r\n", GREET EHLO_REPLY "502 5.5.1 Command not implemented\r\n", NULL);
+	cfg.tls_offered = true;
+	check_cfg(&cfg, "EHLO c.test\r\nSTARTTLS x\r\n", GREET EHLO_TLS_REPLY "501 5.5.4 Syntax error: no arguments allowed\r\n",
+		  NULL);
+}
+
+/* CVE-2011-0411: what is pipelined behind STARTTLS in clear is never answered. */
+Test(smtp_sess, starttls_drops_pipelined_plaintext)
+{
+	struct smtp_cfg cfg = cfg_std();
+
+	cfg.tls_offered = true;
+	check_cfg(&cfg, "EHLO c.test\r\nSTARTTLS\r\nNOOP\r\nMAIL FROM:<a@b.test>\r\n",
+		  GREET EHLO_TLS_REPLY "220 2.0.0 Ready to start TLS\r\n",
+		  "STARTTLS@198\nEOF phase=tls in_tx=0 bad=0 msgs=0 rej=0\n");
+}
+
+Test(smtp_sess, starttls_refused_inside_a_transaction)
+{
+	struct smtp_cfg cfg = cfg_std();
+
+	cfg.tls_offered = true;
+	check_cfg(&cfg, "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nSTARTTLS\r\nRSET\r\nSTARTTLS\r\n",
+		  GREET EHLO_TLS_REPLY "250 2.1.0 Ok\r\n503 5.5.1 STARTTLS not allowed during a mail transaction\r\n"
+				       "250 2.0.0 Ok\r\n220 2.0.0 Ready to start TLS\r\n",
+		  NULL);
+}
+
+Test(smtp_sess, tls_required_refuses_mail_in_clear)
+{
+	struct smtp_cfg cfg = cfg_std();
+
+	cfg.tls_offered = true;
+	cfg.tls_required = true;
+	check_cfg(&cfg, "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nNOOP\r\n",
+		  GREET EHLO_TLS_REPLY "530 5.7.0 Must issue a STARTTLS command first\r\n250 2.0.0 Ok\r\n", NULL);
+}
+
+/* feed runs the session over `in` until it needs input, expecting `want` as the only event. */
+static enum smtp_ev feed(struct smtp_sess *s, const char *in, struct bb *out)
+{
+	struct span sp = span_make((const uint8_t *)in, strlen(in)), body;
+	enum smtp_ev ev = smtp_sess_next(s, &sp, out, &body);
+
+	return ev;
+}
+
+Test(smtp_sess, after_handshake_the_session_starts_again)
+{
+	struct smtp_cfg cfg = cfg_std();
+	struct msg_tls tls = { .on = false, .version = "TLSv1.3", .cipher = "TLS_AES_128_GCM_SHA256", .sni = "mx.test" };
+	struct smtp_sess *s;
+	struct bb out;
+
+	cfg.tls_offered = true;
+	cfg.tls_required = true;
+	s = smtp_sess_new(&cfg, "192.0.2.7", 40000);
+	cr_assert_not_null(s);
+	bb_init(&out, 0);
+	cr_assert_eq(smtp_sess_greet(s, &out), 0);
+	cr_assert_eq(smtp_sess_tls_done(s, &tls), -EINVAL, "not after STARTTLS");
+	cr_assert_eq(feed(s, "EHLO c.test\r\nSTARTTLS\r\nNOOP\r\n", &out), SMTP_EV_STARTTLS);
+	cr_assert_eq(smtp_sess_phase(s), SMTP_PHASE_TLS);
+	cr_assert_eq(feed(s, "QUIT\r\n", &out), SMTP_EV_NEED_INPUT, "clear input is dropped until the handshake");
+	cr_assert_eq(smtp_sess_tls_done(s, &tls), 0);
+	cr_assert_eq(smtp_sess_phase(s), SMTP_PHASE_CMD);
+	cr_assert(smtp_sess_env(s)->tls.on);
+	cr_assert_str_eq(smtp_sess_env(s)->tls.cipher, "TLS_AES_128_GCM_SHA256");
+	cr_assert_null(smtp_sess_env(s)->helo, "HELO forgotten (RFC 3207 §4.2)");
+	bb_reset(&out, 0);
+	/* No HELO any more: MAIL needs EHLO first; EHLO no longer offers STARTTLS; MAIL is allowed. */
+	cr_assert_eq(feed(s, "MAIL FROM:<a@b.test>\r\nEHLO c2.test\r\nSTARTTLS\r\nMAIL FROM:<a@b.test>\r\n", &out),
+		     SMTP_EV_MAIL);
+	cr_assert_eq(feed(s, "", &out), SMTP_EV_NEED_INPUT);
+	{
+		const char *want = "503 5.5.1 Send EHLO or HELO first\r\n"
+				   "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+				   "250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250 BINARYMIME\r\n"
+				   "503 5.5.1 TLS already active\r\n250 2.1.0 Ok\r\n";
+
+		cr_assert_eq(out.len, strlen(want), "%.*s", (int)out.len, (const char *)out.p);
+		cr_assert(memcmp(out.p, want, out.len) == 0, "%.*s", (int)out.len, (const char *)out.p);
+	}
 	smtp_sess_free(s);
 	bb_fini(&out);
 }

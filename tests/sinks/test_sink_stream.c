@@ -155,7 +155,7 @@ Test(stream_options, rejected_with_a_clear_message)
 		{ "unix:/tmp/c.sock?timeout=0", "timeout" },
 		{ "unix:/tmp/c.sock?json=maybe", "json: \"maybe\" is not yes or no" },
 		{ "unix:/tmp/c.sock?inline_max=-1", "inline_max" },
-		{ "unix:/tmp/c.sock?sync=yes", "known: window=N" },
+		{ "unix:/tmp/c.sock?sync=maybe", "sync: yes or no" }, /* sync= is the registry's (every sink's) */
 		{ "tcp:127.0.0.1", "HOST:PORT" },
 		{ "tcp::9000", "HOST:PORT" },
 		{ "tcp:127.0.0.1:0", "port in 1..65535" },
