@@ -31,6 +31,8 @@ enum opt_type {
 	OPT_SYNC,     /* syncfs|fsync */
 	OPT_BOOL,     /* on|off */
 	OPT_TEMPERR,  /* accept|tempfail */
+	OPT_METRICS,  /* ADDR:PORT|none */
+	OPT_LOGFMT,   /* text|json */
 	OPT_TLSCERT,  /* repeatable PEM file */
 	OPT_TLSKEY,   /* repeatable PEM file */
 	OPT_TYPE_COUNT
@@ -76,6 +78,8 @@ static const struct opt opts[] = {
 	O("recv-buffers", OPT_U32, recv_buffers, 1, 32768),
 	O("recv-buffer-size", OPT_U32, recv_buffer_size, 512, 1u << 20),
 	O("log-level", OPT_LOGLEVEL, log_level, 0, 0),
+	O("log-format", OPT_LOGFMT, log_format, 0, 0),
+	O("metrics", OPT_METRICS, metrics, 0, 0),
 	O("spool-sync", OPT_SYNC, spool_sync, 0, 0),
 	O("spool-segment-size", OPT_U64, spool_segment_size, 64ull << 10, 1ull << 32),
 	O("spool-max-size", OPT_U64, spool_max_size, 1ull << 20, 1ull << 50),
@@ -304,9 +308,23 @@ void cfg_usage(FILE *f)
 "                               pauses and data waits in the socket\n"
 "    --recv-buffer-size BYTES   size of each (default 32768)\n"
 "\n"
-"  Logging\n"
+"  Logging and metrics\n"
 "    --log-level LEVEL          err, warn, notice (default), info (a line per\n"
-"                               connection and message) or debug; to stderr\n"
+"                               connection, and a tx.done line per transaction:\n"
+"                               id, client, HELO, MAIL FROM, recipients, size,\n"
+"                               DKIM/SPF/DMARC/ARC results, disposition, reply\n"
+"                               code, duration) or debug; to stderr\n"
+"    --log-format text|json     text (default): \"TIME LEVEL WHO EVENT key=value\"\n"
+"                               lines; json: one JSON object per line with ts,\n"
+"                               level, who, event and every key as a field\n"
+"    --metrics ADDR:PORT|none   HTTP endpoint for Prometheus (default\n"
+"                               127.0.0.1:9025; none turns it off): GET\n"
+"                               /metrics (text format 0.0.4), /healthz (200\n"
+"                               while the process runs), /readyz (200 when\n"
+"                               listening with a writable spool and not\n"
+"                               shutting down, else 503). If the default\n"
+"                               address is taken, oceanmx runs without it (a\n"
+"                               warning); an address given here must bind\n"
 "\n"
 "SIGNALS\n"
 "    SIGHUP           reload the --tls-cert/--tls-key files: new handshakes\n"
@@ -362,6 +380,7 @@ void cfg_init(struct cfg *c)
 	c->spool_segment_size = 64ull << 20;
 	c->spool_max_size = 8ull << 30;
 	c->timeout_tls = 30;
+	c->log_format = LOG_FMT_TEXT;
 }
 
 void cfg_fini(struct cfg *c)
@@ -385,6 +404,7 @@ void cfg_fini(struct cfg *c)
 	free(c->dns); c->dns = NULL;
 	free(c->psl); c->psl = NULL;
 	free(c->config_file); c->config_file = NULL;
+	free(c->metrics.text); c->metrics.text = NULL;
 }
 
 static int fail(char **out_err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -607,6 +627,32 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		c->log_level = l;
 		return 0;
 	}
+	case OPT_METRICS: {
+		struct cfg_listen l;
+
+		if (strcmp(v, "none") == 0) {
+			free(c->metrics.text); c->metrics.text = NULL;
+			c->metrics_off = true;
+			return 0;
+		}
+		memset(&l, 0, sizeof(l));
+		if (parse_listen(&l, v) != 0) {
+			return fail(out_err, "%s: metrics: \"%s\" is not ADDR:PORT (IPv6 as [ADDR]:PORT) or none", where, v);
+		}
+		free(c->metrics.text);
+		c->metrics = l;
+		c->metrics_off = false;
+		return 0;
+	}
+	case OPT_LOGFMT: {
+		int f = log_parse_format(v);
+
+		if (f < 0) {
+			return fail(out_err, "%s: log-format: \"%s\" is not text or json", where, v);
+		}
+		c->log_format = f;
+		return 0;
+	}
 	case OPT_TYPE_COUNT:
 		break;
 	}
@@ -781,6 +827,16 @@ int cfg_finish(struct cfg *c, char **out_err)
 	if (c->sink_retry_max < c->sink_retry_first) {
 		return fail(out_err, "sink-retry-max: %u is less than sink-retry-first (%u)", c->sink_retry_max,
 			    c->sink_retry_first);
+	}
+	if (!c->metrics_off && c->metrics.text == NULL) {
+		struct cfg_listen l;
+
+		memset(&l, 0, sizeof(l));
+		if (parse_listen(&l, CFG_METRICS_DEFAULT) != 0) {
+			return fail(out_err, "default metrics address: internal error");
+		}
+		c->metrics = l;
+		c->metrics_default = true;
 	}
 	if (c->num_tls_certs != c->num_tls_keys) {
 		return fail(out_err, "tls-cert: %u certificates but %u keys (give them in pairs)", c->num_tls_certs,

@@ -19,6 +19,7 @@
 #define CFG_SINK_MAX   7 /* = SPOOL_SINK_BITS: each sink has its done bit in the spool */
 #define CFG_CIDR_MAX   64 /* --proxy-trusted blocks */
 #define CFG_TLS_MAX    16 /* --tls-cert/--tls-key pairs (TLS_CERTS_MAX) */
+#define CFG_METRICS_DEFAULT "127.0.0.1:9025"
 
 /* How the spool makes a batch of messages durable before their 250. */
 enum spool_sync {
@@ -89,6 +90,10 @@ struct cfg {
 	bool tls_required;            /* MAIL before STARTTLS gets 530 5.7.0 */
 	uint32_t timeout_tls;         /* seconds from STARTTLS to the end of the handshake */
 	int log_level;
+	int log_format;               /* enum log_format: text (default) or json */
+	struct cfg_listen metrics;    /* --metrics ADDR:PORT (text NULL: the default) */
+	bool metrics_off;             /* --metrics none */
+	bool metrics_default;         /* metrics is CFG_METRICS_DEFAULT, not asked for */
 	char *config_file;            /* -c, if any */
 };
 

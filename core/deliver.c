@@ -17,6 +17,7 @@
 #include "../verify/authres.h"
 #include "cfg.h"
 #include "log.h"
+#include "metrics.h"
 #include "thread.h"
 #include "spool.h"
 
@@ -38,6 +39,7 @@ struct result {
 struct item {
 	struct item *next;
 	int64_t due_ms;      /* retry time (CLOCK_MONOTONIC ms); 0 = now */
+	int64_t enq_ms;      /* queued (CLOCK_MONOTONIC ms), for the spool's oldest age */
 	uint32_t attempts;
 	bool sync;           /* waits for the sync sinks; its conn waits for the outcome */
 	uint32_t conn_idx, conn_gen;
@@ -73,6 +75,13 @@ struct deliver {
 	bool kicked;                      /* guarded by mu: a log wants a segment */
 	int64_t last_done_sync, last_make_try, last_ctl;
 	_Atomic uint64_t n_ok, n_temp, n_perm;
+	/* metrics (metrics.h): one writer each */
+	_Atomic uint64_t n_enq;                    /* written under mu: items into queue */
+	_Atomic uint64_t n_left;                   /* worker: items out of the spool (delivered or dead) */
+	_Atomic uint64_t sink_ok[CFG_SINK_MAX];    /* worker */
+	_Atomic uint64_t sink_temp[CFG_SINK_MAX];  /* worker */
+	_Atomic uint64_t sink_perm[CFG_SINK_MAX];  /* worker */
+	_Atomic uint64_t oldest_ms;                /* worker: enq_ms of the oldest waiting item, 0 = none */
 };
 
 static int64_t now_ms(void)
@@ -397,6 +406,14 @@ static void finish_one(struct deliver *d, struct item *it)
 		snprintf(it->why, sizeof(it->why), "expired after %u attempts: %.120s", it->attempts + 1, last);
 		perm = true;
 	}
+	/* Per sink: took it, will be retried, or refused for good (a dead
+	 * letter, --sink-max-age included). */
+	for (unsigned s = 0; s < g->num_sinks; s++) {
+		if (s < SPOOL_SINK_BITS && (it->ref.done & (1u << s))) {
+			continue; /* took it before (a sync sink, or an earlier attempt) */
+		}
+		metrics_add(it->res[s].rc == SINK_OK ? &d->sink_ok[s] : perm ? &d->sink_perm[s] : &d->sink_temp[s], 1);
+	}
 	if ((ok_bits & ~it->ref.done) != 0) {
 		/* What each sink took is recorded, so a retry (or a restart) goes
 		 * only to the sinks that still owe it. */
@@ -413,6 +430,7 @@ static void finish_one(struct deliver *d, struct item *it)
 		}
 		log_line(LOG_INFO, who, "deliver.ok sinks=%u%s", g->num_sinks, it->ref.log == NULL ? " from=failed/" : "");
 		atomic_fetch_add_explicit(&d->n_ok, 1, memory_order_relaxed);
+		metrics_add(&d->n_left, 1);
 		record_done(d, it);
 		free(it);
 		return;
@@ -428,6 +446,7 @@ static void finish_one(struct deliver *d, struct item *it)
 				log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
 			}
 			atomic_fetch_add_explicit(&d->n_perm, 1, memory_order_relaxed);
+			metrics_add(&d->n_left, 1);
 			spool_entry_fini(&it->ent);
 			record_done(d, it);
 			free(it);
@@ -714,6 +733,8 @@ static void finish_sync(struct deliver *d, struct item *it)
 		if (!(d->sync_mask & (1u << s))) {
 			continue;
 		}
+		metrics_add(it->res[s].rc == SINK_OK ? &d->sink_ok[s]
+			    : it->res[s].rc == SINK_PERMFAIL ? &d->sink_perm[s] : &d->sink_temp[s], 1);
 		if (it->res[s].rc == SINK_OK) {
 			ok_bits |= (uint8_t)(1u << s);
 		} else if (it->res[s].rc == SINK_PERMFAIL) {
@@ -734,6 +755,8 @@ static void finish_sync(struct deliver *d, struct item *it)
 		it->sync = false;
 		it->why[0] = '\0';
 		pthread_mutex_lock(&d->mu);
+		metrics_add(&d->n_enq, 1); /* under mu */
+		it->enq_ms = now_ms();
 		*d->queue_tail = it; /* on to the other sinks; the done bits skip the sync ones */
 		d->queue_tail = &it->next;
 		pthread_mutex_unlock(&d->mu);
@@ -777,7 +800,7 @@ static struct item *take_batch(struct deliver *d)
 {
 	struct item *batch = NULL, **tail = &batch, **pp;
 	unsigned n = 0;
-	int64_t now = now_ms();
+	int64_t now = now_ms(), oldest;
 
 	while (d->queue != NULL && n < DELIVER_BATCH_MAX) {
 		struct item *it = d->queue;
@@ -791,8 +814,18 @@ static struct item *take_batch(struct deliver *d)
 	if (d->queue == NULL) {
 		d->queue_tail = &d->queue;
 	}
+	/* The oldest waiting item, for metrics: the queue is FIFO, so its head
+	 * (or the batch's first item) is its oldest; retries are scanned below. */
+	oldest = batch != NULL ? batch->enq_ms : d->queue != NULL ? d->queue->enq_ms : INT64_MAX;
+	if (d->queue != NULL && d->queue->enq_ms < oldest) {
+		oldest = d->queue->enq_ms;
+	}
 	for (pp = &d->retry; *pp != NULL && n < DELIVER_BATCH_MAX;) {
 		struct item *it = *pp;
+
+		if (it->enq_ms < oldest) {
+			oldest = it->enq_ms;
+		}
 
 		if (it->due_ms > now) {
 			pp = &it->next;
@@ -804,6 +837,12 @@ static struct item *take_batch(struct deliver *d)
 		tail = &it->next;
 		n++;
 	}
+	for (struct item *it = *pp; it != NULL; it = it->next) {
+		if (it->enq_ms < oldest) {
+			oldest = it->enq_ms; /* retries beyond the batch limit */
+		}
+	}
+	metrics_set(&d->oldest_ms, oldest == INT64_MAX ? 0 : (uint64_t)oldest);
 	return batch;
 }
 
@@ -938,7 +977,9 @@ int deliver_enqueue(struct deliver *d, const struct spool_ref *ref)
 		return -ENOMEM;
 	}
 	it->ref = *ref;
+	it->enq_ms = now_ms();
 	pthread_mutex_lock(&d->mu);
+	metrics_add(&d->n_enq, 1); /* under mu: one writer at a time */
 	*d->queue_tail = it;
 	d->queue_tail = &it->next;
 	pthread_cond_signal(&d->cv);
@@ -1039,4 +1080,15 @@ void deliver_get_stats(struct deliver *d, struct deliver_stats *out)
 	out->delivered = atomic_load_explicit(&d->n_ok, memory_order_relaxed);
 	out->tempfail = atomic_load_explicit(&d->n_temp, memory_order_relaxed);
 	out->permfail = atomic_load_explicit(&d->n_perm, memory_order_relaxed);
+	for (unsigned s = 0; s < d->g->num_sinks && s < CFG_SINK_MAX; s++) {
+		out->sink_ok[s] = metrics_get(&d->sink_ok[s]);
+		out->sink_temp[s] = metrics_get(&d->sink_temp[s]);
+		out->sink_perm[s] = metrics_get(&d->sink_perm[s]);
+	}
+	{
+		uint64_t enq = metrics_get(&d->n_enq), gone = metrics_get(&d->n_left);
+
+		out->queued = enq > gone ? enq - gone : 0;
+	}
+	out->oldest_ms = (int64_t)metrics_get(&d->oldest_ms);
 }

@@ -35,6 +35,7 @@
 
 #include "../proto/reply.h"
 #include "../sinks/sink.h"
+#include "cfg.h"
 #include "inbox.h"
 #include "spool.h"
 
@@ -111,9 +112,20 @@ void deliver_kick(struct deliver *d);
  */
 void deliver_stop(struct deliver *d);
 
-/* Cumulative counters, read without locking (approximate). */
+/*
+ * Cumulative counters, read without locking (approximate). Per sink (index
+ * as in deliver_global.sinks): accepted (ok), retried later (temp), refused
+ * for good (perm: the message went to SPOOL/failed). The spool hook for
+ * metrics: `queued` messages wait in this worker (queue, retries, in
+ * delivery) and the oldest of them was queued at `oldest_ms`
+ * (CLOCK_MONOTONIC ms, 0 = none; refreshed each time the worker looks at
+ * its queue, at least once a second).
+ */
 struct deliver_stats {
 	uint64_t delivered, tempfail, permfail;
+	uint64_t sink_ok[CFG_SINK_MAX], sink_temp[CFG_SINK_MAX], sink_perm[CFG_SINK_MAX];
+	uint64_t queued;
+	int64_t oldest_ms;
 };
 void deliver_get_stats(struct deliver *d, struct deliver_stats *out);
 

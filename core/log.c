@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 enum log_level log_level_current = LOG_NOTICE;
+enum log_format log_format_current = LOG_FMT_TEXT;
 
 static const char *const level_names[LOG_LEVEL_COUNT] = {
 	"err", "warn", "notice", "info", "debug",
@@ -33,6 +34,177 @@ int log_parse_level(const char *name)
 		}
 	}
 	return -1;
+}
+
+int log_parse_format(const char *name)
+{
+	if (strcmp(name, "text") == 0) {
+		return LOG_FMT_TEXT;
+	}
+	if (strcmp(name, "json") == 0) {
+		return LOG_FMT_JSON;
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------ JSON lines */
+
+/* A bounded writer that always leaves room to close the object: `lim` keeps
+ * 4 octets back for a closing quote, '}', '\n' and the NUL. */
+struct jw {
+	char *p;
+	size_t len, lim;
+	bool full;
+};
+
+static bool jw_raw(struct jw *w, const char *s, size_t n)
+{
+	if (w->full || w->len + n > w->lim) {
+		w->full = true;
+		return false;
+	}
+	memcpy(w->p + w->len, s, n);
+	w->len += n;
+	return true;
+}
+
+/* jw_str writes s[0..n) as a JSON string; cut short (still closed) when full. */
+static void jw_str(struct jw *w, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (!jw_raw(w, "\"", 1)) {
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[6];
+		size_t k;
+
+		if (c == '"' || c == '\\') {
+			e[0] = '\\';
+			e[1] = (char)c;
+			k = 2;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(e, "\\u00", 4);
+			e[4] = hex[c >> 4];
+			e[5] = hex[c & 15];
+			k = 6;
+		} else {
+			e[0] = (char)c; /* UTF-8 passes; log text is ASCII (log_escape) */
+			k = 1;
+		}
+		if (!jw_raw(w, e, k)) {
+			break;
+		}
+	}
+	w->p[w->len++] = '"'; /* reserved */
+}
+
+static void jw_field(struct jw *w, const char *key, size_t key_len, const char *v, size_t v_len, bool raw)
+{
+	if (!jw_raw(w, ",", 1)) {
+		return;
+	}
+	jw_str(w, key, key_len);
+	if (!jw_raw(w, ":", 1)) {
+		return;
+	}
+	if (raw) {
+		jw_raw(w, v, v_len);
+	} else {
+		jw_str(w, v, v_len);
+	}
+}
+
+/* is_json_int: -?(0|[1-9][0-9]*), at most 18 digits (exact in every JSON reader's int64). */
+static bool is_json_int(const char *v, size_t n)
+{
+	size_t i = 0;
+
+	if (n > 0 && v[0] == '-') {
+		i = 1;
+	}
+	if (i == n || n - i > 18 || (v[i] == '0' && n - i > 1)) {
+		return false;
+	}
+	for (; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9') {
+			return false;
+		}
+	}
+	return true;
+}
+
+size_t log_json_format(char *out, size_t out_len, const char *ts, const char *level, const char *who,
+		       const char *msg)
+{
+	struct jw w = { out, 0, out_len >= 8 ? out_len - 4 : 0, out_len < 8 };
+	const char *p = msg, *end = msg + strlen(msg);
+	const char *ev;
+
+	if (out_len < 8) {
+		if (out_len > 0) {
+			out[0] = '\0';
+		}
+		return 0;
+	}
+	jw_raw(&w, "{", 1);
+	jw_str(&w, "ts", 2);
+	jw_raw(&w, ":", 1);
+	jw_str(&w, ts, strlen(ts));
+	jw_field(&w, "level", 5, level, strlen(level), false);
+	jw_field(&w, "who", 3, who, strlen(who), false);
+	while (p < end && *p == ' ') {
+		p++;
+	}
+	ev = p;
+	while (p < end && *p != ' ') {
+		p++;
+	}
+	jw_field(&w, "event", 5, ev, (size_t)(p - ev), false);
+	while (p < end && !w.full) {
+		const char *k, *v;
+		size_t klen, vlen;
+		bool quoted = false;
+
+		while (p < end && *p == ' ') {
+			p++;
+		}
+		if (p == end) {
+			break;
+		}
+		k = p;
+		while (p < end && *p != ' ' && *p != '=' && *p != '"') {
+			p++;
+		}
+		klen = (size_t)(p - k);
+		if (p == end || *p != '=' || klen == 0) {
+			/* Not key=value: the rest is free text. */
+			jw_field(&w, "msg", 3, k, (size_t)(end - k), false);
+			break;
+		}
+		p++;
+		if (p < end && *p == '"') {
+			const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
+
+			quoted = true;
+			v = p + 1;
+			vlen = q != NULL ? (size_t)(q - v) : (size_t)(end - v);
+			p = q != NULL ? q + 1 : end;
+		} else {
+			v = p;
+			while (p < end && *p != ' ') {
+				p++;
+			}
+			vlen = (size_t)(p - v);
+		}
+		jw_field(&w, k, klen, v, vlen, !quoted && is_json_int(v, vlen));
+	}
+	w.p[w.len++] = '}';
+	w.p[w.len++] = '\n';
+	w.p[w.len] = '\0';
+	return w.len;
 }
 
 #define LOG_RING_SIZE (256u * 1024) /* per logging thread */
@@ -100,11 +272,16 @@ static void ring_drain(struct log_ring *r)
 	atomic_store_explicit(&r->head, h, memory_order_release);
 	lost = atomic_exchange_explicit(&r->dropped, 0, memory_order_relaxed);
 	if (lost > 0) {
-		char line[96];
-		int k = snprintf(line, sizeof(line), "log.dropped lines=%llu (stderr too slow)\n",
+		char line[256], msg[96];
+		int k = snprintf(msg, sizeof(msg), "log.dropped lines=%llu reason=\"stderr too slow\"",
 				 (unsigned long long)lost);
 
-		write_all_fd(line, (size_t)k);
+		if (log_format_current == LOG_FMT_JSON) {
+			write_all_fd(line, log_json_format(line, sizeof(line), "", "warn", "log", msg));
+		} else {
+			msg[k] = '\n';
+			write_all_fd(msg, (size_t)k + 1);
+		}
 	}
 }
 
@@ -199,6 +376,16 @@ void log_line_impl(enum log_level lvl, const char *who, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (log_format_current == LOG_FMT_JSON) {
+		char msg[2048], json[4096];
+
+		snprintf(line + n, sizeof(line) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		emit(json, log_json_format(json, sizeof(json), line, level_names[lvl], who, msg));
+		return;
+	}
 	k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s ", ts.tv_nsec / 1000000,
 		     level_names[lvl], who);
 	if (k > 0) {

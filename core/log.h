@@ -22,6 +22,31 @@ enum log_level {
 
 extern enum log_level log_level_current;
 
+/* How lines are written (--log-format). */
+enum log_format {
+	LOG_FMT_TEXT = 0, /* "TIME LEVEL WHO EVENT key=value..." (default) */
+	LOG_FMT_JSON,     /* one JSON object per line (log_json_format) */
+	LOG_FMT_COUNT     /* sentinel */
+};
+
+extern enum log_format log_format_current; /* set by main before any thread starts */
+
+/* log_parse_format maps "text"/"json" to a format; -1 if unknown. */
+int log_parse_format(const char *name);
+
+/*
+ * log_json_format renders one line as a JSON object into out[out_len]
+ * (newline-terminated, NUL-terminated, cut short but still valid JSON when
+ * it does not fit): {"ts":..,"level":..,"who":..,"event":..} plus one field
+ * per key=value of `msg` (after its first word, the event). A value in
+ * double quotes is a string (its text as written: log_escape output never
+ * holds a quote); a bare integer is a number; anything else a string. Text
+ * that is not key=value goes to "msg". Every string is JSON-escaped.
+ * Returns the length written (without the NUL). Pure.
+ */
+size_t log_json_format(char *out, size_t out_len, const char *ts, const char *level, const char *who,
+		       const char *msg);
+
 /* log_parse_level maps "err".."debug" to a level; -1 if unknown. */
 int log_parse_level(const char *name);
 

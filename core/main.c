@@ -23,6 +23,9 @@
 #include "deliver.h"
 #include "limits.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_core.h"
+#include "metrics_http.h"
 #include "privs.h"
 #include "shard.h"
 #include "spool.h"
@@ -241,6 +244,8 @@ static int serve(struct cfg *cfg, bool check_only)
 	struct deliver *workers[64] = { 0 };
 	struct shard *shards[64] = { 0 };
 	struct spool_dirs dirs = { -1, -1, -1 };
+	struct metrics_core mc;
+	struct metrics_http *mhttp = NULL;
 	struct spool_log *logs[64] = { 0 };
 	int listen_fds[64][CFG_LISTEN_MAX];
 	bool listen_handed[64] = { false };
@@ -251,6 +256,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	char *err = NULL;
 
 	memset(&g, 0, sizeof(g));
+	memset(&mc, 0, sizeof(mc));
 	for (i = 0; i < 64; i++) {
 		for (unsigned k = 0; k < CFG_LISTEN_MAX; k++) {
 			listen_fds[i][k] = -1;
@@ -378,6 +384,22 @@ static int serve(struct cfg *cfg, bool check_only)
 	signal(SIGPIPE, SIG_IGN);
 
 	log_start_async();
+	if (!cfg->metrics_off) {
+		mhttp = metrics_http_start(&cfg->metrics.addr, cfg->metrics.addr_len, &err);
+		if (mhttp == NULL && !cfg->metrics_default) {
+			fprintf(stderr, "oceanmx: metrics %s: %s\n", cfg->metrics.text, err ? err : "cannot listen");
+			free(err);
+			rc = EXIT_STARTUP;
+			goto stop;
+		}
+		if (mhttp == NULL) {
+			/* Only the default address: another server may hold it. */
+			log_line(LOG_WARN, "main", "metrics.off addr=%s error=\"%s\" (use --metrics ADDR:PORT or none)",
+				 cfg->metrics.text, err ? err : "cannot listen");
+			free(err);
+			err = NULL;
+		}
+	}
 	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc) {
 		struct vpool_cfg vc = {
 			.workers = cfg->verify_workers,
@@ -403,7 +425,21 @@ static int serve(struct cfg *cfg, bool check_only)
 			goto stop;
 		}
 	}
-	if (recover_spool(logs, num_logs, workers, i) != 0) {
+	mc.shards = shards;
+	mc.num_shards = cfg->shards < 64 ? cfg->shards : 64;
+	mc.workers = workers;
+	mc.num_workers = mc.num_shards;
+	mc.sinks = sinks;
+	mc.num_sinks = num_sinks;
+	mc.vpool = g.vpool;
+	mc.stopping = &g.stopping;
+	mc.spool_fd = dirs.log;
+	mc.logs = logs;
+	mc.num_logs = num_logs;
+	mc.version = OMX_VERSION;
+	mc.start_unix = (int64_t)time(NULL);
+	atomic_init(&mc.listening, false);
+	if (recover_spool(logs, num_logs, workers, i) != 0 || (mhttp != NULL && metrics_core_register(&mc) != 0)) {
 		rc = EXIT_STARTUP;
 		goto stop;
 	}
@@ -414,8 +450,10 @@ static int serve(struct cfg *cfg, bool check_only)
 			goto stop;
 		}
 	}
-	log_line(LOG_NOTICE, "main", "start version=%s hostname=%s shards=%u listen=%s spool=%s sink=%s", OMX_VERSION,
-		 cfg->hostname, cfg->shards, cfg->listen[0].text, cfg->spool_dir, cfg->sinks[0]);
+	atomic_store(&mc.listening, true);
+	log_line(LOG_NOTICE, "main", "start version=%s hostname=%s shards=%u listen=%s spool=%s sink=%s metrics=%s",
+		 OMX_VERSION, cfg->hostname, cfg->shards, cfg->listen[0].text, cfg->spool_dir, cfg->sinks[0],
+		 mhttp != NULL ? cfg->metrics.text : "none");
 	for (;;) {
 		int sig = 0;
 
@@ -452,6 +490,10 @@ stop:
 	for (i = 0; i < 64; i++) {
 		shard_join(shards[i]);
 	}
+	/* /readyz said 503 (stopping) while the shards drained; the shards'
+	 * counters stay readable until shard_free, after the endpoint stopped. */
+	metrics_http_stop(mhttp);
+	metrics_registry_clear();
 	/* Shards are done (each waited for its verify jobs), so the pool is
 	 * idle; its workers may still be waking a shard's inbox, so the shards
 	 * are freed only once the pool has stopped. */
@@ -544,6 +586,7 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	log_level_current = (enum log_level)cfg.log_level;
+	log_format_current = (enum log_format)cfg.log_format;
 	rc = serve(&cfg, check_only);
 	cfg_fini(&cfg);
 	return rc;

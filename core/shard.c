@@ -59,6 +59,7 @@
 #include "../proto/smtp_trace.h"
 #include "crc32c.h"
 #include "log.h"
+#include "metrics_shard.h"
 #include "thread.h"
 #include "spool.h"
 #include "uring_compat.h"
@@ -100,6 +101,7 @@ static inline uint64_t ud_make(enum op op, uint32_t idx, uint32_t gen)
 }
 
 struct conn;
+struct tx_snap;
 
 struct spool_tx {
 	struct conn *c;       /* owner; NULL once detached (aborted) */
@@ -169,6 +171,13 @@ struct conn {
 	bool on_bufwait;
 	bool on_reap;
 	char who[32];             /* "s0 0123456789abcdef" */
+	/* metrics and the tx.done log line */
+	int64_t mail_us;          /* MAIL FROM accepted (CLOCK_MONOTONIC µs) */
+	int64_t eod_us;           /* end of data (TX_END) */
+	bool eod_abort;           /* data dropped inside DATA: the next final reply is the message's */
+	bool auth_set;            /* auth holds this transaction's verdict */
+	struct vjob_brief auth;
+	struct tx_snap *abort_snap; /* the envelope of data dropped inside DATA, for its tx.done line */
 };
 
 struct shard {
@@ -248,6 +257,8 @@ struct shard {
 	uint64_t n_accept, n_refused, n_msgs, n_enobufs, n_fsync, n_dirsync, n_spill;
 	uint64_t n_tls, n_tls_resumed, n_tls_fail;
 
+	struct metrics_shard m;   /* written by this shard only; read by the metrics thread */
+
 	uint8_t tls_plain[16384];   /* one record of decrypted input (RFC 8446 §5.1), lent to conn_process */
 };
 
@@ -257,6 +268,14 @@ static int64_t mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int64_t real_us(void)
@@ -288,6 +307,9 @@ static uint8_t *pbuf_addr(struct shard *sh, unsigned bid)
 
 static void pbuf_return(struct shard *sh, unsigned bid)
 {
+	if (sh->buf_off[bid] != 0) {
+		metrics_set(&sh->m.pbuf_partial, metrics_get(&sh->m.pbuf_partial) - 1);
+	}
 	sh->buf_off[bid] = 0;
 	io_uring_buf_ring_add(sh->br, pbuf_addr(sh, bid), sh->pbuf_size, (unsigned short)bid,
 			      io_uring_buf_ring_mask(sh->pbuf_count), (int)sh->pbuf_returned);
@@ -324,6 +346,7 @@ static void bufwait_rearm(struct shard *sh)
 		sh->buf_wait = c->next_bufwait;
 		c->next_bufwait = NULL;
 		c->on_bufwait = false;
+		metrics_set(&sh->m.pbuf_waiters, metrics_get(&sh->m.pbuf_waiters) - 1);
 		if (c->closing) {
 			conn_maybe_free(sh, c);
 		} else if (!conn_paused(c)) {
@@ -391,6 +414,7 @@ static int pbuf_setup(struct shard *sh)
 		pbuf_return(sh, i);
 	}
 	pbuf_flush(sh);
+	metrics_set(&sh->m.pbuf_total, sh->pbuf_count);
 	return 0;
 }
 
@@ -406,6 +430,98 @@ static struct conn *conn_get(struct shard *sh, uint32_t idx, uint32_t gen)
 static void conn_flush(struct shard *sh, struct conn *c);
 static void conn_seal(struct shard *sh, struct conn *c);
 static void conn_close(struct shard *sh, struct conn *c);
+
+/*
+ * reply_code_at returns the code of the first final reply line ("NNN " or
+ * "NNN" alone) in out[from..), or 0; *io_from moves past that line.
+ */
+static unsigned reply_code_at(const struct bb *out, size_t *io_from)
+{
+	size_t i = *io_from;
+
+	while (i < out->len) {
+		const uint8_t *p = out->p + i, *lf = memchr(p, '\n', out->len - i);
+		size_t n = lf != NULL ? (size_t)(lf - p) + 1 : out->len - i;
+
+		i += n;
+		if (n >= 4 && p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' &&
+		    (p[3] == ' ' || p[3] == '\r' || p[3] == '\n')) {
+			*io_from = i;
+			return (unsigned)(p[0] - '0') * 100 + (unsigned)(p[1] - '0') * 10 + (unsigned)(p[2] - '0');
+		}
+	}
+	*io_from = i;
+	return 0;
+}
+
+static const char *disposition(unsigned code)
+{
+	return code / 100 == 2 ? "accepted" : code / 100 == 4 ? "tempfail" : "rejected";
+}
+
+static const char *brief_res(bool on, enum auth_res r)
+{
+	return on ? auth_res_name(r) : "-";
+}
+
+/* What the tx.done line says about the envelope, taken while the session still has it. */
+struct tx_snap {
+	char id[MSG_ID_MAX];
+	char client[MSG_IP_MAX];
+	char helo[128], from[300]; /* escaped client text */
+	size_t rcpts;
+	uint64_t size;
+};
+
+static void tx_snap_take(struct tx_snap *t, const struct msg_env *env)
+{
+	memcpy(t->id, env->id[0] ? env->id : "-", env->id[0] ? sizeof(t->id) : 2);
+	snprintf(t->client, sizeof(t->client), "%s", env->client_ip);
+	log_escape(t->helo, sizeof(t->helo), (const uint8_t *)(env->helo ? env->helo : ""),
+		   env->helo ? strlen(env->helo) : 0);
+	log_escape(t->from, sizeof(t->from), (const uint8_t *)(env->mail_from ? env->mail_from : ""),
+		   env->mail_from ? strlen(env->mail_from) : 0);
+	t->rcpts = env->num_rcpts;
+	t->size = env->size;
+}
+
+/* tx_log writes the one summary line of a finished transaction. */
+static void tx_log(const struct conn *c, const struct tx_snap *t, unsigned code, int64_t now_us)
+{
+	const struct vjob_brief *a = &c->auth;
+	bool on = c->auth_set;
+
+	log_line(LOG_INFO, c->who,
+		 "tx.done id=%s client=%s helo=\"%s\" mail_from=\"%s\" rcpts=%zu size=%llu dkim=%s spf=%s dmarc=%s "
+		 "arc=%s disposition=%s code=%u duration_ms=%lld commit_ms=%lld",
+		 t->id, t->client, t->helo, t->from, t->rcpts, (unsigned long long)t->size,
+		 brief_res(on && a->dkim_on, a->dkim), brief_res(on && a->spf_mfrom_on, a->spf_mfrom),
+		 brief_res(on && a->dmarc_on, a->dmarc), brief_res(on && a->arc_on, a->arc), disposition(code), code,
+		 (long long)(c->mail_us ? (now_us - c->mail_us) / 1000 : 0),
+		 (long long)(c->eod_us ? (now_us - c->eod_us) / 1000 : 0));
+}
+
+/*
+ * count_replies counts the final reply lines appended to c->out since
+ * `from`. After data dropped inside DATA (eod_abort), the first of them is
+ * that message's answer.
+ */
+static void count_replies(struct shard *sh, struct conn *c, size_t from)
+{
+	unsigned code;
+
+	while ((code = reply_code_at(&c->out, &from)) != 0) {
+		metrics_shard_code(sh->m.replies, code);
+		if (c->eod_abort) {
+			c->eod_abort = false;
+			metrics_shard_code(sh->m.messages, code);
+			if (c->abort_snap != NULL) {
+				tx_log(c, c->abort_snap, code, mono_us());
+				free(c->abort_snap); c->abort_snap = NULL;
+			}
+		}
+	}
+}
 static void conn_drop_vjob(struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
 static void tx_kick(struct shard *sh, struct spool_tx *tx);
@@ -503,6 +619,7 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	c->last_ms = sh->now_ms;
 	c->cmd_ms = sh->now_ms;
 	c->open_ms = sh->now_ms;
+	c->auth_set = false;
 	bb_init(&c->out, 0);
 	bb_init(&c->sending, 0);
 	bb_init(&c->pend, 0);
@@ -516,6 +633,7 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 				      (((sh->sess_counter * 0x9E3779B97F4A7C15ull) ^ sh->id_salt) >> 8)));
 	sh->conns[idx] = c;
 	sh->nconns++;
+	metrics_set(&sh->m.conns_open, sh->nconns);
 	return c;
 }
 
@@ -547,6 +665,7 @@ static void conn_release(struct shard *sh, struct conn *c)
 		limits_release(sh->g->limits, &c->ipkey);
 	}
 	log_line(LOG_INFO, c->who, "conn.close");
+	free(c->abort_snap); c->abort_snap = NULL;
 	conn_drop_vjob(c);
 	free(c->commit_why); c->commit_why = NULL;
 	smtp_sess_free(c->sess);
@@ -558,6 +677,7 @@ static void conn_release(struct shard *sh, struct conn *c)
 	sh->conns[c->idx] = NULL;
 	sh->free_idx[sh->num_free++] = c->idx;
 	sh->nconns--;
+	metrics_set(&sh->m.conns_open, sh->nconns);
 	free(c);
 }
 
@@ -843,6 +963,7 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 		return;
 	}
 	sh->vjobs_live++;
+	metrics_set(&sh->m.verify_jobs, sh->vjobs_live);
 	if (sh->g->cfg->spf && vjob_spf(c->vjob, env->client_ip, env->mail_from, env->helo, sh->g->cfg->hostname,
 					 sh->g->cfg->dns_timeout_ms) != 0) {
 		log_line(LOG_WARN, c->who, "spf.start error=\"out of memory\"");
@@ -1281,6 +1402,7 @@ static void tx_end(struct shard *sh, struct conn *c)
 
 	c->paused_commit = true;
 	c->commit_ms = sh->now_ms;
+	c->eod_us = mono_us();
 	if (tx == NULL) {
 		commit_finish(sh, c, SMTP_COMMIT_TEMPFAIL);
 		return;
@@ -1323,6 +1445,41 @@ static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
 	tx_check(sh, tx);
 }
 
+/* vjob_count counts a verdict and keeps it on the conn for the tx.done line. */
+static void vjob_count(struct shard *sh, const struct spool_tx *tx, const struct vjob *j)
+{
+	struct vjob_brief b;
+
+	vjob_brief(j, &b);
+	if (b.dkim_on) {
+		bool any = false;
+
+		for (unsigned r = 0; r < AUTH_RES_COUNT; r++) {
+			metrics_add(&sh->m.dkim[r], b.dkim_count[r]);
+			any |= b.dkim_count[r] != 0;
+		}
+		if (!any) {
+			metrics_add(&sh->m.dkim[AUTH_NONE], 1); /* unsigned */
+		}
+	}
+	if (b.spf_mfrom_on) {
+		metrics_add(&sh->m.spf_mfrom[b.spf_mfrom], 1);
+	}
+	if (b.spf_helo_on) {
+		metrics_add(&sh->m.spf_helo[b.spf_helo], 1);
+	}
+	if (b.dmarc_on) {
+		metrics_add(&sh->m.dmarc[b.dmarc], 1);
+	}
+	if (b.arc_on) {
+		metrics_add(&sh->m.arc[b.arc], 1);
+	}
+	if (tx->c != NULL) {
+		tx->c->auth = b;
+		tx->c->auth_set = true;
+	}
+}
+
 /* on_vdone takes the pool's finished jobs: verdicts for live txs, the rest freed. */
 static void on_vdone(struct shard *sh)
 {
@@ -1331,10 +1488,12 @@ static void on_vdone(struct shard *sh)
 	for (; j != NULL; j = next) {
 		next = vjob_next(j);
 		if (!vjob_abandoned(j)) {
+			vjob_count(sh, vjob_owner(j), j);
 			tx_verdict(sh, vjob_owner(j), j);
 		}
 		vjob_free(j);
 		sh->vjobs_live--;
+		metrics_set(&sh->m.verify_jobs, sh->vjobs_live);
 	}
 }
 
@@ -1624,7 +1783,7 @@ static void conn_tls_input(struct shard *sh, struct conn *c, struct span in)
 
 static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 {
-	size_t out_before = c->out.len;
+	size_t out_before = c->out.len, mark;
 	bool progress = false;
 
 	while (!c->closing && !conn_paused(c)) {
@@ -1637,12 +1796,17 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 			c->paused_out = true;
 			break;
 		}
+		mark = c->out.len;
 		ev = smtp_sess_next(c->sess, in, &c->out, &body);
+		count_replies(sh, c, mark);
 		progress |= ev != SMTP_EV_NEED_INPUT;
 		switch (ev) {
 		case SMTP_EV_NEED_INPUT:
 			goto out;
 		case SMTP_EV_MAIL:
+			metrics_add(&sh->m.tx_started, 1);
+			c->mail_us = mono_us();
+			c->auth_set = false;
 			conn_start_vjob(sh, c);
 			break;
 		case SMTP_EV_TX_BEGIN:
@@ -1652,6 +1816,16 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 			tx_append(sh, c, body);
 			break;
 		case SMTP_EV_TX_ABORT:
+			metrics_add(&sh->m.tx_aborted, 1);
+			if (smtp_sess_phase(c->sess) == SMTP_PHASE_DATA) {
+				/* The reply comes at the final dot: it is this message's. */
+				c->eod_abort = true;
+				c->eod_us = mono_us();
+				if (LOG_ENABLED(LOG_INFO) && c->abort_snap == NULL &&
+				    (c->abort_snap = malloc(sizeof(*c->abort_snap))) != NULL) {
+					tx_snap_take(c->abort_snap, smtp_sess_env(c->sess));
+				}
+			}
 			tx_detach_abort(sh, c);
 			break;
 		case SMTP_EV_TX_END:
@@ -1719,7 +1893,36 @@ static void conn_resume(struct shard *sh, struct conn *c)
 		c->paused_commit = false;
 		c->cmd_ms = sh->now_ms;
 		if (!c->closing) {
+			const struct msg_env *env = smtp_sess_env(c->sess);
+			size_t at = c->out.len;
+			uint64_t size = env->size;
+			int64_t now_us = mono_us();
+			struct tx_snap snap;
+			unsigned code;
+
+			if (LOG_ENABLED(LOG_INFO)) {
+				tx_snap_take(&snap, env);
+			}
 			rc = smtp_sess_tx_done_why(c->sess, c->commit_rc, why, why ? strlen(why) : 0, &c->out);
+			/* The message's answer, then whatever followed it (421 at shutdown). */
+			code = rc == 0 ? reply_code_at(&c->out, &at) : 0;
+			if (code != 0) {
+				metrics_shard_code(sh->m.replies, code);
+				metrics_shard_code(sh->m.messages, code);
+				metrics_hist_observe(&sh->m.tx_latency_us, metrics_lat_bounds_us, METRICS_LAT_BOUNDS,
+						     (uint64_t)(now_us - c->eod_us));
+				if (code == 250) {
+					metrics_hist_observe(&sh->m.msg_size, metrics_size_bounds, METRICS_SIZE_BOUNDS,
+							     size);
+				}
+				if (LOG_ENABLED(LOG_INFO)) {
+					tx_log(c, &snap, code, now_us);
+				}
+			}
+			if (rc == 0) {
+				count_replies(sh, c, at);
+			}
+			c->eod_us = 0;
 		}
 		free(c->commit_why); c->commit_why = NULL;
 		if (rc != 0) {
@@ -1762,9 +1965,13 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		uint8_t *p = pbuf_addr(sh, bid) + (sh->pbuf_inc ? sh->buf_off[bid] : 0);
 
 		if (res > 0) {
+			metrics_add(&sh->m.bytes_received, (uint64_t)res);
 			conn_input(sh, c, span_make(p, (size_t)res));
 		}
 		if (sh->pbuf_inc && (cqe->flags & IORING_CQE_F_BUF_MORE)) {
+			if (sh->buf_off[bid] == 0 && res > 0) {
+				metrics_add(&sh->m.pbuf_partial, 1);
+			}
 			sh->buf_off[bid] += (uint32_t)(res > 0 ? res : 0);
 		} else {
 			pbuf_return(sh, bid);
@@ -1778,7 +1985,9 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		 * TCP window closes by itself); pbuf_flush() re-arms this recv
 		 * once buffers came back. */
 		sh->n_enobufs++;
+		metrics_add(&sh->m.enobufs, 1);
 		if (!c->recv_armed && !c->on_bufwait && !c->closing) {
+			metrics_add(&sh->m.pbuf_waiters, 1);
 			c->on_bufwait = true;
 			c->next_bufwait = sh->buf_wait;
 			sh->buf_wait = c;
@@ -1827,19 +2036,23 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (sh->stopping) {
+		metrics_add(&sh->m.conns_refused[METRICS_REFUSE_SHUTDOWN], 1);
 		close(fd);
 		return;
 	}
 	sh->n_accept++;
+	metrics_add(&sh->m.conns_accepted, 1);
 	memset(&sa, 0, sizeof(sa));
 	/* Multishot accept shares one address buffer across completions, so the
 	 * peer is asked for per socket (IO_URING.md §3.6, option 2). */
 	if (getpeername(fd, (struct sockaddr *)&sa, &sl) != 0) {
+		metrics_add(&sh->m.conns_refused[METRICS_REFUSE_PEER], 1);
 		close(fd);
 		return;
 	}
 	c = conn_new(sh, fd, &sa);
 	if (c == NULL) {
+		metrics_add(&sh->m.conns_refused[METRICS_REFUSE_MEMORY], 1);
 		log_line(LOG_WARN, sh->who, "accept error=\"out of memory\"");
 		close(fd);
 		return;
@@ -1856,6 +2069,7 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 		}
 		if (!trusted) {
 			sh->n_refused++;
+			metrics_add(&sh->m.conns_refused[METRICS_REFUSE_PROXY], 1);
 			log_line(LOG_NOTICE, c->who, "conn.refuse reason=\"not in --proxy-trusted\" client=%s",
 				 smtp_sess_env(c->sess)->client_ip);
 			c->io_done = false;
@@ -1883,6 +2097,7 @@ static void conn_admit(struct shard *sh, struct conn *c)
 		limits_release(sh->g->limits, &c->ipkey);
 		c->counted = false;
 		sh->n_refused++;
+		metrics_add(&sh->m.conns_refused[METRICS_REFUSE_RATE], 1);
 		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection rate\"");
 		if (smtp_sess_abort(c->sess, SMTP_ABORT_TOO_MANY, &c->out) != 0) {
 			bb_reset(&c->out, 1);
@@ -1893,10 +2108,12 @@ static void conn_admit(struct shard *sh, struct conn *c)
 	}
 	if (!c->counted) {
 		sh->n_refused++;
+		metrics_add(&sh->m.conns_refused[METRICS_REFUSE_LIMIT], 1);
 		log_line(LOG_INFO, c->who, "conn.refuse reason=\"connection limit\"");
 		if (smtp_sess_abort(c->sess, SMTP_ABORT_TOO_MANY, &c->out) != 0) {
 			bb_reset(&c->out, 1);
 		}
+		count_replies(sh, c, 0);
 		c->io_done = false;
 		conn_close(sh, c);
 		return;
@@ -1914,6 +2131,7 @@ static void conn_admit(struct shard *sh, struct conn *c)
 		conn_fail(sh, c);
 		return;
 	}
+	count_replies(sh, c, 0);
 	c->cmd_ms = sh->now_ms;
 	arm_recv(sh, c);
 	conn_flush(sh, c);
@@ -1941,6 +2159,7 @@ static void proxy_input(struct shard *sh, struct conn *c, struct span in)
 		return;
 	}
 	if (rc != PROXY_PARSE_OK) {
+		metrics_add(&c->sh->m.conns_refused[METRICS_REFUSE_PROXY], 1);
 		log_line(LOG_NOTICE, c->who, "proxy.error reason=\"%s\"",
 			 proxy_parse_name(rc == PROXY_PARSE_MORE ? PROXY_PARSE_TOO_LONG : rc));
 		conn_fail(sh, c);
@@ -1968,9 +2187,12 @@ static void on_greet(struct shard *sh, struct conn *c)
 	c->inflight--;
 	c->greet_pending = false;
 	if (!c->closing) {
+		size_t mark = c->out.len;
+
 		if (smtp_sess_greet(c->sess, &c->out) != 0) {
 			conn_fail(sh, c);
 		}
+		count_replies(sh, c, mark);
 		conn_flush(sh, c);
 	}
 	conn_maybe_free(sh, c);
@@ -1999,6 +2221,7 @@ static void tick(struct shard *sh)
 	for (uint32_t i = 0; i < sh->conns_cap; i++) {
 		struct conn *c = sh->conns[i];
 		int64_t limit, since;
+		size_t mark;
 		enum smtp_phase phase;
 
 		if (c == NULL) {
@@ -2042,15 +2265,19 @@ static void tick(struct shard *sh)
 		if (cfg->timeout_session != 0 && phase != SMTP_PHASE_COMMIT &&
 		    sh->now_ms - c->open_ms >= (int64_t)cfg->timeout_session * 1000) {
 			log_line(LOG_INFO, c->who, "conn.timeout phase=%s reason=\"session too long\"", smtp_phase_name(phase));
+			mark = c->out.len;
 			if (smtp_sess_abort(c->sess, SMTP_ABORT_TIMEOUT, &c->out) != 0) {
 				bb_reset(&c->out, 1);
 			}
+			count_replies(sh, c, mark);
 			conn_close(sh, c);
 		} else if (sh->stopping && sh->now_ms >= sh->stop_deadline_ms) {
 			log_line(LOG_INFO, c->who, "conn.shutdown phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
+			mark = c->out.len;
 			if (smtp_sess_abort(c->sess, SMTP_ABORT_SHUTDOWN, &c->out) != 0) {
 				bb_reset(&c->out, 1);
 			}
+			count_replies(sh, c, mark);
 			conn_close(sh, c);
 		} else if (sh->now_ms - since >= limit * 1000) {
 			if (phase == SMTP_PHASE_TLS) {
@@ -2059,9 +2286,11 @@ static void tick(struct shard *sh)
 					 (unsigned)limit);
 			}
 			log_line(LOG_INFO, c->who, "conn.timeout phase=%s", smtp_phase_name(smtp_sess_phase(c->sess)));
+			mark = c->out.len;
 			if (smtp_sess_abort(c->sess, SMTP_ABORT_TIMEOUT, &c->out) != 0) {
 				bb_reset(&c->out, 1);
 			}
+			count_replies(sh, c, mark);
 			conn_close(sh, c);
 		}
 		if (c->closing) {
@@ -2089,7 +2318,10 @@ static void begin_shutdown(struct shard *sh)
 	for (uint32_t i = 0; i < sh->conns_cap; i++) {
 		struct conn *c = sh->conns[i];
 
+		size_t mark = c != NULL ? c->out.len : 0;
+
 		if (c != NULL && !c->closing && smtp_sess_shutdown(c->sess, &c->out)) {
+			count_replies(sh, c, mark);
 			conn_close(sh, c);
 		}
 	}
@@ -2553,4 +2785,9 @@ void shard_free(struct shard *sh)
 	pthread_mutex_destroy(&sh->start_mu);
 	pthread_cond_destroy(&sh->start_cv);
 	free(sh);
+}
+
+const struct metrics_shard *shard_metrics(const struct shard *sh)
+{
+	return &sh->m;
 }

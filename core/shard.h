@@ -58,6 +58,13 @@ int shard_listen(const struct cfg_listen *l, int *out_fd);
 void shard_wake(struct shard *sh);
 
 /*
+ * shard_metrics returns the shard's counters, valid until shard_free;
+ * written by the shard only, read with relaxed loads (metrics_shard.h).
+ */
+struct metrics_shard;
+const struct metrics_shard *shard_metrics(const struct shard *sh);
+
+/*
  * shard_join waits for the shard's thread to finish its shutdown. The shard
  * keeps its ring and its verify inbox until shard_free, because a verify
  * worker may still be posting to the inbox's eventfd after handing back

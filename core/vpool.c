@@ -21,6 +21,7 @@
  * the job is freed only by the shard, after it came back through the inbox.
  */
 #include "vpool.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -73,6 +74,9 @@ struct vworker {
 	bool dns_wake;                /* under mu: answers wait in `front` */
 	bool started;
 	struct dns_resolver *front;   /* this worker's view of the DNS cache; worker thread only */
+	/* metrics: queue length = posted - done (each has one writer at a time) */
+	_Atomic uint64_t n_posted;    /* written under mu */
+	_Atomic uint64_t n_done;      /* written by the worker */
 };
 
 /* A miss of the DNS cache, for the DNS thread to ask libunbound. */
@@ -151,6 +155,7 @@ struct vpool {
 	struct vdns dns;
 	_Atomic unsigned next_worker;
 	struct dkim_opts dopts;
+	_Atomic uint64_t kc_hits, kc_misses; /* key cache, written under kc_mu */
 };
 
 struct vjob {
@@ -198,6 +203,7 @@ static void worker_post(struct vworker *w, struct vop *op)
 	pthread_mutex_lock(&w->mu);
 	*w->tail = op;
 	w->tail = &op->next;
+	metrics_add(&w->n_posted, 1); /* under mu: one writer at a time */
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
@@ -466,6 +472,7 @@ static struct dkim_keyrec *kc_lookup(struct vpool *p, const char *name)
 	if (e->kr != NULL && e->expires_ms > now && strcasecmp(e->name, name) == 0) {
 		kr = dkim_keyrec_ref(e->kr);
 	}
+	metrics_add(kr != NULL ? &p->kc_hits : &p->kc_misses, 1); /* under kc_mu */
 	pthread_mutex_unlock(&p->kc_mu);
 	return kr;
 }
@@ -776,6 +783,7 @@ static void *worker_main(void *arg)
 
 			list = op->next;
 			run_op(op);
+			metrics_add(&w->n_done, 1);
 		}
 		/* Answers: cache hits of the ops above, and misses the DNS thread answered. */
 		if (w->front != NULL) {
@@ -1141,4 +1149,50 @@ void vjob_free(struct vjob *j)
 	dmarc_from_seen_fini(&j->from);
 	dmarc_check_free(j->dmarc); j->dmarc = NULL;
 	free(j);
+}
+
+void vpool_get_stats(struct vpool *p, struct vpool_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (p == NULL) {
+		return;
+	}
+	out->workers = p->num_workers;
+	for (unsigned i = 0; i < p->num_workers; i++) {
+		uint64_t done = metrics_get(&p->w[i].n_done), posted = metrics_get(&p->w[i].n_posted);
+
+		out->queued += posted > done ? posted - done : 0;
+	}
+	out->key_cache_hits = metrics_get(&p->kc_hits);
+	out->key_cache_misses = metrics_get(&p->kc_misses);
+}
+
+void vjob_brief(const struct vjob *j, struct vjob_brief *out)
+{
+	static const int rank[AUTH_RES_COUNT] = {
+		[AUTH_PASS] = 7, [AUTH_FAIL] = 5, [AUTH_NEUTRAL] = 4, [AUTH_SOFTFAIL] = 3,
+		[AUTH_TEMPERROR] = 2, [AUTH_PERMERROR] = 6, [AUTH_POLICY] = 1, [AUTH_NONE] = 0,
+	};
+
+	memset(out, 0, sizeof(*out));
+	out->dkim_on = j->dkim;
+	out->dkim = AUTH_NONE;
+	for (size_t i = 0; i < j->num_res; i++) {
+		enum auth_res r = j->res[i].res;
+
+		if (r < AUTH_RES_COUNT) {
+			out->dkim_count[r]++;
+			if (rank[r] > rank[out->dkim]) {
+				out->dkim = r;
+			}
+		}
+	}
+	out->spf_mfrom_on = j->spf[SPF_ID_MAILFROM] != NULL;
+	out->spf_mfrom = out->spf_mfrom_on ? j->spf[SPF_ID_MAILFROM]->res : AUTH_NONE;
+	out->spf_helo_on = j->spf[SPF_ID_HELO] != NULL;
+	out->spf_helo = out->spf_helo_on ? j->spf[SPF_ID_HELO]->res : AUTH_NONE;
+	out->dmarc_on = j->dmarc_done;
+	out->dmarc = j->dmarc_done ? j->dmarc_res.res : AUTH_NONE;
+	out->arc_on = j->arc_done;
+	out->arc = j->arc_done ? j->arc_res.res : AUTH_NONE;
 }

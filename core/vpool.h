@@ -124,4 +124,28 @@ enum auth_res vjob_worst(const struct vjob *j);
 
 void vjob_free(struct vjob *j);
 
+/*
+ * vjob_brief: the finished job's results, one value per method, for
+ * metrics and the transaction log line. `dkim` is the best signature
+ * result (pass over permerror over fail ...), AUTH_NONE without one;
+ * dkim_count counts every signature. A method that did not run has its
+ * *_on false. Shard thread, after the job came back.
+ */
+struct vjob_brief {
+	bool dkim_on, spf_mfrom_on, spf_helo_on, dmarc_on, arc_on;
+	enum auth_res dkim, spf_mfrom, spf_helo, dmarc, arc;
+	unsigned dkim_count[AUTH_RES_COUNT];
+};
+void vjob_brief(const struct vjob *j, struct vjob_brief *out);
+
+/* Pool-wide counters, read without locks (metrics thread). */
+struct vpool_stats {
+	unsigned workers;
+	uint64_t queued;           /* operations posted to the workers and not yet run */
+	uint64_t key_cache_hits;   /* DKIM/ARC key lookups answered by the key cache */
+	uint64_t key_cache_misses; /* ... that went to DNS */
+};
+/* vpool_get_stats fills *out; all zero for a NULL pool. Any thread. */
+void vpool_get_stats(struct vpool *p, struct vpool_stats *out);
+
 #endif

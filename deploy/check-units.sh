@@ -112,12 +112,16 @@ ep() { env -i PATH="$PATH" TMPDIR="$tmp" OCEANMX_BIN="$tmp/fake" "$@" deploy/ent
 expect() { # NAME WANT GOT
 	if [[ $3 == "$2" ]]; then ok "entrypoint: $1"; else bad "entrypoint: $1: got $3, want $2"; fi
 }
-expect "no variables" "[serve][-c][/etc/oceanmx/oceanmx.conf]" "$(ep)"
-expect "list, comma" "[serve][--listen=127.0.0.1:25][--listen=[::1]:25]" \
+# In a container the metrics listener must be reachable: without OMX_METRICS
+# (or a metrics line in the file) the entry point adds it.
+M="[--metrics=0.0.0.0:9025]"
+expect "no variables" "[serve][-c][/etc/oceanmx/oceanmx.conf]$M" "$(ep)"
+expect "list, comma" "[serve][--listen=127.0.0.1:25][--listen=[::1]:25]$M" \
 	"$(ep OMX_CONFIG=none OMX_LISTEN=' 127.0.0.1:25, [::1]:25 ,')"
-expect "list, newline; variables sorted; arguments last" "[check-config][--shards=2][--sink=json:/j?raw=no&a=1,2][--sink=maildir:/m][--shards][3]" \
+expect "list, newline; variables sorted; arguments last" "[check-config][--shards=2][--sink=json:/j?raw=no&a=1,2][--sink=maildir:/m]$M[--shards][3]" \
 	"$(ep OMX_CONFIG=none OMX_SINK=$'json:/j?raw=no&a=1,2\nmaildir:/m' OMX_SHARDS=2 sh -c 'exec "$0" check-config --shards 3')"
-expect "empty variable ignored" "[serve]" "$(ep OMX_CONFIG=none OMX_DOMAINS=)"
+expect "empty variable ignored" "[serve]$M" "$(ep OMX_CONFIG=none OMX_DOMAINS=)"
+expect "OMX_METRICS wins" "[serve][--metrics=127.0.0.1:9100]" "$(ep OMX_CONFIG=none OMX_METRICS=127.0.0.1:9100)"
 expect "other commands pass through" "[spool][ls]" "$(ep sh -c 'exec "$0" spool ls')"
 if err=$(env -i PATH="$PATH" OCEANMX_BIN="$tmp/fake" OMX_LISTN=x OMX_hostname=y deploy/entrypoint.sh 2>&1 >/dev/null); then
 	bad "entrypoint: unknown variables accepted"

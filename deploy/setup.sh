@@ -37,6 +37,8 @@ PKGS=(
   dovecot-core dovecot-lmtpd
   # the example plugin (sinks/examples/sqlite_plugin.c)
   libsqlite3-dev
+  # metrics tests: promtool check metrics and a real Prometheus scraping /metrics
+  prometheus
 )
 
 missing=()

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/cfg.h"
+#include "core/log.h"
 
 static int parse(struct cfg *c, char **err, int argc, char **argv)
 {
@@ -138,6 +139,38 @@ Test(cfg, sink_retry_defaults_flags_and_order)
 	cfg_fini(&c);
 	cr_assert_eq(parse(&c, &err, 2, zero), -1);
 	cr_assert_not_null(strstr(err, "sink-retry-first"), "%s", err);
+	free(err);
+	cfg_fini(&c);
+}
+
+Test(cfg, metrics_and_log_format)
+{
+	struct cfg c;
+	char *err;
+	char *a1[] = { "--metrics", "[::1]:9100", "--log-format", "json" };
+	char *a2[] = { "--metrics", "none" };
+	char *a3[] = { "--metrics", "9025" };
+	char *a4[] = { "--log-format", "xml" };
+
+	cr_assert_eq(parse(&c, &err, 0, NULL), 0);
+	cr_assert_str_eq(c.metrics.text, "127.0.0.1:9025");
+	cr_assert(c.metrics_default && !c.metrics_off);
+	cr_assert_eq(c.log_format, LOG_FMT_TEXT);
+	cfg_fini(&c);
+	cr_assert_eq(parse(&c, &err, 4, a1), 0);
+	cr_assert_str_eq(c.metrics.text, "[::1]:9100");
+	cr_assert(!c.metrics_default);
+	cr_assert_eq(c.log_format, LOG_FMT_JSON);
+	cfg_fini(&c);
+	cr_assert_eq(parse(&c, &err, 2, a2), 0);
+	cr_assert(c.metrics_off);
+	cfg_fini(&c);
+	cr_assert_neq(parse(&c, &err, 2, a3), 0);
+	cr_assert(strstr(err, "metrics") != NULL, "%s", err);
+	free(err);
+	cfg_fini(&c);
+	cr_assert_neq(parse(&c, &err, 2, a4), 0);
+	cr_assert(strstr(err, "log-format") != NULL, "%s", err);
 	free(err);
 	cfg_fini(&c);
 }
