@@ -320,7 +320,7 @@ static const char *const mobile_starts[] = {
 	"Sent from Samsung", "Sent from Gmail", "Sent from ProtonMail", "Sent from Proton Mail",
 	"Sent from the all new AOL app", "Sent via ", "Get Outlook for ", "Sent from iCloud",
 	"Von meinem ", "Gesendet von ", "Gesendet mit ", "Envoy\xc3\xa9 de mon ", "Envoy\xc3\xa9 depuis ",
-	"Enviado desde mi ", "Enviado de mi ", "Enviado do meu ", "Enviado a partir do ", "Inviato da ",
+	"Enviado desde mi ", "Enviado desde Yahoo", "Enviado de mi ", "Enviado do meu ", "Enviado a partir do ", "Inviato da ",
 	"Verzonden vanaf ", "Verstuurd vanaf ", "Skickat fr\xc3\xa5n ", "Sendt fra ", "Wys\xc5\x82" "ane z ",
 	"\xd0\x9e\xd1\x82\xd0\xbf\xd1\x80\xd0\xb0\xd0\xb2\xd0\xbb\xd0\xb5\xd0\xbd\xd0\xbe \xd1\x81 ", /* Отправлено с */
 	"\xe5\x8f\x91\xe8\x87\xaa\xe6\x88\x91\xe7\x9a\x84",         /* 发自我的 */
