@@ -52,6 +52,8 @@ enum mr_kind {
 struct mr_line {
 	uint32_t off;   /* first byte in the body */
 	uint32_t len;   /* bytes without the line ending */
+	uint32_t toff;  /* the line without white space at either end: from off + toff ... */
+	uint32_t tlen;  /* ... for tlen bytes (computed once: no later call rescans a long line) */
 	uint16_t col;   /* MR_SPLIT after the reply on the same line: where the attribution starts */
 	uint8_t kind;   /* enum mr_kind, | MR_CUT */
 };
@@ -355,6 +357,12 @@ static struct span line_of(const struct mr *m, size_t i)
 	return span_make(m->p + m->l[i].off, m->l[i].len);
 }
 
+/* tline: line i without white space at either end. */
+static struct span tline(const struct mr *m, size_t i)
+{
+	return span_make(m->p + m->l[i].off + m->l[i].toff, m->l[i].tlen);
+}
+
 static bool starts_with_opener(struct span t)
 {
 	for (size_t i = 0; openers[i] != NULL; i++) {
@@ -505,11 +513,11 @@ static bool header_block(struct mr *m, size_t i, size_t *out_last)
 	bool start;
 	size_t last = i;
 
-	if (!match_label(trim(line_of(m, i)), &start) || !start) {
+	if (!match_label(tline(m, i), &start) || !start) {
 		return false;
 	}
 	for (size_t k = i + 1; k < m->num && k <= last + 2; k++) {
-		struct span t = trim(line_of(m, k));
+		struct span t = tline(m, k);
 
 		(*m->work)++;
 		if (t.len == 0 || m->l[k].len > MAIL_REPLY_ATTR_LINE_MAX) {
@@ -527,7 +535,7 @@ static bool header_block(struct mr *m, size_t i, size_t *out_last)
 static bool next_nonempty_is_quote(struct mr *m, size_t j)
 {
 	for (size_t k = j + 1; k < m->num && k <= j + MAIL_REPLY_ATTR_LINES; k++) {
-		struct span t = trim(line_of(m, k));
+		struct span t = tline(m, k);
 
 		(*m->work)++;
 		if (t.len > 0) {
@@ -551,7 +559,7 @@ static bool next_nonempty_is_quote(struct mr *m, size_t j)
  */
 static bool attribution(struct mr *m, size_t i, size_t *out_last, size_t *out_col)
 {
-	struct span t0 = trim(line_of(m, i));
+	struct span t0 = tline(m, i);
 	struct span s0 = trim_chars(t0, "-");
 	bool opener = starts_with_opener(s0), dated = dated_start(s0);
 	uint8_t w[MAIL_REPLY_ATTR_LINES * (MAIL_REPLY_ATTR_LINE_MAX + 1)];
@@ -561,7 +569,7 @@ static bool attribution(struct mr *m, size_t i, size_t *out_last, size_t *out_co
 	*out_col = 0;
 	if (opener || dated) {
 		for (size_t j = i; j < m->num && j < i + MAIL_REPLY_ATTR_LINES; j++) {
-			struct span t = j == i ? s0 : trim(line_of(m, j));
+			struct span t = j == i ? s0 : tline(m, j);
 			bool end;
 
 			(*m->work)++;
@@ -581,6 +589,8 @@ static bool attribution(struct mr *m, size_t i, size_t *out_last, size_t *out_co
 				continue;
 			}
 			struct span ws = span_make(w, wl);
+
+			*m->work += wl; /* the window is searched a constant number of times */
 
 			if (opener && has_digit(span_make(s0.p, s0.len)) && has_any_ci(ws, verbs)) {
 				*out_last = j;
@@ -643,7 +653,7 @@ static bool attribution(struct mr *m, size_t i, size_t *out_last, size_t *out_co
 static void classify(struct mr *m)
 {
 	for (size_t i = 0; i < m->num; i++) {
-		struct span t = trim(line_of(m, i));
+		struct span t = tline(m, i);
 		enum mr_kind k = MR_TEXT;
 		size_t last = i, col = 0;
 
@@ -699,9 +709,10 @@ static bool is_inline(struct mr *m)
 			if (seen_q && !in_run) {
 				struct span q = line_of(m, prev_q);
 
+				*m->work += q.len; /* each quoted line is looked at for one text run at most */
 				in_run = true;
 				run = !(find_ci(q, "(http") != SIZE_MAX || find_ci(q, "<http") != SIZE_MAX ||
-					has_link_start(trim(line_of(m, i))));
+					has_link_start(tline(m, i)));
 			}
 			break;
 		case MR_EMPTY:
@@ -738,7 +749,7 @@ static void cut_from_split(struct mr *m, size_t s, size_t last_q)
 			while (k > 0 && kind(m, k - 1) == MR_EMPTY) {
 				k--;
 			}
-			if (k > 0 && kind(m, k - 1) == MR_TEXT && is_sep_line(trim(line_of(m, k - 1)))) {
+			if (k > 0 && kind(m, k - 1) == MR_TEXT && is_sep_line(tline(m, k - 1))) {
 				b = k - 1;
 			}
 		}
@@ -940,7 +951,7 @@ static bool sig_line(struct mr *m, size_t i, bool after_empty, size_t last)
 		if (!(m->l[k].kind & MR_CUT)) {
 			(*m->work)++;
 			rest++;
-			rest_empty = rest_empty || trim(line_of(m, k)).len == 0;
+			rest_empty = rest_empty || tline(m, k).len == 0;
 		}
 	}
 
@@ -948,7 +959,7 @@ static bool sig_line(struct mr *m, size_t i, bool after_empty, size_t last)
 		lt.p++;
 		lt.len--;
 	}
-	if (lt.len >= 2 && lt.p[0] == '-' && lt.p[1] == '-') {
+	if (lt.len >= 2 && lt.len <= 80 && lt.p[0] == '-' && lt.p[1] == '-') {
 		struct span r = span_make(lt.p + 2, lt.len - 2);
 		bool dashes = true;
 
@@ -987,7 +998,7 @@ static bool sig_line(struct mr *m, size_t i, bool after_empty, size_t last)
 			if (m->l[k].kind & MR_CUT) {
 				continue;
 			}
-			struct span c = trim(line_of(m, k));
+			struct span c = tline(m, k);
 
 			if (c.len > 60) {
 				return false;
@@ -1016,7 +1027,7 @@ static size_t find_sig(struct mr *m)
 		}
 		(*m->work)++;
 		if (last == SIZE_MAX) {
-			if (trim(line_of(m, i)).len == 0) {
+			if (tline(m, i).len == 0) {
 				continue;
 			}
 			last = i;
@@ -1031,7 +1042,7 @@ static size_t find_sig(struct mr *m)
 	}
 	for (size_t i = 0; i <= last; i++) {
 		(*m->work)++;
-		if (!(m->l[i].kind & MR_CUT) && trim(line_of(m, i)).len > 0) {
+		if (!(m->l[i].kind & MR_CUT) && tline(m, i).len > 0) {
 			first = i;
 			break;
 		}
@@ -1039,7 +1050,7 @@ static size_t find_sig(struct mr *m)
 	for (size_t i = from; i-- > 0;) {
 		(*m->work)++;
 		if (!(m->l[i].kind & MR_CUT)) {
-			prev_empty = trim(line_of(m, i)).len == 0;
+			prev_empty = tline(m, i).len == 0;
 			break;
 		}
 	}
@@ -1047,7 +1058,7 @@ static size_t find_sig(struct mr *m)
 		if (m->l[i].kind & MR_CUT) {
 			continue;
 		}
-		bool empty = trim(line_of(m, i)).len == 0;
+		bool empty = tline(m, i).len == 0;
 
 		(*m->work)++;
 		if (!empty && i > first && sig_line(m, i, prev_empty, last)) {
@@ -1098,12 +1109,16 @@ static int text_reply(struct bb *out, struct span body, bool *out_quoted, size_t
 		if (len > 0 && body.p[end - 1] == '\r') {
 			len--;
 		}
+		struct span t = trim(span_make(body.p + off, len));
+
 		m.l[m.num].off = (uint32_t)off;
 		m.l[m.num].len = (uint32_t)len;
+		m.l[m.num].toff = (uint32_t)(t.p - (body.p + off));
+		m.l[m.num].tlen = (uint32_t)t.len;
 		m.l[m.num].col = 0;
 		m.l[m.num].kind = MR_TEXT;
 		m.num++;
-		(*work)++;
+		*work += 1 + len; /* memchr and trim visit the line's bytes */
 		off = nl ? end + 1 : body.len + 1;
 	}
 	classify(&m);
