@@ -1635,8 +1635,18 @@ void mail_reply_fini(struct mail_reply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int mail_reply_extract(struct mail_reply *r, const struct span *text, const struct span *html)
+/* buf_span: bytes [off, off + len) of b; an empty builder holds no buffer at all. */
+static struct span buf_span(const struct bb *b, size_t off, size_t len)
 {
+	return b->p != NULL ? span_make(b->p + off, len) : span_make("", 0);
+}
+
+int mail_reply_extract(struct mail_reply *r, const struct span *text_in, const struct span *html_in)
+{
+	/* an empty span may carry a NULL pointer: no arithmetic on it below */
+	struct span tb = text_in && text_in->len > 0 ? *text_in : span_make("", 0);
+	struct span hb = html_in && html_in->len > 0 ? *html_in : span_make("", 0);
+	const struct span *text = text_in ? &tb : NULL, *html = html_in ? &hb : NULL;
 	size_t text_off = 0, text_len = 0, sig_off = 0, html_off = 0, html_len = 0;
 	bool tq = false, hq = false;
 	int rc;
@@ -1656,9 +1666,9 @@ int mail_reply_extract(struct mail_reply *r, const struct span *text, const stru
 		struct bb plain;
 
 		bb_init(&plain, 0);
-		rc = html_text(&plain, span_make(r->buf.p + html_off, html_len), &r->work);
+		rc = html_text(&plain, buf_span(&r->buf, html_off, html_len), &r->work);
 		if (rc == 0) {
-			rc = text_reply(&r->buf, bb_span(&plain), &tq, &text_off, &text_len, &sig_off, &r->has_sig,
+			rc = text_reply(&r->buf, buf_span(&plain, 0, plain.len), &tq, &text_off, &text_len, &sig_off, &r->has_sig,
 					&r->work);
 		}
 		bb_fini(&plain);
@@ -1672,12 +1682,12 @@ int mail_reply_extract(struct mail_reply *r, const struct span *text, const stru
 	}
 	/* The buffer no longer grows: the spans may point into it now. */
 	r->quoted = tq || hq;
-	r->text = span_make(r->buf.p + text_off, text_len);
+	r->text = buf_span(&r->buf, text_off, text_len);
 	if (r->has_sig) {
-		r->signature = span_make(r->buf.p + sig_off, text_off + text_len - sig_off);
+		r->signature = buf_span(&r->buf, sig_off, text_off + text_len - sig_off);
 	}
 	if (r->has_html) {
-		r->html = span_make(r->buf.p + html_off, html_len);
+		r->html = buf_span(&r->buf, html_off, html_len);
 	}
 	return 0;
 }
