@@ -365,6 +365,9 @@ static struct span tline(const struct mr *m, size_t i)
 
 static bool starts_with_opener(struct span t)
 {
+	if (t.len == 0 || strchr("OLAEIDPWV", t.p[0]) == NULL) {
+		return false; /* the first letters of the openers below */
+	}
 	for (size_t i = 0; openers[i] != NULL; i++) {
 		size_t n = strlen(openers[i]);
 
@@ -429,6 +432,12 @@ static bool dated_start(struct span t)
  */
 static bool match_label(struct span t, bool *out_start)
 {
+	size_t head = t.len < 32 ? t.len : 32;
+
+	/* most lines hold no colon near their start: reject them before the label lists */
+	if (memchr(t.p, ':', head) == NULL && memmem(t.p, head, "\xef\xbc\x9a", 3) == NULL) {
+		return false;
+	}
 	while (t.len > 0 && t.p[0] == '*') {
 		t.p++;
 		t.len--;
@@ -464,7 +473,7 @@ static bool match_label(struct span t, bool *out_start)
 /* dash_marker: "-----Original Message-----", "---- X wrote ----", "Begin forwarded message:". */
 static bool dash_marker(struct span t, enum mr_kind *out_kind)
 {
-	for (size_t i = 0; fwd_starts[i] != NULL; i++) {
+	for (size_t i = 0; t.len > 0 && t.p[t.len - 1] == ':' && fwd_starts[i] != NULL; i++) {
 		if (starts_ci(t, fwd_starts[i])) {
 			*out_kind = MR_FWD;
 			return true;
@@ -875,7 +884,7 @@ static bool is_mobile(struct span t)
 		}
 		return true;
 	}
-	for (size_t i = 0; mobile_starts[i] != NULL; i++) {
+	for (size_t i = 0; (t.p[0] >= 0x80 || strchr("SGVEIW", t.p[0]) != NULL) && mobile_starts[i] != NULL; i++) {
 		if (starts_ci(t, mobile_starts[i])) {
 			return true;
 		}
@@ -947,7 +956,7 @@ static bool sig_line(struct mr *m, size_t i, bool after_empty, size_t last)
 	size_t rest = 0;
 	bool rest_empty = false;
 
-	for (size_t k = i; k <= last; k++) {
+	for (size_t k = i; after_empty && k <= last; k++) {
 		if (!(m->l[k].kind & MR_CUT)) {
 			(*m->work)++;
 			rest++;
@@ -1127,6 +1136,10 @@ static int text_reply(struct bb *out, struct span body, bool *out_quoted, size_t
 	sig_line_idx = find_sig(&m);
 
 	/* Output: kept lines in order; a same-line attribution leaves the reply before it. */
+	if ((rc = bb_reserve(out, body.len + 1)) != 0) {
+		free(m.l);
+		return rc;
+	}
 	for (size_t i = 0; i < m.num && rc == 0; i++) {
 		size_t end = i + 1 < m.num ? m.l[i + 1].off : body.len;
 
