@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "date.h"
 #include "json.h"
+#include "mail_reply.h"
 
 static void addr_obj(struct json *j, const struct message_addr *a)
 {
@@ -165,6 +166,51 @@ static void body(struct json *j, const char *key, struct span text, const struct
 	json_key(j, "content");
 	json_str(j, text);
 	json_obj_end(j);
+}
+
+/*
+ * reply_section writes "reply": the first text body without its quoted
+ * history (proto/mail_reply.h), its signature, and the HTML body without
+ * the quoted part; null when the message has neither body.
+ */
+static void reply_section(struct json *j, const struct message *m)
+{
+	struct span t = message_text(m), h = message_html(m);
+	const struct span *tp = message_text_part(m) != NULL ? &t : NULL;
+	const struct span *hp = message_html_part(m) != NULL ? &h : NULL;
+	struct mail_reply r;
+
+	json_key(j, "reply");
+	if (tp == NULL && hp == NULL) {
+		json_null(j);
+		return;
+	}
+	mail_reply_init(&r);
+	if (mail_reply_extract(&r, tp, hp) != 0) {
+		j->err = j->err != 0 ? j->err : -ENOMEM;
+		json_null(j);
+		mail_reply_fini(&r);
+		return;
+	}
+	json_obj(j);
+	json_key(j, "text");
+	json_str(j, r.text);
+	json_key(j, "signature");
+	if (r.has_sig) {
+		json_str(j, r.signature);
+	} else {
+		json_null(j);
+	}
+	json_key(j, "quoted");
+	json_bool(j, r.quoted);
+	json_key(j, "html");
+	if (r.has_html) {
+		json_str(j, r.html);
+	} else {
+		json_null(j);
+	}
+	json_obj_end(j);
+	mail_reply_fini(&r);
 }
 
 static void part_common(struct json *j, const struct message_part *p)
@@ -489,6 +535,7 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 	json_arr_end(&j);
 	body(&j, "text", message_text(m), message_text_part(m));
 	body(&j, "html", message_html(m), message_html_part(m));
+	reply_section(&j, m);
 	json_key(&j, "attachments");
 	json_arr(&j);
 	for (size_t i = 0; i < message_num_attachments(m); i++) {
