@@ -74,6 +74,10 @@
  * its replies without bound (EHLO turns 8 bytes into ~150). */
 #define OUT_PAUSE       (32u * 1024)
 #define SEND_STALL_MS   5000           /* a closing conn's send without progress is cancelled */
+/* In command state one smtp_sess_next() answers every pipelined command it
+ * is given, and a reply can be 20 times its command (EHLO): commands are fed
+ * in slices this long, so OUT_PAUSE is checked every ~40 KB of replies. */
+#define CMD_SLICE       2048
 #define PROXY_WAIT_MS   10000          /* a PROXY header must arrive this soon after accept */
 #define LISTEN_BACKLOG  4096
 #define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
@@ -1787,21 +1791,35 @@ static void conn_process(struct shard *sh, struct conn *c, struct span *in)
 	bool progress = false;
 
 	while (!c->closing && !conn_paused(c)) {
-		struct span body;
+		struct span body, slice = *in;
 		enum smtp_ev ev;
+		size_t used;
 
 		if (conn_unsent(c) >= OUT_PAUSE) {
 			/* The client is not reading its replies: stop taking its
-			 * commands until it does (on_send resumes us). */
+			 * commands until it does (on_send resumes us), and stop
+			 * reading now, not at PEND_CANCEL: its socket buffer could
+			 * otherwise pour megabytes into c->pend meanwhile. */
 			c->paused_out = true;
+			cancel_recv(sh, c);
 			break;
 		}
+		if (slice.len > CMD_SLICE && smtp_sess_phase(c->sess) == SMTP_PHASE_CMD) {
+			slice.len = CMD_SLICE;
+		}
 		mark = c->out.len;
-		ev = smtp_sess_next(c->sess, in, &c->out, &body);
+		used = slice.len;
+		ev = smtp_sess_next(c->sess, &slice, &c->out, &body);
+		used -= slice.len;
+		in->p += used; /* body spans point into the same bytes */
+		in->len -= used;
 		count_replies(sh, c, mark);
 		progress |= ev != SMTP_EV_NEED_INPUT;
 		switch (ev) {
 		case SMTP_EV_NEED_INPUT:
+			if (used > 0 && in->len > 0) {
+				continue; /* the slice is used up: the next one */
+			}
 			goto out;
 		case SMTP_EV_MAIL:
 			metrics_add(&sh->m.tx_started, 1);
