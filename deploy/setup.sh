@@ -30,6 +30,8 @@ PKGS=(
   publicsuffix
   # PROXY protocol tests: a real load balancer in front (tests/integ/test_proxy.py)
   haproxy
+  # fault injection: a FUSE passthrough that fails on demand (tests/integ/faultfs.py)
+  python3-fusepy
 )
 
 missing=()
