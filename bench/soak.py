@@ -49,6 +49,11 @@ TOKEN_RE = re.compile(rb"^X-Soak-Token: (sk-[0-9-]+)\r\n", re.M)
 FILLER = None
 
 
+def split255(b):
+    """split255: a TXT value as the 255-octet character-strings DNS needs (RFC 1035 3.3.14)."""
+    return [b[i:i + 255] for i in range(0, len(b), 255)]
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -87,8 +92,18 @@ class Soak:
 
     # -- server
     def start(self):
+        for attempt in range(5):
+            if self.try_start():
+                return
+            # Our port was taken meanwhile as the local port of some outgoing
+            # connection (EADDRINUSE): every client reads self.port, so move.
+            self.port = free_port()
+        raise SystemExit("soak: server did not start (see %s)" % self.log_path)
+
+    def try_start(self):
         self.runs += 1
-        log = open(os.path.join(self.tmp, "server.%d.log" % self.runs), "wb")
+        self.log_path = os.path.join(self.tmp, "server.%d.log" % self.runs)
+        log = open(self.log_path, "wb")
         args = [self.a.bin, "serve", "--listen", "127.0.0.1:%d" % self.port, "--hostname", "soak.test",
                 "--spool", self.spool, "--sink", "maildir:" + self.md, "--sink-retry-first", "1",
                 "--max-message-size", "12M", "--timeout-command", "10", "--shutdown-timeout", "5"]
@@ -99,16 +114,19 @@ class Soak:
         self.t_start = time.monotonic()
         self.warm = None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
                 ok = s.recv(64).startswith(b"220")
                 s.close()
                 if ok:
-                    return
+                    return True
             except OSError:
                 time.sleep(0.05)
-        raise SystemExit("soak: server did not start (see %s)" % log.name)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return False
 
     def sample_warm(self):
         if self.warm is None and time.monotonic() - self.t_start >= self.a.warmup:
@@ -219,7 +237,7 @@ def setup_dkim(tmpdir):
     pub = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"], capture_output=True).stdout
     import base64
     priv = open(key, "rb").read()
-    zone = {"soak._domainkey.soak.test": [(300, [b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)])]}
+    zone = {"soak._domainkey.soak.test": [(300, split255(b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)))]}
 
     def signer(msg):
         return dkim.sign(msg, b"soak", b"soak.test", priv, include_headers=[b"from", b"to", b"subject"],
