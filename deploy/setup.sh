@@ -39,6 +39,8 @@ PKGS=(
   libsqlite3-dev
   # metrics tests: promtool check metrics and a real Prometheus scraping /metrics
   prometheus
+  # fault injection: a FUSE passthrough that fails on demand (tests/integ/faultfs.py)
+  python3-fusepy
 )
 
 missing=()

@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""
+hostile.py - each attack against an oceanmx that is serving a normal W1 load
+at the same time (oceanmx-load: 20 sessions, 4 KiB, closed loop), driven by
+bench/hostile.sh.
+
+For every attack (and a clean run without one): a fresh server on its own
+spool and maildir, the attack started, oceanmx-load -d DURATION run beside
+it from 127.0.0.1, the attack stopped; then the normal clients' msg/s and p99,
+the ratio to the clean run, the server's peak memory (VmHWM from /proc), the
+attack's connections, and the messages acknowledged (load + attack), delivered
+(files in the maildir) and lost / duplicated. Attackers use other loopback
+addresses (127.0.x.y), as they would be other hosts, so the per-address limit
+applies to them and not to the normal clients.
+
+    hostile.py --bin build/oceanmx --load build/oceanmx-load --out FILE.md [--duration S] [--only a,b]
+
+Exit status 1 when an attack leaves the normal clients below --min-ratio
+(0.8) of the clean run's msg/s, or loses an acknowledged message.
+"""
+
+import argparse
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integ"))
+
+
+def split255(b):
+    """split255: a TXT value as the 255-octet character-strings DNS needs (RFC 1035 3.3.14)."""
+    return [b[i:i + 255] for i in range(0, len(b), 255)]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def vm_hwm(pid):
+    try:
+        for ln in open("/proc/%d/status" % pid):
+            if ln.startswith("VmHWM:"):
+                return int(ln.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def addr(i):
+    """addr gives attacker address number i: 127.1.x.y (never 127.0.0.1, the normal clients')."""
+    return "127.1.%d.%d" % (i // 250, 1 + i % 250)
+
+
+def connect(i, port, timeout=10):
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((addr(i), 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+# ---------------------------------------------------------------- attacks
+# Each is a function (ctx) -> None that runs until ctx.stop is set; it counts
+# connections in ctx.conns (peak open) and its own 250s in ctx.acked.
+
+
+class Ctx:
+    def __init__(self, port):
+        self.port = port
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.conns = 0
+        self.peak = 0
+        self.acked = 0
+        self.sent = 0
+
+    def opened(self, n=1):
+        with self.lock:
+            self.conns += n
+            self.peak = max(self.peak, self.conns)
+
+    def closed(self, n=1):
+        with self.lock:
+            self.conns -= n
+
+
+def idle_conns(n, per_addr):
+    def attack(ctx):
+        socks = []
+        for i in range(n):
+            if ctx.stop.is_set():
+                break
+            try:
+                s = connect(i // per_addr, ctx.port)
+                s.setblocking(False)
+                socks.append(s)
+                ctx.opened()
+            except OSError:
+                time.sleep(0.01)
+        ctx.stop.wait()
+        for s in socks:
+            s.close()
+        ctx.closed(len(socks))
+    return attack
+
+
+def pipelining_flood(ctx):
+    """pipelining_flood: 50 sessions sending EHLO without ever reading a reply."""
+    socks = []
+    for i in range(50):
+        try:
+            s = connect(i // 10, ctx.port)
+            s.setblocking(False)
+            socks.append(s)
+            ctx.opened()
+        except OSError:
+            pass
+    chunk = b"EHLO flood.test\r\n" * 4096
+    while not ctx.stop.is_set():
+        wrote = False
+        for s in socks:
+            try:
+                s.send(chunk)
+                wrote = True
+            except (BlockingIOError, OSError):
+                pass
+        if not wrote:
+            time.sleep(0.05)  # every socket full: the server stopped reading them
+    for s in socks:
+        s.close()
+
+
+def conn_flood(ctx):
+    """conn_flood: one address connecting as fast as 4 threads can, closing at once."""
+    def w():
+        while not ctx.stop.is_set():
+            try:
+                s = connect(7, ctx.port, timeout=2)
+                ctx.opened()
+                try:
+                    s.recv(256)
+                except OSError:
+                    pass
+                s.close()
+                ctx.closed()
+            except OSError:
+                time.sleep(0.001)
+    ths = [threading.Thread(target=w) for _ in range(4)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+
+
+def send_raw_sessions(ctx, nthreads, body_fn, mail_from="a@x.test", cmd_fn=None):
+    """send_raw_sessions: nthreads sessions each looping one transaction with body_fn() as content."""
+    def w(k):
+        while not ctx.stop.is_set():
+            try:
+                s = connect(20 + k, ctx.port, timeout=30)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            ctx.opened()
+            try:
+                f = s.makefile("rb")
+                f.readline()
+                s.sendall(b"EHLO attacker.test\r\n")
+                while True:
+                    ln = f.readline()
+                    if not ln or ln[3:4] == b" ":
+                        break
+                if cmd_fn:
+                    cmd_fn(s, f)
+                    continue
+                while not ctx.stop.is_set():
+                    s.sendall(b"MAIL FROM:<%s>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n" % mail_from(k).encode()
+                              if callable(mail_from) else b"MAIL FROM:<%s>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n" % mail_from.encode())
+                    codes = [f.readline()[:3] for _ in range(3)]
+                    if codes[2] != b"354":
+                        break
+                    s.sendall(body_fn() + b"\r\n.\r\n")
+                    ln = f.readline()
+                    with ctx.lock:
+                        ctx.sent += 1
+                        if ln.startswith(b"250"):
+                            ctx.acked += 1
+                    if not ln.startswith((b"250", b"4", b"5")):
+                        break
+            except OSError:
+                pass
+            finally:
+                s.close()
+                ctx.closed()
+    ths = [threading.Thread(target=w, args=(k,)) for k in range(nthreads)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+
+
+def long_lines(ctx):
+    """long_lines: 1 MB command lines, and messages with 1 MB lines in DATA."""
+    line = b"X" * (1 << 20)
+
+    def cmd(s, f):
+        while not ctx.stop.is_set():
+            s.sendall(b"NOOP " + line + b"\r\n")
+            if not f.readline():
+                return
+    t1 = threading.Thread(target=send_raw_sessions, args=(ctx, 2, None), kwargs={"cmd_fn": cmd})
+    t1.start()
+    send_raw_sessions(ctx, 2, lambda: b"Subject: long\r\n\r\n" + line)
+    t1.join()
+
+
+def mime_bombs():
+    deep = ["Subject: deep\r\nMIME-Version: 1.0\r\n"]
+    for i in range(50000):
+        deep.append("Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n" % (i, i))
+    deep = "".join(deep).encode() + b"\r\nend\r\n"
+    wide = [b"Subject: wide\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"w\"\r\n\r\n"]
+    wide += [b"--w\r\nContent-Type: text/plain\r\n\r\n%d\r\n" % i for i in range(100000)]
+    wide = b"".join(wide) + b"--w--\r\n"
+    return [deep, wide]
+
+
+def mime_attack(ctx):
+    bombs = mime_bombs()
+    k = [0]
+
+    def body():
+        k[0] += 1
+        return bombs[k[0] % 2]
+    send_raw_sessions(ctx, 2, body)
+
+
+def nul_attack(ctx):
+    def body():
+        return (b"From: <a\x00b@x.test>\r\nSubject: Invoice\x00 tail\r\nX-Nul: \x00\x00\x00\r\n\r\n"
+                + b"body\x00with\x00nuls\r\n" * 200)
+    send_raw_sessions(ctx, 2, body)
+
+
+def der_len(n):
+    if n < 128:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def der(tag, body):
+    return bytes([tag]) + der_len(len(body)) + body
+
+
+def big_rsa_spki(bits):
+    """big_rsa_spki: a SubjectPublicKeyInfo with a random odd `bits`-bit modulus and e=65537."""
+    n = random.getrandbits(bits) | (1 << (bits - 1)) | 1
+    nb = n.to_bytes(bits // 8, "big")
+    rsakey = der(0x30, der(0x02, b"\x00" + nb) + der(0x02, (65537).to_bytes(3, "big")))
+    algo = der(0x30, der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
+    return der(0x30, algo + der(0x03, b"\x00" + rsakey))
+
+
+def dkim_attack(ctx):
+    sig = base64.b64encode(os.urandom(2048)).decode()
+    bh = base64.b64encode(os.urandom(32)).decode()
+
+    def body():
+        return ("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=big.test; s=k16384;\r\n"
+                " h=from:subject; bh=%s;\r\n b=%s\r\nFrom: <a@big.test>\r\nSubject: huge key\r\n\r\nhello\r\n"
+                % (bh, sig)).encode()
+    send_raw_sessions(ctx, 4, body, mail_from="a@big.test")
+
+
+def spf_attack(ctx):
+    n = [0]
+
+    def frm(k):
+        n[0] += 1
+        return "a@d%d.amp.test" % (n[0] % 1000)
+    send_raw_sessions(ctx, 4, lambda: b"From: <a@amp.test>\r\nSubject: spf\r\n\r\nhello\r\n", mail_from=frm)
+
+
+def spf_zone():
+    z = {}
+    for i in range(1000):
+        mech = " ".join("a:v%d.d%d.amp.test" % (j, i) for j in range(5))
+        mech += " " + " ".join("include:c%d.amp.test" % j for j in range(1, 4))
+        z["d%d.amp.test" % i] = [(300, [("v=spf1 %s -all" % mech).encode()])]
+    for j in range(1, 40):
+        z["c%d.amp.test" % j] = [(300, [("v=spf1 include:c%d.amp.test a:x%d.amp.test -all" % (j + 1, j)).encode()])]
+    z["k16384._domainkey.big.test"] = [(300, split255(b"v=DKIM1; k=rsa; p=" + base64.b64encode(big_rsa_spki(16384))))]
+    return z
+
+
+ATTACKS = [
+    ("slowloris", "2,000 idle connections", idle_conns(2000, 90), []),
+    ("conns10k", "10,000 concurrent connections", idle_conns(10000, 90), []),
+    ("pipeline", "pipelining flood, replies never read (50 sessions)", pipelining_flood, []),
+    ("connflood", "connection flood from one address (4 threads)", conn_flood, []),
+    ("longlines", "1 MB command lines and 1 MB DATA lines (4 sessions)", long_lines, []),
+    ("spf", "SPF amplification: 1000 domains, include chains, void lookups (4 sessions)", spf_attack, []),
+    ("dkim16k", "16384-bit DKIM key (4 sessions)", dkim_attack, []),
+    ("mime", "MIME bombs: 50,000 levels, 100,000 parts (2 sessions)", mime_attack, []),
+    ("nul", "NUL bytes in headers and body (2 sessions)", nul_attack, []),
+]
+
+
+# ---------------------------------------------------------------- runner
+
+
+def count_files(md):
+    n = 0
+    for sub in ("new", "cur"):
+        try:
+            n += len([x for x in os.listdir(os.path.join(md, sub)) if not x.startswith(".")])
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def one_run(a, name, attack, dns_port):
+    tmp = tempfile.mkdtemp(prefix="omx-hostile-", dir=a.dir)
+    port = free_port()
+    md = os.path.join(tmp, "maildir")
+    log = open(os.path.join(tmp, "server.log"), "wb")
+    srv = subprocess.Popen([a.bin, "serve", "--listen", "127.0.0.1:%d" % port, "--hostname", "bench.test",
+                            "--spool", os.path.join(tmp, "spool"), "--sink", "maildir:" + md,
+                            "--max-connections", "12000", "--dns", "127.0.0.1:%d" % dns_port,
+                            "--dns-timeout", "1000", "--shutdown-timeout", "5"],
+                           stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                ok = s.recv(64).startswith(b"220")
+                s.close()
+                if ok:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline or srv.poll() is not None:
+                raise SystemExit("server did not start (log %s)" % log.name)
+            time.sleep(0.05)
+        ctx = Ctx(port)
+        th = None
+        if attack:
+            th = threading.Thread(target=attack, args=(ctx,), daemon=True)
+            th.start()
+            time.sleep(a.settle)
+        r = subprocess.run([a.load, "--json", "-q", "-d", str(a.duration), "-c", "20", "--max-errors", "0",
+                            "127.0.0.1:%d" % port], capture_output=True, text=True)
+        try:
+            res = json.loads(r.stdout)
+        except ValueError:
+            res = {"msgs_per_s": 0, "latency_us": {"p99": 0}, "messages": {"delivered": 0}, "connection_errors": -1}
+        peak_conns = ctx.peak
+        ctx.stop.set()
+        if th:
+            th.join(timeout=60)
+        hwm = vm_hwm(srv.pid)
+        alive = srv.poll() is None
+        acked = res["messages"]["delivered"] + ctx.acked
+        deadline = time.time() + 60
+        while count_files(md) < acked and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        delivered = count_files(md)
+        srv.send_signal(signal.SIGTERM)
+        try:
+            rc = srv.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            rc = "hung"
+        return {"name": name, "msgs_per_s": res["msgs_per_s"], "p99_ms": res["latency_us"]["p99"] / 1000.0,
+                "load_errors": res.get("connection_errors", 0), "failed": res["messages"].get("failed", 0),
+                "hwm": hwm, "peak_conns": peak_conns, "attack_sent": ctx.sent, "attack_acked": ctx.acked,
+                "acked": acked, "delivered": delivered, "lost": max(0, acked - delivered),
+                "dup": max(0, delivered - acked), "alive": alive, "rc": rc}
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+        log.close()
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--load", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--settle", type=float, default=2.0, help="seconds the attack runs before the load starts")
+    ap.add_argument("--min-ratio", type=float, default=0.8)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    from dns_server import DnsServer
+    dns = DnsServer(spf_zone())
+    dns.start()
+    only = set(x for x in a.only.split(",") if x)
+    attacks = [x for x in ATTACKS if not only or x[0] in only]
+    rows = []
+    base1 = one_run(a, "clean", None, dns.port)
+    print("clean: %.0f msg/s p99 %.1f ms" % (base1["msgs_per_s"], base1["p99_ms"]), flush=True)
+    for name, desc, fn, _ in attacks:
+        r = one_run(a, name, fn, dns.port)
+        r["desc"] = desc
+        rows.append(r)
+        print("%s: %.0f msg/s p99 %.1f ms, VmHWM %.0f MiB, peak attack conns %d, acked %d delivered %d"
+              % (name, r["msgs_per_s"], r["p99_ms"], r["hwm"] / 1048576, r["peak_conns"], r["acked"], r["delivered"]),
+              flush=True)
+    base2 = one_run(a, "clean", None, dns.port)
+    dns.stop()
+    base = (base1["msgs_per_s"] + base2["msgs_per_s"]) / 2
+    bad = []
+    out = ["# hostile load: normal W1 clients (oceanmx-load, 20 sessions, 4 KiB, %d s) beside each attack" % a.duration,
+           "",
+           "Clean runs (no attack), before and after: %.0f and %.0f msg/s (p99 %.1f / %.1f ms), VmHWM %.0f / %.0f MiB;"
+           " ratios below are against their mean, %.0f msg/s." % (base1["msgs_per_s"], base2["msgs_per_s"],
+                                                                base1["p99_ms"], base2["p99_ms"],
+                                                                base1["hwm"] / 1048576, base2["hwm"] / 1048576, base),
+           "",
+           "| attack | attack conns (peak) | msg/s | ratio | p99 ms | VmHWM MiB | acked (attack) | delivered | lost | dup | verdict |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        ratio = r["msgs_per_s"] / base if base else 0
+        ok = ratio >= a.min_ratio and r["lost"] == 0 and r["alive"]
+        if not ok:
+            bad.append(r["name"])
+        out.append("| %s: %s | %d | %.0f | %.2f | %.1f | %.0f | %d (%d) | %d | %d | %d | %s |"
+                   % (r["name"], r["desc"], r["peak_conns"], r["msgs_per_s"], ratio, r["p99_ms"], r["hwm"] / 1048576,
+                      r["acked"], r["attack_acked"], r["delivered"], r["lost"], r["dup"],
+                      "ok" if ok else ("FAIL" + ("" if r["alive"] else " (server died)"))))
+    out.append("")
+    out.append("TLS handshakes abandoned midway: skipped (this build offers no STARTTLS: no --tls-cert).")
+    text = "\n".join(out) + "\n"
+    with open(a.out, "a") as f:
+        f.write(text)
+    print(text)
+    if bad:
+        print("below %.2f of the clean throughput or lost mail: %s" % (a.min_ratio, ", ".join(bad)))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
