@@ -65,6 +65,8 @@ static const struct opt opts[] = {
 	O("max-connections-per-ip", OPT_U32, max_conns_per_ip, 0, 1000000),
 	O("max-connection-rate", OPT_U32, max_conn_rate, 0, 1000000),
 	O("max-message-rate", OPT_U32, max_msg_rate, 0, 1000000),
+	O("dnsbl", OPT_STR, dnsbl, 0, 0),
+	O("dnsbl-reject", OPT_BOOL, dnsbl_reject, 0, 0),
 	O("max-bad-commands", OPT_U32, max_bad_cmds, 1, 100000),
 	O("max-command-line", OPT_U32, max_cmd_line, 512, 65536),
 	O("max-text-line", OPT_U32, max_text_line, 1000, 1u << 30),
@@ -215,6 +217,14 @@ void cfg_usage(FILE *f)
 "    --max-connection-rate N    new connections per minute per client (IPv6\n"
 "                               clients per /64), then 421 4.7.0; a burst of N\n"
 "                               is allowed (default 0: no limit)\n"
+"    --dnsbl ZONE,...           DNS blocklists asked for every client at connect\n"
+"                               (RFC 5782; at most 8, e.g. zen.spamhaus.org),\n"
+"                               through the verify pool's DNS cache, within\n"
+"                               --dns-timeout; a listing goes into the JSON\n"
+"                               envelope (dnsbl) and the log (default: none)\n"
+"    --dnsbl-reject on|off      answer 554 5.7.1 naming the list instead of the\n"
+"                               greeting when a zone lists the client (default\n"
+"                               off: annotate only)\n"
 "    --max-message-rate N       transactions (MAIL commands) per minute per\n"
 "                               client, then 451 4.7.1 to MAIL (default 0: no\n"
 "                               limit)\n"
@@ -399,6 +409,11 @@ void cfg_fini(struct cfg *c)
 	}
 	free(c->hostname); c->hostname = NULL;
 	free(c->user); c->user = NULL;
+	free(c->dnsbl); c->dnsbl = NULL;
+	for (unsigned i = 0; i < c->num_dnsbl_zones; i++) {
+		free(c->dnsbl_zones[i]); c->dnsbl_zones[i] = NULL;
+	}
+	c->num_dnsbl_zones = 0;
 	free(c->spool_dir); c->spool_dir = NULL;
 	free(c->domains); c->domains = NULL;
 	free(c->dns); c->dns = NULL;
@@ -807,6 +822,33 @@ int cfg_finish(struct cfg *c, char **out_err)
 	}
 	if (c->spool_dir == NULL) {
 		c->spool_dir = strdup("./var/spool");
+	}
+	if (c->dnsbl != NULL && c->num_dnsbl_zones == 0) {
+		const char *p = c->dnsbl;
+
+		while (*p != '\0') {
+			size_t len = strcspn(p, ", \t");
+
+			if (len > 0) {
+				bool ok = len < 250;
+
+				for (size_t k = 0; ok && k < len; k++) {
+					ok = (p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
+					     (p[k] >= '0' && p[k] <= '9') || p[k] == '-' || p[k] == '.' || p[k] == '_';
+				}
+				if (!ok || p[0] == '.') {
+					return fail(out_err, "dnsbl: \"%.*s\" is not a DNS zone name", (int)len, p);
+				}
+				if (c->num_dnsbl_zones == sizeof(c->dnsbl_zones) / sizeof(c->dnsbl_zones[0])) {
+					return fail(out_err, "dnsbl: at most %zu zones", sizeof(c->dnsbl_zones) / sizeof(c->dnsbl_zones[0]));
+				}
+				if ((c->dnsbl_zones[c->num_dnsbl_zones++] = strndup(p, len)) == NULL) {
+					return fail(out_err, "out of memory");
+				}
+			}
+			p += len;
+			p += strspn(p, ", \t");
+		}
 	}
 	if (c->num_proxy_trusted == 0) {
 		/* The balancer on this host: nothing else may name clients. */

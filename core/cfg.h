@@ -56,6 +56,10 @@ struct cfg {
 	uint32_t max_conns_per_ip;    /* 0 = unlimited */
 	uint32_t max_conn_rate;       /* connections per minute per client (IPv6: /64); 0 = off */
 	uint32_t max_msg_rate;        /* MAIL commands per minute per client; 0 = off */
+	char *dnsbl;                  /* --dnsbl as given (zones, comma separated); NULL = off */
+	char *dnsbl_zones[8];         /* split by cfg_finish (VPOOL_DNSBL_MAX) */
+	unsigned num_dnsbl_zones;
+	bool dnsbl_reject;            /* 554 5.7.1 at connect when listed (else annotate only) */
 	uint32_t max_bad_cmds;
 	uint32_t max_cmd_line;
 	uint32_t max_text_line;

@@ -400,7 +400,7 @@ static int serve(struct cfg *cfg, bool check_only)
 			err = NULL;
 		}
 	}
-	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc) {
+	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0) {
 		struct vpool_cfg vc = {
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,

@@ -16,7 +16,7 @@ const uint64_t metrics_size_bounds[METRICS_SIZE_BOUNDS] = {
 };
 
 static const char *const refuse_names[METRICS_REFUSE_COUNT] = { "limit", "memory", "peer_gone", "shutdown", "rate",
-									       "proxy" };
+									       "proxy", "dnsbl" };
 
 #define SUM(field)                                                \
 	({                                                        \

@@ -18,6 +18,7 @@ enum metrics_refuse {
 	METRICS_REFUSE_SHUTDOWN,  /* accepted while stopping */
 	METRICS_REFUSE_RATE,      /* --max-connection-rate: 421 */
 	METRICS_REFUSE_PROXY,     /* --listen-proxy: a peer outside --proxy-trusted, or a bad header */
+	METRICS_REFUSE_DNSBL,     /* --dnsbl-reject: listed */
 	METRICS_REFUSE_COUNT      /* sentinel */
 };
 

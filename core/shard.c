@@ -153,6 +153,8 @@ struct conn {
 	bool closing, io_done, counted;
 	bool paused_commit, paused_io, paused_out, on_resume;
 	bool proxy_wait;      /* --listen-proxy: no greeting until the PROXY header is read */
+	bool dnsbl_wait;      /* --dnsbl: no greeting until the lists answered */
+	struct vjob *dnsbl_job; /* the DNSBL lookups of this client, until they answer */
 	bool greet_pending;
 	struct __kernel_timespec greet_ts;
 	int64_t last_ms;      /* last input, for the DATA block timeout */
@@ -326,7 +328,7 @@ static void conn_maybe_free(struct shard *sh, struct conn *c);
 /* conn_paused tells whether the conn's input waits (commit, disk, or the client's unread replies). */
 static bool conn_paused(const struct conn *c)
 {
-	return c->paused_commit || c->paused_io || c->paused_out;
+	return c->paused_commit || c->paused_io || c->paused_out || c->dnsbl_wait;
 }
 
 /* conn_backlog: input taken from the socket and not yet parsed (plaintext and ciphertext). */
@@ -527,6 +529,7 @@ static void count_replies(struct shard *sh, struct conn *c, size_t from)
 	}
 }
 static void conn_drop_vjob(struct conn *c);
+static void conn_drop_dnsbl(struct conn *c);
 static void conn_process(struct shard *sh, struct conn *c, struct span *in);
 static void tx_kick(struct shard *sh, struct spool_tx *tx);
 static void tx_check(struct shard *sh, struct spool_tx *tx);
@@ -671,6 +674,7 @@ static void conn_release(struct shard *sh, struct conn *c)
 	log_line(LOG_INFO, c->who, "conn.close");
 	free(c->abort_snap); c->abort_snap = NULL;
 	conn_drop_vjob(c);
+	conn_drop_dnsbl(c);
 	free(c->commit_why); c->commit_why = NULL;
 	smtp_sess_free(c->sess);
 	bb_fini(&c->out);
@@ -710,6 +714,7 @@ static void conn_close(struct shard *sh, struct conn *c)
 	}
 	c->closing = true;
 	conn_drop_vjob(c);
+	conn_drop_dnsbl(c);
 	if (c->tx != NULL && !c->tx->ended && !c->tx->body_done) {
 		tx_detach_abort(sh, c); /* mid-data: never acknowledged */
 	}
@@ -785,6 +790,7 @@ static void conn_flush(struct shard *sh, struct conn *c)
 
 static void conn_schedule_resume(struct shard *sh, struct conn *c);
 static void conn_admit(struct shard *sh, struct conn *c);
+static void conn_greet_start(struct shard *sh, struct conn *c);
 static void proxy_input(struct shard *sh, struct conn *c, struct span in);
 
 /*
@@ -952,6 +958,15 @@ static void conn_drop_vjob(struct conn *c)
 	}
 }
 
+/* conn_drop_dnsbl abandons the DNSBL lookups of a conn that goes away before they answered. */
+static void conn_drop_dnsbl(struct conn *c)
+{
+	if (c->dnsbl_job != NULL) {
+		vjob_abandon(c->dnsbl_job); /* it comes back through the inbox and is freed there */
+		c->dnsbl_job = NULL;
+	}
+}
+
 /*
  * conn_start_vjob starts the verify job of the transaction MAIL FROM just
  * opened: SPF needs only the envelope, so its DNS overlaps RCPT, DATA and
@@ -963,7 +978,9 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 	const struct msg_env *env = smtp_sess_env(c->sess);
 
 	conn_drop_vjob(c); /* RSET and a new MAIL: the old sender is gone */
-	if (sh->g->vpool == NULL || (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim, sh->g->cfg->arc)) == NULL) {
+	if (sh->g->vpool == NULL || !(sh->g->cfg->dkim || sh->g->cfg->spf || sh->g->cfg->dmarc || sh->g->cfg->arc) ||
+	    (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim, sh->g->cfg->arc)) == NULL) {
+		/* no pool, or it runs only for --dnsbl */
 		return;
 	}
 	sh->vjobs_live++;
@@ -1485,13 +1502,61 @@ static void vjob_count(struct shard *sh, const struct spool_tx *tx, const struct
 }
 
 /* on_vdone takes the pool's finished jobs: verdicts for live txs, the rest freed. */
+/*
+ * conn_dnsbl_done takes the lists' answer for a conn waiting for it: a
+ * listing goes into the envelope (JSON, spool) and the log; with
+ * --dnsbl-reject it answers 554 5.7.1 naming the list and closes, else the
+ * conn is greeted. A list that did not answer counts as not listing.
+ */
+static void conn_dnsbl_done(struct shard *sh, struct conn *c, struct vjob *j)
+{
+	struct msg_env *env = smtp_sess_env(c->sess);
+	char addr[16];
+	const char *zone = vjob_dnsbl_listed(j, addr);
+	unsigned failed = vjob_dnsbl_failed(j);
+
+	c->dnsbl_job = NULL;
+	c->dnsbl_wait = false;
+	if (failed > 0) {
+		log_line(LOG_NOTICE, c->who, "dnsbl.fail zones=%u reason=\"no answer in time\" (not listed)", failed);
+	}
+	if (zone != NULL) {
+		snprintf(env->dnsbl_zone, sizeof(env->dnsbl_zone), "%s", zone);
+		snprintf(env->dnsbl_addr, sizeof(env->dnsbl_addr), "%s", addr);
+		log_line(LOG_NOTICE, c->who, "dnsbl.listed client=%s zone=%s address=%s%s", env->client_ip, zone, addr,
+			 sh->g->cfg->dnsbl_reject ? " action=reject" : "");
+		if (sh->g->cfg->dnsbl_reject) {
+			sh->n_refused++;
+			metrics_add(&sh->m.conns_refused[METRICS_REFUSE_DNSBL], 1);
+			if (smtp_sess_abort(c->sess, SMTP_ABORT_DNSBL, &c->out) != 0) {
+				bb_reset(&c->out, 1);
+			}
+			count_replies(sh, c, 0);
+			conn_close(sh, c);
+			return;
+		}
+	}
+	if (c->closing) {
+		return;
+	}
+	if (c->pend.len > 0) {
+		/* It talked before the greeting: the session, still before its
+		 * greeting, answers the early talker (554) and closes. */
+		conn_schedule_resume(sh, c);
+		return;
+	}
+	conn_greet_start(sh, c);
+}
+
 static void on_vdone(struct shard *sh)
 {
 	struct vjob *j = vpool_inbox_take(&sh->inbox), *next;
 
 	for (; j != NULL; j = next) {
 		next = vjob_next(j);
-		if (!vjob_abandoned(j)) {
+		if (!vjob_abandoned(j) && vjob_is_dnsbl(j)) {
+			conn_dnsbl_done(sh, vjob_owner(j), j);
+		} else if (!vjob_abandoned(j)) {
 			vjob_count(sh, vjob_owner(j), j);
 			tx_verdict(sh, vjob_owner(j), j);
 		}
@@ -2108,7 +2173,6 @@ static void on_accept(struct shard *sh, unsigned li, struct io_uring_cqe *cqe)
 static void conn_admit(struct shard *sh, struct conn *c)
 {
 	const struct cfg *cfg = sh->g->cfg;
-	struct io_uring_sqe *sqe;
 
 	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
 	if (c->counted && sh->g->rates != NULL && !rate_conn_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
@@ -2136,6 +2200,30 @@ static void conn_admit(struct shard *sh, struct conn *c)
 		conn_close(sh, c);
 		return;
 	}
+	if (cfg->num_dnsbl_zones > 0 && sh->g->vpool != NULL) {
+		/* Ask the lists first (RFC 5782): the greeting, or 554, follows
+		 * their answer, at most --dns-timeout later; what the client
+		 * sends meanwhile waits in c->pend (an early talker is told so). */
+		c->dnsbl_job = vjob_dnsbl_new(sh->g->vpool, &sh->inbox, smtp_sess_env(c->sess)->client_ip,
+					      cfg->dnsbl_zones, cfg->num_dnsbl_zones, cfg->dns_timeout_ms);
+		if (c->dnsbl_job != NULL) {
+			sh->vjobs_live++;
+			vjob_set_owner(c->dnsbl_job, c);
+			c->dnsbl_wait = true;
+			arm_recv(sh, c);
+			return;
+		}
+		log_line(LOG_WARN, c->who, "dnsbl.fail reason=\"out of memory\" (not asked)");
+	}
+	conn_greet_start(sh, c);
+}
+
+/* conn_greet_start greets an admitted conn, now or after --greet-delay. */
+static void conn_greet_start(struct shard *sh, struct conn *c)
+{
+	const struct cfg *cfg = sh->g->cfg;
+	struct io_uring_sqe *sqe;
+
 	if (cfg->greet_delay_ms > 0) {
 		c->greet_ts.tv_sec = cfg->greet_delay_ms / 1000;
 		c->greet_ts.tv_nsec = (long long)(cfg->greet_delay_ms % 1000) * 1000000;

@@ -179,6 +179,10 @@ int spool_head_format(struct bb *out, const struct msg_env *env)
 		rc = bb_printf(out, "tls %s %s %s\n", env->tls.version, env->tls.cipher,
 			       env->tls.sni[0] != '\0' ? env->tls.sni : "-");
 	}
+	/* dnsbl ZONE ADDRESS (only when a --dnsbl zone lists the client; both validated by core) */
+	if (rc == 0 && env->dnsbl_zone[0] != '\0') {
+		rc = bb_printf(out, "dnsbl %s %s\n", env->dnsbl_zone, env->dnsbl_addr);
+	}
 	for (size_t i = 0; rc == 0 && i < env->num_rcpts; i++) {
 		rc = bb_printf(out, "rcpt %s\n", env->rcpts[i]);
 	}
@@ -292,6 +296,17 @@ static int parse_head_line(struct msg_env *env, struct span key, struct span val
 			env->tls.sni[val.len] = '\0';
 		}
 		env->tls.on = true;
+	} else if (span_eq(key, SPAN_LIT("dnsbl"))) {
+		struct span zone;
+
+		if (!span_take_until(&val, &zone, ' ') || !span_skip(&val, 1) || zone.len == 0 ||
+		    zone.len >= sizeof(env->dnsbl_zone) || val.len >= sizeof(env->dnsbl_addr)) {
+			return -EINVAL;
+		}
+		memcpy(env->dnsbl_zone, zone.p, zone.len);
+		env->dnsbl_zone[zone.len] = '\0';
+		memcpy(env->dnsbl_addr, val.p, val.len);
+		env->dnsbl_addr[val.len] = '\0';
 	}
 	/* Unknown keys are ignored so that a newer head stays readable. */
 	return 0;

@@ -23,6 +23,7 @@
 #include "vpool.h"
 #include "metrics.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -53,6 +54,7 @@ enum vop_kind {
 	VOP_DATA = 0, /* message bytes (header and body) */
 	VOP_END,      /* the message is complete */
 	VOP_SPF,      /* start the SPF checks (vjob_spf) */
+	VOP_DNSBL,    /* start the DNSBL lookups (vjob_dnsbl_new) */
 	VOP_KIND_COUNT
 };
 
@@ -61,6 +63,7 @@ struct vop {
 	struct vjob *job;
 	enum vop_kind kind;
 	struct spf_req *spf;          /* VOP_SPF, owned */
+	struct dnsbl_req *dnsbl;      /* VOP_DNSBL, owned */
 	struct bb data;               /* VOP_DATA, owned */
 };
 
@@ -92,6 +95,20 @@ struct spf_req {
 	char client_ip[64];
 	char *mail_from, *helo, *receiver;
 	uint32_t timeout_ms;
+};
+
+/* The DNSBL names of one client (RFC 5782 §2.1), built by the shard side. */
+struct dnsbl_req {
+	unsigned num;
+	uint32_t timeout_ms;
+	char names[VPOOL_DNSBL_MAX][DNS_NAME_TEXT_MAX + 2]; /* reversed address + "." + zone */
+	const char *zones[VPOOL_DNSBL_MAX];                  /* borrowed from the caller's config */
+};
+
+/* One DNSBL lookup in flight on a worker. */
+struct dnsbl_run {
+	struct vjob *job;
+	unsigned idx;
 };
 
 /* One SPF check in flight on a worker. */
@@ -186,6 +203,13 @@ struct vjob {
 	bool dmarc_done;              /* dmarc_res holds a result */
 	struct dmarc_result dmarc_res;
 	struct spf_result *spf[SPF_ID_COUNT]; /* owned; NULL when not checked */
+	/* DNSBL at connect (vjob_dnsbl_new): a job of its own, no message */
+	bool dnsbl_job;
+	unsigned dnsbl_outstanding;
+	struct dnsbl_req *dnsbl;      /* owned */
+	int dnsbl_hit;                /* index of the first zone (in order) that lists the client; -1 none */
+	uint8_t dnsbl_addr[VPOOL_DNSBL_MAX][4]; /* each zone's answer, 0.0.0.0 when not listed */
+	bool dnsbl_failed[VPOOL_DNSBL_MAX];     /* no answer (timeout, SERVFAIL): not listed, logged */
 	/* results, set by the worker before the job enters the inbox */
 	size_t num_res;
 	struct dkim_result *res;
@@ -210,6 +234,7 @@ static void worker_post(struct vworker *w, struct vop *op)
 
 static void op_free(struct vop *op)
 {
+	free(op->dnsbl); op->dnsbl = NULL;
 	bb_fini(&op->data);
 	spf_req_free(op->spf); op->spf = NULL;
 	free(op);
@@ -438,6 +463,59 @@ static void spf_start(struct vworker *w, struct vjob *j, const struct spf_req *q
 			continue;
 		}
 		spf_check_start(run->check, w->front, spf_finished, run);
+	}
+}
+
+/*
+ * dnsbl_answered keeps one zone's answer: an A record in 127.0.0.0/8 lists
+ * the client (RFC 5782 §2.1), except 127.255.255.0/24, which Spamhaus and
+ * others use to say the query itself was refused: not a listing. Worker thread.
+ */
+static void dnsbl_answered(void *arg, const struct dns_answer *a)
+{
+	struct dnsbl_run *run = arg;
+	struct vjob *j = run->job;
+
+	if (a->status == DNS_OK && a->num_records > 0 && a->rr[0].data.len == 4) {
+		const uint8_t *ip = a->rr[0].data.p;
+
+		if (ip[0] == 127 && !(ip[1] == 255 && ip[2] == 255)) {
+			memcpy(j->dnsbl_addr[run->idx], ip, 4);
+			if (j->dnsbl_hit < 0 || (int)run->idx < j->dnsbl_hit) {
+				j->dnsbl_hit = (int)run->idx;
+			}
+		}
+	} else if (a->status != DNS_NXDOMAIN && a->status != DNS_NODATA) {
+		j->dnsbl_failed[run->idx] = true;
+	}
+	free(run);
+	j->dnsbl_outstanding--;
+	maybe_complete(j);
+}
+
+/* dnsbl_start asks every zone at once. Worker thread. */
+static void dnsbl_start(struct vworker *w, struct vjob *j, struct dnsbl_req *q)
+{
+	uint64_t deadline = dns_now_ms() + q->timeout_ms;
+
+	j->dnsbl = q; /* kept for the zone names */
+	for (unsigned i = 0; i < q->num; i++) {
+		struct dnsbl_run *run = calloc(1, sizeof(*run));
+		uint64_t id;
+
+		if (run == NULL || w->front == NULL) {
+			free(run);
+			j->dnsbl_failed[i] = true;
+			j->dnsbl_outstanding--;
+			continue;
+		}
+		run->job = j;
+		run->idx = i;
+		if (dns_query(w->front, q->names[i], DNS_T_A, deadline, dnsbl_answered, run, &id) != 0) {
+			free(run);
+			j->dnsbl_failed[i] = true;
+			j->dnsbl_outstanding--;
+		}
 	}
 }
 
@@ -679,7 +757,8 @@ static void maybe_complete(struct vjob *j)
 {
 	size_t n;
 
-	if (!j->ended || j->dns_outstanding != 0 || j->spf_outstanding != 0 || j->dmarc_outstanding != 0) {
+	if (!j->ended || j->dns_outstanding != 0 || j->spf_outstanding != 0 || j->dmarc_outstanding != 0 ||
+	    j->dnsbl_outstanding != 0) {
 		return;
 	}
 	if (j->m != NULL) {
@@ -752,6 +831,10 @@ static void run_op(struct vop *op)
 		break;
 	case VOP_SPF:
 		spf_start(j->w, j, op->spf); /* the first op of j: it cannot complete here */
+		break;
+	case VOP_DNSBL:
+		dnsbl_start(j->w, j, op->dnsbl); /* its VOP_END follows: it cannot complete here */
+		op->dnsbl = NULL;
 		break;
 	case VOP_KIND_COUNT:
 		break;
@@ -1148,7 +1231,95 @@ void vjob_free(struct vjob *j)
 	}
 	dmarc_from_seen_fini(&j->from);
 	dmarc_check_free(j->dmarc); j->dmarc = NULL;
+	free(j->dnsbl); j->dnsbl = NULL;
 	free(j);
+}
+
+/* dnsbl_name writes the RFC 5782 §2.1 / §2.4 query name of ip under zone; false if it does not fit. */
+static bool dnsbl_name(char *out, size_t cap, const char *ip, const char *zone)
+{
+	uint8_t a[16];
+	size_t n = 0;
+	int k;
+
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		k = snprintf(out, cap, "%u.%u.%u.%u.%s", a[3], a[2], a[1], a[0], zone);
+		return k > 0 && (size_t)k < cap;
+	}
+	if (inet_pton(AF_INET6, ip, a) != 1) {
+		return false;
+	}
+	for (int i = 15; i >= 0; i--) {
+		static const char hex[] = "0123456789abcdef";
+
+		if (n + 4 >= cap) {
+			return false;
+		}
+		out[n++] = hex[a[i] & 15];
+		out[n++] = '.';
+		out[n++] = hex[a[i] >> 4];
+		out[n++] = '.';
+	}
+	k = snprintf(out + n, cap - n, "%s", zone);
+	return k > 0 && (size_t)k < cap - n;
+}
+
+struct vjob *vjob_dnsbl_new(struct vpool *p, struct vpool_inbox *in, const char *client_ip, char *const *zones,
+			    unsigned num_zones, uint32_t timeout_ms)
+{
+	struct vjob *j = vjob_new(p, in, false, false);
+	struct dnsbl_req *q = calloc(1, sizeof(*q));
+	struct vop *op = calloc(1, sizeof(*op));
+
+	if (j == NULL || q == NULL || op == NULL) {
+		vjob_free(j);
+		free(q);
+		free(op);
+		return NULL;
+	}
+	j->dnsbl_job = true;
+	j->dnsbl_hit = -1;
+	q->timeout_ms = timeout_ms;
+	for (unsigned i = 0; i < num_zones && q->num < VPOOL_DNSBL_MAX; i++) {
+		if (dnsbl_name(q->names[q->num], sizeof(q->names[0]), client_ip, zones[i])) {
+			q->zones[q->num++] = zones[i];
+		}
+	}
+	j->dnsbl_outstanding = q->num; /* before anything is posted */
+	op->kind = VOP_DNSBL;
+	op->job = j;
+	op->dnsbl = q;
+	worker_post(j->w, op);
+	vjob_end(j); /* no message: the job completes when the lookups are in */
+	return j;
+}
+
+bool vjob_is_dnsbl(const struct vjob *j)
+{
+	return j->dnsbl_job;
+}
+
+const char *vjob_dnsbl_listed(const struct vjob *j, char out_addr[16])
+{
+	const uint8_t *a;
+
+	out_addr[0] = '\0';
+	if (j->dnsbl_hit < 0 || j->dnsbl == NULL) {
+		return NULL;
+	}
+	a = j->dnsbl_addr[j->dnsbl_hit];
+	snprintf(out_addr, 16, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+	return j->dnsbl->zones[j->dnsbl_hit];
+}
+
+unsigned vjob_dnsbl_failed(const struct vjob *j)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; j->dnsbl != NULL && i < j->dnsbl->num; i++) {
+		n += j->dnsbl_failed[i];
+	}
+	return n;
 }
 
 void vpool_get_stats(struct vpool *p, struct vpool_stats *out)

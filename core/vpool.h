@@ -138,6 +138,22 @@ struct vjob_brief {
 };
 void vjob_brief(const struct vjob *j, struct vjob_brief *out);
 
+/*
+ * DNSBL at connect (RFC 5782): vjob_dnsbl_new starts a job of its own that
+ * asks every zone (at most VPOOL_DNSBL_MAX; `zones` are borrowed and must
+ * outlive the job) for client_ip through the pool's DNS cache, bounded by
+ * timeout_ms, and comes back through `in` like any job (vjob_is_dnsbl tells
+ * it apart). NULL on ENOMEM. Shard thread.
+ */
+#define VPOOL_DNSBL_MAX 8
+struct vjob *vjob_dnsbl_new(struct vpool *p, struct vpool_inbox *in, const char *client_ip, char *const *zones,
+			    unsigned num_zones, uint32_t timeout_ms);
+bool vjob_is_dnsbl(const struct vjob *j);
+/* vjob_dnsbl_listed: the first zone (in the given order) listing the client, its answer in out_addr; else NULL. */
+const char *vjob_dnsbl_listed(const struct vjob *j, char out_addr[16]);
+/* vjob_dnsbl_failed: zones that gave no answer (timeout, SERVFAIL), counted as not listing. */
+unsigned vjob_dnsbl_failed(const struct vjob *j);
+
 /* Pool-wide counters, read without locks (metrics thread). */
 struct vpool_stats {
 	unsigned workers;

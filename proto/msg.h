@@ -48,6 +48,8 @@ struct msg_env {
 	bool smtputf8;              /* proto: MAIL FROM ... SMTPUTF8 (RFC 6531) */
 	uint64_t size;              /* proto: message bytes received (after unstuffing) */
 	struct msg_tls tls;         /* core, through smtp_sess_tls_done(); kept for the session */
+	char dnsbl_zone[256];       /* core: the first --dnsbl zone listing the client, "" if none */
+	char dnsbl_addr[16];        /* core: its answer (127.0.0.x) */
 };
 
 const char *msg_body_name(enum msg_body b);

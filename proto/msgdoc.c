@@ -132,6 +132,17 @@ static void envelope(struct json *j, const struct msg_env *env)
 		}
 		json_obj_end(j);
 	}
+	json_key(j, "dnsbl");
+	if (env->dnsbl_zone[0] == '\0') {
+		json_null(j); /* not listed, or no --dnsbl */
+	} else {
+		json_obj(j);
+		json_key(j, "zone");
+		json_cstr(j, env->dnsbl_zone);
+		json_key(j, "address");
+		json_cstr(j, env->dnsbl_addr);
+		json_obj_end(j);
+	}
 	json_obj_end(j);
 }
 

@@ -78,6 +78,8 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(SHUTDOWN, 421, "4.3.2", "%s Service shutting down, closing connection", REPLY_F_CLOSE),
 	R(TOO_MANY_CONN, 421, "4.7.0", "%s Too many connections, try again later", REPLY_F_CLOSE),
 	R(LOCAL_ERROR, 421, "4.3.0", "%s Local resource error, closing connection", REPLY_F_CLOSE),
+	/* RFC 5321 §3.1: 554 instead of the greeting; RFC 3463 5.7.1 delivery not authorized. */
+	R(DNSBL, 554, "5.7.1", "Service unavailable; client listed by %s", REPLY_F_CLOSE),
 	/* RFC 3207 §4: 220 then the handshake; 501 for arguments is SYNTAX_NOARG. */
 	R(TLS_READY, 220, "2.0.0", "Ready to start TLS", 0),
 	R(TLS_ACTIVE, 503, "5.5.1", "TLS already active", REPLY_F_BAD),
@@ -101,7 +103,7 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS), N(RATE_MAIL),
 	N(SIZE_EXCEEDED), N(SIZE_EXCEEDED_CLOSE), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
 	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(SINK_TEMPFAIL), N(SINK_REJECT), N(TOO_MANY_ERRORS), N(TIMEOUT),
-	N(SHUTDOWN), N(TOO_MANY_CONN), N(LOCAL_ERROR), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
+	N(SHUTDOWN), N(TOO_MANY_CONN), N(LOCAL_ERROR), N(DNSBL), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
 };
 #undef N
 

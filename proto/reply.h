@@ -78,6 +78,7 @@ enum smtp_reply {
 	SMTP_R_SHUTDOWN,         /* 421 4.3.2 */
 	SMTP_R_TOO_MANY_CONN,    /* 421 4.7.0 */
 	SMTP_R_LOCAL_ERROR,      /* 421 4.3.0 out of memory: closing */
+	SMTP_R_DNSBL,            /* 554 5.7.1 the client is listed by a --dnsbl zone (with --dnsbl-reject): closing */
 	SMTP_R_TLS_READY,        /* 220 2.0.0 Ready to start TLS (RFC 3207 §4) */
 	SMTP_R_TLS_ACTIVE,       /* 503 5.5.1 STARTTLS inside TLS */
 	SMTP_R_TLS_IN_TX,        /* 503 5.5.1 STARTTLS inside a mail transaction */

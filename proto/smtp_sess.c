@@ -871,11 +871,14 @@ int smtp_sess_abort(struct smtp_sess *s, enum smtp_abort why, struct bb *out)
 		[SMTP_ABORT_TIMEOUT] = SMTP_R_TIMEOUT,
 		[SMTP_ABORT_SHUTDOWN] = SMTP_R_SHUTDOWN,
 		[SMTP_ABORT_TOO_MANY] = SMTP_R_TOO_MANY_CONN,
+		[SMTP_ABORT_DNSBL] = SMTP_R_DNSBL,
 	};
 	int rc = 0;
 
 	if (s->st != SMTP_ST_CLOSED) {
-		rc = reply_append(out, (unsigned)why < SMTP_ABORT_COUNT ? r[why] : SMTP_R_SHUTDOWN, host(s));
+		/* The DNSBL reply names the zone, which core set in env->dnsbl_zone. */
+		rc = reply_append(out, (unsigned)why < SMTP_ABORT_COUNT ? r[why] : SMTP_R_SHUTDOWN,
+				  why == SMTP_ABORT_DNSBL ? s->env.dnsbl_zone : host(s));
 		sess_close(s);
 	}
 	return rc;

@@ -136,6 +136,7 @@ enum smtp_abort {
 	SMTP_ABORT_TIMEOUT = 0, /* 421 4.4.2 */
 	SMTP_ABORT_SHUTDOWN,    /* 421 4.3.2 */
 	SMTP_ABORT_TOO_MANY,    /* 421 4.7.0 too many connections (total or per IP) */
+	SMTP_ABORT_DNSBL,       /* 554 5.7.1 listed by a DNSBL zone (env->dnsbl_zone names it) */
 	SMTP_ABORT_COUNT        /* sentinel */
 };
 
