@@ -153,6 +153,27 @@ struct rate_limits {
 
 static size_t key_hash(const struct ip_key *k);
 
+uint32_t limits_set(struct conn_limits *l, uint32_t max_total, uint32_t max_per_ip)
+{
+	uint32_t cap = (uint32_t)((l->mask + 1) / 2); /* the table holds twice the total */
+	uint32_t now;
+
+	pthread_mutex_lock(&l->mu);
+	l->max_total = max_total < cap ? max_total : cap;
+	l->max_per_ip = max_per_ip;
+	now = l->max_total;
+	pthread_mutex_unlock(&l->mu);
+	return now;
+}
+
+void rate_set(struct rate_limits *r, uint32_t conn_per_min, uint32_t msg_per_min)
+{
+	pthread_mutex_lock(&r->mu);
+	r->conn_per_min = conn_per_min;
+	r->msg_per_min = msg_per_min;
+	pthread_mutex_unlock(&r->mu);
+}
+
 struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min)
 {
 	struct rate_limits *r = calloc(1, sizeof(*r));
@@ -193,15 +214,12 @@ static void refill(int64_t *u, uint32_t per_min, int64_t elapsed_ms)
 /* rate_take takes one token of the chosen kind for k. */
 static bool rate_take(struct rate_limits *r, const struct ip_key *k0, int64_t now_ms, bool conn)
 {
-	uint32_t per_min = conn ? r->conn_per_min : r->msg_per_min;
+	uint32_t per_min;
 	struct ip_key k = *k0;
 	struct rate_slot *s = NULL, *oldest = NULL;
 	bool ok;
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
-	if (per_min == 0) {
-		return true;
-	}
 	if (memcmp(k.b, mapped, sizeof(mapped)) != 0) {
 		memset(k.b + 8, 0, 8); /* IPv6: one bucket per /64 */
 	}
@@ -209,6 +227,11 @@ static bool rate_take(struct rate_limits *r, const struct ip_key *k0, int64_t no
 		now_ms = 1; /* 0 marks an empty slot */
 	}
 	pthread_mutex_lock(&r->mu);
+	per_min = conn ? r->conn_per_min : r->msg_per_min; /* rate_set may change it */
+	if (per_min == 0) {
+		pthread_mutex_unlock(&r->mu);
+		return true;
+	}
 	for (uint32_t i = 0, h = (uint32_t)key_hash(&k); i < RATE_PROBE; i++) {
 		struct rate_slot *c = &r->slots[(h + i) & (RATE_SLOTS - 1)];
 

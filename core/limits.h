@@ -32,6 +32,13 @@ bool limits_acquire(struct conn_limits *l, const struct ip_key *k);
 void limits_release(struct conn_limits *l, const struct ip_key *k);
 
 /*
+ * limits_set changes the caps (SIGHUP). A total above the one the table was
+ * sized for (limits_new) is kept at that size: growing it needs a restart.
+ * Returns the total cap now in force. Thread-safe.
+ */
+uint32_t limits_set(struct conn_limits *l, uint32_t max_total, uint32_t max_per_ip);
+
+/*
  * Per-client rates (--max-connection-rate, --max-message-rate): a token
  * bucket per address (IPv6 clients per /64, which one host usually holds),
  * refilled at N per minute, holding at most N. The table is bounded
@@ -44,6 +51,8 @@ struct rate_limits;
 /* rate_new: conn_per_min, msg_per_min 0 = that limit off. NULL on ENOMEM. */
 struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min);
 void rate_free(struct rate_limits *r);
+/* rate_set changes both rates (SIGHUP); a rate turned on later needs a restart (no table). */
+void rate_set(struct rate_limits *r, uint32_t conn_per_min, uint32_t msg_per_min);
 /* rate_conn_ok takes one connection from k's bucket at now_ms; false when empty. */
 bool rate_conn_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms);
 /* rate_msg_ok takes one message (a MAIL command) from k's bucket; false when empty. */

@@ -50,7 +50,8 @@ size_t log_json_format(char *out, size_t out_len, const char *ts, const char *le
 /* log_parse_level maps "err".."debug" to a level; -1 if unknown. */
 int log_parse_level(const char *name);
 
-#define LOG_ENABLED(lvl) ((lvl) <= log_level_current)
+/* The level is changed by SIGHUP on the main thread while every thread logs. */
+#define LOG_ENABLED(lvl) ((int)(lvl) <= (int)__atomic_load_n(&log_level_current, __ATOMIC_RELAXED))
 
 /* log_line writes one line; `who` is e.g. "s0 00af12c4e9b07d21" or "main". */
 void log_line_impl(enum log_level lvl, const char *who, const char *fmt, ...)

@@ -233,11 +233,129 @@ static int configure_sinks(const struct cfg *cfg, const struct sink_ctx *sctx, s
 	return EXIT_OK;
 }
 
+/* The command line, kept for a SIGHUP reload (which reads -c FILE again). */
+static int saved_argc, saved_first;
+static char **saved_argv;
+
+/*
+ * The recipient domains the shards check, swapped by SIGHUP: the sessions'
+ * smtp_cfg points at this holder, whose list is read with one atomic load.
+ * A replaced list is kept (retired) until exit, since a shard may still be
+ * reading it; reloads are rare.
+ */
+#define RETIRED_MAX 64
+struct domain_holder {
+	_Atomic(const struct domain_list *) cur; /* NULL: any domain */
+	struct domain_list *retired[RETIRED_MAX];
+	unsigned num_retired;
+};
+
+static bool domain_holder_match(const void *arg, struct span dom)
+{
+	const struct domain_holder *h = arg;
+	const struct domain_list *dl = atomic_load_explicit(&h->cur, memory_order_acquire);
+
+	return dl == NULL || domain_list_match(dl, dom);
+}
+
+/* changed_restart lists (into out) the options that differ and only a restart applies. */
+static void changed_restart(const struct cfg *a, const struct cfg *b, char *out, size_t cap)
+{
+	size_t n = 0;
+
+#define CHANGED(cond, name)                                                                                 \
+	do {                                                                                                \
+		if ((cond) && n < cap) {                                                                    \
+			n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "", name);                \
+		}                                                                                           \
+	} while (0)
+	CHANGED(a->num_listen != b->num_listen, "listen");
+	for (unsigned i = 0; i < a->num_listen && i < b->num_listen; i++) {
+		CHANGED(strcmp(a->listen[i].text, b->listen[i].text) != 0 || a->listen[i].proxy != b->listen[i].proxy,
+			"listen");
+	}
+	CHANGED(a->num_sinks != b->num_sinks, "sink");
+	for (unsigned i = 0; i < a->num_sinks && i < b->num_sinks; i++) {
+		CHANGED(strcmp(a->sinks[i], b->sinks[i]) != 0, "sink");
+	}
+	CHANGED(a->shards != b->shards, "shards");
+	CHANGED(strcmp(a->spool_dir, b->spool_dir) != 0, "spool");
+	CHANGED(strcmp(a->hostname, b->hostname) != 0, "hostname");
+	CHANGED(a->max_msg_size != b->max_msg_size || a->max_rcpts != b->max_rcpts || a->max_bad_cmds != b->max_bad_cmds ||
+			a->max_cmd_line != b->max_cmd_line || a->max_text_line != b->max_text_line,
+		"message limits");
+	CHANGED(a->timeout_cmd != b->timeout_cmd || a->timeout_data != b->timeout_data ||
+			a->timeout_commit != b->timeout_commit || a->timeout_session != b->timeout_session,
+		"timeouts");
+	CHANGED(a->dkim != b->dkim || a->spf != b->spf || a->dmarc != b->dmarc || a->arc != b->arc ||
+			a->dmarc_enforce != b->dmarc_enforce,
+		"verification");
+	CHANGED((a->num_tls_certs == 0) != (b->num_tls_certs == 0) || a->tls_required != b->tls_required, "tls on/off");
+	CHANGED((a->max_conn_rate == 0 && a->max_msg_rate == 0) != (b->max_conn_rate == 0 && b->max_msg_rate == 0),
+		"rates on/off");
+#undef CHANGED
+	if (n == 0 && cap > 0) {
+		out[0] = '\0';
+	}
+}
+
+/*
+ * reload reads the configuration again (SIGHUP) and applies what can
+ * change safely while mail flows: the log level, the TLS certificates,
+ * the recipient domains, the connection caps and rates. A file with an
+ * error changes nothing. What needs a restart is named in the log.
+ */
+static void reload(const struct cfg *cur, struct shard_global *g, struct domain_holder *dh)
+{
+	struct cfg nc;
+	char *err = NULL, restart[512];
+	struct domain_list *dl = NULL;
+
+	cfg_init(&nc);
+	if (cfg_parse_args(&nc, saved_argc, saved_argv, saved_first, &err) != 0 || cfg_finish(&nc, &err) != 0 ||
+	    (nc.domains != NULL && domain_list_parse(&dl, nc.domains) != 0)) {
+		log_line(LOG_ERR, "main", "config.reload error=\"%s\" (the running configuration stays)",
+			 err ? err : "domains: not a list of domain names");
+		free(err);
+		cfg_fini(&nc);
+		return;
+	}
+	if (nc.num_tls_certs > 0 && g->tls != NULL) {
+		struct tls_store *st = tls_load(&nc, true); /* keeps the old ones and says why on error */
+
+		if (st != NULL) {
+			tls_holder_set(g->tls, st);
+			log_line(LOG_NOTICE, "main", "tls.reload certificates=%u", nc.num_tls_certs);
+		}
+	}
+	if (dh->num_retired < RETIRED_MAX) {
+		struct domain_list *old = (struct domain_list *)atomic_exchange_explicit(&dh->cur, dl, memory_order_acq_rel);
+
+		if (old != NULL) {
+			dh->retired[dh->num_retired++] = old;
+		}
+	} else {
+		domain_list_free(dl);
+		log_line(LOG_WARN, "main", "config.reload domains not changed (%d reloads: restart to change them)",
+			 RETIRED_MAX);
+	}
+	limits_set(g->limits, nc.max_conns, nc.max_conns_per_ip);
+	if (g->rates != NULL) {
+		rate_set(g->rates, nc.max_conn_rate, nc.max_msg_rate);
+	}
+	__atomic_store_n(&log_level_current, (enum log_level)nc.log_level, __ATOMIC_RELAXED);
+	changed_restart(cur, &nc, restart, sizeof(restart));
+	log_line(LOG_NOTICE, "main", "config.reload applied=log-level,tls-certs,domains,connection-limits,rates%s%s",
+		 restart[0] ? " restart_needed=" : "", restart);
+	cfg_fini(&nc);
+}
+
 static int serve(struct cfg *cfg, bool check_only)
 {
 	struct sink sinks[CFG_SINK_MAX];
 	struct sink_ctx sctx = { .hostname = cfg->hostname };
 	struct domain_list *domains = NULL;
+	static struct domain_holder dh; /* read by every shard; lives until exit */
 	struct smtp_cfg scfg;
 	struct shard_global g;
 	struct deliver_global dg;
@@ -298,10 +416,11 @@ static int serve(struct cfg *cfg, bool check_only)
 	scfg.mail_ok = cfg->max_msg_rate != 0 ? shard_mail_ok : NULL;
 	scfg.tls_offered = g.tls != NULL;
 	scfg.tls_required = cfg->tls_required;
-	if (domains != NULL) {
-		scfg.domain_ok = domain_list_match;
-		scfg.domain_arg = domains;
-	}
+	/* Sessions ask the holder, so SIGHUP can swap the list under them. */
+	atomic_store(&dh.cur, domains);
+	domains = NULL;
+	scfg.domain_ok = domain_holder_match;
+	scfg.domain_arg = &dh;
 
 	if (!listen_addresses_free(cfg)) {
 		rc = EXIT_STARTUP;
@@ -461,19 +580,10 @@ static int serve(struct cfg *cfg, bool check_only)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			struct tls_store *st;
-
-			if (g.tls == NULL) {
-				log_line(LOG_NOTICE, "main", "signal=HUP ignored (no tls-cert to reload)");
-				continue;
-			}
 			/* Files are read here, on the main thread; shards only take
-			 * a reference to whichever store is current at STARTTLS. */
-			st = tls_load(cfg, true);
-			if (st != NULL) {
-				tls_holder_set(g.tls, st);
-				log_line(LOG_NOTICE, "main", "tls.reload certificates=%u", cfg->num_tls_certs);
-			}
+			 * a reference to whichever TLS store is current at STARTTLS,
+			 * and read the domain list through the holder. */
+			reload(cfg, &g, &dh);
 			continue;
 		}
 		log_line(LOG_NOTICE, "main", "stop signal=%s shutdown_timeout=%us", sig == SIGTERM ? "TERM" : "INT",
@@ -521,6 +631,12 @@ out:
 		sink_unconfigure(&sinks[i]);
 	}
 	domain_list_free(domains);
+	domain_list_free((struct domain_list *)atomic_load(&dh.cur));
+	atomic_store(&dh.cur, NULL);
+	for (i = 0; i < dh.num_retired; i++) {
+		domain_list_free(dh.retired[i]);
+	}
+	dh.num_retired = 0;
 	tls_holder_free(g.tls);
 	limits_free(g.limits);
 	rate_free(g.rates);
@@ -586,6 +702,9 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	log_level_current = (enum log_level)cfg.log_level;
+	saved_argc = argc;
+	saved_argv = argv;
+	saved_first = first;
 	log_format_current = (enum log_format)cfg.log_format;
 	rc = serve(&cfg, check_only);
 	cfg_fini(&cfg);

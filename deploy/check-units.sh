@@ -153,5 +153,18 @@ else
 	bad "docs/operations.md: no table row for$missing"
 fi
 
+# docs/config.md: one table row per option, as | `name` | (default, reload)
+missing=""
+for o in $("$bin" --help | awk '/^OPTIONS/ { on = 1; next } on && /^[A-Z]/ { on = 0 }
+	on && /^    (-[A-Za-z], )?--[a-z0-9]/ { s = $0; sub(/^    (-[A-Za-z], )?--/, "", s); sub(/[ =].*/, "", s); print s }'); do
+	[[ $o == config || $o == help ]] && continue
+	grep -q "^| \`$o\` |" docs/config.md || missing="$missing $o"
+done
+if [[ -z $missing ]]; then
+	ok "docs/config.md documents every option (default, reload)"
+else
+	bad "docs/config.md: no table row for$missing"
+fi
+
 echo "check-units: $fails failed"
 [[ $fails -eq 0 ]]

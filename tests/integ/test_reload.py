@@ -1,0 +1,88 @@
+"""
+test_reload - SIGHUP reads the configuration file again and applies what
+can change while mail flows: the recipient domains, the log level and the
+connection caps; options that need a restart (listen, sinks, ...) are named
+in the log; a file with an error changes nothing. A session open across
+the reload keeps working and the reload drops no session.
+"""
+
+import os
+import signal
+import threading
+import time
+
+from lib import Conn, Server, ehlo, run, send_message
+
+
+def write_conf(path, domains, level="notice", extra=""):
+    with open(path, "w") as f:
+        f.write("domains %s\nlog-level %s\nmax-connections-per-ip 50\n%s" % (domains, level, extra))
+
+
+def main(t):
+    srv = Server()
+    conf = os.path.join(srv.tmp, "oceanmx.conf")
+    write_conf(conf, "a.test")
+    srv.args = ["-c", conf]
+    with srv:
+        # A sender that keeps a session open and sends during the reloads.
+        stop = threading.Event()
+        errors = []
+        sent = [0]
+
+        def steady():
+            try:
+                c = Conn(srv.port)
+                ehlo(t, c)
+                while not stop.is_set():
+                    t.expect(c.cmd("MAIL FROM:<s@x.test>"), 250, c)
+                    t.expect(c.cmd("RSET"), 250, c)
+                    sent[0] += 1
+                    time.sleep(0.02)
+                t.expect(c.cmd("QUIT"), 221, c)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        th = threading.Thread(target=steady, daemon=True)
+        th.start()
+        with t.case("domains_change_at_sighup"):
+            c = Conn(srv.port)
+            ehlo(t, c)
+            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
+            t.expect(c.cmd("RCPT TO:<u@a.test>"), 250, c, "a.test before the reload")
+            t.expect(c.cmd("RCPT TO:<u@b.test>"), 550, c, "b.test before the reload")
+            write_conf(conf, "b.test", "info")
+            srv.signal(signal.SIGHUP)
+            t.check(srv.wait_log(r"config\.reload applied="), "no config.reload line:\n" + srv.stderr_tail())
+            # The same session, after the reload.
+            t.expect(c.cmd("RCPT TO:<u@b.test>"), 250, c, "b.test after the reload")
+            t.expect(c.cmd("RCPT TO:<v@a.test>"), 550, c, "a.test after the reload")
+            t.expect(c.cmd("QUIT"), 221, c)
+        with t.case("log_level_changes"):
+            c = Conn(srv.port)
+            c.cmd("QUIT")
+            t.check(srv.wait_log(r"conn\.close"), "log-level info not applied (no conn.close line)")
+        with t.case("restart_options_named"):
+            write_conf(conf, "b.test", "info", "listen 127.0.0.1:1\n")
+            srv.signal(signal.SIGHUP)
+            t.check(srv.wait_log(r"config\.reload applied=\S+ restart_needed=listen"),
+                    "a changed listen address is not named:\n" + srv.stderr_tail())
+        with t.case("bad_file_keeps_the_running_configuration"):
+            with open(conf, "w") as f:
+                f.write("domains b.test\nno-such-option 1\n")
+            srv.signal(signal.SIGHUP)
+            t.check(srv.wait_log(r"config\.reload error=\"[^\"]*no-such-option"), "no error line:\n" + srv.stderr_tail())
+            c = Conn(srv.port)
+            ehlo(t, c)
+            _, qid = send_message(t, c, "a@x.test", ["u@b.test"], b"Subject: after a bad reload\r\n\r\nstill b.test\r\n")
+            c.cmd("QUIT")
+            t.check(qid, "b.test refused after a bad reload")
+        stop.set()
+        th.join(10)
+        with t.case("open_session_survives_reloads"):
+            t.check(not errors, "the session open across the reloads failed: %r" % errors)
+            t.check(sent[0] > 0, "the steady session sent nothing")
+
+
+if __name__ == "__main__":
+    run(main)
