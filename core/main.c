@@ -378,8 +378,10 @@ static int serve(struct cfg *cfg, bool check_only)
 	signal(SIGPIPE, SIG_IGN);
 
 	log_start_async();
-	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc) {
+	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->rspamd != NULL) {
 		struct vpool_cfg vc = {
+			.rspamd_url = cfg->rspamd,
+			.rspamd_timeout_ms = cfg->rspamd_timeout_ms,
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,
