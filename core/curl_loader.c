@@ -10,10 +10,11 @@
 
 #define CURL_SONAME "libcurl-gnutls.so.4" /* Debian: libcurl3-gnutls */
 
-#if defined(__SANITIZE_ADDRESS__)
+/* The sanitizer runtimes (ASan and TSan alike) refuse RTLD_DEEPBIND. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define OMX_NO_DEEPBIND 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define OMX_NO_DEEPBIND 1
 #endif
 #endif

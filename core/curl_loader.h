@@ -12,7 +12,7 @@
  * out of the global scope, so neither library sees the other. The oceanmx
  * binary therefore does not link libcurl (ldd shows neither it nor
  * libcrypto.so.3); a server without an http(s) sink or --rspamd never loads it.
- * AddressSanitizer refuses RTLD_DEEPBIND, so sanitizer builds load it
+ * AddressSanitizer and ThreadSanitizer refuse RTLD_DEEPBIND, so sanitizer builds load it
  * with RTLD_LOCAL only (tests only; the collision is then possible there).
  *
  * Only the calls oceanmx makes are here; types and constants come from
