@@ -35,6 +35,9 @@ enum opt_type {
 	OPT_LOGFMT,   /* text|json */
 	OPT_TLSCERT,  /* repeatable PEM file */
 	OPT_TLSKEY,   /* repeatable PEM file */
+	OPT_FAILMODE, /* open|tempfail */
+	OPT_SCORE,    /* a spam score, or off */
+	OPT_ACTION,   /* an rspamd action we may enforce, or off */
 	OPT_TYPE_COUNT
 };
 
@@ -101,6 +104,11 @@ static const struct opt opts[] = {
 	O("tls-key", OPT_TLSKEY, tls_keys, 0, 0),
 	O("tls-required", OPT_BOOL, tls_required, 0, 0),
 	O("timeout-tls", OPT_U32, timeout_tls, 1, 3600),
+	O("rspamd", OPT_STR, rspamd, 0, 0),
+	O("rspamd-timeout", OPT_U32, rspamd_timeout_ms, 100, 600000),
+	O("rspamd-fail", OPT_FAILMODE, rspamd_fail_tempfail, 0, 0),
+	O("spam-reject-score", OPT_SCORE, spam_reject_score, 0, 0),
+	O("spam-tempfail-action", OPT_ACTION, spam_tempfail_action, 0, 0),
 };
 #undef O
 
@@ -296,6 +304,30 @@ void cfg_usage(FILE *f)
 "                               answers; failures 5 s), least recently used\n"
 "                               evicted first (default 16M; K/M/G suffixes)\n"
 "\n"
+"  Spam verdicts (rspamd)\n"
+"    --rspamd URL               ask rspamd (its HTTP protocol, POST URL/checkv2,\n"
+"                               e.g. http://127.0.0.1:11333) for a verdict on\n"
+"                               every message, from the verify pool after the\n"
+"                               end of data, with the envelope and our\n"
+"                               Authentication-Results; the verdict goes into\n"
+"                               X-Spam-Flag, X-Spam-Score and X-Spam-Status\n"
+"                               (incoming fields of these names are removed),\n"
+"                               the JSON \"spam\" section and the log\n"
+"                               (default: no spam check)\n"
+"    --rspamd-timeout MS        whole request, then the check failed (default\n"
+"                               5000)\n"
+"    --rspamd-fail open|tempfail\n"
+"                               when the check fails (rspamd down, timeout, bad\n"
+"                               reply): store with X-Spam-Status: Unknown\n"
+"                               (default open), or answer 451 4.7.1\n"
+"    --spam-reject-score N|off  answer 550 5.7.1 at the end of data when the\n"
+"                               score is above N (default off)\n"
+"    --spam-tempfail-action ACTION|off\n"
+"                               answer 451 4.7.1 when rspamd's action is ACTION\n"
+"                               (soft reject, reject, rewrite subject or add\n"
+"                               header; default off); greylist is reported,\n"
+"                               never enforced\n"
+"\n"
 "  TLS (STARTTLS, RFC 3207)\n"
 "    --tls-cert FILE            PEM certificate chain (RSA or ECDSA), repeatable;\n"
 "                               each pairs with the --tls-key of the same rank.\n"
@@ -391,6 +423,7 @@ void cfg_init(struct cfg *c)
 	c->spool_max_size = 8ull << 30;
 	c->timeout_tls = 30;
 	c->log_format = LOG_FMT_TEXT;
+	c->rspamd_timeout_ms = 5000;
 }
 
 void cfg_fini(struct cfg *c)
@@ -418,6 +451,8 @@ void cfg_fini(struct cfg *c)
 	free(c->domains); c->domains = NULL;
 	free(c->dns); c->dns = NULL;
 	free(c->psl); c->psl = NULL;
+	free(c->rspamd); c->rspamd = NULL;
+	free(c->spam_tempfail_action); c->spam_tempfail_action = NULL;
 	free(c->config_file); c->config_file = NULL;
 	free(c->metrics.text); c->metrics.text = NULL;
 }
@@ -667,6 +702,48 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		}
 		c->log_format = f;
 		return 0;
+	}
+	case OPT_FAILMODE:
+		if (strcmp(v, "open") == 0 || strcmp(v, "tempfail") == 0) {
+			c->rspamd_fail_tempfail = strcmp(v, "tempfail") == 0;
+			return 0;
+		}
+		return fail(out_err, "%s: %s: \"%s\" is not open or tempfail", where, o->name, v);
+	case OPT_SCORE: {
+		char *e;
+		double d;
+
+		if (strcmp(v, "off") == 0) {
+			c->spam_reject_on = false;
+			return 0;
+		}
+		d = strtod(v, &e);
+		if (e == v || *e != '\0' || !(d > -1e6 && d < 1e6)) {
+			return fail(out_err, "%s: %s: \"%s\" is not a score (e.g. 15 or 7.5) or off", where, o->name, v);
+		}
+		c->spam_reject_score = d;
+		c->spam_reject_on = true;
+		return 0;
+	}
+	case OPT_ACTION: {
+		static const char *const ok[] = { "soft reject", "reject", "rewrite subject", "add header" };
+		char **dst = (char **)(void *)base;
+
+		if (strcmp(v, "off") == 0) {
+			free(*dst); *dst = NULL;
+			return 0;
+		}
+		for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+			if (strcmp(v, ok[i]) == 0) {
+				free(*dst);
+				if ((*dst = strdup(v)) == NULL) {
+					return fail(out_err, "%s: %s: out of memory", where, o->name);
+				}
+				return 0;
+			}
+		}
+		return fail(out_err, "%s: %s: \"%s\" is not soft reject, reject, rewrite subject, add header or off"
+			    " (greylist is reported, never enforced)", where, o->name, v);
 	}
 	case OPT_TYPE_COUNT:
 		break;

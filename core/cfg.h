@@ -93,6 +93,12 @@ struct cfg {
 	unsigned num_tls_keys;
 	bool tls_required;            /* MAIL before STARTTLS gets 530 5.7.0 */
 	uint32_t timeout_tls;         /* seconds from STARTTLS to the end of the handshake */
+	char *rspamd;                 /* --rspamd base URL; NULL = no spam check */
+	uint32_t rspamd_timeout_ms;   /* whole request (default 5000) */
+	bool rspamd_fail_tempfail;    /* a failed check answers 451 4.7.1 (default open: annotate) */
+	bool spam_reject_on;          /* --spam-reject-score given */
+	double spam_reject_score;     /* a score above it answers 550 5.7.1 */
+	char *spam_tempfail_action;   /* rspamd action answered 451 4.7.1; NULL = off */
 	int log_level;
 	int log_format;               /* enum log_format: text (default) or json */
 	struct cfg_listen metrics;    /* --metrics ADDR:PORT (text NULL: the default) */

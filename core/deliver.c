@@ -105,16 +105,61 @@ static void on_done(void *arg, enum sink_rc rc, const char *why)
 #define MSG_SPANS_MAX 64 /* pieces of a message after removing forged A-R fields */
 
 /*
+ * spam_field_name: an X-Spam-Flag, X-Spam-Score or X-Spam-Status field
+ * (verify/rspamd.h), the names of our spam verdict.
+ */
+static bool spam_field_name(struct span field)
+{
+	static const char *const names[] = { "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct span c = field;
+
+		if (span_eat_ci(&c, names[i])) {
+			while (c.len > 0 && (c.p[0] == ' ' || c.p[0] == '\t')) {
+				span_skip(&c, 1); /* RFC 5322 §4.5: obsolete space before the colon */
+			}
+			if (c.len > 0 && c.p[0] == ':') {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* auth_has_spam: our auth block holds a spam verdict (rspamd checked this message). */
+static bool auth_has_spam(struct span auth)
+{
+	while (auth.len > 0) {
+		struct span line;
+
+		if (!span_take_until(&auth, &line, '\n')) {
+			line = auth;
+			auth.len = 0;
+		} else {
+			span_skip(&auth, 1);
+		}
+		if (spam_field_name(line)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * message_spans splits what the sinks get into spans: our auth block first
  * (RFC 8601: at the top), then the message without the Authentication-
  * Results fields in its header that claim our authserv-id (RFC 8601 §5:
- * a sender could forge our verdict). Returns the number of spans.
+ * a sender could forge our verdict), and, when the auth block holds our
+ * spam verdict, without X-Spam-Flag/-Score/-Status fields (a sender could
+ * forge those too: only ours remain). Returns the number of spans.
  */
 static size_t message_spans(const struct spool_entry *e, const char *hostname, struct span *out)
 {
 	struct span c = e->msg;
 	size_t n = 0;
 	const uint8_t *keep = c.p; /* start of the bytes kept since the last removal */
+	bool spam = auth_has_spam(e->auth);
 
 	if (e->auth.len > 0) {
 		out[n++] = e->auth;
@@ -138,7 +183,7 @@ static size_t message_spans(const struct spool_entry *e, const char *hostname, s
 		while (field.len > 0 && (field.p[field.len - 1] == '\n' || field.p[field.len - 1] == '\r')) {
 			field.len--;
 		}
-		if (authres_is_ours(field, hostname)) {
+		if (authres_is_ours(field, hostname) || (spam && spam_field_name(field))) {
 			if (start > keep) {
 				out[n++] = span_make(keep, (size_t)(start - keep));
 			}

@@ -519,8 +519,10 @@ static int serve(struct cfg *cfg, bool check_only)
 			err = NULL;
 		}
 	}
-	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0) {
+	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0 || cfg->rspamd != NULL) {
 		struct vpool_cfg vc = {
+			.rspamd_url = cfg->rspamd,
+			.rspamd_timeout_ms = cfg->rspamd_timeout_ms,
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,

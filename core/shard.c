@@ -133,6 +133,8 @@ struct spool_tx {
 	bool body_done;       /* TX_END seen; waiting for the verifier's verdict */
 	bool auth_tempfail;   /* --dkim-temperror tempfail and a temperror verdict */
 	bool policy_reject;   /* --dmarc-enforce and the sender's DMARC policy says reject */
+	enum smtp_commit spam_rc; /* the spam policy's answer instead of 250; SMTP_COMMIT_OK: none */
+	char spam_log[112];   /* the verdict for the log line: score=.. action=".." or error=".." */
 	struct vjob *vjob;    /* DKIM verification in the pool, until its verdict */
 	bool aborted;         /* the session dropped it: clean up, no reply */
 };
@@ -978,7 +980,8 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 	const struct msg_env *env = smtp_sess_env(c->sess);
 
 	conn_drop_vjob(c); /* RSET and a new MAIL: the old sender is gone */
-	if (sh->g->vpool == NULL || !(sh->g->cfg->dkim || sh->g->cfg->spf || sh->g->cfg->dmarc || sh->g->cfg->arc) ||
+	if (sh->g->vpool == NULL ||
+	    !(sh->g->cfg->dkim || sh->g->cfg->spf || sh->g->cfg->dmarc || sh->g->cfg->arc || sh->g->cfg->rspamd != NULL) ||
 	    (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim, sh->g->cfg->arc)) == NULL) {
 		/* no pool, or it runs only for --dnsbl */
 		return;
@@ -1031,6 +1034,9 @@ static void tx_begin(struct shard *sh, struct conn *c)
 	if ((tx->vjob = c->vjob) != NULL) {
 		c->vjob = NULL;
 		vjob_set_owner(tx->vjob, tx);
+		if (vjob_context(tx->vjob, env, sh->g->cfg->hostname) != 0) {
+			log_line(LOG_WARN, c->who, "spam.context id=%s error=\"out of memory\"", env->id);
+		}
 	}
 	log_line(LOG_INFO, c->who, "tx.begin id=%s rcpts=%zu tls=%s", env->id, env->num_rcpts,
 		 env->tls.on ? env->tls.version : "no");
@@ -1330,6 +1336,13 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx_discard(sh, tx);
 		return;
 	}
+	if (tx->spam_rc != SMTP_COMMIT_OK) {
+		log_line(LOG_INFO, c->who, "tx.%s id=%s reason=spam %s",
+			 tx->spam_rc == SMTP_COMMIT_SPAM_REJECT ? "reject" : "tempfail", tx->name, tx->spam_log);
+		commit_finish(sh, c, tx->spam_rc);
+		tx_discard(sh, tx);
+		return;
+	}
 	if (tx->err != 0) {
 		log_line(LOG_WARN, c->who, "spool.error id=%s error=\"%s\"", tx->name, strerror(-tx->err));
 		commit_finish(sh, c, (tx->err == -ENOSPC || tx->err == -EDQUOT) ? SMTP_COMMIT_NOSPACE
@@ -1350,8 +1363,8 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx->seg = NULL;
 		c->tx = NULL;
 		if (deliver_has_sync(sh->deliver)) {
-			log_line(LOG_INFO, c->who, "tx.durable id=%s size=%llu sync=wait", tx->name,
-				 (unsigned long long)tx->msg_len);
+			log_line(LOG_INFO, c->who, "tx.durable id=%s size=%llu sync=wait%s%s", tx->name,
+				 (unsigned long long)tx->msg_len, tx->spam_log[0] ? " spam " : "", tx->spam_log);
 			tx_free(tx);
 			sync_enqueue(sh, c, &ref);
 			return;
@@ -1361,8 +1374,8 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
 		}
 		sh->n_msgs++;
-		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu", tx->name,
-			 (unsigned long long)tx->msg_len);
+		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu%s%s", tx->name,
+			 (unsigned long long)tx->msg_len, tx->spam_log[0] ? " spam " : "", tx->spam_log);
 		tx_free(tx);
 		commit_finish(sh, c, SMTP_COMMIT_OK);
 		return;
@@ -1379,7 +1392,8 @@ static void tx_kick(struct shard *sh, struct spool_tx *tx)
 	if (tx->write_inflight || tx->hdr_inflight || tx->seg_wait || tx->err != 0 || tx->aborted) {
 		return;
 	}
-	if (tx->ended && !tx->placed && (tx->policy_reject || tx->auth_tempfail || !tx_place(sh, tx))) {
+	if (tx->ended && !tx->placed &&
+	    (tx->policy_reject || tx->auth_tempfail || tx->spam_rc != SMTP_COMMIT_OK || !tx_place(sh, tx))) {
 		if (!tx->seg_wait) {
 			tx_check(sh, tx); /* rejected, or no room: answered now */
 		}
@@ -1440,6 +1454,42 @@ static void tx_end(struct shard *sh, struct conn *c)
 }
 
 /*
+ * tx_spam appends rspamd's verdict to the auth block (X-Spam-*, see
+ * verify/rspamd.h), notes it for the log line, and applies the spam
+ * policy: --spam-reject-score (550 5.7.1), --spam-tempfail-action and
+ * --rspamd-fail tempfail (451 4.7.1). Greylist is never enforced here.
+ */
+static void tx_spam(struct shard *sh, struct spool_tx *tx, const struct vjob *j)
+{
+	const struct cfg *cfg = sh->g->cfg;
+	const struct rspamd_reply *r;
+	const char *why;
+	int st = vjob_spam(j, &r, &why);
+
+	if (st == 0) {
+		return;
+	}
+	if (rspamd_fields_write(&tx->buf, r, why) != 0) {
+		tx->err = -ENOMEM;
+		return;
+	}
+	if (r == NULL) {
+		snprintf(tx->spam_log, sizeof(tx->spam_log), "error=\"%.80s\"", why);
+		if (cfg->rspamd_fail_tempfail) {
+			tx->spam_rc = SMTP_COMMIT_SPAM_UNAVAIL;
+		}
+		return;
+	}
+	snprintf(tx->spam_log, sizeof(tx->spam_log), "score=%.2f required=%.2f action=\"%s\"", r->score, r->required,
+		 r->action);
+	if (cfg->spam_reject_on && r->score > cfg->spam_reject_score) {
+		tx->spam_rc = SMTP_COMMIT_SPAM_REJECT;
+	} else if (cfg->spam_tempfail_action != NULL && strcmp(cfg->spam_tempfail_action, r->action) == 0) {
+		tx->spam_rc = SMTP_COMMIT_SPAM_TEMPFAIL;
+	}
+}
+
+/*
  * tx_verdict appends the finished job's Authentication-Results field (the
  * record's auth block), so the commit can go on.
  */
@@ -1450,6 +1500,9 @@ static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
 	tx->vjob = NULL;
 	if (tx->err == 0 && vjob_authres(j, &tx->buf, sh->g->cfg->hostname) != 0) {
 		tx->err = -ENOMEM;
+	}
+	if (tx->err == 0) {
+		tx_spam(sh, tx, j);
 	}
 	if (tx->err == 0) {
 		tx->auth_len = (uint32_t)(tx->buf.len - mark);

@@ -44,8 +44,10 @@
 #include "../verify/dmarc.h"
 #include "../verify/hdrsplit.h"
 #include "../verify/psl.h"
+#include "../verify/rspamd.h"
 #include "../verify/spf.h"
 #include "log.h"
+#include "rspamd_client.h"
 #include "thread.h"
 
 #define VJOB_CHUNK      (64u * 1024)  /* message bytes per posted operation */
@@ -64,6 +66,7 @@ struct vop {
 	enum vop_kind kind;
 	struct spf_req *spf;          /* VOP_SPF, owned */
 	struct dnsbl_req *dnsbl;      /* VOP_DNSBL, owned */
+	bool abandon;                 /* VOP_END: nobody wants the verdict (no rspamd check) */
 	struct bb data;               /* VOP_DATA, owned */
 };
 
@@ -173,6 +176,7 @@ struct vpool {
 	_Atomic unsigned next_worker;
 	struct dkim_opts dopts;
 	_Atomic uint64_t kc_hits, kc_misses; /* key cache, written under kc_mu */
+	struct rspamd_client *rspamd; /* --rspamd; NULL: no spam check */
 };
 
 struct vjob {
@@ -214,6 +218,19 @@ struct vjob {
 	size_t num_res;
 	struct dkim_result *res;
 	bool failed;                  /* the verifier could not run (out of memory) */
+	/* rspamd (--rspamd): the context is set by the shard before END is
+	 * posted; the message and the request are the worker's, then the
+	 * client thread's until its done; the verdict is read by the shard. */
+	bool spam_on;                 /* checked by rspamd */
+	bool full_lost;               /* worker: out of memory while keeping the message */
+	bool w_abandoned;             /* worker side: END came with abandon */
+	struct bb spam_ctx;           /* rspamd protocol headers (vjob_context) */
+	char *authserv_id;            /* for the A-R rspamd gets (vjob_context) */
+	struct bb full;               /* worker: the client's message bytes */
+	struct bb spam_body;          /* our A-R, then the message: what rspamd gets */
+	struct rspamd_req spam_req;
+	struct rspamd_reply *spam;    /* the verdict; NULL until asked */
+	int spam_state;               /* 0 not checked, 1 verdict, -1 failed (spam_req.error) */
 };
 
 static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a, struct dkim_keyrec *kr);
@@ -712,7 +729,8 @@ static void headers_done(struct vjob *j)
 	if (j->arc != NULL) {
 		arc_msg_headers_end(j->arc);
 	}
-	if ((j->m == NULL || dkim_msg_num_sigs(j->m) == 0) && (j->arc == NULL || !arc_msg_body_wanted(j->arc))) {
+	if (!j->spam_on && (j->m == NULL || dkim_msg_num_sigs(j->m) == 0) &&
+	    (j->arc == NULL || !arc_msg_body_wanted(j->arc))) {
 		/* Nothing to verify: the shard may stop copying the body. */
 		atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
 	}
@@ -751,6 +769,46 @@ static void feed(struct vjob *j, struct span in)
 	if (in.len > 0 && j->arc != NULL) {
 		arc_msg_body(j->arc, in.p, in.len);
 	}
+}
+
+/* spam_done keeps rspamd's answer and hands the job to its shard. Client thread. */
+static void spam_done(void *arg, struct rspamd_req *req)
+{
+	struct vjob *j = arg;
+
+	j->spam_state = req->ok ? 1 : -1;
+	bb_fini(&j->spam_body);
+	inbox_push(j); /* last touch by the pool */
+}
+
+/*
+ * spam_start sends the message to rspamd: our Authentication-Results on
+ * top (what rspamd would otherwise work out again with DNS), then the
+ * client's bytes, with the envelope in the protocol's headers. Worker
+ * thread; from here the job belongs to the client thread.
+ */
+static void spam_start(struct vjob *j)
+{
+	struct rspamd_req *req = &j->spam_req;
+
+	memset(req, 0, sizeof(*req));
+	bb_init(&j->spam_body, 0);
+	if (j->full_lost || (j->spam = malloc(sizeof(*j->spam))) == NULL ||
+	    vjob_authres(j, &j->spam_body, j->authserv_id ? j->authserv_id : "localhost") != 0 ||
+	    bb_append_span(&j->spam_body, bb_span(&j->full)) != 0) {
+		snprintf(req->error, sizeof(req->error), "out of memory");
+		bb_fini(&j->full);
+		spam_done(j, req);
+		return;
+	}
+	bb_fini(&j->full);
+	req->body = j->spam_body.p;
+	req->body_len = j->spam_body.len;
+	req->ctx = &j->spam_ctx;
+	req->reply = j->spam;
+	req->done = spam_done;
+	req->arg = j;
+	rspamd_client_submit(j->pool->rspamd, req);
 }
 
 static void maybe_complete(struct vjob *j)
@@ -799,7 +857,24 @@ static void maybe_complete(struct vjob *j)
 	j->dmarc = NULL;
 	hdrsplit_fini(&j->split);
 	dmarc_from_seen_fini(&j->from);
+	if (j->spam_on && !j->w_abandoned) {
+		spam_start(j); /* the client thread pushes j into the inbox */
+		return;
+	}
 	inbox_push(j); /* last touch by the pool */
+}
+
+/* keep_full keeps a data op's bytes for rspamd: the first buffer moves, later ones are appended. Worker thread. */
+static void keep_full(struct vjob *j, struct bb *data)
+{
+	if (j->full.len == 0 && j->full.p == NULL) {
+		j->full = *data;
+		bb_init(data, 0);
+		return;
+	}
+	if (bb_append_span(&j->full, bb_span(data)) != 0) {
+		j->full_lost = true; /* an incomplete message is not checked: reported as failed */
+	}
 }
 
 static void run_op(struct vop *op)
@@ -809,8 +884,12 @@ static void run_op(struct vop *op)
 	switch (op->kind) {
 	case VOP_DATA:
 		feed(j, bb_span(&op->data));
+		if (j->spam_on) {
+			keep_full(j, &op->data);
+		}
 		break;
 	case VOP_END:
+		j->w_abandoned = op->abandon;
 		if (!j->in_body) {
 			/* no empty line: the header ends with the message */
 			struct hdrsplit_field f;
@@ -915,6 +994,10 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 			return NULL;
 		}
 	}
+	if (c->rspamd_url != NULL && (p->rspamd = rspamd_client_start(c->rspamd_url, c->rspamd_timeout_ms, out_err)) == NULL) {
+		vpool_stop(p);
+		return NULL;
+	}
 	p->dns.opts.upstream = p->dns.upstream;
 	p->dns.opts.timeout_ms = c->dns_timeout_ms;
 	p->dns.tail = &p->dns.head;
@@ -982,6 +1065,9 @@ void vpool_stop(struct vpool *p)
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
 	}
+	/* The workers are gone: nothing submits any more; answer what is in flight. */
+	rspamd_client_stop(p->rspamd);
+	p->rspamd = NULL;
 	if (p->dc != NULL) {
 		struct dns_cache_stats st;
 
@@ -1058,7 +1144,10 @@ struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool a
 		free(j);
 		return NULL;
 	}
-	if (!dkim && !arc && p->psl == NULL) {
+	j->spam_on = p->rspamd != NULL;
+	bb_init(&j->spam_ctx, 0);
+	bb_init(&j->full, 0);
+	if (!dkim && !arc && p->psl == NULL && !j->spam_on) {
 		/* Nothing reads the message (DMARC needs the From field). */
 		atomic_store(&j->body_unwanted, true);
 	}
@@ -1107,7 +1196,14 @@ void vjob_feed(struct vjob *j, const uint8_t *p, size_t len)
 	}
 }
 
+static void end_post(struct vjob *j, bool abandon);
+
 void vjob_end(struct vjob *j)
+{
+	end_post(j, false);
+}
+
+static void end_post(struct vjob *j, bool abandon)
 {
 	struct vop *op;
 
@@ -1124,6 +1220,7 @@ void vjob_end(struct vjob *j)
 	}
 	op->kind = VOP_END;
 	op->job = j;
+	op->abandon = abandon;
 	j->end_posted = true;
 	worker_post(j->w, op);
 }
@@ -1132,7 +1229,7 @@ void vjob_abandon(struct vjob *j)
 {
 	j->abandoned = true;
 	bb_reset(&j->pend, 1); /* nobody wants the verdict: stop hashing */
-	vjob_end(j);
+	end_post(j, true);
 }
 
 bool vjob_abandoned(const struct vjob *j)
@@ -1178,6 +1275,78 @@ int vjob_spf(struct vjob *j, const char *client_ip, const char *mail_from, const
 	j->spf_outstanding = SPF_ID_COUNT; /* before the checks can answer */
 	worker_post(j->w, op);
 	return 0;
+}
+
+/* ctx_add appends one "Name: value" protocol header, value made safe for HTTP (no CR, LF or controls). */
+static int ctx_add(struct bb *b, const char *name, const char *value)
+{
+	size_t mark = b->len;
+	int rc = bb_printf(b, "%s: ", name);
+
+	for (const unsigned char *v = (const unsigned char *)value; rc == 0 && *v != '\0'; v++) {
+		uint8_t ch = (*v < 0x20 || *v == 0x7f) ? '?' : *v;
+
+		rc = bb_append(b, &ch, 1);
+	}
+	if (rc == 0) {
+		rc = bb_append(b, "", 1);
+	}
+	if (rc != 0) {
+		b->len = mark;
+	}
+	return rc;
+}
+
+int vjob_context(struct vjob *j, const struct msg_env *env, const char *authserv_id)
+{
+	int rc = 0;
+
+	if (!j->spam_on || j->end_posted) {
+		return 0;
+	}
+	bb_reset(&j->spam_ctx, 0);
+	free(j->authserv_id);
+	if ((j->authserv_id = strdup(authserv_id)) == NULL) {
+		return -ENOMEM;
+	}
+	/* rspamd's protocol (docs: "Rspamd protocol"): the envelope and the session. */
+	if (env->client_ip[0] != '\0') {
+		rc = ctx_add(&j->spam_ctx, "IP", env->client_ip);
+	}
+	if (rc == 0 && env->helo != NULL && env->helo[0] != '\0') {
+		rc = ctx_add(&j->spam_ctx, "Helo", env->helo);
+	}
+	if (rc == 0 && env->mail_from != NULL && env->mail_from[0] != '\0') {
+		rc = ctx_add(&j->spam_ctx, "From", env->mail_from);
+	}
+	for (size_t i = 0; rc == 0 && i < env->num_rcpts; i++) {
+		rc = ctx_add(&j->spam_ctx, "Rcpt", env->rcpts[i]);
+	}
+	if (rc == 0) {
+		rc = ctx_add(&j->spam_ctx, "Queue-Id", env->id);
+	}
+	if (rc == 0) {
+		rc = ctx_add(&j->spam_ctx, "MTA-Name", authserv_id);
+	}
+	if (rc == 0 && env->tls.on) {
+		rc = ctx_add(&j->spam_ctx, "TLS-Version", env->tls.version);
+		if (rc == 0) {
+			rc = ctx_add(&j->spam_ctx, "TLS-Cipher", env->tls.cipher);
+		}
+	}
+	return rc;
+}
+
+int vjob_spam(const struct vjob *j, const struct rspamd_reply **out_r, const char **out_err)
+{
+	*out_r = NULL;
+	*out_err = NULL;
+	if (j->spam_state == 1) {
+		*out_r = j->spam;
+	} else if (j->spam_state == -1) {
+		*out_err = j->spam_req.error;
+	}
+	return j->spam_state;
 }
 
 bool vjob_dmarc_reject(const struct vjob *j)
@@ -1232,6 +1401,11 @@ void vjob_free(struct vjob *j)
 	dmarc_from_seen_fini(&j->from);
 	dmarc_check_free(j->dmarc); j->dmarc = NULL;
 	free(j->dnsbl); j->dnsbl = NULL;
+	bb_fini(&j->spam_ctx);
+	bb_fini(&j->full);
+	bb_fini(&j->spam_body);
+	free(j->authserv_id); j->authserv_id = NULL;
+	free(j->spam); j->spam = NULL;
 	free(j);
 }
 
@@ -1279,6 +1453,7 @@ struct vjob *vjob_dnsbl_new(struct vpool *p, struct vpool_inbox *in, const char 
 	}
 	j->dnsbl_job = true;
 	j->dnsbl_hit = -1;
+	j->spam_on = false; /* no message to check */
 	q->timeout_ms = timeout_ms;
 	for (unsigned i = 0; i < num_zones && q->num < VPOOL_DNSBL_MAX; i++) {
 		if (dnsbl_name(q->names[q->num], sizeof(q->names[0]), client_ip, zones[i])) {

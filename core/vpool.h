@@ -10,10 +10,14 @@
  *   j = vjob_new(pool, inbox)        at MAIL FROM (SMTP_EV_MAIL)
  *   vjob_spf(j, ...)                 at once, so SPF's DNS overlaps RCPT and DATA
  *   vjob_feed(j, bytes)              from TX_BEGIN: the client's message bytes, in order
+ *   vjob_context(j, env, hostname)   at TX_BEGIN, for rspamd (--rspamd)
  *   vjob_end(j)                      at TX_END; or vjob_abandon(j) when the
  *                                    transaction or session goes away
  *   ... the job shows up in vpool_inbox_take() once every key lookup has
- *   answered (the DNS deadline bounds that) ...
+ *   answered (the DNS deadline bounds that) and, with --rspamd, once
+ *   rspamd answered (--rspamd-timeout bounds that): DKIM, SPF, DMARC and
+ *   ARC finish first, then the worker hands the message with our
+ *   Authentication-Results on top to the rspamd client thread ...
  *   vjob_authres(j, out, hostname)   the Authentication-Results field
  *   vjob_free(j)
  * An abandoned job still comes back through the inbox (the pool never frees
@@ -29,6 +33,8 @@
 
 #include "../verify/auth.h"
 #include "../verify/dns_cache.h"
+#include "../proto/msg.h"
+#include "../verify/rspamd.h"
 #include "bb.h"
 
 struct vpool_cfg {
@@ -39,6 +45,8 @@ struct vpool_cfg {
 	unsigned max_sigs;       /* DKIM signatures verified per message; 0: default */
 	bool dmarc;              /* evaluate DMARC (RFC 7489) */
 	const char *psl_path;    /* Public Suffix List; NULL: Debian's publicsuffix file */
+	const char *rspamd_url;  /* --rspamd base URL; NULL: no spam check */
+	uint32_t rspamd_timeout_ms; /* whole request, then the check counts as failed */
 };
 
 struct vpool;
@@ -118,6 +126,21 @@ int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);
  * hide any domain: rejected by local policy when enforcing).
  */
 bool vjob_dmarc_reject(const struct vjob *j);
+
+/*
+ * vjob_context gives the job what rspamd is told besides the message: the
+ * client IP, HELO, MAIL FROM, each RCPT, the queue id, TLS, and our
+ * authserv-id (copied). Call it before vjob_end; it does nothing without
+ * --rspamd. 0 or -ENOMEM (the check then runs with less context).
+ */
+int vjob_context(struct vjob *j, const struct msg_env *env, const char *authserv_id);
+
+/*
+ * vjob_spam: rspamd's verdict of a finished job. Returns 0 (not checked:
+ * no --rspamd, or the job was abandoned), 1 (*out_r is the verdict) or -1
+ * (the check failed: *out_err says why). Both borrowed from j.
+ */
+int vjob_spam(const struct vjob *j, const struct rspamd_reply **out_r, const char **out_err);
 
 /* vjob_worst: the most severe DKIM result (for the optional tempfail policy). */
 enum auth_res vjob_worst(const struct vjob *j);

@@ -14,7 +14,7 @@ PKGS=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries (DESIGN.md "Dependencies")
   liburing-dev libsodium-dev android-libboringssl-dev libunbound-dev
-  # webhook sink: libcurl, GnuTLS flavour (loaded at run time, see sinks/sink_curl.h)
+  # webhook sink and rspamd client: libcurl, GnuTLS flavour (loaded at run time, see core/curl_loader.h)
   libcurl4-gnutls-dev
   # unit tests
   libcriterion-dev
@@ -41,6 +41,8 @@ PKGS=(
   prometheus
   # fault injection: a FUSE passthrough that fails on demand (tests/integ/faultfs.py)
   python3-fusepy
+  # spam verdicts: rspamd's HTTP protocol (tests/integ/test_rspamd.py, bench/rspamd.sh)
+  rspamd
 )
 
 missing=()

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 
 #include "charset.h"
@@ -174,6 +175,20 @@ void json_i64(struct json *j, int64_t v)
 	char buf[24];
 	int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
 
+	item(j);
+	put(j, buf, (size_t)n);
+}
+
+void json_num2(struct json *j, double v)
+{
+	char buf[40];
+	int n;
+
+	if (!isfinite(v) || v > 1e15 || v < -1e15) {
+		json_null(j);
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "%.2f", v);
 	item(j);
 	put(j, buf, (size_t)n);
 }

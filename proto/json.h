@@ -37,6 +37,8 @@ void json_str(struct json *j, struct span s);
 void json_cstr(struct json *j, const char *s);   /* NULL writes null */
 void json_u64(struct json *j, uint64_t v);
 void json_i64(struct json *j, int64_t v);
+/* json_num2 writes a number with two decimals (a spam score); not finite or beyond 1e15: null. */
+void json_num2(struct json *j, double v);
 void json_bool(struct json *j, bool v);
 void json_null(struct json *j);
 /* json_base64 writes `s` base64-encoded (RFC 4648 §4, no line breaks) as a string. */

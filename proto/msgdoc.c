@@ -491,6 +491,180 @@ static void auth_section(struct json *j, const struct message *m, const char *au
 	free(e);
 }
 
+#define SPAM_SYMBOLS_MAX 64 /* read back from our X-Spam-Status; verify/rspamd.h writes at most 48 */
+
+static bool spam_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/*
+ * spam_symbols writes tests=NAME(score),NAME(score) of our X-Spam-Status
+ * as [{name, score}], at most SPAM_SYMBOLS_MAX. `v` points after "tests=".
+ */
+static void spam_symbols(struct json *j, const char *v)
+{
+	unsigned n = 0;
+
+	json_arr(j);
+	while (*v != '\0' && n < SPAM_SYMBOLS_MAX) {
+		const char *name, *open, *close;
+		char num[32], *e;
+		double score;
+
+		while (spam_ws(*v) || *v == ',') {
+			v++;
+		}
+		name = v;
+		while (*v != '\0' && *v != '(' && *v != ',' && !spam_ws(*v)) {
+			v++;
+		}
+		if (*v != '(' || v == name) {
+			break;
+		}
+		open = v;
+		close = strchr(open, ')');
+		if (close == NULL || (size_t)(close - open - 1) >= sizeof(num)) {
+			break;
+		}
+		memcpy(num, open + 1, (size_t)(close - open - 1));
+		num[close - open - 1] = '\0';
+		score = strtod(num, &e);
+		if (e == num || *e != '\0') {
+			break;
+		}
+		json_obj(j);
+		json_key(j, "name");
+		json_str(j, span_make(name, (size_t)(open - name)));
+		json_key(j, "score");
+		json_num2(j, score);
+		json_obj_end(j);
+		n++;
+		v = close + 1;
+	}
+	json_arr_end(j);
+}
+
+/*
+ * spam_value reads the value of key `key` in our X-Spam-Status (key=value
+ * or key="value" separated by spaces, after the leading "Yes,"/"No,"/
+ * "Unknown,") into out; false when absent.
+ */
+static bool spam_value(const char *v, const char *key, char *out, size_t out_len, const char **out_at)
+{
+	size_t klen = strlen(key);
+
+	v = strchr(v, ',');
+	while (v != NULL && *v != '\0') {
+		while (spam_ws(*v) || *v == ',') {
+			v++;
+		}
+		if (strncmp(v, key, klen) == 0 && v[klen] == '=') {
+			const char *s = v + klen + 1, *e;
+			size_t n;
+
+			if (*s == '"') {
+				s++;
+				e = strchr(s, '"');
+				if (e == NULL) {
+					return false;
+				}
+			} else {
+				for (e = s; *e != '\0' && !spam_ws(*e); e++) {
+				}
+			}
+			n = (size_t)(e - s) < out_len - 1 ? (size_t)(e - s) : out_len - 1;
+			memcpy(out, s, n);
+			out[n] = '\0';
+			if (out_at != NULL) {
+				*out_at = s;
+			}
+			return true;
+		}
+		/* skip this key=value (a quoted value may hold spaces) */
+		while (*v != '\0' && *v != '=' && !spam_ws(*v)) {
+			v++;
+		}
+		if (*v == '=' && v[1] == '"') {
+			const char *e = strchr(v + 2, '"');
+
+			v = e != NULL ? e + 1 : v + strlen(v);
+		} else {
+			while (*v != '\0' && !spam_ws(*v)) {
+				v++;
+			}
+		}
+	}
+	return false;
+}
+
+/*
+ * spam_section writes "spam" from our X-Spam-Status field (verify/rspamd.h):
+ * one of the fields the server put on top with our Authentication-Results
+ * (the leading run of those names; the client's were removed at delivery).
+ * null when the message was not checked, or from `oceanmx parse`.
+ */
+static void spam_section(struct json *j, const struct message *m, const char *authserv_id)
+{
+	const char *status = NULL;
+	char buf[128];
+	const char *at;
+
+	if (authserv_id != NULL && message_num_headers(m) > 0 &&
+	    strcasecmp(message_header_at(m, 0)->name, "Authentication-Results") == 0) {
+		for (size_t i = 0; i < message_num_headers(m); i++) {
+			const struct message_header *h = message_header_at(m, i);
+
+			if (strcasecmp(h->name, "X-Spam-Status") == 0) {
+				status = h->raw;
+				break;
+			}
+			if (strcasecmp(h->name, "Authentication-Results") != 0 && strcasecmp(h->name, "X-Spam-Flag") != 0 &&
+			    strcasecmp(h->name, "X-Spam-Score") != 0) {
+				break; /* past our fields */
+			}
+		}
+	}
+	json_key(j, "spam");
+	if (status == NULL) {
+		json_null(j);
+		return;
+	}
+	json_obj(j);
+	json_key(j, "engine");
+	json_cstr(j, spam_value(status, "engine", buf, sizeof(buf), NULL) ? buf : NULL);
+	json_key(j, "score");
+	if (spam_value(status, "score", buf, sizeof(buf), NULL)) {
+		json_num2(j, strtod(buf, NULL));
+	} else {
+		json_null(j);
+	}
+	json_key(j, "required");
+	if (spam_value(status, "required", buf, sizeof(buf), NULL)) {
+		json_num2(j, strtod(buf, NULL));
+	} else {
+		json_null(j);
+	}
+	json_key(j, "action");
+	json_cstr(j, spam_value(status, "action", buf, sizeof(buf), NULL) ? buf : NULL);
+	json_key(j, "is_spam");
+	if (strncmp(status, "Yes,", 4) == 0 || strncmp(status, "No,", 3) == 0) {
+		json_bool(j, status[0] == 'Y');
+	} else {
+		json_null(j);
+	}
+	json_key(j, "symbols");
+	if (spam_value(status, "tests", buf, sizeof(buf), &at)) {
+		spam_symbols(j, at);
+	} else {
+		json_arr(j);
+		json_arr_end(j);
+	}
+	json_key(j, "error");
+	json_cstr(j, spam_value(status, "error", buf, sizeof(buf), NULL) ? buf : NULL);
+	json_obj_end(j);
+}
+
 int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *env, const struct msgdoc_opts *o)
 {
 	struct json j;
@@ -579,6 +753,7 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 		json_null(&j);
 	}
 	auth_section(&j, m, o->authserv_id);
+	spam_section(&j, m, o->authserv_id);
 	json_key(&j, "defects");
 	json_arr(&j);
 	for (size_t i = 0; i < message_num_defects(m); i++) {

@@ -73,6 +73,9 @@ enum smtp_reply {
 	SMTP_R_POLICY_REJECT,    /* 550 5.7.1 DMARC p=reject, when enforced */
 	SMTP_R_SINK_TEMPFAIL,    /* 451 4.3.0 a sync sink's consumer said retry: %s its reason */
 	SMTP_R_SINK_REJECT,      /* 550 5.7.1 a sync sink's consumer refused: %s its reason */
+	SMTP_R_SPAM_REJECT,      /* 550 5.7.1 spam score above --spam-reject-score */
+	SMTP_R_SPAM_TEMPFAIL,    /* 451 4.7.1 rspamd's action is --spam-tempfail-action */
+	SMTP_R_SPAM_UNAVAIL,     /* 451 4.7.1 the spam check failed, --rspamd-fail tempfail */
 	SMTP_R_TOO_MANY_ERRORS,  /* 421 4.7.0 */
 	SMTP_R_TIMEOUT,          /* 421 4.4.2 */
 	SMTP_R_SHUTDOWN,         /* 421 4.3.2 */

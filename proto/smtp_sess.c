@@ -827,6 +827,15 @@ int smtp_sess_tx_done_why(struct smtp_sess *s, enum smtp_commit rc, const char *
 	case SMTP_COMMIT_REJECT:
 		r = SMTP_R_POLICY_REJECT;
 		break;
+	case SMTP_COMMIT_SPAM_REJECT:
+		r = SMTP_R_SPAM_REJECT;
+		break;
+	case SMTP_COMMIT_SPAM_TEMPFAIL:
+		r = SMTP_R_SPAM_TEMPFAIL;
+		break;
+	case SMTP_COMMIT_SPAM_UNAVAIL:
+		r = SMTP_R_SPAM_UNAVAIL;
+		break;
 	case SMTP_COMMIT_SINK_TEMPFAIL:
 	case SMTP_COMMIT_SINK_REJECT:
 		r = rc == SMTP_COMMIT_SINK_REJECT ? SMTP_R_SINK_REJECT : SMTP_R_SINK_TEMPFAIL;

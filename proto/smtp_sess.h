@@ -128,6 +128,9 @@ enum smtp_commit {
 	SMTP_COMMIT_REJECT,   /* 550 5.7.1: the sender's DMARC policy is reject (when enforced) */
 	SMTP_COMMIT_SINK_TEMPFAIL, /* 451 4.3.0 with the reason of a ?sync=yes sink's consumer */
 	SMTP_COMMIT_SINK_REJECT,   /* 550 5.7.1 with the reason of a ?sync=yes sink's consumer */
+	SMTP_COMMIT_SPAM_REJECT,   /* 550 5.7.1: spam score above --spam-reject-score */
+	SMTP_COMMIT_SPAM_TEMPFAIL, /* 451 4.7.1: rspamd's action is --spam-tempfail-action */
+	SMTP_COMMIT_SPAM_UNAVAIL,  /* 451 4.7.1: the spam check failed and --rspamd-fail tempfail */
 	SMTP_COMMIT_COUNT     /* sentinel */
 };
 

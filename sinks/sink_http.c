@@ -23,7 +23,7 @@
  * run; flush drives the worker's curl multi handle until every request of
  * the batch has its answer, calling done() as each finishes. A tx owns its
  * body until then (curl borrows it). Redirects are never followed; only
- * http and https are allowed. libcurl is loaded by sink_curl.h (why there).
+ * http and https are allowed. libcurl is loaded by core/curl_loader.h (why there).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +37,7 @@
 
 #include "../core/bb.h"
 #include "sink.h"
-#include "sink_curl.h"
+#include "../core/curl_loader.h"
 #include "sink_doc.h"
 #include "sink_http_reply.h"
 #include "sink_query.h"
@@ -51,7 +51,7 @@
 #define HTTP_REPLY_KEEP 512 /* bytes of the receiver's answer kept for the reason */
 
 struct http_conf {
-	const struct sink_curl *curl;
+	const struct curl_api *curl;
 	char *url;          /* without our options */
 	uint8_t *secret;    /* NULL: requests are not signed */
 	size_t secret_len;
@@ -82,7 +82,7 @@ struct sink_tx {
 
 struct http_state {
 	const struct http_conf *conf;
-	const struct sink_curl *curl;
+	const struct curl_api *curl;
 	CURLM *multi;
 	struct sink_tx *waiting, **waiting_tail; /* committed, not started */
 	unsigned running;                        /* in the multi handle */
@@ -255,7 +255,7 @@ static int http_configure_scheme(const char *scheme, const struct sink_ctx *ctx,
 		set_err(out_err, "http: libsodium initialisation failed");
 		goto out;
 	}
-	if ((c->curl = sink_curl_load(out_err)) == NULL) {
+	if ((c->curl = curl_loader_load(out_err)) == NULL) {
 		goto out;
 	}
 	*out_conf = c;
@@ -481,7 +481,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 /* start_one hands a built request to the multi handle. 0 or -errno. */
 static int start_one(struct http_state *st, struct sink_tx *tx)
 {
-	const struct sink_curl *C = st->curl;
+	const struct curl_api *C = st->curl;
 	const struct http_conf *c = st->conf;
 	CURL *e = st->num_idle > 0 ? st->idle[--st->num_idle] : C->easy_init();
 	CURLcode rc = CURLE_OK;
@@ -531,7 +531,7 @@ static int start_one(struct http_state *st, struct sink_tx *tx)
 /* finish_one answers done() for a request curl is through with, and frees tx. */
 static void finish_one(struct http_state *st, struct sink_tx *tx, CURLcode result)
 {
-	const struct sink_curl *C = st->curl;
+	const struct curl_api *C = st->curl;
 	char why[512], text[SINK_TEXT_MAX + 1], ra[64] = "";
 	enum sink_rc rc;
 	long status = 0;
@@ -571,7 +571,7 @@ static void finish_one(struct http_state *st, struct sink_tx *tx, CURLcode resul
  */
 static void pump(struct http_state *st, bool wait)
 {
-	const struct sink_curl *C = st->curl;
+	const struct curl_api *C = st->curl;
 
 	for (;;) {
 		int still, left;

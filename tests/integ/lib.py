@@ -352,6 +352,20 @@ class Delivered:
                     break
                 pos = nxt
             self.authres.append(raw[start:pos])
+        # Then our spam verdict, with --rspamd (verify/rspamd.h), folded.
+        self.spam = []
+        while True:
+            ln, nxt = line_at(pos)
+            if ln is None or not ln.split(b":", 1)[0] in (b"X-Spam-Flag", b"X-Spam-Score", b"X-Spam-Status"):
+                break
+            start = pos
+            pos = nxt
+            while pos < len(raw) and raw[pos:pos + 1] in (b" ", b"\t"):
+                ln, nxt = line_at(pos)
+                if ln is None:
+                    break
+                pos = nxt
+            self.spam.append(raw[start:pos])
         ln, nxt = line_at(pos)
         if ln is None or not ln.startswith(b"Received: "):
             self.error = "no Received: field after Delivered-To"

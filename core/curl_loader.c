@@ -1,5 +1,5 @@
-/* sink_curl.c - libcurl loaded in a scope of its own; see sink_curl.h. */
-#include "sink_curl.h"
+/* curl_loader.c - libcurl loaded in a scope of its own; see curl_loader.h. */
+#include "curl_loader.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -10,16 +10,17 @@
 
 #define CURL_SONAME "libcurl-gnutls.so.4" /* Debian: libcurl3-gnutls */
 
-#if defined(__SANITIZE_ADDRESS__)
+/* The sanitizer runtimes (ASan and TSan alike) refuse RTLD_DEEPBIND. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define OMX_NO_DEEPBIND 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define OMX_NO_DEEPBIND 1
 #endif
 #endif
 
-static struct sink_curl api;
-static const struct sink_curl *loaded;
+static struct curl_api api;
+static const struct curl_api *loaded;
 static char load_err[256];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -60,6 +61,7 @@ static void load_once(void)
 	SYM(multi_remove_handle, "curl_multi_remove_handle");
 	SYM(multi_perform, "curl_multi_perform");
 	SYM(multi_poll, "curl_multi_poll");
+	SYM(multi_wakeup, "curl_multi_wakeup");
 	SYM(multi_info_read, "curl_multi_info_read");
 	SYM(multi_setopt, "curl_multi_setopt");
 	SYM(multi_strerror, "curl_multi_strerror");
@@ -95,7 +97,7 @@ static void load_once(void)
 	loaded = &api;
 }
 
-const struct sink_curl *sink_curl_load(char **out_err)
+const struct curl_api *curl_loader_load(char **out_err)
 {
 	pthread_once(&once, load_once);
 	if (loaded == NULL && (*out_err = strdup(load_err)) == NULL) {

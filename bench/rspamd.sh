@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# bench/rspamd.sh - the cost of spam verdicts (issue 15): W1 with and without
+# --rspamd, against Debian's rspamd started here on loopback (the same minimal
+# config as tests/integ/test_rspamd.py: stock rules, no Redis, no network
+# modules, RSPAMD_WORKERS normal workers).
+#
+# Sets, in alternating order per round, each against a fresh server (DKIM, ARC,
+# SPF, DMARC off in both, so the difference is rspamd's; spool on /var/tmp):
+#   plain    W1: MESSAGES x SIZE B over CONNECTIONS persistent sessions
+#   rspamd   the same with --rspamd (every message checked)
+#   paced    plain again, open loop at the rspamd set's rate (-R): delivery
+#            costs more per message at a lower rate (fewer messages per sink
+#            batch), so oceanmx's added CPU is rspamd minus paced
+# For each: msg/s and transaction latency p50/p99 (oceanmx-load; with its
+# chaining, a transaction is one round trip: its MAIL/RCPT/DATA ride with the
+# previous final dot, so this is the final dot to the 250 plus one round trip),
+# oceanmx's CPU per message (utime + stime from /proc), rspamd's CPU per
+# message (all its processes). Writes bench/results/rspamd-DATE.md: medians,
+# ratios, and oceanmx's added CPU per message.
+#
+# Env: ROUNDS (2), MESSAGES (5000), CONNECTIONS (20), SIZE (4096),
+#      RSPAMD_WORKERS (2), OMX_BIN, OMX_LOAD_BIN, OUT.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OMX="${OMX_BIN:-$ROOT/build/oceanmx}"
+LOAD="${OMX_LOAD_BIN:-$ROOT/build/oceanmx-load}"
+OUT="${OUT:-$ROOT/bench/results}"
+ROUNDS="${ROUNDS:-2}"
+MESSAGES="${MESSAGES:-5000}"
+CONNECTIONS="${CONNECTIONS:-20}"
+SIZE="${SIZE:-4096}"
+RSPAMD_WORKERS="${RSPAMD_WORKERS:-2}"
+SETS=(plain rspamd paced)
+PACE=0
+PY=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+
+log() { printf '%s rspamd: %s\n' "$(date +%T)" "$*" >&2; }
+
+command -v rspamd >/dev/null || { echo "rspamd: not installed (Debian package rspamd)" >&2; exit 1; }
+omx_build_if_missing "$OMX" "$LOAD" "$ROOT"
+
+WORK="$(mktemp -d /var/tmp/oceanmx-rspamd.XXXXXX)"
+STAMP="$(date -u +%Y-%m-%d-%H%M%S)"
+mkdir -p "$OUT" "$WORK/res"
+OMX_PID=""
+RS_PID=""
+cleanup() {
+	if [[ -n $OMX_PID ]]; then kill -TERM "$OMX_PID" 2>/dev/null || true; wait "$OMX_PID" 2>/dev/null || true; fi
+	if [[ -n $RS_PID ]]; then kill -TERM -- "-$RS_PID" 2>/dev/null || true; wait "$RS_PID" 2>/dev/null || true; fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# rspamd's minimal local config (see tests/integ/test_rspamd.py).
+RS="$WORK/rspamd"
+RS_PORT=$(free_port)
+mkdir -p "$RS/local/local.d" "$RS/local/override.d" "$RS/db" "$RS/run" "$RS/log"
+printf 'bind_socket = "127.0.0.1:%s";\ncount = %s;\n' "$RS_PORT" "$RSPAMD_WORKERS" >"$RS/local/override.d/worker-normal.inc"
+printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-controller.inc"
+printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-proxy.inc"
+printf 'type = "console";\nlevel = "error";\n' >"$RS/local/override.d/logging.inc"
+for m in rbl spf dkim dmarc arc fuzzy_check asn phishing neural ratelimit greylist replies history_redis \
+	url_reputation reputation dcc classifier-bayes emails multimap mx_check whitelist maillist trie; do
+	echo "enabled = false;" >"$RS/local/override.d/$m.conf"
+done
+printf 'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }\n' >"$RS/local/local.d/options.inc"
+rs_args=(-f -c /etc/rspamd/rspamd.conf)
+if [[ $(id -u) == 0 ]]; then rs_args+=(-i); fi
+setsid rspamd "${rs_args[@]}" --var="LOCAL_CONFDIR=$RS/local" --var="DBDIR=$RS/db" --var="RUNDIR=$RS/run" \
+	--var="LOGDIR=$RS/log" >"$RS/out.log" 2>&1 &
+RS_PID=$!
+log "waiting for rspamd on 127.0.0.1:$RS_PORT (loading its rules takes a while)"
+for _ in $(seq 600); do
+	if curl -s -m 2 "http://127.0.0.1:$RS_PORT/ping" 2>/dev/null | grep -q pong; then break; fi
+	sleep 0.5
+done
+curl -s -m 2 "http://127.0.0.1:$RS_PORT/ping" | grep -q pong || { log "rspamd did not start"; tail "$RS/out.log"; exit 1; }
+
+cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
+	local u s
+	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
+	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
+}
+
+rspamd_cpu_us() { # all processes of rspamd's session (main, workers)
+	local t=0 p
+	for p in $(pgrep -s "$RS_PID"); do t=$((t + $(cpu_us "$p" 2>/dev/null || echo 0))); done
+	echo "$t"
+}
+
+run() {
+	local r=$1 set=$2 port d=$WORK/run-$1-$2 args=() rs0
+	mkdir -p "$d"
+	local load=(-c "$CONNECTIONS" -m "$MESSAGES")
+	if [[ $set == rspamd ]]; then args=(--rspamd "http://127.0.0.1:$RS_PORT"); fi
+	if [[ $set == paced ]]; then load=(-c "$CONNECTIONS" -m "$MESSAGES" -R "$PACE"); fi
+	port=$(free_port)
+	"$OMX" serve --listen "127.0.0.1:$port" --spool "$d/spool" --sink "maildir:$d/maildir" --hostname bench.test \
+		--max-connections-per-ip 0 --shutdown-timeout 5 --dkim off --spf off --dmarc off --arc off \
+		"${args[@]}" >"$WORK/server.log" 2>&1 &
+	OMX_PID=$!
+	wait_greeting "$port" || { log "$set: server did not start"; tail "$WORK/server.log"; exit 1; }
+	rs0=$(rspamd_cpu_us)
+	"$LOAD" -q --json -s "$SIZE" "${load[@]}" "127.0.0.1:$port" >"$WORK/res/$r-$set.json" ||
+		log "$set: oceanmx-load reported failures"
+	cpu_us "$OMX_PID" >"$WORK/res/$r-$set.txt"
+	echo $(($(rspamd_cpu_us) - rs0)) >"$WORK/res/$r-$set.rs"
+	kill -TERM "$OMX_PID"; wait "$OMX_PID" 2>/dev/null || true; OMX_PID=""
+	if [[ $set == rspamd ]] && ! grep -rq "^X-Spam-Status: " "$d/maildir/new" 2>/dev/null; then
+		log "rspamd: no X-Spam-Status in the stored messages"; exit 1
+	fi
+	rm -rf "$d"
+	if [[ $set == rspamd ]]; then
+		PACE=$($PY -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["msgs_per_s"])))' "$WORK/res/$r-$set.json")
+	fi
+	log "round $r $set: $($PY -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["msgs_per_s"]))' \
+		"$WORK/res/$r-$set.json") msg/s"
+}
+
+log "$ROUNDS rounds of ${SETS[*]}"
+for r in $(seq "$ROUNDS"); do
+	order=(plain rspamd paced) # paced needs this round's rspamd rate
+	if ((r % 2 == 0)); then order=(rspamd paced plain); fi
+	for set in "${order[@]}"; do run "$r" "$set"; done
+done
+
+report="$OUT/rspamd-$STAMP.md"
+STAMP=$STAMP $PY - "$WORK/res" "$ROUNDS" "$MESSAGES" "$CONNECTIONS" "$SIZE" "$RSPAMD_WORKERS" "${SETS[@]}" >"$report" <<'EOF'
+import json, os, platform, statistics, sys
+d, rounds, msgs, conns, size, workers = sys.argv[1:7]
+sets = sys.argv[7:]
+res = {}
+for s in sets:
+    for r in range(1, int(rounds) + 1):
+        j = json.load(open(os.path.join(d, "%d-%s.json" % (r, s))))
+        srv_us = int(open(os.path.join(d, "%d-%s.txt" % (r, s))).read())
+        rs_us = int(open(os.path.join(d, "%d-%s.rs" % (r, s))).read())
+        n = max(1, j["messages"]["delivered"])
+        res.setdefault(s, []).append(dict(rate=j["msgs_per_s"], srv=srv_us / n, rs=rs_us / n,
+                                          p50=j["latency_us"]["p50"], p99=j["latency_us"]["p99"],
+                                          fail=j["messages"]["failed"] + j["connection_errors"]))
+med = lambda s, k: statistics.median(x[k] for x in res[s])
+out = ["# Spam verdicts from rspamd: W1 with and without --rspamd (bench/rspamd.sh), %s\n" % os.environ.get("STAMP", "")]
+out.append("W1: %s messages of %s B over %s persistent sessions, oceanmx-load on the same machine, a fresh "
+           "server per run, DKIM/ARC/SPF/DMARC off in both sets, maildir sink on the disk; rspamd 3.4 (Debian) "
+           "with %s normal workers, stock rules without Redis or network modules; %s rounds in alternating "
+           "order, medians. Latency is oceanmx-load's per transaction (chained: the final dot to the 250 "
+           "plus one round trip).\n" % (msgs, size, conns, workers, rounds))
+out.append("| set | msg/s | runs | vs plain | p50 | p99 | oceanmx CPU/msg | rspamd CPU/msg | failures |")
+out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for s in sets:
+    out.append("| %s | %.0f | %s | %.2f | %.2f ms | %.2f ms | %.1f µs | %.0f µs | %d |" % (
+        s, med(s, "rate"), ", ".join("%.0f" % x["rate"] for x in res[s]), med(s, "rate") / med("plain", "rate"),
+        med(s, "p50") / 1000, med(s, "p99") / 1000, med(s, "srv"), med(s, "rs"),
+        sum(x["fail"] for x in res[s])))
+out.append("\noceanmx's added CPU per message with rspamd: %.1f µs against the paced run at the same rate "
+           "(%.1f µs against the unpaced plain run, which batches deliveries better); target < 20 µs."
+           % (med("rspamd", "srv") - med("paced", "srv"), med("rspamd", "srv") - med("plain", "srv")))
+out.append("\nMachine: %s, %d CPUs, kernel %s; load average after: %s." % (
+    platform.node(), os.cpu_count(), platform.release(), open("/proc/loadavg").read().split()[0]))
+print("\n".join(out))
+EOF
+cat "$report"
