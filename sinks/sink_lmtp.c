@@ -24,16 +24,16 @@
  * only permanent failures -> SINK_PERMFAIL. Each failed recipient is logged
  * with its reply ("lmtp.rcpt"), and the reason names them all.
  *
- * Retrying only the recipients that failed temporarily (issue 10) needs
- * the delivery layer to carry, per message and per sink, the set of
- * recipients already done (delivered or permanently failed), durable in
- * the spool (an ack record with a recipient bitmap and each permanent
- * failure's reason), to pass the still-pending subset to tx_begin (a mask
- * beside the envelope), and to take per-recipient outcomes back (a
- * done_rcpt(arg, index, rc, why) call, or an outcome array with done()).
- * This sink is ready for it: tx->rcpts holds each recipient's outcome and
- * reason; envelope() would skip the masked recipients and finish() would
- * report each one instead of reducing them.
+ * A retry goes only to the recipients that failed temporarily: when a
+ * message ends TEMPFAIL, the worker remembers (struct lmtp_settled, by
+ * message id) which recipients are settled, delivered or refused for good,
+ * and its next attempt leaves them out of the envelope; refused ones stay
+ * refused, so once no recipient is pending the message ends OK, or PERMFAIL
+ * naming the refused ones (a dead letter). The memory is the worker's, not
+ * the spool's: after a restart the retry goes to every recipient again (at
+ * least once). Doing it durably needs the delivery layer to keep a
+ * recipient set per message and sink in the spool and to take per-recipient
+ * outcomes back (a done_rcpt(arg, index, rc, why) call).
  *
  * done() is called from tx_commit: LMTP's 250 after the data is the
  * server's durable acceptance, so there is nothing left for flush(). One
@@ -384,8 +384,24 @@ static int lmtp_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 
 /* ---------------------------------------------------------------- connection */
 
+/*
+ * What an earlier attempt settled for a message that must be retried:
+ * per recipient 0 (pending), 1 (delivered) or 2 (refused for good, `why`
+ * the first such reason). A small ring per worker: a message whose entry
+ * was pushed out is simply retried to every recipient.
+ */
+#define LMTP_SETTLED_MAX 128
+struct lmtp_settled {
+	char id[MSG_ID_MAX];       /* "" = free */
+	size_t num_rcpts;
+	uint8_t *state;            /* num_rcpts entries */
+	char why[LMTP_WHY_MAX];
+};
+
 struct lmtp_state {
 	const struct lmtp_conf *conf;
+	struct lmtp_settled settled[LMTP_SETTLED_MAX];
+	unsigned settled_next;     /* ring position of the next entry to reuse */
 	int fd;                    /* -1 when not connected */
 	bool pipelining, eightbit, smtputf8; /* what the server's LHLO reply offers */
 	bool connect_failed;       /* in this batch: fail the rest fast (cleared by flush) */
@@ -399,6 +415,7 @@ struct lmtp_state {
 
 /* One recipient's outcome; `why` is the server's reply or our error. */
 struct lmtp_rcpt {
+	bool skip;      /* settled at an earlier attempt: not in this envelope */
 	enum sink_rc rc;
 	bool accepted;  /* RCPT got 2xx: it has an answer coming after the data */
 	bool final;     /* rc is its outcome */
@@ -716,7 +733,9 @@ static int envelope(struct sink_tx *tx, bool *out_answered)
 		       env->smtputf8 && st->smtputf8 ? " SMTPUTF8" : "");
 	if (st->pipelining) {
 		for (size_t i = 0; rc == 0 && i < n; i++) {
-			rc = bb_printf(&st->out, "RCPT TO:<%s>\r\n", env->rcpts[i]);
+			if (!tx->rcpts[i].skip) {
+				rc = bb_printf(&st->out, "RCPT TO:<%s>\r\n", env->rcpts[i]);
+			}
 		}
 		rc = rc != 0 ? rc : bb_append_str(&st->out, "DATA\r\n");
 	}
@@ -730,13 +749,18 @@ static int envelope(struct sink_tx *tx, bool *out_answered)
 	*out_answered = true;
 	if (mail.code / 100 != 2 && !st->pipelining) {
 		for (size_t i = 0; i < n; i++) {
-			rcpt_set(&tx->rcpts[i], lmtp_reply_rc(&mail), &mail, "MAIL");
+			if (!tx->rcpts[i].skip) {
+				rcpt_set(&tx->rcpts[i], lmtp_reply_rc(&mail), &mail, "MAIL");
+			}
 		}
 		rset(tx);
 		return 0;
 	}
 	/* RCPT: one reply each; after a refused MAIL they only echo it (RFC 2920 §3.1). */
 	for (size_t i = 0; i < n; i++) {
+		if (tx->rcpts[i].skip) {
+			continue;
+		}
 		if (!st->pipelining && ((rc = bb_printf(&st->out, "RCPT TO:<%s>\r\n", env->rcpts[i])) != 0 ||
 					(rc = out_send(st)) != 0)) {
 			return fail_conn(tx, "RCPT: %s", rc == -ENOMEM ? "out of memory" : io_error(rc));
@@ -810,7 +834,83 @@ static void lmtp_worker_fini(void *state)
 	}
 	conn_close(st);
 	bb_fini(&st->out);
+	for (unsigned i = 0; i < LMTP_SETTLED_MAX; i++) {
+		free(st->settled[i].state); st->settled[i].state = NULL;
+	}
 	free(st);
+}
+
+/* settled_find: the entry for env's message, or NULL. */
+static struct lmtp_settled *settled_find(struct lmtp_state *st, const struct msg_env *env)
+{
+	for (unsigned i = 0; i < LMTP_SETTLED_MAX; i++) {
+		if (st->settled[i].id[0] != '\0' && strcmp(st->settled[i].id, env->id) == 0 &&
+		    st->settled[i].num_rcpts == env->num_rcpts) {
+			return &st->settled[i];
+		}
+	}
+	return NULL;
+}
+
+/* settled_apply marks the recipients an earlier attempt settled: they stay out of this envelope. */
+static void settled_apply(struct lmtp_state *st, struct sink_tx *tx)
+{
+	const struct lmtp_settled *e = settled_find(st, tx->env);
+
+	for (size_t i = 0; e != NULL && i < e->num_rcpts; i++) {
+		if (e->state[i] == 0) {
+			continue;
+		}
+		tx->rcpts[i].skip = true;
+		tx->rcpts[i].final = true;
+		tx->rcpts[i].rc = e->state[i] == 1 ? SINK_OK : SINK_PERMFAIL;
+		if (e->state[i] == 2) {
+			snprintf(tx->rcpts[i].why, sizeof(tx->rcpts[i].why), "refused at an earlier attempt: %.120s", e->why);
+		}
+	}
+}
+
+/*
+ * settled_keep remembers, for a message that will be retried (`retry`),
+ * which recipients are settled; any other outcome ends the message here,
+ * so its entry goes.
+ */
+static void settled_keep(struct lmtp_state *st, const struct sink_tx *tx, bool retry)
+{
+	struct lmtp_settled *e = settled_find(st, tx->env);
+	size_t n = tx->env->num_rcpts;
+
+	if (!retry) {
+		if (e != NULL) {
+			free(e->state); e->state = NULL;
+			e->id[0] = '\0';
+		}
+		return;
+	}
+	if (e == NULL) {
+		e = &st->settled[st->settled_next];
+		st->settled_next = (st->settled_next + 1) % LMTP_SETTLED_MAX;
+		free(e->state);
+		if ((e->state = calloc(n ? n : 1, 1)) == NULL) {
+			e->id[0] = '\0';
+			return; /* the retry goes to every recipient */
+		}
+		snprintf(e->id, sizeof(e->id), "%s", tx->env->id);
+		e->num_rcpts = n;
+		e->why[0] = '\0';
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct lmtp_rcpt *r = &tx->rcpts[i];
+
+		if (r->rc == SINK_OK) {
+			e->state[i] = 1;
+		} else if (r->rc == SINK_PERMFAIL) {
+			if (e->state[i] != 2 && e->why[0] == '\0') {
+				snprintf(e->why, sizeof(e->why), "%s", r->why);
+			}
+			e->state[i] = 2;
+		}
+	}
 }
 
 static void tx_free(struct sink_tx *tx)
@@ -835,6 +935,7 @@ static int lmtp_tx_begin(void *state, struct sink_tx **out_tx, const struct msg_
 	tx->st = st;
 	tx->env = env;
 	*out_tx = tx;
+	settled_apply(st, tx);
 	if (st->busy) {
 		tx->failed = true;
 		snprintf(tx->err, sizeof(tx->err), "lmtp %s: overlapping transactions on one worker", st->conf->target);
@@ -941,6 +1042,7 @@ static void finish(struct sink_tx *tx, sink_done_fn *done, void *arg)
 	if (rcs != stack_rcs) {
 		free(rcs);
 	}
+	settled_keep(tx->st, tx, rc == SINK_TEMPFAIL);
 	if (rc == SINK_OK) {
 		done(arg, SINK_OK, NULL);
 		return;

@@ -567,3 +567,50 @@ Test(lmtp_tx, server_text_cannot_set_the_retry_delay)
 	cr_assert(strstr(r.why, "busy retry_after:86400s") != NULL, "%s", r.why);
 	cr_assert(strstr(r.why, SINK_WHY_RETRY_AFTER) == NULL, "%s", r.why);
 }
+
+/* A retry goes only to the recipients that failed temporarily; refused ones stay refused. */
+Test(lmtp_tx, retry_goes_only_to_the_pending_recipients)
+{
+	struct sink_ctx ctx = { .hostname = "mx.test" };
+	struct fake f;
+	char *rcpts[] = { "a@x.test", "nobody@x.test", "b@x.test" };
+	const char *body = "Subject: x\r\n\r\nhi\r\n";
+	struct result r1 = { SINK_RC_COUNT, "" }, r2 = { SINK_RC_COUNT, "" };
+	struct sink s;
+	struct msg_env env;
+	struct sink_tx *tx;
+	char spec[160], *err = NULL, *second;
+	void *state;
+
+	/* Every final dot gets these replies: a 250 for the first accepted
+	 * recipient, a 452 for the second (if any). */
+	fake_start(&f, "250 2.0.0 ok\r\n452 4.2.2 Mailbox full\r\n");
+	snprintf(spec, sizeof(spec), "lmtp:unix:%s?timeout=5", f.path);
+	cr_assert_eq(sink_configure(&s, &ctx, spec, &err), 0, "%s", err ? err : "");
+	cr_assert_eq(s.ops->worker_init(s.conf, &state), 0);
+	memset(&env, 0, sizeof(env));
+	strcpy(env.id, "RETRY0123456");
+	env.mail_from = "s@z.test";
+	env.rcpts = rcpts;
+	env.num_rcpts = 3;
+	cr_assert_eq(s.ops->tx_begin(state, &tx, &env), 0);
+	cr_assert_eq(s.ops->tx_write(tx, span_cstr(body)), 0);
+	s.ops->tx_commit(tx, on_done, &r1);
+	cr_assert_eq(r1.rc, SINK_TEMPFAIL, "%s", r1.why);
+	/* The retry, on the same worker and connection: only b@x.test is asked. */
+	cr_assert_eq(s.ops->tx_begin(state, &tx, &env), 0);
+	cr_assert_eq(s.ops->tx_write(tx, span_cstr(body)), 0);
+	s.ops->tx_commit(tx, on_done, &r2);
+	s.ops->worker_fini(state);
+	sink_unconfigure(&s);
+	fake_stop(&f);
+	second = memmem(f.got + 1, f.got_len - 1, "MAIL FROM:", 10);
+	cr_assert_not_null(second, "%s", f.got);
+	second = memmem(second + 1, f.got_len - (size_t)(second + 1 - f.got), "MAIL FROM:", 10);
+	cr_assert_not_null(second, "no second transaction: %s", f.got);
+	cr_assert(strncmp(second, "MAIL FROM:<s@z.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n", 48) == 0,
+		  "the retry's envelope: %.80s", second);
+	/* a@x.test has it, b@x.test now too, nobody@x.test was refused for good: a dead letter naming it */
+	cr_assert_eq(r2.rc, SINK_PERMFAIL, "%s", r2.why);
+	cr_assert(strstr(r2.why, "<nobody@x.test> refused at an earlier attempt: RCPT 550 5.1.1") != NULL, "%s", r2.why);
+}
