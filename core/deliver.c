@@ -74,6 +74,7 @@ struct deliver {
 	struct recycle_req *recycle;      /* guarded by mu */
 	bool kicked;                      /* guarded by mu: a log wants a segment */
 	int64_t last_done_sync, last_make_try, last_ctl;
+	uint64_t jitter;                  /* xorshift state for the retry jitter; worker-owned */
 	_Atomic uint64_t n_ok, n_temp, n_perm;
 	/* metrics (metrics.h): one writer each */
 	_Atomic uint64_t n_enq;                    /* written under mu: items into queue */
@@ -508,6 +509,12 @@ static void finish_one(struct deliver *d, struct item *it)
 	if ((after = retry_after_ms(it->why)) > delay) {
 		delay = after; /* the consumer asked for more time (HTTP Retry-After) */
 	}
+	/* Up to 10% of jitter, so messages deferred together (a consumer
+	 * down) do not all come back in the same millisecond. */
+	d->jitter ^= d->jitter << 13;
+	d->jitter ^= d->jitter >> 7;
+	d->jitter ^= d->jitter << 17;
+	delay += (int64_t)(d->jitter % (uint64_t)(delay / 10 + 1));
 	it->attempts++;
 	it->due_ms = now_ms() + delay;
 	log_line(LOG_WARN, who, "deliver.tempfail reason=\"%s\" attempt=%u retry_in=%llds", it->why, it->attempts,
@@ -960,6 +967,7 @@ struct deliver *deliver_start(const struct deliver_global *g, unsigned idx)
 	if (d == NULL) {
 		return NULL;
 	}
+	d->jitter = (0x9E3779B97F4A7C15ull ^ ((uint64_t)idx << 32) ^ (uint64_t)now_ms()) | 1; /* xorshift: never 0 */
 	d->g = g;
 	d->idx = idx;
 	snprintf(d->who, sizeof(d->who), "d%u", idx);
