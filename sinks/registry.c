@@ -44,8 +44,7 @@ const struct sink_ops *sink_lookup(const char *name, size_t name_len)
 	return NULL;
 }
 
-static void set_err(char **out_err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **out_err, const char *fmt, ...)
+int sink_err(char **out_err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -54,6 +53,7 @@ static void set_err(char **out_err, const char *fmt, ...)
 		*out_err = NULL;
 	}
 	va_end(ap);
+	return -1;
 }
 
 /*
@@ -74,7 +74,7 @@ static int generic_options(struct sink *out, const char *spec, const char *arg, 
 	*out_arg = NULL;
 	if (q == NULL) {
 		*out_arg = strdup(arg);
-		return *out_arg ? 0 : (set_err(out_err, "out of memory"), -1);
+		return *out_arg ? 0 : sink_err(out_err, "out of memory");
 	}
 	q++;
 	q_end = strcspn(q, "#");
@@ -86,7 +86,7 @@ static int generic_options(struct sink *out, const char *spec, const char *arg, 
 	while (rc == 0 && sink_query_next(&cur, &key, &val, &has_val)) {
 		if (key.len == 4 && memcmp(key.p, "sync", 4) == 0) {
 			if (!has_val || !sink_query_bool(val, &out->sync)) {
-				set_err(out_err, "sink \"%s\": sync: yes or no", spec);
+				sink_err(out_err, "sink \"%s\": sync: yes or no", spec);
 				bb_fini(&keep);
 				return -1;
 			}
@@ -102,7 +102,7 @@ static int generic_options(struct sink *out, const char *spec, const char *arg, 
 		keep.len--; /* nothing left for the sink: no '?' either */
 	}
 	if (rc != 0 || bb_append_str(&keep, q + q_end) != 0 || bb_append(&keep, "", 1) != 0) {
-		set_err(out_err, "out of memory");
+		sink_err(out_err, "out of memory");
 		bb_fini(&keep);
 		return -1;
 	}
@@ -120,7 +120,7 @@ int sink_configure(struct sink *out, const struct sink_ctx *ctx, const char *spe
 
 	memset(out, 0, sizeof(*out));
 	if (ops == NULL) {
-		set_err(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec, lmtp, plugin)",
+		sink_err(out_err, "sink \"%s\": unknown sink type \"%.*s\" (known: maildir, json, unix, tcp, http, https, exec, lmtp, plugin)",
 			spec, (int)name_len, spec);
 		return -1;
 	}

@@ -90,6 +90,9 @@ struct sink {
 int sink_configure(struct sink *out, const struct sink_ctx *ctx, const char *spec, char **out_err);
 void sink_unconfigure(struct sink *s);
 
+/* sink_err formats a configuration error into *out_err (malloc'd; NULL when out of memory); returns -1. */
+int sink_err(char **out_err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* sink_lookup finds an implementation by NAME; NULL if none. */
 const struct sink_ops *sink_lookup(const char *name, size_t name_len);
 

@@ -94,18 +94,6 @@ struct exec_state {
 	unsigned num_running;
 };
 
-__attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(out_err, fmt, ap) < 0) {
-		*out_err = NULL;
-	}
-	va_end(ap);
-	return -1;
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -136,13 +124,13 @@ static int exec_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	uint64_t n;
 
 	if (c == NULL) {
-		return set_err(out_err, "exec: out of memory");
+		return sink_err(out_err, "exec: out of memory");
 	}
 	c->concurrency = EXEC_CONCURRENCY_DEFAULT;
 	c->timeout_s = EXEC_TIMEOUT_DEFAULT;
 	if (path_len == 0 || arg[0] != '/') {
 		conf_free(c);
-		return set_err(out_err, "exec: want an absolute path (exec:/PATH[?concurrency=N&timeout=S]), got \"%s\"", arg);
+		return sink_err(out_err, "exec: want an absolute path (exec:/PATH[?concurrency=N&timeout=S]), got \"%s\"", arg);
 	}
 	c->path = strndup(arg, path_len);
 	c->env_path = strdup(path && path[0] ? path : EXEC_PATH_DEFAULT);
@@ -150,7 +138,7 @@ static int exec_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	c->authserv_id = strdup(ctx->hostname ? ctx->hostname : "localhost");
 	if (c->path == NULL || c->env_path == NULL || c->tmp_base == NULL || c->authserv_id == NULL) {
 		conf_free(c);
-		return set_err(out_err, "exec: out of memory");
+		return sink_err(out_err, "exec: out of memory");
 	}
 	cur = q ? span_cstr(q + 1) : span_make(NULL, 0);
 	while (sink_query_next(&cur, &key, &val, &has_val)) {
@@ -159,7 +147,7 @@ static int exec_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 		} else if (span_eq(key, span_cstr("timeout")) && sink_query_uint(val, 1, EXEC_TIMEOUT_MAX, &n)) {
 			c->timeout_s = (unsigned)n;
 		} else {
-			set_err(out_err,
+			sink_err(out_err,
 				"exec: bad option \"%.*s\" in \"%s\" (known: concurrency=1..%d, timeout=1..%d seconds)",
 				(int)(val.p + val.len - key.p), key.p, arg, EXEC_CONCURRENCY_MAX, EXEC_TIMEOUT_MAX);
 			conf_free(c);
@@ -177,7 +165,7 @@ static int exec_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 		bad = strerror(errno);
 	}
 	if (bad != NULL) {
-		set_err(out_err, "exec: %s: %s", c->path, bad);
+		sink_err(out_err, "exec: %s: %s", c->path, bad);
 		conf_free(c);
 		return -1;
 	}

@@ -90,18 +90,6 @@ struct http_state {
 	size_t num_idle;
 };
 
-__attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(out_err, fmt, ap) < 0) {
-		*out_err = NULL;
-	}
-	va_end(ap);
-	return -1;
-}
-
 static void conf_free(struct http_conf *c)
 {
 	if (c == NULL) {
@@ -126,7 +114,7 @@ static int read_secret(struct http_conf *c, const char *path, char **out_err)
 	size_t len = 0;
 
 	if (fd < 0) {
-		return set_err(out_err, "http: secret_file %s: %s", path, strerror(errno));
+		return sink_err(out_err, "http: secret_file %s: %s", path, strerror(errno));
 	}
 	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
 		if (n < 0 && errno == EINTR) {
@@ -136,7 +124,7 @@ static int read_secret(struct http_conf *c, const char *path, char **out_err)
 			int e = errno;
 
 			close(fd);
-			return set_err(out_err, "http: secret_file %s: %s", path, strerror(e));
+			return sink_err(out_err, "http: secret_file %s: %s", path, strerror(e));
 		}
 		len += (size_t)n;
 	}
@@ -146,12 +134,12 @@ static int read_secret(struct http_conf *c, const char *path, char **out_err)
 	}
 	if (len == 0 || len > HTTP_SECRET_MAX) {
 		sodium_memzero(buf, sizeof(buf));
-		return set_err(out_err, "http: secret_file %s: %s", path,
+		return sink_err(out_err, "http: secret_file %s: %s", path,
 			       len == 0 ? "empty" : "longer than 4096 bytes");
 	}
 	if ((c->secret = malloc(len)) == NULL) {
 		sodium_memzero(buf, sizeof(buf));
-		return set_err(out_err, "http: out of memory");
+		return sink_err(out_err, "http: out of memory");
 	}
 	memcpy(c->secret, buf, len);
 	c->secret_len = len;
@@ -172,7 +160,7 @@ static int http_options(struct http_conf *c, const char *q, struct bb *kept, con
 	while (sink_query_next(&cur, &key, &val, &has_val)) {
 		if (span_eq(key, span_cstr("secret_file")) && val.len > 0) {
 			char *path = strndup((const char *)val.p, val.len);
-			int rc = path ? read_secret(c, path, out_err) : set_err(out_err, "http: out of memory");
+			int rc = path ? read_secret(c, path, out_err) : sink_err(out_err, "http: out of memory");
 
 			free(path);
 			if (rc != 0) {
@@ -181,32 +169,32 @@ static int http_options(struct http_conf *c, const char *q, struct bb *kept, con
 		} else if (span_eq(key, span_cstr("ca_file")) && val.len > 0) {
 			free(c->ca_file);
 			if ((c->ca_file = strndup((const char *)val.p, val.len)) == NULL) {
-				return set_err(out_err, "http: out of memory");
+				return sink_err(out_err, "http: out of memory");
 			}
 			if (access(c->ca_file, R_OK) != 0) {
-				return set_err(out_err, "http: ca_file %s: %s", c->ca_file, strerror(errno));
+				return sink_err(out_err, "http: ca_file %s: %s", c->ca_file, strerror(errno));
 			}
 		} else if (span_eq(key, span_cstr("raw"))) {
 			if (!sink_query_bool(val, &c->raw)) {
-				return set_err(out_err, "http: raw: want yes or no in \"%s\"", spec);
+				return sink_err(out_err, "http: raw: want yes or no in \"%s\"", spec);
 			}
 		} else if (span_eq(key, span_cstr("concurrency"))) {
 			if (!sink_query_uint(val, 1, HTTP_CONCURRENCY_MAX, &n)) {
-				return set_err(out_err, "http: concurrency: want 1..%d in \"%s\"", HTTP_CONCURRENCY_MAX, spec);
+				return sink_err(out_err, "http: concurrency: want 1..%d in \"%s\"", HTTP_CONCURRENCY_MAX, spec);
 			}
 			c->concurrency = (unsigned)n;
 		} else if (span_eq(key, span_cstr("timeout"))) {
 			if (!sink_query_uint(val, 1, HTTP_TIMEOUT_MAX, &n)) {
-				return set_err(out_err, "http: timeout: want 1..%d seconds in \"%s\"", HTTP_TIMEOUT_MAX, spec);
+				return sink_err(out_err, "http: timeout: want 1..%d seconds in \"%s\"", HTTP_TIMEOUT_MAX, spec);
 			}
 			c->timeout_s = (unsigned)n;
 		} else if (span_eq(key, span_cstr("secret_file")) || span_eq(key, span_cstr("ca_file"))) {
-			return set_err(out_err, "http: %.*s: missing path in \"%s\"", (int)key.len, key.p, spec);
+			return sink_err(out_err, "http: %.*s: missing path in \"%s\"", (int)key.len, key.p, spec);
 		} else {
 			/* the receiver's own parameter: kept as written */
 			if ((kept->len > 0 && bb_append(kept, "&", 1) != 0) || bb_append_span(kept, key) != 0 ||
 			    (has_val && (bb_append(kept, "=", 1) != 0 || bb_append_span(kept, val) != 0))) {
-				return set_err(out_err, "http: out of memory");
+				return sink_err(out_err, "http: out of memory");
 			}
 		}
 	}
@@ -228,12 +216,12 @@ static int http_configure_scheme(const char *scheme, const struct sink_ctx *ctx,
 	bb_init(&kept, 0);
 	bb_init(&url, 0);
 	if (c == NULL) {
-		return set_err(out_err, "http: out of memory");
+		return sink_err(out_err, "http: out of memory");
 	}
 	c->concurrency = HTTP_CONCURRENCY_DEFAULT;
 	c->timeout_s = HTTP_TIMEOUT_DEFAULT;
 	if (strncmp(arg, "//", 2) != 0 || base_len <= 2 || arg[2] == '/' || hash != NULL) {
-		set_err(out_err, "%s: want %s://HOST[:PORT][/PATH][?OPTIONS], without a #fragment", spec, scheme);
+		sink_err(out_err, "%s: want %s://HOST[:PORT][/PATH][?OPTIONS], without a #fragment", spec, scheme);
 		goto out;
 	}
 	if (q != NULL && http_options(c, q + 1, &kept, spec, out_err) != 0) {
@@ -242,17 +230,17 @@ static int http_configure_scheme(const char *scheme, const struct sink_ctx *ctx,
 	if (bb_printf(&url, "%s:%.*s", scheme, (int)base_len, arg) != 0 ||
 	    (kept.len > 0 && (bb_append(&url, "?", 1) != 0 || bb_append_span(&url, bb_span(&kept)) != 0)) ||
 	    bb_append(&url, "", 1) != 0) {
-		set_err(out_err, "http: out of memory");
+		sink_err(out_err, "http: out of memory");
 		goto out;
 	}
 	c->url = (char *)url.p;
 	url.p = NULL;
 	if ((c->authserv_id = strdup(ctx->hostname ? ctx->hostname : "localhost")) == NULL) {
-		set_err(out_err, "http: out of memory");
+		sink_err(out_err, "http: out of memory");
 		goto out;
 	}
 	if (sodium_init() < 0) {
-		set_err(out_err, "http: libsodium initialisation failed");
+		sink_err(out_err, "http: libsodium initialisation failed");
 		goto out;
 	}
 	if ((c->curl = curl_loader_load(out_err)) == NULL) {

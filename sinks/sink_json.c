@@ -72,18 +72,6 @@ struct json_state {
 	struct sink_tx **pending_tail;
 };
 
-__attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(out_err, fmt, ap) < 0) {
-		*out_err = NULL;
-	}
-	va_end(ap);
-	return -1;
-}
-
 /* json_options reads "inline_max=BYTES&raw=yes|no" (either, in any order) into c. */
 static int json_options(struct json_conf *c, const char *opts, const char *arg, char **out_err)
 {
@@ -95,14 +83,14 @@ static int json_options(struct json_conf *c, const char *opts, const char *arg, 
 			errno = 0;
 			c->inline_max = strtoull(opts + 11, &end, 10);
 			if (errno != 0 || end != opts + len) {
-				return set_err(out_err, "json: inline_max: not a number of bytes in \"%s\"", arg);
+				return sink_err(out_err, "json: inline_max: not a number of bytes in \"%s\"", arg);
 			}
 		} else if (len == 6 && strncmp(opts, "raw=no", 6) == 0) {
 			c->raw = false;
 		} else if (len == 7 && strncmp(opts, "raw=yes", 7) == 0) {
 			c->raw = true;
 		} else {
-			return set_err(out_err, "json: unknown option \"%.*s\" in \"%s\" (known: inline_max=BYTES, raw=yes|no)",
+			return sink_err(out_err, "json: unknown option \"%.*s\" in \"%s\" (known: inline_max=BYTES, raw=yes|no)",
 				       (int)len, opts, arg);
 		}
 		opts += len;
@@ -120,7 +108,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	size_t dir_len = q ? (size_t)(q - arg) : strlen(arg);
 
 	if (dir_len == 0) {
-		return set_err(out_err, "json: missing directory (json:DIR[?inline_max=BYTES&raw=yes|no])");
+		return sink_err(out_err, "json: missing directory (json:DIR[?inline_max=BYTES&raw=yes|no])");
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->dir = strndup(arg, dir_len)) == NULL ||
@@ -129,7 +117,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 			free(c->dir);
 		}
 		free(c);
-		return set_err(out_err, "json: out of memory");
+		return sink_err(out_err, "json: out of memory");
 	}
 	c->inline_max = JSON_INLINE_MAX_DEFAULT;
 	c->raw = true;
@@ -142,7 +130,7 @@ static int json_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	if (mkdir(c->dir, 0700) != 0 && errno != EEXIST) {
 		int e = errno;
 
-		set_err(out_err, "json: %s: %s", c->dir, strerror(e));
+		sink_err(out_err, "json: %s: %s", c->dir, strerror(e));
 		free(c->dir);
 		free(c->authserv_id);
 		free(c);

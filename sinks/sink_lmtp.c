@@ -288,18 +288,6 @@ struct lmtp_conf {
 	char *lhlo;        /* our name in LHLO */
 };
 
-__attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(out_err, fmt, ap) < 0) {
-		*out_err = NULL;
-	}
-	va_end(ap);
-	return -1;
-}
-
 static void lmtp_unconfigure(void *conf)
 {
 	struct lmtp_conf *c = conf;
@@ -326,7 +314,7 @@ static int lmtp_options(struct lmtp_conf *c, const char *opts, const char *arg, 
 		if (span_eq(key, span_cstr("timeout")) && has_val && sink_query_uint(val, 1, LMTP_TIMEOUT_MAX, &n)) {
 			c->timeout_ms = (int)n * 1000;
 		} else {
-			return set_err(out_err, "lmtp: bad option \"%.*s\" in \"%s\" (known: timeout=1..%d seconds)",
+			return sink_err(out_err, "lmtp: bad option \"%.*s\" in \"%s\" (known: timeout=1..%d seconds)",
 				       (int)(val.p + val.len - key.p), key.p, arg, LMTP_TIMEOUT_MAX);
 		}
 	}
@@ -343,13 +331,13 @@ static int lmtp_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 	if (c == NULL || (c->target = strndup(arg, tlen)) == NULL ||
 	    (c->lhlo = strdup(ctx->hostname ? ctx->hostname : "localhost")) == NULL) {
 		lmtp_unconfigure(c);
-		return set_err(out_err, "lmtp: out of memory");
+		return sink_err(out_err, "lmtp: out of memory");
 	}
 	c->timeout_ms = LMTP_TIMEOUT_DEFAULT * 1000;
 	if (strncmp(c->target, "unix:", 5) == 0) {
 		if (c->target[5] == '\0' || strlen(c->target + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 			lmtp_unconfigure(c);
-			return set_err(out_err, "lmtp: \"%s\": socket path empty or too long (%s)", arg, usage);
+			return sink_err(out_err, "lmtp: \"%s\": socket path empty or too long (%s)", arg, usage);
 		}
 		c->path = strdup(c->target + 5);
 	} else {
@@ -365,14 +353,14 @@ static int lmtp_configure(const struct sink_ctx *ctx, const char *arg, void **ou
 		if (colon == NULL || hlen == 0 || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
 		    atoi(colon + 1) < 1 || atoi(colon + 1) > 65535) {
 			lmtp_unconfigure(c);
-			return set_err(out_err, "lmtp: \"%s\": want unix:PATH or HOST:PORT (%s)", arg, usage);
+			return sink_err(out_err, "lmtp: \"%s\": want unix:PATH or HOST:PORT (%s)", arg, usage);
 		}
 		c->host = strndup(h, hlen);
 		c->port = strdup(colon + 1);
 	}
 	if ((c->path == NULL && (c->host == NULL || c->port == NULL))) {
 		lmtp_unconfigure(c);
-		return set_err(out_err, "lmtp: out of memory");
+		return sink_err(out_err, "lmtp: out of memory");
 	}
 	if (q != NULL && lmtp_options(c, q + 1, arg, out_err) != 0) {
 		lmtp_unconfigure(c);

@@ -55,18 +55,6 @@ struct sink_tx {
 	int err;                   /* first tx_write failure, reported at commit */
 };
 
-__attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(out_err, fmt, ap) < 0) {
-		*out_err = NULL;
-	}
-	va_end(ap);
-	return -1;
-}
-
 static void plugin_unconfigure(void *conf)
 {
 	struct plugin_conf *c = conf;
@@ -94,34 +82,34 @@ static int plugin_configure(const struct sink_ctx *ctx, const char *arg, void **
 	if (c == NULL || (c->path = strndup(arg, plen)) == NULL || (c->args = strdup(q ? q + 1 : "")) == NULL ||
 	    (c->authserv_id = strdup(ctx->hostname ? ctx->hostname : "localhost")) == NULL) {
 		plugin_unconfigure(c);
-		return set_err(out_err, "plugin: out of memory");
+		return sink_err(out_err, "plugin: out of memory");
 	}
 	if (plen == 0) {
 		plugin_unconfigure(c);
-		return set_err(out_err, "plugin: missing path (plugin:PATH.so[?ARGS])");
+		return sink_err(out_err, "plugin: missing path (plugin:PATH.so[?ARGS])");
 	}
 	/* RTLD_NOW: a missing symbol is an error now, not a crash at the first message. */
 	c->dl = dlopen(c->path, RTLD_NOW | RTLD_LOCAL);
 	if (c->dl == NULL) {
 		e = dlerror();
-		set_err(out_err, "plugin %s: cannot load: %s", c->path, e ? e : "unknown error");
+		sink_err(out_err, "plugin %s: cannot load: %s", c->path, e ? e : "unknown error");
 		plugin_unconfigure(c);
 		return -1;
 	}
 	c->p = dlsym(c->dl, OMX_PLUGIN_SYMBOL);
 	if (c->p == NULL) {
-		set_err(out_err, "plugin %s: no \"%s\" symbol (see sinks/plugin.h)", c->path, OMX_PLUGIN_SYMBOL);
+		sink_err(out_err, "plugin %s: no \"%s\" symbol (see sinks/plugin.h)", c->path, OMX_PLUGIN_SYMBOL);
 		plugin_unconfigure(c);
 		return -1;
 	}
 	if (c->p->abi != OMX_PLUGIN_ABI_VERSION) {
-		set_err(out_err, "plugin %s: built for plugin ABI %u, this oceanmx has ABI %u: rebuild it against this "
+		sink_err(out_err, "plugin %s: built for plugin ABI %u, this oceanmx has ABI %u: rebuild it against this "
 			"sinks/plugin.h", c->path, c->p->abi, OMX_PLUGIN_ABI_VERSION);
 		plugin_unconfigure(c);
 		return -1;
 	}
 	if (c->p->init == NULL || c->p->deliver == NULL) {
-		set_err(out_err, "plugin %s: init and deliver are required", c->path);
+		sink_err(out_err, "plugin %s: init and deliver are required", c->path);
 		plugin_unconfigure(c);
 		return -1;
 	}

@@ -176,18 +176,6 @@ enum stream_parse stream_reply_parse(struct stream_reply *out, size_t *out_consu
 
 /* ------------------------------------------------------------ configuration */
 
-__attribute__((format(printf, 2, 3))) static int set_err(char **out_err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(out_err, fmt, ap) < 0) {
-		*out_err = NULL;
-	}
-	va_end(ap);
-	return -1;
-}
-
 static void conf_free(struct stream_conf *c)
 {
 	if (c == NULL) {
@@ -233,30 +221,30 @@ static int stream_options(struct stream_conf *c, const char *opts, char **out_er
 		uint64_t n;
 
 		if (klen >= len) {
-			return set_err(out_err, "%s: option \"%.*s\" has no value (%s)", c->target, (int)len, opts, known);
+			return sink_err(out_err, "%s: option \"%.*s\" has no value (%s)", c->target, (int)len, opts, known);
 		}
 #define KEY(k) (klen == sizeof(k) - 1 && memcmp(opts, k, klen) == 0)
 		if (KEY("window")) {
 			if (!opt_num(v, vlen, 1, STREAM_WINDOW_MAX, &n)) {
-				return set_err(out_err, "%s: window: \"%.*s\" is not a number in 1..%d", c->target,
+				return sink_err(out_err, "%s: window: \"%.*s\" is not a number in 1..%d", c->target,
 					       (int)vlen, v, STREAM_WINDOW_MAX);
 			}
 			c->window = (uint32_t)n;
 		} else if (KEY("connections")) {
 			if (!opt_num(v, vlen, 1, STREAM_CONNECTIONS_MAX, &n)) {
-				return set_err(out_err, "%s: connections: \"%.*s\" is not a number in 1..%d", c->target,
+				return sink_err(out_err, "%s: connections: \"%.*s\" is not a number in 1..%d", c->target,
 					       (int)vlen, v, STREAM_CONNECTIONS_MAX);
 			}
 			c->connections = (uint32_t)n;
 		} else if (KEY("timeout")) {
 			if (!opt_num(v, vlen, 1, STREAM_TIMEOUT_MAX, &n)) {
-				return set_err(out_err, "%s: timeout: \"%.*s\" is not a number of seconds in 1..%d",
+				return sink_err(out_err, "%s: timeout: \"%.*s\" is not a number of seconds in 1..%d",
 					       c->target, (int)vlen, v, STREAM_TIMEOUT_MAX);
 			}
 			c->timeout_s = (uint32_t)n;
 		} else if (KEY("inline_max")) {
 			if (!opt_num(v, vlen, 0, UINT64_MAX / 2, &n)) {
-				return set_err(out_err, "%s: inline_max: \"%.*s\" is not a number of bytes", c->target,
+				return sink_err(out_err, "%s: inline_max: \"%.*s\" is not a number of bytes", c->target,
 					       (int)vlen, v);
 			}
 			c->inline_max = (size_t)n;
@@ -266,10 +254,10 @@ static int stream_options(struct stream_conf *c, const char *opts, char **out_er
 			} else if (vlen == 2 && memcmp(v, "no", 2) == 0) {
 				c->json = false;
 			} else {
-				return set_err(out_err, "%s: json: \"%.*s\" is not yes or no", c->target, (int)vlen, v);
+				return sink_err(out_err, "%s: json: \"%.*s\" is not yes or no", c->target, (int)vlen, v);
 			}
 		} else {
-			return set_err(out_err, "%s: unknown option \"%.*s\" (%s)", c->target, (int)klen, opts, known);
+			return sink_err(out_err, "%s: unknown option \"%.*s\" (%s)", c->target, (int)klen, opts, known);
 		}
 #undef KEY
 		opts += len;
@@ -289,7 +277,7 @@ static int stream_address(struct stream_conf *c, const char *addr, size_t len, c
 
 	if (c->is_unix) {
 		if (len == 0 || len >= sizeof(c->sun.sun_path)) {
-			return set_err(out_err, "%s: the socket path must have 1 to %zu bytes", c->target,
+			return sink_err(out_err, "%s: the socket path must have 1 to %zu bytes", c->target,
 				       sizeof(c->sun.sun_path) - 1);
 		}
 		c->sun.sun_family = AF_UNIX;
@@ -300,7 +288,7 @@ static int stream_address(struct stream_conf *c, const char *addr, size_t len, c
 		const char *rb = memchr(addr, ']', len);
 
 		if (rb == NULL || rb + 1 >= addr + len || rb[1] != ':') {
-			return set_err(out_err, "%s: not HOST:PORT ([ADDR]:PORT for IPv6)", c->target);
+			return sink_err(out_err, "%s: not HOST:PORT ([ADDR]:PORT for IPv6)", c->target);
 		}
 		c->host = strndup(addr + 1, (size_t)(rb - addr - 1));
 		colon = rb + 1;
@@ -308,20 +296,20 @@ static int stream_address(struct stream_conf *c, const char *addr, size_t len, c
 	} else {
 		colon = memrchr(addr, ':', len);
 		if (colon == NULL) {
-			return set_err(out_err, "%s: not HOST:PORT ([ADDR]:PORT for IPv6)", c->target);
+			return sink_err(out_err, "%s: not HOST:PORT ([ADDR]:PORT for IPv6)", c->target);
 		}
 		host_len = (size_t)(colon - addr);
 		c->host = strndup(addr, host_len);
 	}
 	if (c->host == NULL) {
-		return set_err(out_err, "%s: out of memory", c->target);
+		return sink_err(out_err, "%s: out of memory", c->target);
 	}
 	if (host_len == 0 || !opt_num(colon + 1, (size_t)(addr + len - colon - 1), 1, 65535, &port)) {
-		return set_err(out_err, "%s: not HOST:PORT with a port in 1..65535", c->target);
+		return sink_err(out_err, "%s: not HOST:PORT with a port in 1..65535", c->target);
 	}
 	if (asprintf(&c->port, "%u", (unsigned)port) < 0) {
 		c->port = NULL;
-		return set_err(out_err, "%s: out of memory", c->target);
+		return sink_err(out_err, "%s: out of memory", c->target);
 	}
 	return 0;
 }
@@ -334,7 +322,7 @@ static int stream_configure(bool is_unix, const struct sink_ctx *ctx, const char
 	size_t addr_len = q ? (size_t)(q - arg) : strlen(arg);
 
 	if (c == NULL) {
-		return set_err(out_err, "%s: out of memory", is_unix ? "unix" : "tcp");
+		return sink_err(out_err, "%s: out of memory", is_unix ? "unix" : "tcp");
 	}
 	c->is_unix = is_unix;
 	c->window = STREAM_WINDOW_DEFAULT;
@@ -346,7 +334,7 @@ static int stream_configure(bool is_unix, const struct sink_ctx *ctx, const char
 	    (c->authserv_id = strdup(ctx->hostname ? ctx->hostname : "localhost")) == NULL) {
 		c->target = NULL;
 		conf_free(c);
-		return set_err(out_err, "%s: out of memory", is_unix ? "unix" : "tcp");
+		return sink_err(out_err, "%s: out of memory", is_unix ? "unix" : "tcp");
 	}
 	if (stream_address(c, arg, addr_len, out_err) != 0 || (q != NULL && stream_options(c, q + 1, out_err) != 0)) {
 		conf_free(c);
