@@ -6,12 +6,14 @@ in the log; a file with an error changes nothing. A session open across
 the reload keeps working and the reload drops no session.
 """
 
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
-from lib import Conn, Server, ehlo, run, send_message
+from lib import Conn, REPO, Server, ehlo, run, scale, send_message
 
 
 def write_conf(path, domains, level="notice", extra=""):
@@ -82,6 +84,25 @@ def main(t):
         with t.case("open_session_survives_reloads"):
             t.check(not errors, "the session open across the reloads failed: %r" % errors)
             t.check(sent[0] > 0, "the steady session sent nothing")
+        with t.case("reloads_under_load_drop_nothing"):
+            load = os.environ.get("OMX_LOAD_BIN") or os.path.join(REPO, "build", "oceanmx-load")
+            if not os.access(load, os.X_OK):
+                print("    skip: %s not built" % load, flush=True)
+            else:
+                write_conf(conf, "example.com,b.test")  # oceanmx-load sends to rcpt@example.com
+                srv.signal(signal.SIGHUP)
+                n = scale(4000, 800)
+                p = subprocess.Popen([load, "--json", "--timeout", "30", "-m", str(n), "-c", "10",
+                                      "127.0.0.1:%d" % srv.port], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(10):  # reload while the load runs
+                    time.sleep(0.1)
+                    srv.signal(signal.SIGHUP)
+                out, err = p.communicate(timeout=300)
+                rep = json.loads(out)
+                t.check(p.returncode == 0 and rep["ok"], "oceanmx-load: exit %d %s %s" % (p.returncode, out[-500:], err[-500:]))
+                t.check(rep["messages"]["delivered"] == n, "%d of %d accepted across 10 reloads: %s"
+                        % (rep["messages"]["delivered"], n, out[-500:]))
+                t.check(srv.maildir.wait_count(n + 1), "not every message reached the maildir")
 
 
 if __name__ == "__main__":
