@@ -62,6 +62,7 @@ static const struct opt opts[] = {
 	O("sink-retry-first", OPT_U32, sink_retry_first, 1, 86400),
 	O("sink-retry-max", OPT_U32, sink_retry_max, 1, 86400),
 	O("sink-max-age", OPT_U32, sink_max_age, 1, 365 * 86400),
+	O("spool-forward-after", OPT_U32, spool_forward_after, 0, 365 * 86400),
 	O("max-message-size", OPT_U64, max_msg_size, 1024, (uint64_t)1 << 40),
 	O("max-recipients", OPT_U32, max_rcpts, 1, 100000),
 	O("max-connections", OPT_U32, max_conns, 1, 1000000),
@@ -207,6 +208,11 @@ void cfg_usage(FILE *f)
 "    --sink-retry-max S         the longest wait between retries (default 900);\n"
 "                               a sink's Retry-After (webhooks) is honoured\n"
 "                               when longer, up to a day\n"
+"    --spool-forward-after S    a message a sink has refused temporarily for\n"
+"                               this long is copied to a fresh segment, so the\n"
+"                               segment it came in (whose other messages are\n"
+"                               done) can be reused; once per message (default\n"
+"                               900; 0 = never)\n"
 "    --sink-max-age S           a message some sink still refuses temporarily\n"
 "                               this long after it arrived is dead-lettered to\n"
 "                               SPOOL/failed/ (default 432000, 5 days, like\n"
@@ -402,6 +408,7 @@ void cfg_init(struct cfg *c)
 	c->sink_retry_first = 30;
 	c->sink_retry_max = 900;
 	c->sink_max_age = 5 * 86400;
+	c->spool_forward_after = 900;
 	c->timeout_cmd = 300;
 	c->timeout_session = 3600;
 	c->timeout_data = 180;

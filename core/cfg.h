@@ -50,6 +50,7 @@ struct cfg {
 	uint32_t sink_retry_first;    /* seconds before the first retry after a sink's TEMPFAIL */
 	uint32_t sink_retry_max;      /* seconds, the ceiling of the doubling backoff */
 	uint32_t sink_max_age;        /* seconds after arrival when a TEMPFAIL becomes a dead letter */
+	uint32_t spool_forward_after; /* seconds a record waits for a sink before it is copied forward; 0 = never */
 	uint64_t max_msg_size;
 	uint32_t max_rcpts;
 	uint32_t max_conns;

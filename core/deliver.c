@@ -11,11 +11,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../verify/authres.h"
 #include "cfg.h"
+#include "crc32c.h"
 #include "log.h"
 #include "metrics.h"
 #include "thread.h"
@@ -41,6 +43,8 @@ struct item {
 	int64_t due_ms;      /* retry time (CLOCK_MONOTONIC ms); 0 = now */
 	int64_t enq_ms;      /* queued (CLOCK_MONOTONIC ms), for the spool's oldest age */
 	uint32_t attempts;
+	int64_t first_fail_ms; /* the first TEMPFAIL (CLOCK_MONOTONIC ms), for --spool-forward-after */
+	bool forwarded;      /* copied forward once already */
 	bool sync;           /* waits for the sync sinks; its conn waits for the outcome */
 	uint32_t conn_idx, conn_gen;
 	struct spool_entry ent;
@@ -75,6 +79,7 @@ struct deliver {
 	bool kicked;                      /* guarded by mu: a log wants a segment */
 	int64_t last_done_sync, last_make_try, last_ctl;
 	uint64_t jitter;                  /* xorshift state for the retry jitter; worker-owned */
+	struct spool_seg *fwd[LOGS_MAX];  /* per log (as logs[]): the segment records are copied forward into */
 	_Atomic uint64_t n_ok, n_temp, n_perm;
 	/* metrics (metrics.h): one writer each */
 	_Atomic uint64_t n_enq;                    /* written under mu: items into queue */
@@ -419,6 +424,93 @@ static int64_t retry_after_ms(const char *why)
 	return (int64_t)(n < SINK_RETRY_AFTER_MAX_S ? n : SINK_RETRY_AFTER_MAX_S) * 1000;
 }
 
+/*
+ * forward_record copies a record that has waited --spool-forward-after for
+ * a sink into this worker's forward segment of the same log, so the
+ * segment it came in can be recycled once its other records are done (a
+ * sink down for hours would otherwise pin every segment until
+ * --spool-max-size). The copy is a record like any other (new generation
+ * and slot, same id), durable before the old one is marked removed: a crash
+ * between the two delivers it twice, never loses it. Its done byte carries
+ * the sinks that already took it. Once per message; a record larger than a
+ * segment stays where it is. Worker thread; it->ent holds the record.
+ */
+static void forward_record(struct deliver *d, struct item *it)
+{
+	struct spool_log *l = it->ref.log;
+	struct spool_rec_hdr h;
+	uint64_t len, padded, off;
+	uint8_t hdr[SPOOL_REC_HDR_LEN], trl[SPOOL_REC_TRL_LEN + SPOOL_REC_ALIGN] = { 0 };
+	const uint8_t *payload;
+	size_t payload_len;
+	struct spool_seg *f;
+	unsigned li, nl = atomic_load_explicit(&d->num_logs, memory_order_acquire);
+	bool wake;
+	char who[64];
+	int rc;
+
+	it->forwarded = true;
+	snprintf(who, sizeof(who), "%s %s", d->who, it->ref.id);
+	for (li = 0; li < nl && d->logs[li] != l; li++) {
+	}
+	if (li == nl || it->ent.data == NULL ||
+	    !spool_rec_check(&h, &len, it->ent.data, it->ent.data_len, it->ref.seg->gen, it->ref.slot)) {
+		return;
+	}
+	payload = it->ent.data + SPOOL_REC_HDR_LEN;
+	payload_len = (size_t)(len - SPOOL_REC_HDR_LEN - SPOOL_REC_TRL_LEN);
+	padded = spool_rec_padded(len);
+	if (padded > l->seg_size - SPOOL_SEG_HDR_LEN) {
+		return; /* a spilled giant: its segment holds it alone anyway */
+	}
+	if ((f = d->fwd[li]) != NULL && f->tail + padded > f->size) {
+		if (spool_log_seal(l, f) && (rc = spool_log_recycle(l, f)) != 0) {
+			log_line(LOG_WARN, d->who, "spool.recycle seg=%u error=\"%s\"", f->n, strerror(-rc));
+		}
+		f = d->fwd[li] = NULL;
+	}
+	if (f == NULL) {
+		if ((rc = spool_log_take(l, SEG_ACTIVE, &f, &wake)) != 0) {
+			return; /* no free segment now: it stays where it is */
+		}
+		d->fwd[li] = f;
+	}
+	h.gen = f->gen;
+	h.slot = f->num_slots;
+	spool_rec_hdr_encode(hdr, &h);
+	(void)spool_rec_trailer_encode(trl, hdr, crc32c_update(0, payload, payload_len), payload_len);
+	off = f->tail;
+	{
+		struct iovec iov[3] = {
+			{ hdr, sizeof(hdr) },
+			{ (void *)(uintptr_t)payload, payload_len },
+			{ trl, SPOOL_REC_TRL_LEN + (size_t)(padded - len) },
+		};
+		ssize_t want = (ssize_t)(sizeof(hdr) + payload_len + SPOOL_REC_TRL_LEN + (padded - len));
+
+		if (pwritev(f->fd, iov, 3, (off_t)off) != want || fdatasync(f->fd) != 0) {
+			log_line(LOG_WARN, who, "spool.forward error=\"%s\" (it stays where it is)", strerror(errno));
+			return; /* the bytes past the tail are never read: the next copy overwrites them */
+		}
+	}
+	f->tail = off + padded;
+	f->num_slots++;
+	spool_log_ref(l, f);
+	if (it->ref.done != 0 && (rc = spool_log_mark(l, f, h.slot, it->ref.done)) != 0) {
+		log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+	}
+	if ((rc = spool_log_mark(l, it->ref.seg, it->ref.slot, SPOOL_DONE_REMOVED)) != 0) {
+		log_line(LOG_WARN, who, "spool.done error=\"%s\"", strerror(-rc));
+	}
+	log_line(LOG_INFO, who, "spool.forward from=s%u-%u to=s%u-%u slot=%u", l->shard, it->ref.seg->n, l->shard, f->n,
+		 h.slot);
+	record_done(d, it); /* the old copy: its segment may be recycled now */
+	it->ref.seg = f;
+	it->ref.off = off;
+	it->ref.len = len;
+	it->ref.slot = h.slot;
+}
+
 /* real_us is the wall clock, to compare with a message's received_us. */
 static int64_t real_us(void)
 {
@@ -515,6 +607,14 @@ static void finish_one(struct deliver *d, struct item *it)
 	d->jitter ^= d->jitter >> 7;
 	d->jitter ^= d->jitter << 17;
 	delay += (int64_t)(d->jitter % (uint64_t)(delay / 10 + 1));
+	if (it->attempts == 0) {
+		it->first_fail_ms = now_ms();
+	}
+	if (g->forward_after_ms > 0 && !it->forwarded && it->ref.log != NULL && it->ent.data != NULL &&
+	    now_ms() - it->first_fail_ms >= g->forward_after_ms &&
+	    spool_log_state(it->ref.log, it->ref.seg) == SEG_SEALED) {
+		forward_record(d, it);
+	}
 	it->attempts++;
 	it->due_ms = now_ms() + delay;
 	log_line(LOG_WARN, who, "deliver.tempfail reason=\"%s\" attempt=%u retry_in=%llds", it->why, it->attempts,

@@ -47,6 +47,7 @@ struct deliver_global {
 	int64_t retry_first_ms; /* first retry after a TEMPFAIL (--sink-retry-first) */
 	int64_t retry_max_ms;   /* backoff ceiling (--sink-retry-max) */
 	int64_t max_age_us;     /* --sink-max-age: older TEMPFAILs are dead-lettered */
+	int64_t forward_after_ms; /* --spool-forward-after; 0 = never */
 };
 
 /* Where a committed record lies; copied by deliver_enqueue. */

@@ -473,6 +473,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	dg.retry_first_ms = (int64_t)cfg->sink_retry_first * 1000;
 	dg.retry_max_ms = (int64_t)cfg->sink_retry_max * 1000;
 	dg.max_age_us = (int64_t)cfg->sink_max_age * 1000000;
+	dg.forward_after_ms = (int64_t)cfg->spool_forward_after * 1000;
 	if (g.limits == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;

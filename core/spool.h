@@ -259,6 +259,9 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
  */
 bool spool_log_seal(struct spool_log *l, struct spool_seg *seg);
 
+/* spool_log_state reads seg's state under the log's lock. Any thread. */
+enum seg_state spool_log_state(struct spool_log *l, struct spool_seg *seg);
+
 /* spool_log_ref adds a live record to seg (reservation). */
 void spool_log_ref(struct spool_log *l, struct spool_seg *seg);
 

@@ -385,6 +385,16 @@ bool spool_log_seal(struct spool_log *l, struct spool_seg *seg)
 	return empty;
 }
 
+enum seg_state spool_log_state(struct spool_log *l, struct spool_seg *seg)
+{
+	enum seg_state st;
+
+	pthread_mutex_lock(&l->mu);
+	st = seg->state;
+	pthread_mutex_unlock(&l->mu);
+	return st;
+}
+
 void spool_log_ref(struct spool_log *l, struct spool_seg *seg)
 {
 	pthread_mutex_lock(&l->mu);
