@@ -432,8 +432,9 @@ static int64_t retry_after_ms(const char *why)
  * --spool-max-size). The copy is a record like any other (new generation
  * and slot, same id), durable before the old one is marked removed: a crash
  * between the two delivers it twice, never loses it. Its done byte carries
- * the sinks that already took it. Once per message; a record larger than a
- * segment stays where it is. Worker thread; it->ent holds the record.
+ * the sinks that already took it. Once per message (a copy that found no
+ * free segment or failed to write is tried again at the next retry); a
+ * record larger than a segment stays where it is. Worker thread; it->ent holds the record.
  */
 static void forward_record(struct deliver *d, struct item *it)
 {
@@ -471,7 +472,8 @@ static void forward_record(struct deliver *d, struct item *it)
 	}
 	if (f == NULL) {
 		if ((rc = spool_log_take(l, SEG_ACTIVE, &f, &wake)) != 0) {
-			return; /* no free segment now: it stays where it is */
+			it->forwarded = false; /* no free segment now: tried again at its next retry */
+			return;
 		}
 		d->fwd[li] = f;
 	}
@@ -490,6 +492,7 @@ static void forward_record(struct deliver *d, struct item *it)
 
 		if (pwritev(f->fd, iov, 3, (off_t)off) != want || fdatasync(f->fd) != 0) {
 			log_line(LOG_WARN, who, "spool.forward error=\"%s\" (it stays where it is)", strerror(errno));
+			it->forwarded = false; /* tried again at its next retry */
 			return; /* the bytes past the tail are never read: the next copy overwrites them */
 		}
 	}
