@@ -111,7 +111,10 @@ static void feed(struct run *r, struct smtp_sess *s, struct span in, uint8_t com
 			{
 				enum smtp_commit rc = (enum smtp_commit)((commit + r->seq) % SMTP_COMMIT_COUNT);
 				size_t mark = r->out.len;
-				const char *id = smtp_sess_env(s)->id;
+				char id[sizeof(smtp_sess_env(s)->id)];
+
+				/* A copy: tx_done clears the envelope, id included. */
+				memcpy(id, smtp_sess_env(s)->id, sizeof(id));
 
 				CHECK(smtp_sess_tx_done(s, rc, &r->out) == 0);
 				/* The commit's reply: one "queued as <id>" for OK, none otherwise. */
