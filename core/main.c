@@ -174,7 +174,13 @@ static int recover_spool(struct spool_log **logs, unsigned num_logs, struct deli
 		log_line(LOG_WARN, "main", "spool.recover error=\"out of memory\" (the rest is delivered after a restart)");
 	}
 	for (unsigned i = 0; i < n && i < num_logs; i++) {
-		if (logs[i]->num_free == 0 && (rc = spool_log_make_segment(logs[i])) != 0) {
+		bool none;
+
+		/* Under the lock: the workers are running and may recycle now. */
+		pthread_mutex_lock(&logs[i]->mu);
+		none = logs[i]->num_free == 0;
+		pthread_mutex_unlock(&logs[i]->mu);
+		if (none && (rc = spool_log_make_segment(logs[i])) != 0) {
 			/* Served anyway: 452 4.3.1 until the worker can make one. */
 			log_line(LOG_WARN, "main", "spool.segment shard=%u error=\"%s\"", i, strerror(-rc));
 		}

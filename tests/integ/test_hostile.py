@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 
-from lib import Conn, Server, T_IO, ehlo, run, scale, send_message
+from lib import SANITIZED, Conn, Server, T_IO, ehlo, run, scale, send_message
 
 
 def vm_rss_kb(pid):
@@ -92,7 +92,10 @@ def main(t):
             # slice's, and what it sent before reading paused), plus the first
             # touch of memory any load touches (receive buffer pools, 8 MiB per
             # shard, allocator arenas): well under 96 MiB for 30 of them.
-            t.check(grew < 96 * 1024, "server RSS grew by %d KiB while %d clients did not read their replies"
+            # Sanitized builds keep freed memory in quarantine (ASan: up to 256 MiB)
+            # and shadow it, so RSS says nothing there; the bytes-taken check
+            # below holds in every build, and the integ step checks RSS.
+            t.check(SANITIZED or grew < 96 * 1024, "server RSS grew by %d KiB while %d clients did not read their replies"
                     % (grew, 1 + len(others)))
             t.check(f.sent < 16 << 20, "the server took %d bytes of commands from a client that reads nothing" % f.sent)
             for x in others:
