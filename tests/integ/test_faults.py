@@ -121,7 +121,19 @@ def spool_faults(t, base):
             with t.case("spool_disk_full_mid_message_452"):
                 one(452, "enospc", "4.3.1")
             with t.case("spool_resumes_after_disk_full"):
-                one(250)
+                # A segment the worker failed to make while the disk was full is
+                # tried again a second later: 452 4.3.1 (temporary) until then.
+                deadline = time.monotonic() + 5
+                while True:
+                    content = msg("spool-resume", n[0], 200000)
+                    n[0] += 1
+                    r = data_reply(c, content)
+                    if r.code != 452 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.5)
+                if r.code == 250:
+                    acked[parse_queue_id(r)] = content
+                t.expect(r, 250, c, "end of data after the disk has room again")
             with t.case("spool_eio_at_write_451"):
                 for _ in range(5):
                     one(451, "eio-write", "4.3.0")
