@@ -116,24 +116,31 @@ def spool_faults(t, base):
                 t.expect(r, want, c, "end of data (%s)" % (mode or "no fault"), enhanced=enhanced)
                 return r
 
+            def resume():
+                # A segment the worker failed to make while the fault was on is
+                # tried again a second later: a 4xx (temporary) until then.
+                nonlocal c
+                deadline = time.monotonic() + 5
+                while True:
+                    n[0] += 1
+                    content = msg("spool", n[0], 200000)
+                    r = data_reply(c, content)
+                    if r.code not in (451, 452) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.5)
+                    c.close()
+                    c = Conn(srv.port)
+                    ehlo(t, c)
+                if r.code == 250:
+                    acked[parse_queue_id(r)] = content
+                t.expect(r, 250, c, "end of data after the fault has cleared")
+
             with t.case("spool_clean_message_accepted"):
                 one(250)
             with t.case("spool_disk_full_mid_message_452"):
                 one(452, "enospc", "4.3.1")
             with t.case("spool_resumes_after_disk_full"):
-                # A segment the worker failed to make while the disk was full is
-                # tried again a second later: 452 4.3.1 (temporary) until then.
-                deadline = time.monotonic() + 5
-                while True:
-                    content = msg("spool-resume", n[0], 200000)
-                    n[0] += 1
-                    r = data_reply(c, content)
-                    if r.code != 452 or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.5)
-                if r.code == 250:
-                    acked[parse_queue_id(r)] = content
-                t.expect(r, 250, c, "end of data after the disk has room again")
+                resume()
             with t.case("spool_eio_at_write_451"):
                 for _ in range(5):
                     one(451, "eio-write", "4.3.0")
@@ -144,7 +151,7 @@ def spool_faults(t, base):
                 c.close()
                 c = Conn(srv.port)
                 ehlo(t, c)
-                one(250)
+                resume()
             with t.case("spool_eio_at_fsync_451"):
                 # The fault is on before the final dot: the data lands in the page cache, the flush fails.
                 for _ in range(10):
@@ -156,7 +163,8 @@ def spool_faults(t, base):
                 c.close()
                 c = Conn(srv.port)
                 ehlo(t, c)
-                for _ in range(3):
+                resume()
+                for _ in range(2):
                     one(250)
             with t.case("spool_every_acked_message_delivered"):
                 for q, content in acked.items():
