@@ -26,6 +26,9 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(HELP, 214, "2.0.0", "oceanmx: commands HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP", 0),
 	R(UNKNOWN_CMD, 500, "5.5.1", "Command unrecognized", REPLY_F_BAD),
 	R(LINE_TOO_LONG, 500, "5.5.2", "Line too long", REPLY_F_BAD),
+	/* SMTP_LINE_RUNAWAY_MAX octets past the limit and still no LF: reading
+	 * on would only feed whoever sends it (a command or a DATA line). */
+	R(LINE_RUNAWAY, 500, "5.5.2", "Line too long; closing connection", REPLY_F_BAD | REPLY_F_CLOSE),
 	R(CMD_BARE_LF, 500, "5.5.2", "Command line must end with CRLF", REPLY_F_BAD),
 	R(CMD_BAD_CHAR, 500, "5.5.2", "NUL or bare CR in command line", REPLY_F_BAD),
 	R(SYNTAX, 501, "5.5.4", "Syntax error in parameters or arguments", REPLY_F_BAD),
@@ -99,7 +102,7 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 static const char *const reply_names[SMTP_R_COUNT] = {
 	N(GREETING), N(EARLY_TALKER), N(HELO), N(EHLO), N(OK), N(MAIL_OK), N(RCPT_OK),
 	N(DATA_GO), N(QUEUED), N(BDAT_CHUNK), N(BYE), N(VRFY), N(HELP), N(UNKNOWN_CMD),
-	N(LINE_TOO_LONG), N(CMD_BARE_LF), N(CMD_BAD_CHAR), N(SYNTAX), N(SYNTAX_NOARG),
+	N(LINE_TOO_LONG), N(LINE_RUNAWAY), N(CMD_BARE_LF), N(CMD_BAD_CHAR), N(SYNTAX), N(SYNTAX_NOARG),
 	N(SYNTAX_HELO), N(SYNTAX_MAIL), N(SYNTAX_RCPT), N(SYNTAX_VRFY), N(SYNTAX_BDAT),
 	N(SYNTAX_BDAT_FATAL), N(BAD_SENDER), N(BAD_RCPT), N(SENDER_TOO_LONG), N(RCPT_TOO_LONG),
 	N(NEED_UTF8), N(PARAM_UNKNOWN), N(PARAM_SYNTAX), N(NOT_IMPL), N(EXPN), N(SEQ_HELO),

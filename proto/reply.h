@@ -33,6 +33,7 @@ enum smtp_reply {
 	SMTP_R_HELP,             /* 214 2.0.0 (multi-line) */
 	SMTP_R_UNKNOWN_CMD,      /* 500 5.5.1 */
 	SMTP_R_LINE_TOO_LONG,    /* 500 5.5.2 command line too long */
+	SMTP_R_LINE_RUNAWAY,     /* 500 5.5.2 a line with no end in sight: closing */
 	SMTP_R_CMD_BARE_LF,      /* 500 5.5.2 command not ended by CRLF */
 	SMTP_R_CMD_BAD_CHAR,     /* 500 5.5.2 NUL or bare CR in command */
 	SMTP_R_SYNTAX,           /* 501 5.5.4 generic argument syntax */

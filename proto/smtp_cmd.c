@@ -21,6 +21,7 @@ void smtp_line_init(struct smtp_line *l, size_t max)
 	bb_init(&l->carry, max);
 	l->max = max;
 	l->skipping = false;
+	l->skipped = 0;
 	l->carry_out = false;
 }
 
@@ -28,6 +29,7 @@ void smtp_line_fini(struct smtp_line *l)
 {
 	bb_fini(&l->carry);
 	l->skipping = false;
+	l->skipped = 0;
 	l->carry_out = false;
 }
 
@@ -35,6 +37,7 @@ void smtp_line_reset(struct smtp_line *l)
 {
 	bb_reset(&l->carry, 1);
 	l->skipping = false;
+	l->skipped = 0;
 	l->carry_out = false;
 }
 
@@ -56,8 +59,11 @@ enum smtp_parse smtp_line_next(struct smtp_line *l, struct span *in, struct span
 	if (l->skipping) {
 		lf = in->len ? memchr(in->p, '\n', in->len) : NULL;
 		if (lf == NULL) {
+			bool was_under = l->skipped <= SMTP_LINE_RUNAWAY_MAX;
+
+			l->skipped += in->len;
 			span_skip(in, in->len);
-			return SMTP_PARSE_MORE;
+			return was_under && l->skipped > SMTP_LINE_RUNAWAY_MAX ? SMTP_PARSE_RUNAWAY : SMTP_PARSE_MORE;
 		}
 		span_skip(in, (size_t)(lf - in->p) + 1);
 		l->skipping = false;
@@ -71,6 +77,7 @@ enum smtp_parse smtp_line_next(struct smtp_line *l, struct span *in, struct span
 			span_skip(in, n);
 			bb_reset(&l->carry, 1);
 			l->skipping = true;
+			l->skipped = 0;
 			return SMTP_PARSE_TOO_LONG;
 		}
 		span_skip(in, in->len);
@@ -105,7 +112,8 @@ const char *smtp_parse_name(enum smtp_parse p)
 {
 	static const char *const names[SMTP_PARSE_COUNT] = {
 		[SMTP_PARSE_MORE] = "more",         [SMTP_PARSE_OK] = "ok",
-		[SMTP_PARSE_TOO_LONG] = "too-long", [SMTP_PARSE_BARE_LF] = "bare-lf",
+		[SMTP_PARSE_TOO_LONG] = "too-long", [SMTP_PARSE_RUNAWAY] = "runaway",
+		[SMTP_PARSE_BARE_LF] = "bare-lf",
 		[SMTP_PARSE_BAD_CHAR] = "bad-char", [SMTP_PARSE_UNKNOWN] = "unknown",
 		[SMTP_PARSE_SYNTAX] = "syntax",
 	};

@@ -22,6 +22,12 @@
 #define SMTP_CMDLINE_MIN 512
 
 /* Same values as smtp_sess.h (RFC 5321 §4.5.3.1.1-3); guarded so both may be included. */
+/*
+ * A line that runs this far past its limit without an LF is not from an SMTP
+ * client: the session is closed instead of reading on (OpenSMTPD closes at
+ * the first overlong line; we allow a slightly long one a 500 first).
+ */
+#define SMTP_LINE_RUNAWAY_MAX (64u * 1024u)
 #ifndef SMTP_PATH_MAX
 #define SMTP_PATH_MAX      256  /* §4.5.3.1.3, including <> */
 #endif
@@ -37,6 +43,7 @@ enum smtp_parse {
 	SMTP_PARSE_MORE = 0,   /* need more input; everything given was consumed */
 	SMTP_PARSE_OK,         /* a result is ready */
 	SMTP_PARSE_TOO_LONG,   /* line over the limit; the rest up to LF is skipped */
+	SMTP_PARSE_RUNAWAY,    /* the skipped line passed SMTP_LINE_RUNAWAY_MAX: give up on the peer */
 	SMTP_PARSE_BARE_LF,    /* line ended by LF without CR (RFC 5321 §2.3.8) */
 	SMTP_PARSE_BAD_CHAR,   /* NUL or bare CR inside a command line */
 	SMTP_PARSE_UNKNOWN,    /* verb not in the table */
@@ -57,6 +64,7 @@ struct smtp_line {
 	struct bb carry;   /* partial line, < max octets */
 	size_t max;        /* octets per line including CRLF */
 	bool skipping;     /* dropping an overlong line up to its LF */
+	size_t skipped;    /* octets dropped of that line so far */
 	bool carry_out;    /* the last line returned lives in carry */
 };
 
@@ -76,7 +84,9 @@ bool smtp_line_pending(const struct smtp_line *l);
  * line ended in LF alone (*out_line still set, without the LF). MORE: all of
  * *in was consumed. TOO_LONG: reported once, at the octet that passes the
  * limit; the framer then skips to the next LF on its own. -ENOMEM while
- * carrying is reported as TOO_LONG after releasing the carry.
+ * carrying is reported as TOO_LONG after releasing the carry. RUNAWAY: the
+ * skipped line passed SMTP_LINE_RUNAWAY_MAX octets with no LF in sight;
+ * reported once, the framer stays skipping (the caller closes).
  */
 enum smtp_parse smtp_line_next(struct smtp_line *l, struct span *in, struct span *out_line);
 

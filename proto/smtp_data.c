@@ -9,6 +9,8 @@
  */
 #include "smtp_data.h"
 
+#include "smtp_cmd.h" /* SMTP_LINE_RUNAWAY_MAX */
+
 static const uint8_t data_crlf[2] = { '\r', '\n' };
 static const uint8_t data_dot_crlf[3] = { '.', '\r', '\n' };
 
@@ -77,6 +79,8 @@ static enum smtp_data_rc text(struct smtp_data *d, struct span *in, struct span 
 	/* RFC 5321 §4.5.3.1.6: 1000 octets per text line including CRLF */
 	size_t maxl = d->max_line ? d->max_line - 2 : SIZE_MAX;
 	bool check = d->err == SMTP_DATA_ERR_NONE && d->max_line != 0;
+	/* A refused line with no end in sight: not mail, stop reading it. */
+	bool runaway_check = d->err == SMTP_DATA_ERR_LINE && d->max_line != 0, runaway = false;
 	size_t line = d->line_len, used;
 	enum smtp_data_state ns = SMTP_DATA_ST_TEXT;
 	bool too_long = false;
@@ -93,6 +97,12 @@ static enum smtp_data_rc text(struct smtp_data *d, struct span *in, struct span 
 			q += maxl - line;
 			line = maxl;
 			too_long = true;
+			break;
+		}
+		if (runaway_check && run > maxl + SMTP_LINE_RUNAWAY_MAX - line) {
+			q += maxl + SMTP_LINE_RUNAWAY_MAX - line;
+			line = maxl + SMTP_LINE_RUNAWAY_MAX;
+			runaway = true;
 			break;
 		}
 		line += run;
@@ -119,6 +129,10 @@ static enum smtp_data_rc text(struct smtp_data *d, struct span *in, struct span 
 	span_skip(in, used);
 	d->line_len = line;
 	d->st = ns;
+	if (runaway) {
+		d->err = SMTP_DATA_ERR_RUNAWAY;
+		return SMTP_DATA_ERROR;
+	}
 	if (used != 0) {
 		return emit(d, span_make(p, ns == SMTP_DATA_ST_CR ? used - 1 : used), out);
 	}

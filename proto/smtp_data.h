@@ -41,6 +41,7 @@ enum smtp_data_err {
 	SMTP_DATA_ERR_BARE,      /* bare CR or LF under SMTP_BARE_REJECT: 550 5.5.2 */
 	SMTP_DATA_ERR_LINE,      /* text line over max_line: 500 5.5.2 */
 	SMTP_DATA_ERR_SIZE,      /* body over max_size: 552 5.3.4 */
+	SMTP_DATA_ERR_RUNAWAY,   /* a refused overlong line ran SMTP_LINE_RUNAWAY_MAX further: 500 5.5.2 and close */
 	SMTP_DATA_ERR_COUNT      /* sentinel */
 };
 

@@ -564,6 +564,10 @@ static void do_line(struct smtp_sess *s, struct bb *out, enum smtp_parse fr, str
 		reply(s, out, SMTP_R_LINE_TOO_LONG, NULL);
 		return;
 	}
+	if (fr == SMTP_PARSE_RUNAWAY) {
+		reply(s, out, SMTP_R_LINE_RUNAWAY, NULL); /* closes */
+		return;
+	}
 	if (fr == SMTP_PARSE_BARE_LF) {
 		/* A refused BDAT line would leave its chunk to be read as commands. */
 		reply(s, out, looks_like_bdat(line) ? SMTP_R_SYNTAX_BDAT_FATAL : SMTP_R_CMD_BARE_LF, NULL);
@@ -736,8 +740,14 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
 			case SMTP_DATA_BODY:
 				return SMTP_EV_BODY;
 			case SMTP_DATA_ERROR:
-				/* Stop storing at once; the reply waits for <CRLF>.<CRLF>. */
+				/* Stop storing at once; the reply waits for <CRLF>.<CRLF>, */
 				tx_abort_if_begun(s);
+				if (s->data.err == SMTP_DATA_ERR_RUNAWAY) {
+					/* unless the line has no end in sight: say so and close. */
+					s->stats.rejected++;
+					tx_clear(s);
+					reply(s, out, SMTP_R_LINE_RUNAWAY, NULL);
+				}
 				continue;
 			default:
 				break;
@@ -748,6 +758,7 @@ enum smtp_ev smtp_sess_next(struct smtp_sess *s, struct span *in, struct bb *out
 					[SMTP_DATA_ERR_BARE] = SMTP_R_DATA_BARE,
 					[SMTP_DATA_ERR_LINE] = SMTP_R_DATA_LINE_LONG,
 					[SMTP_DATA_ERR_SIZE] = SMTP_R_SIZE_EXCEEDED,
+					[SMTP_DATA_ERR_RUNAWAY] = SMTP_R_LINE_RUNAWAY,
 				};
 
 				s->stats.rejected++;

@@ -10,7 +10,10 @@ test_hostile - regression tests for the bugs hostile clients found (issue 13):
 - --timeout-command is a per-command deadline: one byte every second does
   not hold a connection; --timeout-session caps a connection's length;
 - connection ids in the log differ across restarts;
-- an aborted large message does not keep its space in the spool.
+- an aborted large message does not keep its space in the spool;
+- a command or DATA line that runs 64 KiB past its limit with no LF ends
+  the session (500 5.5.2 ... closing) instead of being read to its end: a
+  client sending 1 MB lines flat out cost the server half a core before.
 """
 
 import os
@@ -62,6 +65,14 @@ class Flooder:
         self.stop = True
         self.thread.join(5)
         self.sock.close()
+
+
+def send_cut(c, data, label):
+    """send_cut sends what the server takes before it closes (a reset is expected)."""
+    try:
+        c.send_quiet(data, label)
+    except OSError:
+        pass
 
 
 def main(t):
@@ -189,6 +200,40 @@ def main(t):
             f.close()
             t.check(rc == 0, "SIGTERM with a non-reading client: exit %r after %.1fs" % (rc, dt))
             srv.stop()
+
+    with Server() as srv:
+        with t.case("runaway_lines_close"):
+            line = b"X" * (1 << 20)
+            # A command line: 500 at the limit, then given up on.
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c)
+            ehlo(t, c)
+            send_cut(c, b"NOOP " + line[:200 << 10], "NOOP and 200 KiB, no LF")
+            rs = c.replies_until_close(5)
+            t.check([r.code for r in rs] == [500, 500] and "closing" in rs[1].text,
+                    "a runaway command line: want 500 then 500 ... closing and EOF, got %r" % rs, c)
+            # A DATA line: refused, then given up on; nothing stored.
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c)
+            ehlo(t, c)
+            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
+            t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
+            t.expect(c.cmd("DATA"), 354, c)
+            send_cut(c, b"Subject: long\r\n\r\n" + line[:300 << 10], "300 KiB line, no LF")
+            rs = c.replies_until_close(5)
+            t.check([r.code for r in rs] == [500] and "closing" in rs[0].text and rs[0].enhanced == "5.5.2",
+                    "a runaway DATA line: want 500 5.5.2 ... closing and EOF, got %r" % rs, c)
+            # A long line that ends in time is refused and the session goes on.
+            c = Conn(srv.port)
+            t.expect(c.greeting, 220, c)
+            ehlo(t, c)
+            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
+            t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
+            t.expect(c.cmd("DATA"), 354, c)
+            c.send_quiet(b"Subject: long\r\n\r\n" + line[:100 << 10] + b"\r\n.\r\n", "100 KiB line, ended")
+            t.expect(c.reply(), 500, c, "an overlong DATA line that ends")
+            send_message(t, c, "a@x.test", ["b@y.test"], b"Subject: after\r\n\r\nok\r\n")
+            t.check(srv.maildir.count() <= 1, "a refused message was stored")
 
     seg = 1 << 20
     with Server("--max-message-size", "40M", "--spool-segment-size", str(seg)) as srv:

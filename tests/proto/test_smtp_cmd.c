@@ -1,6 +1,7 @@
 /* test_smtp_cmd.c - framing, verbs, paths and parameters (proto/smtp_cmd.c). */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/smtp_cmd.h"
@@ -342,4 +343,49 @@ Test(smtp_params, helo_valid)
 	memset(big, 'a', sizeof(big));
 	cr_assert(smtp_helo_valid(span_make(big, 255)));
 	cr_assert_not(smtp_helo_valid(span_make(big, 256)));
+}
+
+/* frame_counts feeds `len` octets of `fill` then `tail`, cut every `cut` octets, counting each verdict. */
+static void frame_counts(int out_counts[SMTP_PARSE_COUNT], size_t max, size_t len, const char *tail, size_t cut)
+{
+	struct smtp_line l;
+	size_t tlen = strlen(tail), total = len + tlen, pos = 0;
+	char *in = malloc(total);
+
+	cr_assert_not_null(in);
+	memset(in, 'x', len);
+	memcpy(in + len, tail, tlen);
+	memset(out_counts, 0, sizeof(int) * SMTP_PARSE_COUNT);
+	smtp_line_init(&l, max);
+	while (pos < total) {
+		size_t n = total - pos < cut ? total - pos : cut;
+		struct span s = span_make((const uint8_t *)in + pos, n), line;
+		enum smtp_parse p;
+
+		while ((p = smtp_line_next(&l, &s, &line)) != SMTP_PARSE_MORE) {
+			out_counts[p]++;
+		}
+		pos += n;
+	}
+	smtp_line_fini(&l);
+	free(in);
+}
+
+Test(smtp_line, runaway_line_is_reported_once)
+{
+	static const size_t cuts[] = { 1000, 4096, 65536, 200000 };
+
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		int c[SMTP_PARSE_COUNT];
+
+		/* far past the limit: one 500 (too-long), then one runaway */
+		frame_counts(c, 512, 512 + SMTP_LINE_RUNAWAY_MAX + 2000, "", cuts[i]);
+		cr_assert_eq(c[SMTP_PARSE_TOO_LONG], 1, "cut %zu", cuts[i]);
+		cr_assert_eq(c[SMTP_PARSE_RUNAWAY], 1, "cut %zu", cuts[i]);
+		/* long, but its LF comes before the runaway bound: resyncs */
+		frame_counts(c, 512, 512 + SMTP_LINE_RUNAWAY_MAX - 2000, "\r\nNOOP\r\n", cuts[i]);
+		cr_assert_eq(c[SMTP_PARSE_TOO_LONG], 1, "cut %zu", cuts[i]);
+		cr_assert_eq(c[SMTP_PARSE_RUNAWAY], 0, "cut %zu", cuts[i]);
+		cr_assert_eq(c[SMTP_PARSE_OK], 1, "cut %zu", cuts[i]);
+	}
 }

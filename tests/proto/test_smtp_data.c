@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/smtp_cmd.h" /* SMTP_LINE_RUNAWAY_MAX */
 #include "proto/smtp_data.h"
 #include "tests/support/guard.h"
 
@@ -238,4 +239,59 @@ Test(smtp_data, bdat_counter)
 	cr_assert_eq(smtp_bdat_next(&b, &s, &body), SMTP_DATA_END);
 	cr_assert_eq(s.len, 11);
 	bb_fini(&acc);
+}
+
+/* feed_counts feeds `len` x's then `tail` to a DATA unstuffer, cut every `cut` octets. */
+static enum smtp_data_err feed_counts(int *out_errors, bool *out_ended, size_t max_line, size_t len, const char *tail,
+				      size_t cut)
+{
+	size_t tlen = strlen(tail), total = len + tlen, pos = 0;
+	char *in = malloc(total);
+	struct smtp_data d;
+	enum smtp_data_err err;
+
+	cr_assert_not_null(in);
+	memset(in, 'x', len);
+	memcpy(in + len, tail, tlen);
+	*out_errors = 0;
+	*out_ended = false;
+	smtp_data_init(&d, SMTP_BARE_REJECT, max_line, 0);
+	while (pos < total && !*out_ended) {
+		size_t n = total - pos < cut ? total - pos : cut;
+		struct span s = span_make((const uint8_t *)in + pos, n), body;
+		enum smtp_data_rc rc;
+
+		while ((rc = smtp_data_next(&d, &s, &body)) != SMTP_DATA_MORE) {
+			if (rc == SMTP_DATA_ERROR) {
+				(*out_errors)++;
+			} else if (rc == SMTP_DATA_END) {
+				*out_ended = true;
+				break;
+			}
+		}
+		pos += n;
+	}
+	err = d.err;
+	free(in);
+	return err;
+}
+
+Test(smtp_data, runaway_line_ends_the_reading)
+{
+	static const size_t cuts[] = { 1000, 4096, 65536, 200000 };
+
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		int errors;
+		bool ended;
+
+		/* refused at the limit, then given up on SMTP_LINE_RUNAWAY_MAX later */
+		cr_assert_eq(feed_counts(&errors, &ended, 1000, 998 + SMTP_LINE_RUNAWAY_MAX + 2000, "\r\n.\r\n", cuts[i]),
+			     SMTP_DATA_ERR_RUNAWAY, "cut %zu", cuts[i]);
+		cr_assert_eq(errors, 2, "cut %zu: %d errors", cuts[i], errors);
+		/* an overlong line that ends in time is only refused */
+		cr_assert_eq(feed_counts(&errors, &ended, 1000, 998 + SMTP_LINE_RUNAWAY_MAX - 2000, "\r\n.\r\n", cuts[i]),
+			     SMTP_DATA_ERR_LINE, "cut %zu", cuts[i]);
+		cr_assert_eq(errors, 1, "cut %zu", cuts[i]);
+		cr_assert(ended, "cut %zu", cuts[i]);
+	}
 }
