@@ -34,6 +34,7 @@
 #include "sink.h"
 #include "sink_doc.h"
 #include "sink_fs.h"
+#include "sink_query.h"
 
 #define JSON_INLINE_MAX_DEFAULT 65536
 #define JSON_MAX_FILES 1001 /* .eml, and one per attachment (MIME_PARTS_MAX) */
@@ -75,27 +76,20 @@ struct json_state {
 /* json_options reads "inline_max=BYTES&raw=yes|no" (either, in any order) into c. */
 static int json_options(struct json_conf *c, const char *opts, const char *arg, char **out_err)
 {
-	while (*opts != '\0') {
-		size_t len = strcspn(opts, "&");
-		char *end;
+	struct span cur = span_cstr(opts), key, val;
+	bool has_val;
 
-		if (strncmp(opts, "inline_max=", 11) == 0 && len > 11) {
-			errno = 0;
-			c->inline_max = strtoull(opts + 11, &end, 10);
-			if (errno != 0 || end != opts + len) {
+	while (sink_query_next(&cur, &key, &val, &has_val)) {
+		uint64_t n;
+
+		if (span_eq(key, span_cstr("inline_max")) && has_val) {
+			if (!sink_query_uint(val, 0, UINT64_MAX / 2, &n)) {
 				return sink_err(out_err, "json: inline_max: not a number of bytes in \"%s\"", arg);
 			}
-		} else if (len == 6 && strncmp(opts, "raw=no", 6) == 0) {
-			c->raw = false;
-		} else if (len == 7 && strncmp(opts, "raw=yes", 7) == 0) {
-			c->raw = true;
-		} else {
+			c->inline_max = (size_t)n;
+		} else if (!(span_eq(key, span_cstr("raw")) && has_val && sink_query_bool(val, &c->raw))) {
 			return sink_err(out_err, "json: unknown option \"%.*s\" in \"%s\" (known: inline_max=BYTES, raw=yes|no)",
-				       (int)len, opts, arg);
-		}
-		opts += len;
-		if (*opts == '&') {
-			opts++;
+				       (int)(val.p + val.len - key.p), (const char *)key.p, arg);
 		}
 	}
 	return 0;

@@ -51,6 +51,7 @@
 #include "../proto/msgdoc.h"
 #include "sink.h"
 #include "sink_doc.h"
+#include "sink_query.h"
 
 #define STREAM_WINDOW_DEFAULT      64
 #define STREAM_WINDOW_MAX          100000
@@ -188,81 +189,52 @@ static void conf_free(struct stream_conf *c)
 	free(c);
 }
 
-/* opt_num parses a decimal in lo..hi from v[0..len). */
-static bool opt_num(const char *v, size_t len, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-	uint64_t n = 0;
-
-	if (len == 0 || len > 19) {
-		return false;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9') {
-			return false;
-		}
-		n = n * 10 + (uint64_t)(v[i] - '0');
-	}
-	if (n < lo || n > hi) {
-		return false;
-	}
-	*out = n;
-	return true;
-}
-
 /* stream_options reads "key=value&..." into c; unknown keys are errors. */
 static int stream_options(struct stream_conf *c, const char *opts, char **out_err)
 {
 	static const char known[] = "known: window=N, connections=N, timeout=SECONDS, json=yes|no, inline_max=BYTES";
+	struct span cur = span_cstr(opts), key, val;
+	bool has_val;
 
-	while (*opts != '\0') {
-		size_t len = strcspn(opts, "&"), klen = strcspn(opts, "=&");
-		const char *v = opts + klen + 1;
-		size_t vlen = klen < len ? len - klen - 1 : 0;
+	while (sink_query_next(&cur, &key, &val, &has_val)) {
 		uint64_t n;
 
-		if (klen >= len) {
-			return sink_err(out_err, "%s: option \"%.*s\" has no value (%s)", c->target, (int)len, opts, known);
+		if (!has_val) {
+			return sink_err(out_err, "%s: option \"%.*s\" has no value (%s)", c->target, (int)key.len,
+				       (const char *)key.p, known);
 		}
-#define KEY(k) (klen == sizeof(k) - 1 && memcmp(opts, k, klen) == 0)
-		if (KEY("window")) {
-			if (!opt_num(v, vlen, 1, STREAM_WINDOW_MAX, &n)) {
+		if (span_eq(key, span_cstr("window"))) {
+			if (!sink_query_uint(val, 1, STREAM_WINDOW_MAX, &n)) {
 				return sink_err(out_err, "%s: window: \"%.*s\" is not a number in 1..%d", c->target,
-					       (int)vlen, v, STREAM_WINDOW_MAX);
+					       (int)val.len, (const char *)val.p, STREAM_WINDOW_MAX);
 			}
 			c->window = (uint32_t)n;
-		} else if (KEY("connections")) {
-			if (!opt_num(v, vlen, 1, STREAM_CONNECTIONS_MAX, &n)) {
+		} else if (span_eq(key, span_cstr("connections"))) {
+			if (!sink_query_uint(val, 1, STREAM_CONNECTIONS_MAX, &n)) {
 				return sink_err(out_err, "%s: connections: \"%.*s\" is not a number in 1..%d", c->target,
-					       (int)vlen, v, STREAM_CONNECTIONS_MAX);
+					       (int)val.len, (const char *)val.p, STREAM_CONNECTIONS_MAX);
 			}
 			c->connections = (uint32_t)n;
-		} else if (KEY("timeout")) {
-			if (!opt_num(v, vlen, 1, STREAM_TIMEOUT_MAX, &n)) {
+		} else if (span_eq(key, span_cstr("timeout"))) {
+			if (!sink_query_uint(val, 1, STREAM_TIMEOUT_MAX, &n)) {
 				return sink_err(out_err, "%s: timeout: \"%.*s\" is not a number of seconds in 1..%d",
-					       c->target, (int)vlen, v, STREAM_TIMEOUT_MAX);
+					       c->target, (int)val.len, (const char *)val.p, STREAM_TIMEOUT_MAX);
 			}
 			c->timeout_s = (uint32_t)n;
-		} else if (KEY("inline_max")) {
-			if (!opt_num(v, vlen, 0, UINT64_MAX / 2, &n)) {
+		} else if (span_eq(key, span_cstr("inline_max"))) {
+			if (!sink_query_uint(val, 0, UINT64_MAX / 2, &n)) {
 				return sink_err(out_err, "%s: inline_max: \"%.*s\" is not a number of bytes", c->target,
-					       (int)vlen, v);
+					       (int)val.len, (const char *)val.p);
 			}
 			c->inline_max = (size_t)n;
-		} else if (KEY("json")) {
-			if (vlen == 3 && memcmp(v, "yes", 3) == 0) {
-				c->json = true;
-			} else if (vlen == 2 && memcmp(v, "no", 2) == 0) {
-				c->json = false;
-			} else {
-				return sink_err(out_err, "%s: json: \"%.*s\" is not yes or no", c->target, (int)vlen, v);
+		} else if (span_eq(key, span_cstr("json"))) {
+			if (!sink_query_bool(val, &c->json)) {
+				return sink_err(out_err, "%s: json: \"%.*s\" is not yes or no", c->target, (int)val.len,
+					       (const char *)val.p);
 			}
 		} else {
-			return sink_err(out_err, "%s: unknown option \"%.*s\" (%s)", c->target, (int)klen, opts, known);
-		}
-#undef KEY
-		opts += len;
-		if (*opts == '&') {
-			opts++;
+			return sink_err(out_err, "%s: unknown option \"%.*s\" (%s)", c->target, (int)key.len,
+				       (const char *)key.p, known);
 		}
 	}
 	return 0;
@@ -304,7 +276,7 @@ static int stream_address(struct stream_conf *c, const char *addr, size_t len, c
 	if (c->host == NULL) {
 		return sink_err(out_err, "%s: out of memory", c->target);
 	}
-	if (host_len == 0 || !opt_num(colon + 1, (size_t)(addr + len - colon - 1), 1, 65535, &port)) {
+	if (host_len == 0 || !sink_query_uint(span_make((const uint8_t *)colon + 1, (size_t)(addr + len - colon - 1)), 1, 65535, &port)) {
 		return sink_err(out_err, "%s: not HOST:PORT with a port in 1..65535", c->target);
 	}
 	if (asprintf(&c->port, "%u", (unsigned)port) < 0) {
