@@ -67,6 +67,17 @@ class Flooder:
         self.sock.close()
 
 
+def in_data(t, srv):
+    """in_data opens a session and takes it to DATA's 354."""
+    c = Conn(srv.port)
+    t.expect(c.greeting, 220, c)
+    ehlo(t, c)
+    t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
+    t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
+    t.expect(c.cmd("DATA"), 354, c)
+    return c
+
+
 def send_cut(c, data, label):
     """send_cut sends what the server takes before it closes (a reset is expected)."""
     try:
@@ -213,23 +224,13 @@ def main(t):
             t.check([r.code for r in rs] == [500, 500] and "closing" in rs[1].text,
                     "a runaway command line: want 500 then 500 ... closing and EOF, got %r" % rs, c)
             # A DATA line: refused, then given up on; nothing stored.
-            c = Conn(srv.port)
-            t.expect(c.greeting, 220, c)
-            ehlo(t, c)
-            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
-            t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
-            t.expect(c.cmd("DATA"), 354, c)
+            c = in_data(t, srv)
             send_cut(c, b"Subject: long\r\n\r\n" + line[:300 << 10], "300 KiB line, no LF")
             rs = c.replies_until_close(5)
             t.check([r.code for r in rs] == [500] and "closing" in rs[0].text and rs[0].enhanced == "5.5.2",
                     "a runaway DATA line: want 500 5.5.2 ... closing and EOF, got %r" % rs, c)
             # A long line that ends in time is refused and the session goes on.
-            c = Conn(srv.port)
-            t.expect(c.greeting, 220, c)
-            ehlo(t, c)
-            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
-            t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
-            t.expect(c.cmd("DATA"), 354, c)
+            c = in_data(t, srv)
             c.send_quiet(b"Subject: long\r\n\r\n" + line[:100 << 10] + b"\r\n.\r\n", "100 KiB line, ended")
             t.expect(c.reply(), 500, c, "an overlong DATA line that ends")
             send_message(t, c, "a@x.test", ["b@y.test"], b"Subject: after\r\n\r\nok\r\n")
@@ -243,12 +244,7 @@ def main(t):
             # own, which is truncated back to the standard size when released.
             body = (b"y" * 1022 + b"\r\n") * 3072  # 3 MiB, three times a segment
             for i in range(6):
-                c = Conn(srv.port)
-                t.expect(c.greeting, 220, c)
-                ehlo(t, c)
-                t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c)
-                t.expect(c.cmd("RCPT TO:<b@y.test>"), 250, c)
-                t.expect(c.cmd("DATA"), 354, c)
+                c = in_data(t, srv)
                 c.send_quiet(b"Subject: big\r\n\r\n" + body, "3 MiB, no end")
                 time.sleep(0.3)
                 c.close()
