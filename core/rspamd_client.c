@@ -25,6 +25,7 @@ struct rspamd_client {
 	const struct curl_api *C;
 	struct curl_loop *loop;
 	char *url;                    /* base + "/checkv2" */
+	char *unix_path;              /* "unix:PATH": rspamd's UNIX socket; NULL: TCP */
 	uint32_t timeout_ms;
 };
 
@@ -93,8 +94,13 @@ static CURLcode req_start(struct curl_job *job, CURL *e)
 	if (req->hdrs == NULL) {
 		return CURLE_OUT_OF_MEMORY;
 	}
-	return curl_loop_set_post(C, e, cl->url, req->body, req->body_len, req->hdrs, (long)cl->timeout_ms, on_body,
-				  req);
+	CURLcode rc = curl_loop_set_post(C, e, cl->url, req->body, req->body_len, req->hdrs, (long)cl->timeout_ms,
+					 on_body, req);
+
+	if (rc == CURLE_OK && cl->unix_path != NULL) {
+		rc = C->easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, cl->unix_path);
+	}
+	return rc;
 }
 
 struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, char **out_err)
@@ -107,6 +113,17 @@ struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, 
 		return NULL;
 	}
 	cl->timeout_ms = timeout_ms;
+	if (strncmp(url, "unix:", 5) == 0) {
+		/* rspamd's bind_socket = "/PATH": no TCP handshake and teardown per check (rspamd closes each). */
+		if (url[5] == '\0' || (cl->unix_path = strdup(url + 5)) == NULL) {
+			if (url[5] == '\0' && asprintf(out_err, "rspamd: want unix:PATH") < 0) {
+				*out_err = NULL;
+			}
+			goto fail;
+		}
+		url = "http://localhost";
+		n = strlen(url);
+	}
 	while (n > 0 && url[n - 1] == '/') {
 		n--;
 	}
@@ -151,5 +168,6 @@ void rspamd_client_stop(struct rspamd_client *cl)
 	curl_loop_free(cl->loop);
 	cl->loop = NULL;
 	free(cl->url); cl->url = NULL;
+	free(cl->unix_path); cl->unix_path = NULL;
 	free(cl);
 }

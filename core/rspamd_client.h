@@ -47,7 +47,8 @@ struct rspamd_req {
 
 /*
  * rspamd_client_start loads libcurl and starts the thread for `url` (the
- * base, e.g. http://127.0.0.1:11333; "/checkv2" is appended), with a whole-
+ * base, e.g. http://127.0.0.1:11333, "/checkv2" appended; or unix:PATH, the
+ * UNIX socket of rspamd's bind_socket = "PATH"), with a whole-
  * request deadline of timeout_ms. NULL with *out_err (malloc'd). Main thread.
  */
 struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, char **out_err);
