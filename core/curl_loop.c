@@ -1,23 +1,42 @@
 /*
  * curl_loop.c - one libcurl multi handle and its loop; see curl_loop.h.
  *
+ * The loop uses libcurl's socket interface: libcurl tells us (sock_cb) which
+ * sockets to watch for what, and (timer_cb) when its next timeout is due; we
+ * keep the sockets in an epoll set and call curl_multi_socket_action for
+ * the one that is ready or for the timeout. Each event costs the work of its
+ * own transfer, where curl_multi_perform + curl_multi_poll walk every
+ * transfer and every socket on each wakeup.
+ *
  * Threaded mode: submitters push onto a queue under a mutex and wake the
- * thread with curl_multi_wakeup (the one libcurl call that any thread may
- * make); the thread owns the multi handle and every easy handle. The thread
- * ends once stop is set, nothing runs and the queue is empty.
+ * thread through an eventfd in the same epoll set, only when the queue was
+ * empty (a non-empty queue is already due to be taken); the thread owns the
+ * multi handle and every easy handle. It ends once stop is set, nothing runs
+ * and the queue is empty.
  */
 #include "curl_loop.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "thread.h"
+
+#define LOOP_EVENTS 64          /* epoll events taken per wait */
+#define LOOP_WAIT_MAX_MS 1000   /* the longest wait, whatever libcurl's timer says */
 
 struct curl_loop {
 	const struct curl_api *C;
 	CURLM *multi;
+	int epfd;                     /* libcurl's sockets (and wakefd) */
+	int wakefd;                   /* threaded: eventfd for submitters; -1 otherwise */
+	int64_t timer_at;             /* libcurl's next timeout, CLOCK_MONOTONIC ms; -1: none */
 	unsigned running;             /* jobs in the multi handle; owner or loop thread */
 	CURL **idle;                  /* reset easy handles kept for reuse */
 	size_t num_idle, max_idle;
@@ -29,6 +48,44 @@ struct curl_loop {
 	bool stop;                     /* under mu */
 };
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* sock_cb: libcurl's CURLMOPT_SOCKETFUNCTION; keeps s in the epoll set as asked. */
+static int sock_cb(CURL *e, curl_socket_t s, int what, void *arg, void *socketp)
+{
+	struct curl_loop *l = arg;
+	struct epoll_event ev = {.data.fd = s};
+
+	(void)e;
+	(void)socketp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL); /* ENOENT/EBADF: already gone with its close */
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT &&
+	    epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) != 0) {
+		return -1; /* libcurl fails the transfer */
+	}
+	return 0;
+}
+
+/* timer_cb: libcurl's CURLMOPT_TIMERFUNCTION; -1 deletes the timer. */
+static int timer_cb(CURLM *m, long timeout_ms, void *arg)
+{
+	struct curl_loop *l = arg;
+
+	(void)m;
+	l->timer_at = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return 0;
+}
+
 struct curl_loop *curl_loop_new(const struct curl_api *C, long max_connects, size_t max_idle)
 {
 	struct curl_loop *l = calloc(1, sizeof(*l));
@@ -39,12 +96,19 @@ struct curl_loop *curl_loop_new(const struct curl_api *C, long max_connects, siz
 	l->C = C;
 	l->max_idle = max_idle;
 	l->tail = &l->head;
+	l->wakefd = -1;
+	l->timer_at = -1;
 	pthread_mutex_init(&l->mu, NULL);
-	if ((max_idle > 0 && (l->idle = calloc(max_idle, sizeof(*l->idle))) == NULL) ||
+	if ((l->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (max_idle > 0 && (l->idle = calloc(max_idle, sizeof(*l->idle))) == NULL) ||
 	    (l->multi = C->multi_init()) == NULL) {
 		curl_loop_free(l);
 		return NULL;
 	}
+	C->multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+	C->multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+	C->multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	C->multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
 	if (max_connects > 0) {
 		C->multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, max_connects);
 	}
@@ -60,8 +124,14 @@ void curl_loop_free(struct curl_loop *l)
 		l->C->easy_cleanup(l->idle[i]);
 	}
 	if (l->multi != NULL) {
-		l->C->multi_cleanup(l->multi);
+		l->C->multi_cleanup(l->multi); /* closes the cached connections: sock_cb still needs epfd */
 		l->multi = NULL;
+	}
+	if (l->wakefd >= 0) {
+		close(l->wakefd);
+	}
+	if (l->epfd >= 0) {
+		close(l->epfd);
 	}
 	pthread_mutex_destroy(&l->mu);
 	free(l->idle); l->idle = NULL;
@@ -134,15 +204,14 @@ unsigned curl_loop_running(const struct curl_loop *l)
 	return l->running;
 }
 
-/* perform lets libcurl work and finishes the jobs that ended; true if any did. */
-static bool perform(struct curl_loop *l)
+/* finish_done finishes the jobs that ended; true if any did. */
+static bool finish_done(struct curl_loop *l)
 {
 	const struct curl_api *C = l->C;
 	bool finished = false;
-	int still, left;
+	int left;
 	CURLMsg *m;
 
-	C->multi_perform(l->multi, &still);
 	while ((m = C->multi_info_read(l->multi, &left)) != NULL) {
 		struct curl_job *job = NULL;
 		CURL *e = m->easy_handle;
@@ -162,10 +231,51 @@ static bool perform(struct curl_loop *l)
 	return finished;
 }
 
+/*
+ * step waits up to wait_ms (capped by libcurl's timer) for sockets, hands
+ * each ready one and a due timeout to libcurl, then finishes the jobs that
+ * ended; true if any did.
+ */
+static bool step(struct curl_loop *l, int wait_ms)
+{
+	const struct curl_api *C = l->C;
+	struct epoll_event evs[LOOP_EVENTS];
+	int still, n;
+
+	if (l->timer_at >= 0) {
+		int64_t due = l->timer_at - now_ms();
+
+		if (due < wait_ms) {
+			wait_ms = due < 0 ? 0 : (int)due;
+		}
+	}
+	n = epoll_wait(l->epfd, evs, LOOP_EVENTS, wait_ms);
+	for (int i = 0; i < n; i++) {
+		int fd = evs[i].data.fd, mask = 0;
+		uint32_t ev = evs[i].events;
+
+		if (fd == l->wakefd) {
+			uint64_t v;
+
+			(void)!read(fd, &v, sizeof(v));
+			continue;
+		}
+		mask |= ev & EPOLLIN ? CURL_CSELECT_IN : 0;
+		mask |= ev & EPOLLOUT ? CURL_CSELECT_OUT : 0;
+		mask |= ev & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0;
+		C->multi_socket_action(l->multi, fd, mask, &still);
+	}
+	if (l->timer_at >= 0 && l->timer_at <= now_ms()) {
+		l->timer_at = -1; /* the call sets the next one */
+		C->multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	}
+	return finish_done(l);
+}
+
 void curl_loop_run(struct curl_loop *l, int timeout_ms)
 {
-	if (!perform(l) && l->running > 0 && timeout_ms > 0) {
-		l->C->multi_poll(l->multi, NULL, 0, timeout_ms, NULL);
+	if (!step(l, 0) && l->running > 0 && timeout_ms > 0) {
+		step(l, timeout_ms);
 	}
 }
 
@@ -195,7 +305,6 @@ static void *loop_main(void *arg)
 				easy_put(l, e);
 			}
 		}
-		perform(l);
 		if (stop && l->running == 0) {
 			pthread_mutex_lock(&l->mu);
 			stop = l->head == NULL; /* the last submit may have raced the flag */
@@ -205,7 +314,7 @@ static void *loop_main(void *arg)
 			}
 			continue;
 		}
-		l->C->multi_poll(l->multi, NULL, 0, 1000, NULL);
+		step(l, LOOP_WAIT_MAX_MS);
 	}
 	return NULL;
 }
@@ -233,9 +342,17 @@ CURLcode curl_loop_set_post(const struct curl_api *C, CURL *e, const char *url, 
 
 int curl_loop_start(struct curl_loop *l, const char *name)
 {
-	int rc = pthread_create(&l->thread, NULL, loop_main, l);
+	struct epoll_event ev = {.events = EPOLLIN};
+	int rc;
 
-	if (rc != 0) {
+	if ((l->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		return -errno;
+	}
+	ev.data.fd = l->wakefd;
+	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wakefd, &ev) != 0) {
+		return -errno;
+	}
+	if ((rc = pthread_create(&l->thread, NULL, loop_main, l)) != 0) {
 		return -rc;
 	}
 	l->started = true;
@@ -243,14 +360,27 @@ int curl_loop_start(struct curl_loop *l, const char *name)
 	return 0;
 }
 
+/* wake ends the loop thread's wait. Any thread. */
+static void wake(struct curl_loop *l)
+{
+	uint64_t one = 1;
+
+	(void)!write(l->wakefd, &one, sizeof(one));
+}
+
 void curl_loop_submit(struct curl_loop *l, struct curl_job *job)
 {
+	bool was_empty;
+
 	job->next = NULL;
 	pthread_mutex_lock(&l->mu);
+	was_empty = l->head == NULL; /* else the thread has not taken the queue yet: it will see job too */
 	*l->tail = job;
 	l->tail = &job->next;
 	pthread_mutex_unlock(&l->mu);
-	l->C->multi_wakeup(l->multi);
+	if (was_empty) {
+		wake(l);
+	}
 }
 
 void curl_loop_stop(struct curl_loop *l)
@@ -261,7 +391,7 @@ void curl_loop_stop(struct curl_loop *l)
 	pthread_mutex_lock(&l->mu);
 	l->stop = true;
 	pthread_mutex_unlock(&l->mu);
-	l->C->multi_wakeup(l->multi);
+	wake(l);
 	pthread_join(l->thread, NULL);
 	l->started = false;
 }
