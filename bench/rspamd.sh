@@ -97,6 +97,13 @@ cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
 	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
 }
 
+thread_cpu_us() { # thread_cpu_us PID: "group µs" per thread group (name without its digits)
+	local t
+	for t in /proc/"$1"/task/*; do
+		printf '%s %s\n' "$(tr -d '0-9' <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+	done | awk -v hz="$(getconf CLK_TCK)" '{a[$1] += $2} END {for (k in a) printf "%s %d\n", k, a[k] * 1000000 / hz}'
+}
+
 rspamd_cpu_us() { # all processes of rspamd's session (main, workers)
 	local t=0 p
 	for p in $(pgrep -s "$RS_PID"); do t=$((t + $(cpu_us "$p" 2>/dev/null || echo 0))); done
@@ -132,6 +139,7 @@ run() {
 			head -16 >"$WORK/res/perf-dso.txt" || true
 	fi
 	cpu_us "$OMX_PID" >"$WORK/res/$r-$set.txt"
+	thread_cpu_us "$OMX_PID" >"$WORK/res/$r-$set.thr"
 	echo $(($(rspamd_cpu_us) - rs0)) >"$WORK/res/$r-$set.rs"
 	kill -TERM "$OMX_PID"; wait "$OMX_PID" 2>/dev/null || true; OMX_PID=""
 	if [[ $set == rspamd ]] && ! grep -rq "^X-Spam-Status: " "$d/maildir/new" 2>/dev/null; then
@@ -166,7 +174,13 @@ for s in sets:
         srv_us = int(open(os.path.join(d, "%d-%s.txt" % (r, s))).read())
         rs_us = int(open(os.path.join(d, "%d-%s.rs" % (r, s))).read())
         n = max(1, j["messages"]["delivered"])
-        res.setdefault(s, []).append(dict(rate=j["msgs_per_s"], srv=srv_us / n, rs=rs_us / n,
+        thr = {}
+        for line in open(os.path.join(d, "%d-%s.thr" % (r, s))):
+            k, v = line.split()
+            k = k.rstrip("-")
+            thr[k] = thr.get(k, 0) + int(v) / n
+        res.setdefault(s, []).append(dict(rate=j["msgs_per_s"], srv=srv_us / n, rs=rs_us / n, thr=thr,
+                                          nodeliver=sum(v for k, v in thr.items() if k != "omx-deliver"),
                                           p50=j["latency_us"]["p50"], p99=j["latency_us"]["p99"],
                                           fail=j["messages"]["failed"] + j["connection_errors"]))
 med = lambda s, k: statistics.median(x[k] for x in res[s])
@@ -197,6 +211,17 @@ out.append("- latency p99: %.2f ms / %.2f ms (paced at the same rate: %.2f ms)" 
 out.append("- oceanmx CPU: %.1f µs/msg / %.1f µs/msg unpaced, %.1f µs/msg paced; added %.1f µs/msg (vs paced)"
            % (med("rspamd", "srv"), med("plain", "srv"), med("paced", "srv"),
               med("rspamd", "srv") - med("paced", "srv")))
+groups = sorted({k for s in sets for x in res[s] for k in x["thr"]})
+tmed = lambda s, k: statistics.median(x["thr"].get(k, 0) for x in res[s])
+out.append("- oceanmx CPU without the delivery threads (the maildir sink's, whose cost per message depends on "
+           "the rate and the file system more than on rspamd): %.1f µs/msg with rspamd, %.1f paced, %.1f unpaced; "
+           "added %.1f µs/msg (vs paced)" % (med("rspamd", "nodeliver"), med("paced", "nodeliver"),
+                                             med("plain", "nodeliver"), med("rspamd", "nodeliver") - med("paced", "nodeliver")))
+out.append("\noceanmx CPU per message by thread group (µs, medians; from /proc/PID/task, whole server life):\n")
+out.append("| set | " + " | ".join(groups) + " |")
+out.append("| --- |" + " --- |" * len(groups))
+for s in sets:
+    out.append("| %s | " % s + " | ".join("%.1f" % tmed(s, g) for g in groups) + " |")
 for name, title in (("perf-comm.txt", "by thread"), ("perf-dso.txt", "by thread and library")):
     p = os.path.join(d, name)
     if os.path.exists(p):
