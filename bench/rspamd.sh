@@ -16,10 +16,17 @@
 # previous final dot, so this is the final dot to the 250 plus one round trip),
 # oceanmx's CPU per message (utime + stime from /proc), rspamd's CPU per
 # message (all its processes). Writes bench/results/rspamd-DATE.md: medians,
-# ratios, and oceanmx's added CPU per message.
+# ratios, and oceanmx's added CPU per message; prints a summary (msg/s ratio,
+# p50/p99, oceanmx CPU µs/msg with and without rspamd and the difference).
+#
+# rspamd 3.4 answers every request with "Connection: close", so each check is
+# a new connection: RSPAMD_VIA=unix makes it one on rspamd's UNIX socket
+# (--rspamd unix:PATH) instead of TCP. PERF=1 records the server of the last
+# rspamd run with perf record -g and adds where its CPU went (by thread and
+# by library) to the report.
 #
 # Env: ROUNDS (2), MESSAGES (5000), CONNECTIONS (20), SIZE (4096),
-#      RSPAMD_WORKERS (2), OMX_BIN, OMX_LOAD_BIN, OUT.
+#      RSPAMD_WORKERS (2), RSPAMD_VIA (tcp), PERF (0), OMX_BIN, OMX_LOAD_BIN, OUT.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +38,8 @@ MESSAGES="${MESSAGES:-5000}"
 CONNECTIONS="${CONNECTIONS:-20}"
 SIZE="${SIZE:-4096}"
 RSPAMD_WORKERS="${RSPAMD_WORKERS:-2}"
+RSPAMD_VIA="${RSPAMD_VIA:-tcp}"
+PERF="${PERF:-0}"
 SETS=(plain rspamd paced)
 PACE=0
 PY=/usr/bin/python3
@@ -59,7 +68,9 @@ trap 'exit 130' INT TERM
 RS="$WORK/rspamd"
 RS_PORT=$(free_port)
 mkdir -p "$RS/local/local.d" "$RS/local/override.d" "$RS/db" "$RS/run" "$RS/log"
-printf 'bind_socket = "127.0.0.1:%s";\ncount = %s;\n' "$RS_PORT" "$RSPAMD_WORKERS" >"$RS/local/override.d/worker-normal.inc"
+RS_SOCK="$RS/run/normal.sock"
+printf 'bind_socket = "127.0.0.1:%s";\nbind_socket = "%s mode=0600";\ncount = %s;\n' "$RS_PORT" "$RS_SOCK" \
+	"$RSPAMD_WORKERS" >"$RS/local/override.d/worker-normal.inc"
 printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-controller.inc"
 printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-proxy.inc"
 printf 'type = "console";\nlevel = "error";\n' >"$RS/local/override.d/logging.inc"
@@ -86,6 +97,13 @@ cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
 	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
 }
 
+thread_cpu_us() { # thread_cpu_us PID: "group µs" per thread group (name without its digits)
+	local t
+	for t in /proc/"$1"/task/*; do
+		printf '%s %s\n' "$(tr -d '0-9' <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+	done | awk -v hz="$(getconf CLK_TCK)" '{a[$1] += $2} END {for (k in a) printf "%s %d\n", k, a[k] * 1000000 / hz}'
+}
+
 rspamd_cpu_us() { # all processes of rspamd's session (main, workers)
 	local t=0 p
 	for p in $(pgrep -s "$RS_PID"); do t=$((t + $(cpu_us "$p" 2>/dev/null || echo 0))); done
@@ -96,7 +114,8 @@ run() {
 	local r=$1 set=$2 port d=$WORK/run-$1-$2 args=() rs0
 	mkdir -p "$d"
 	local load=(-c "$CONNECTIONS" -m "$MESSAGES")
-	if [[ $set == rspamd ]]; then args=(--rspamd "http://127.0.0.1:$RS_PORT"); fi
+	if [[ $set == rspamd && $RSPAMD_VIA == unix ]]; then args=(--rspamd "unix:$RS_SOCK");
+	elif [[ $set == rspamd ]]; then args=(--rspamd "http://127.0.0.1:$RS_PORT"); fi
 	if [[ $set == paced ]]; then load=(-c "$CONNECTIONS" -m "$MESSAGES" -R "$PACE"); fi
 	port=$(free_port)
 	"$OMX" serve --listen "127.0.0.1:$port" --spool "$d/spool" --sink "maildir:$d/maildir" --hostname bench.test \
@@ -105,9 +124,22 @@ run() {
 	OMX_PID=$!
 	wait_greeting "$port" || { log "$set: server did not start"; tail "$WORK/server.log"; exit 1; }
 	rs0=$(rspamd_cpu_us)
+	local perf_pid=""
+	if [[ $PERF == 1 && $set == rspamd && $r == "$ROUNDS" ]]; then
+		perf record -q -g -p "$OMX_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
+		perf_pid=$!
+	fi
 	"$LOAD" -q --json -s "$SIZE" "${load[@]}" "127.0.0.1:$port" >"$WORK/res/$r-$set.json" ||
 		log "$set: oceanmx-load reported failures"
+	if [[ -n $perf_pid ]]; then
+		kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+		perf report -i "$WORK/perf.data" --no-children --sort comm -g none -q 2>/dev/null | grep -v '^$' | head -12 \
+			>"$WORK/res/perf-comm.txt" || true
+		perf report -i "$WORK/perf.data" --no-children --sort comm,dso -g none -q 2>/dev/null | grep -v '^$' |
+			head -16 >"$WORK/res/perf-dso.txt" || true
+	fi
 	cpu_us "$OMX_PID" >"$WORK/res/$r-$set.txt"
+	thread_cpu_us "$OMX_PID" >"$WORK/res/$r-$set.thr"
 	echo $(($(rspamd_cpu_us) - rs0)) >"$WORK/res/$r-$set.rs"
 	kill -TERM "$OMX_PID"; wait "$OMX_PID" 2>/dev/null || true; OMX_PID=""
 	if [[ $set == rspamd ]] && ! grep -rq "^X-Spam-Status: " "$d/maildir/new" 2>/dev/null; then
@@ -129,10 +161,12 @@ for r in $(seq "$ROUNDS"); do
 done
 
 report="$OUT/rspamd-$STAMP.md"
-STAMP=$STAMP $PY - "$WORK/res" "$ROUNDS" "$MESSAGES" "$CONNECTIONS" "$SIZE" "$RSPAMD_WORKERS" "${SETS[@]}" >"$report" <<'EOF'
+STAMP=$STAMP VIA=$RSPAMD_VIA $PY - "$WORK/res" "$ROUNDS" "$MESSAGES" "$CONNECTIONS" "$SIZE" "$RSPAMD_WORKERS" \
+	"${SETS[@]}" >"$report" <<'EOF'
 import json, os, platform, statistics, sys
 d, rounds, msgs, conns, size, workers = sys.argv[1:7]
 sets = sys.argv[7:]
+via = os.environ.get("VIA", "tcp")
 res = {}
 for s in sets:
     for r in range(1, int(rounds) + 1):
@@ -140,16 +174,23 @@ for s in sets:
         srv_us = int(open(os.path.join(d, "%d-%s.txt" % (r, s))).read())
         rs_us = int(open(os.path.join(d, "%d-%s.rs" % (r, s))).read())
         n = max(1, j["messages"]["delivered"])
-        res.setdefault(s, []).append(dict(rate=j["msgs_per_s"], srv=srv_us / n, rs=rs_us / n,
+        thr = {}
+        for line in open(os.path.join(d, "%d-%s.thr" % (r, s))):
+            k, v = line.split()
+            k = k.rstrip("-")
+            thr[k] = thr.get(k, 0) + int(v) / n
+        res.setdefault(s, []).append(dict(rate=j["msgs_per_s"], srv=srv_us / n, rs=rs_us / n, thr=thr,
+                                          nodeliver=sum(v for k, v in thr.items() if k != "omx-deliver"),
                                           p50=j["latency_us"]["p50"], p99=j["latency_us"]["p99"],
                                           fail=j["messages"]["failed"] + j["connection_errors"]))
 med = lambda s, k: statistics.median(x[k] for x in res[s])
 out = ["# Spam verdicts from rspamd: W1 with and without --rspamd (bench/rspamd.sh), %s\n" % os.environ.get("STAMP", "")]
 out.append("W1: %s messages of %s B over %s persistent sessions, oceanmx-load on the same machine, a fresh "
            "server per run, DKIM/ARC/SPF/DMARC off in both sets, maildir sink on the disk; rspamd 3.4 (Debian) "
-           "with %s normal workers, stock rules without Redis or network modules; %s rounds in alternating "
-           "order, medians. Latency is oceanmx-load's per transaction (chained: the final dot to the 250 "
-           "plus one round trip).\n" % (msgs, size, conns, workers, rounds))
+           "with %s normal workers, stock rules without Redis or network modules, asked over %s; %s rounds in "
+           "alternating order, medians. Latency is oceanmx-load's per transaction (chained: the final dot to "
+           "the 250 plus one round trip).\n" % (msgs, size, conns, workers,
+                                                 "its UNIX socket" if via == "unix" else "TCP", rounds))
 out.append("| set | msg/s | runs | vs plain | p50 | p99 | oceanmx CPU/msg | rspamd CPU/msg | failures |")
 out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for s in sets:
@@ -160,6 +201,31 @@ for s in sets:
 out.append("\noceanmx's added CPU per message with rspamd: %.1f µs against the paced run at the same rate "
            "(%.1f µs against the unpaced plain run, which batches deliveries better); target < 20 µs."
            % (med("rspamd", "srv") - med("paced", "srv"), med("rspamd", "srv") - med("plain", "srv")))
+out.append("\nSummary (with rspamd / without):")
+out.append("- msg/s: %.0f / %.0f, ratio %.3f" % (med("rspamd", "rate"), med("plain", "rate"),
+                                                med("rspamd", "rate") / med("plain", "rate")))
+out.append("- latency p50: %.2f ms / %.2f ms (paced at the same rate: %.2f ms)" % (
+    med("rspamd", "p50") / 1000, med("plain", "p50") / 1000, med("paced", "p50") / 1000))
+out.append("- latency p99: %.2f ms / %.2f ms (paced at the same rate: %.2f ms)" % (
+    med("rspamd", "p99") / 1000, med("plain", "p99") / 1000, med("paced", "p99") / 1000))
+out.append("- oceanmx CPU: %.1f µs/msg / %.1f µs/msg unpaced, %.1f µs/msg paced; added %.1f µs/msg (vs paced)"
+           % (med("rspamd", "srv"), med("plain", "srv"), med("paced", "srv"),
+              med("rspamd", "srv") - med("paced", "srv")))
+groups = sorted({k for s in sets for x in res[s] for k in x["thr"]})
+tmed = lambda s, k: statistics.median(x["thr"].get(k, 0) for x in res[s])
+out.append("- oceanmx CPU without the delivery threads (the maildir sink's, whose cost per message depends on "
+           "the rate and the file system more than on rspamd): %.1f µs/msg with rspamd, %.1f paced, %.1f unpaced; "
+           "added %.1f µs/msg (vs paced)" % (med("rspamd", "nodeliver"), med("paced", "nodeliver"),
+                                             med("plain", "nodeliver"), med("rspamd", "nodeliver") - med("paced", "nodeliver")))
+out.append("\noceanmx CPU per message by thread group (µs, medians; from /proc/PID/task, whole server life):\n")
+out.append("| set | " + " | ".join(groups) + " |")
+out.append("| --- |" + " --- |" * len(groups))
+for s in sets:
+    out.append("| %s | " % s + " | ".join("%.1f" % tmed(s, g) for g in groups) + " |")
+for name, title in (("perf-comm.txt", "by thread"), ("perf-dso.txt", "by thread and library")):
+    p = os.path.join(d, name)
+    if os.path.exists(p):
+        out.append("\nperf record -g of the last rspamd run's server, %s:\n\n```\n%s```" % (title, open(p).read()))
 out.append("\nMachine: %s, %d CPUs, kernel %s; load average after: %s." % (
     platform.node(), os.cpu_count(), platform.release(), open("/proc/loadavg").read().split()[0]))
 print("\n".join(out))

@@ -62,6 +62,7 @@ static void load_once(void)
 	SYM(multi_perform, "curl_multi_perform");
 	SYM(multi_poll, "curl_multi_poll");
 	SYM(multi_wakeup, "curl_multi_wakeup");
+	SYM(multi_socket_action, "curl_multi_socket_action");
 	SYM(multi_info_read, "curl_multi_info_read");
 	SYM(multi_setopt, "curl_multi_setopt");
 	SYM(multi_strerror, "curl_multi_strerror");

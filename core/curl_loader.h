@@ -32,6 +32,7 @@ struct curl_api {
 	CURLMcode (*multi_perform)(CURLM *m, int *running);
 	CURLMcode (*multi_poll)(CURLM *m, struct curl_waitfd fds[], unsigned num_fds, int timeout_ms, int *numfds);
 	CURLMcode (*multi_wakeup)(CURLM *m); /* any thread: ends a multi_poll */
+	CURLMcode (*multi_socket_action)(CURLM *m, curl_socket_t s, int ev_bitmask, int *running);
 	CURLMsg *(*multi_info_read)(CURLM *m, int *msgs_in_queue);
 	CURLMcode (*multi_setopt)(CURLM *m, CURLMoption opt, ...);
 	const char *(*multi_strerror)(CURLMcode c);

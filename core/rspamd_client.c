@@ -1,37 +1,32 @@
 /*
  * rspamd_client.c - rspamd's HTTP protocol on a thread of its own; see
- * rspamd_client.h.
+ * rspamd_client.h. The thread, the queue and the multi handle are
+ * core/curl_loop.h's: this file builds each request and reads its answer.
  *
- * Threads: submitters push onto a queue under a mutex and wake the thread
- * with curl_multi_wakeup; the thread owns the multi handle and every easy
- * handle, so libcurl is used from that thread only. Connections stay open
- * in the multi handle's cache between requests (HTTP/1.1 keep-alive).
- * A request's deadline (CURLOPT_TIMEOUT_MS) covers connect, send and
- * reply, so stop never waits longer than one deadline.
+ * rspamd 3.4's workers answer every request with "Connection: close" (its
+ * HTTP server writes it whatever the request asks), so each check is a new
+ * connection; the loop would keep them if rspamd did. A request's deadline
+ * (CURLOPT_TIMEOUT_MS) covers connect, send and reply, so stop never waits
+ * longer than one deadline.
  */
 #include "rspamd_client.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "curl_loader.h"
-#include "log.h"
-#include "thread.h"
+#include "curl_loop.h"
+
+/* Easy handles kept for reuse: more than the checks usually in flight at once. */
+#define RSPAMD_IDLE_MAX 64
 
 struct rspamd_client {
 	const struct curl_api *C;
-	CURLM *multi;
+	struct curl_loop *loop;
 	char *url;                    /* base + "/checkv2" */
+	char *unix_path;              /* "unix:PATH": rspamd's UNIX socket; NULL: TCP */
 	uint32_t timeout_ms;
-	pthread_t thread;
-	bool started;
-	pthread_mutex_t mu;
-	struct rspamd_req *head, **tail; /* under mu */
-	bool stop;                    /* under mu */
-	unsigned running;             /* client thread only */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
@@ -45,16 +40,18 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static void finish(struct rspamd_client *cl, struct rspamd_req *req, CURLcode result)
+/* req_done reads the answer (or the reason there is none) and hands req back. Client thread. */
+static void req_done(struct curl_job *job, CURL *e, CURLcode result)
 {
-	const struct curl_api *C = cl->C;
+	struct rspamd_req *req = CURL_JOB_OWNER(job, struct rspamd_req, job);
+	const struct curl_api *C = req->cl->C;
 	long status = 0;
 
 	req->ok = false;
 	if (result != CURLE_OK) {
 		snprintf(req->error, sizeof(req->error), "%s",
 			 result == CURLE_OPERATION_TIMEDOUT ? "timeout" : C->easy_strerror(result));
-	} else if (C->easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status), status != 200) {
+	} else if (C->easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status), status != 200) {
 		snprintf(req->error, sizeof(req->error), "HTTP %ld", status);
 	} else {
 		size_t pos;
@@ -66,26 +63,21 @@ static void finish(struct rspamd_client *cl, struct rspamd_req *req, CURLcode re
 			snprintf(req->error, sizeof(req->error), "reply: %s at %zu", rspamd_rc_name(rc), pos);
 		}
 	}
-	if (req->easy != NULL) {
-		C->multi_remove_handle(cl->multi, req->easy);
-		C->easy_cleanup(req->easy);
-		req->easy = NULL;
+	if (req->hdrs != NULL) {
+		C->slist_free_all(req->hdrs);
+		req->hdrs = NULL;
 	}
-	C->slist_free_all(req->hdrs);
-	req->hdrs = NULL;
 	bb_fini(&req->resp);
 	req->done(req->arg, req); /* the last touch */
 }
 
-/* start hands req to the multi handle, or finishes it with the reason it could not start. */
-static void start(struct rspamd_client *cl, struct rspamd_req *req)
+/* req_start builds req's request on e. Client thread. */
+static CURLcode req_start(struct curl_job *job, CURL *e)
 {
+	struct rspamd_req *req = CURL_JOB_OWNER(job, struct rspamd_req, job);
+	const struct rspamd_client *cl = req->cl;
 	const struct curl_api *C = cl->C;
-	CURLcode rc = CURLE_OK;
-	CURL *e = C->easy_init();
 
-	bb_init(&req->resp, 0);
-	req->easy = e;
 	req->hdrs = C->slist_append(NULL, "Expect:"); /* no 100-continue round trip */
 	for (size_t off = 0; req->hdrs != NULL && req->ctx != NULL && off < req->ctx->len;) {
 		const char *h = (const char *)req->ctx->p + off;
@@ -99,85 +91,16 @@ static void start(struct rspamd_client *cl, struct rspamd_req *req)
 		req->hdrs = l;
 		off += strlen(h) + 1;
 	}
-	if (e == NULL || req->hdrs == NULL) {
-		finish(cl, req, CURLE_OUT_OF_MEMORY);
-		return;
+	if (req->hdrs == NULL) {
+		return CURLE_OUT_OF_MEMORY;
 	}
-#define SET(opt, val)                                                                                  \
-	do {                                                                                           \
-		if (rc == CURLE_OK) {                                                                  \
-			rc = C->easy_setopt(e, (opt), (val));                                          \
-		}                                                                                      \
-	} while (0)
-	SET(CURLOPT_URL, cl->url);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_POST, 1L);
-	SET(CURLOPT_POSTFIELDS, (const char *)req->body);
-	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-	SET(CURLOPT_HTTPHEADER, req->hdrs);
-	SET(CURLOPT_USERAGENT, "oceanmx");
-	SET(CURLOPT_TIMEOUT_MS, (long)cl->timeout_ms);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, req);
-	SET(CURLOPT_PRIVATE, req);
-#undef SET
-	if (rc != CURLE_OK || C->multi_add_handle(cl->multi, e) != CURLM_OK) {
-		finish(cl, req, rc != CURLE_OK ? rc : CURLE_FAILED_INIT);
-		return;
+	CURLcode rc = curl_loop_set_post(C, e, cl->url, req->body, req->body_len, req->hdrs, (long)cl->timeout_ms,
+					 on_body, req);
+
+	if (rc == CURLE_OK && cl->unix_path != NULL) {
+		rc = C->easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, cl->unix_path);
 	}
-	cl->running++;
-}
-
-static void *client_main(void *arg)
-{
-	struct rspamd_client *cl = arg;
-	const struct curl_api *C = cl->C;
-
-	for (;;) {
-		struct rspamd_req *list;
-		bool stop;
-		int still, left;
-		CURLMsg *m;
-
-		pthread_mutex_lock(&cl->mu);
-		list = cl->head;
-		cl->head = NULL;
-		cl->tail = &cl->head;
-		stop = cl->stop;
-		pthread_mutex_unlock(&cl->mu);
-		while (list != NULL) {
-			struct rspamd_req *req = list;
-
-			list = req->next;
-			req->next = NULL;
-			start(cl, req);
-		}
-		C->multi_perform(cl->multi, &still);
-		while ((m = C->multi_info_read(cl->multi, &left)) != NULL) {
-			struct rspamd_req *req = NULL;
-
-			if (m->msg != CURLMSG_DONE) {
-				continue;
-			}
-			CURLcode result = m->data.result; /* m is invalid after remove_handle */
-
-			C->easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
-			cl->running--;
-			finish(cl, req, result);
-		}
-		if (stop && cl->running == 0) {
-			pthread_mutex_lock(&cl->mu);
-			stop = cl->head == NULL; /* the last submit may have raced the flag */
-			pthread_mutex_unlock(&cl->mu);
-			if (stop) {
-				break;
-			}
-			continue;
-		}
-		C->multi_poll(cl->multi, NULL, 0, 1000, NULL);
-	}
-	return NULL;
+	return rc;
 }
 
 struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, char **out_err)
@@ -189,9 +112,18 @@ struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, 
 	if (cl == NULL) {
 		return NULL;
 	}
-	pthread_mutex_init(&cl->mu, NULL);
-	cl->tail = &cl->head;
 	cl->timeout_ms = timeout_ms;
+	if (strncmp(url, "unix:", 5) == 0) {
+		/* rspamd's bind_socket = "/PATH": no TCP handshake and teardown per check (rspamd closes each). */
+		if (url[5] == '\0' || (cl->unix_path = strdup(url + 5)) == NULL) {
+			if (url[5] == '\0' && asprintf(out_err, "rspamd: want unix:PATH") < 0) {
+				*out_err = NULL;
+			}
+			goto fail;
+		}
+		url = "http://localhost";
+		n = strlen(url);
+	}
 	while (n > 0 && url[n - 1] == '/') {
 		n--;
 	}
@@ -202,14 +134,12 @@ struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, 
 	if ((cl->C = curl_loader_load(out_err)) == NULL) {
 		goto fail;
 	}
-	if ((cl->multi = cl->C->multi_init()) == NULL) {
+	if ((cl->loop = curl_loop_new(cl->C, 0, RSPAMD_IDLE_MAX)) == NULL) {
 		goto fail;
 	}
-	if (pthread_create(&cl->thread, NULL, client_main, cl) != 0) {
+	if (curl_loop_start(cl->loop, "omx-rspamd") != 0) {
 		goto fail;
 	}
-	cl->started = true;
-	thread_name(cl->thread, "omx-rspamd", -1);
 	return cl;
 fail:
 	if (*out_err == NULL && asprintf(out_err, "rspamd client: cannot start") < 0) {
@@ -221,12 +151,12 @@ fail:
 
 void rspamd_client_submit(struct rspamd_client *cl, struct rspamd_req *req)
 {
-	req->next = NULL;
-	pthread_mutex_lock(&cl->mu);
-	*cl->tail = req;
-	cl->tail = &req->next;
-	pthread_mutex_unlock(&cl->mu);
-	cl->C->multi_wakeup(cl->multi);
+	req->cl = cl;
+	req->hdrs = NULL;
+	bb_init(&req->resp, 0);
+	req->job.start = req_start;
+	req->job.done = req_done;
+	curl_loop_submit(cl->loop, &req->job);
 }
 
 void rspamd_client_stop(struct rspamd_client *cl)
@@ -234,18 +164,10 @@ void rspamd_client_stop(struct rspamd_client *cl)
 	if (cl == NULL) {
 		return;
 	}
-	if (cl->started) {
-		pthread_mutex_lock(&cl->mu);
-		cl->stop = true;
-		pthread_mutex_unlock(&cl->mu);
-		cl->C->multi_wakeup(cl->multi);
-		pthread_join(cl->thread, NULL);
-	}
-	if (cl->multi != NULL) {
-		cl->C->multi_cleanup(cl->multi);
-		cl->multi = NULL;
-	}
-	pthread_mutex_destroy(&cl->mu);
+	curl_loop_stop(cl->loop);
+	curl_loop_free(cl->loop);
+	cl->loop = NULL;
 	free(cl->url); cl->url = NULL;
+	free(cl->unix_path); cl->unix_path = NULL;
 	free(cl);
 }

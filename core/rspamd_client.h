@@ -1,7 +1,7 @@
 /*
  * rspamd_client.h - one thread that asks rspamd (HTTP, POST URL/checkv2)
  * for the verdicts of the verify pool's messages, many in flight at once
- * on one libcurl multi handle (libcurl loaded by core/curl_loader.h), so a
+ * on one libcurl multi handle (the thread and the loop: core/curl_loop.h), so a
  * slow rspamd delays only the messages it is checking: the workers and the
  * shards never wait for it.
  *
@@ -21,6 +21,7 @@
 
 #include "../verify/rspamd.h"
 #include "bb.h"
+#include "curl_loop.h"
 
 struct rspamd_client;
 struct rspamd_req;
@@ -28,7 +29,7 @@ struct rspamd_req;
 typedef void rspamd_done_fn(void *arg, struct rspamd_req *req);
 
 struct rspamd_req {
-	struct rspamd_req *next;     /* the client's queue; owned by it while submitted */
+	struct curl_job job;         /* the client's (core/curl_loop.h) */
 	const uint8_t *body;         /* the message as rspamd gets it; borrowed */
 	size_t body_len;
 	const struct bb *ctx;        /* protocol headers, "Name: value" strings each NUL-terminated; borrowed */
@@ -39,14 +40,15 @@ struct rspamd_req {
 	bool ok;
 	char error[96];              /* why not ok: "timeout", "connect: ...", "HTTP 500", "reply: syntax" */
 	/* the client's */
-	void *easy;
+	const struct rspamd_client *cl;
 	struct curl_slist *hdrs;
 	struct bb resp;
 };
 
 /*
  * rspamd_client_start loads libcurl and starts the thread for `url` (the
- * base, e.g. http://127.0.0.1:11333; "/checkv2" is appended), with a whole-
+ * base, e.g. http://127.0.0.1:11333, "/checkv2" appended; or unix:PATH, the
+ * UNIX socket of rspamd's bind_socket = "PATH"), with a whole-
  * request deadline of timeout_ms. NULL with *out_err (malloc'd). Main thread.
  */
 struct rspamd_client *rspamd_client_start(const char *url, uint32_t timeout_ms, char **out_err);

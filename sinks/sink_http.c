@@ -23,7 +23,9 @@
  * run; flush drives the worker's curl multi handle until every request of
  * the batch has its answer, calling done() as each finishes. A tx owns its
  * body until then (curl borrows it). Redirects are never followed; only
- * http and https are allowed. libcurl is loaded by core/curl_loader.h (why there).
+ * http and https are allowed. The multi handle, its loop and the reuse of
+ * easy handles (they keep their TLS sessions) are core/curl_loop.h's, driven
+ * here by the delivery worker; libcurl is loaded by core/curl_loader.h (why there).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +39,7 @@
 
 #include "../core/bb.h"
 #include "sink.h"
-#include "../core/curl_loader.h"
+#include "../core/curl_loop.h"
 #include "sink_doc.h"
 #include "sink_http_reply.h"
 #include "sink_query.h"
@@ -70,7 +72,7 @@ struct sink_tx {
 	struct bb raw;            /* raw=yes: the message as stored */
 	struct bb body;           /* the request body, borrowed by curl while it runs */
 	struct curl_slist *hdrs;
-	CURL *easy;
+	struct curl_job job;      /* in the loop while it runs */
 	sink_done_fn *done;
 	void *arg;
 	int err;                  /* building the request failed: -errno */
@@ -83,11 +85,8 @@ struct sink_tx {
 struct http_state {
 	const struct http_conf *conf;
 	const struct curl_api *curl;
-	CURLM *multi;
+	struct curl_loop *loop;
 	struct sink_tx *waiting, **waiting_tail; /* committed, not started */
-	unsigned running;                        /* in the multi handle */
-	CURL **idle;                             /* easy handles to reuse (keep their TLS sessions) */
-	size_t num_idle;
 };
 
 static void conf_free(struct http_conf *c)
@@ -276,19 +275,16 @@ static int http_worker_init(const void *conf, void **out_state)
 	const struct http_conf *c = conf;
 	struct http_state *st = calloc(1, sizeof(*st));
 
-	if (st == NULL || (st->idle = calloc(c->concurrency, sizeof(*st->idle))) == NULL) {
-		free(st);
+	if (st == NULL) {
 		return -ENOMEM;
 	}
 	st->conf = c;
 	st->curl = c->curl;
 	st->waiting_tail = &st->waiting;
-	if ((st->multi = st->curl->multi_init()) == NULL) {
-		free(st->idle);
+	if ((st->loop = curl_loop_new(c->curl, (long)c->concurrency, c->concurrency)) == NULL) {
 		free(st);
 		return -ENOMEM;
 	}
-	st->curl->multi_setopt(st->multi, CURLMOPT_MAXCONNECTS, (long)c->concurrency);
 	*out_state = st;
 	return 0;
 }
@@ -297,11 +293,7 @@ static void http_worker_fini(void *state)
 {
 	struct http_state *st = state;
 
-	for (size_t i = 0; i < st->num_idle; i++) {
-		st->curl->easy_cleanup(st->idle[i]);
-	}
-	st->curl->multi_cleanup(st->multi);
-	free(st->idle);
+	curl_loop_free(st->loop);
 	free(st);
 }
 
@@ -466,60 +458,35 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
-/* start_one hands a built request to the multi handle. 0 or -errno. */
-static int start_one(struct http_state *st, struct sink_tx *tx)
+/* start_one configures e for tx's request (curl_loop's start). */
+static CURLcode start_one(struct curl_job *job, CURL *e)
 {
-	const struct curl_api *C = st->curl;
-	const struct http_conf *c = st->conf;
-	CURL *e = st->num_idle > 0 ? st->idle[--st->num_idle] : C->easy_init();
-	CURLcode rc = CURLE_OK;
+	struct sink_tx *tx = CURL_JOB_OWNER(job, struct sink_tx, job);
+	const struct curl_api *C = tx->st->curl;
+	const struct http_conf *c = tx->st->conf;
+	CURLcode rc;
 
-	if (e == NULL) {
-		return -ENOMEM;
-	}
-	C->easy_reset(e);
-	tx->easy = e;
 	tx->errbuf[0] = '\0';
-#define SET(opt, val)                                                                                  \
-	do {                                                                                           \
-		if (rc == CURLE_OK) {                                                                  \
-			rc = C->easy_setopt(e, (opt), (val));                                          \
-		}                                                                                      \
-	} while (0)
-	SET(CURLOPT_URL, c->url);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_POST, 1L);
-	SET(CURLOPT_POSTFIELDS, (const char *)tx->body.p);
-	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)tx->body.len);
-	SET(CURLOPT_HTTPHEADER, tx->hdrs);
-	SET(CURLOPT_USERAGENT, "oceanmx");
-	SET(CURLOPT_TIMEOUT_MS, (long)c->timeout_s * 1000);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, tx);
+	rc = curl_loop_set_post(C, e, c->url, tx->body.p, tx->body.len, tx->hdrs, (long)c->timeout_s * 1000, on_body,
+				tx);
+#define SET(opt, val) CURL_SETOPT(C, rc, e, opt, val)
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, tx);
 	SET(CURLOPT_ERRORBUFFER, tx->errbuf);
-	SET(CURLOPT_PRIVATE, tx);
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
 	if (c->ca_file != NULL) {
 		SET(CURLOPT_CAINFO, c->ca_file);
 	}
 #undef SET
-	if (rc != CURLE_OK || C->multi_add_handle(st->multi, e) != CURLM_OK) {
-		st->idle[st->num_idle++] = e;
-		tx->easy = NULL;
-		return -EINVAL;
-	}
-	st->running++;
-	return 0;
+	return rc;
 }
 
-/* finish_one answers done() for a request curl is through with, and frees tx. */
-static void finish_one(struct http_state *st, struct sink_tx *tx, CURLcode result)
+/* finish_one answers done() for a request curl is through with, and frees tx (curl_loop's done). */
+static void finish_one(struct curl_job *job, CURL *e, CURLcode result)
 {
-	const struct curl_api *C = st->curl;
+	struct sink_tx *tx = CURL_JOB_OWNER(job, struct sink_tx, job);
+	const struct curl_api *C = tx->st->curl;
 	char why[512], text[SINK_TEXT_MAX + 1], ra[64] = "";
 	enum sink_rc rc;
 	long status = 0;
@@ -534,20 +501,11 @@ static void finish_one(struct http_state *st, struct sink_tx *tx, CURLcode resul
 		snprintf(why, sizeof(why), "http: %s%s%s", C->easy_strerror(result), tx->errbuf[0] ? ": " : "",
 			 tx->errbuf);
 	} else {
-		C->easy_getinfo(tx->easy, CURLINFO_RESPONSE_CODE, &status);
+		C->easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 		rc = sink_http_status_rc(status);
 		sink_text_line(text, sizeof(text), span_make(tx->reply, tx->reply_len));
 		snprintf(why, sizeof(why), "http %ld%s%s%s", status, text[0] ? ": " : "", text, ra);
 	}
-	C->multi_remove_handle(st->multi, tx->easy);
-	st->running--;
-	/* Reuse the handle: it keeps its TLS session for the next request. */
-	if (st->num_idle < st->conf->concurrency) {
-		st->idle[st->num_idle++] = tx->easy;
-	} else {
-		C->easy_cleanup(tx->easy);
-	}
-	tx->easy = NULL;
 	tx->done(tx->arg, rc, rc == SINK_OK ? NULL : why);
 	tx_free(tx);
 }
@@ -559,14 +517,8 @@ static void finish_one(struct http_state *st, struct sink_tx *tx, CURLcode resul
  */
 static void pump(struct http_state *st, bool wait)
 {
-	const struct curl_api *C = st->curl;
-
 	for (;;) {
-		int still, left;
-		bool finished = false;
-		CURLMsg *m;
-
-		while (st->waiting != NULL && st->running < st->conf->concurrency) {
+		while (st->waiting != NULL && curl_loop_running(st->loop) < st->conf->concurrency) {
 			struct sink_tx *tx = st->waiting;
 			int rc;
 
@@ -574,7 +526,9 @@ static void pump(struct http_state *st, bool wait)
 			if (st->waiting == NULL) {
 				st->waiting_tail = &st->waiting;
 			}
-			if ((rc = start_one(st, tx)) != 0) {
+			tx->job.start = start_one;
+			tx->job.done = finish_one;
+			if ((rc = curl_loop_add(st->loop, &tx->job)) != 0) {
 				char why[128];
 
 				snprintf(why, sizeof(why), "http: cannot start the request: %s", strerror(-rc));
@@ -582,27 +536,12 @@ static void pump(struct http_state *st, bool wait)
 				tx_free(tx);
 			}
 		}
-		if (st->running == 0) {
+		if (curl_loop_running(st->loop) == 0) {
 			return;
 		}
-		C->multi_perform(st->multi, &still);
-		while ((m = C->multi_info_read(st->multi, &left)) != NULL) {
-			struct sink_tx *tx = NULL;
-
-			if (m->msg != CURLMSG_DONE) {
-				continue;
-			}
-			CURLcode result = m->data.result; /* m is invalid after remove_handle */
-
-			C->easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&tx);
-			finish_one(st, tx, result);
-			finished = true;
-		}
+		curl_loop_run(st->loop, wait ? 1000 : 0);
 		if (!wait) {
 			return;
-		}
-		if (st->running > 0 && !finished) {
-			C->multi_poll(st->multi, NULL, 0, 1000, NULL);
 		}
 	}
 }

@@ -44,12 +44,14 @@ class Rspamd:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="omx-rspamd-")
         self.port = free_port()
+        self.sock = os.path.join(self.dir, "normal.sock")  # the same worker on a UNIX socket too
         self.proc = None
         local = os.path.join(self.dir, "local")
         for d in ("local/local.d", "local/override.d", "db", "run", "log"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         od = os.path.join(local, "override.d")
-        self._w(od, "worker-normal.inc", 'bind_socket = "127.0.0.1:%d";\ncount = 1;\n' % self.port)
+        self._w(od, "worker-normal.inc", 'bind_socket = "127.0.0.1:%d";\nbind_socket = "%s mode=0666";\ncount = 1;\n'
+                % (self.port, self.sock))
         self._w(od, "worker-controller.inc", 'bind_socket = "127.0.0.1:%d";\n' % free_port())
         self._w(od, "worker-proxy.inc", 'bind_socket = "127.0.0.1:%d";\n' % free_port())
         self._w(od, "logging.inc", 'type = "console";\nlevel = "notice";\n')
@@ -224,6 +226,13 @@ def main(t):
                 t.expect(r, 451, None, "add-header GTUBE with --spam-tempfail-action", enhanced="4.7.1")
             with t.case("reject_score_ham_250"):
                 deliver_one(t, srv, message("lunch two", HAM))
+
+        with Server("--rspamd", "unix:" + rs.sock, "--spam-reject-score", "10", "--dkim", "off", "--spf", "off") as srv:
+            with t.case("unix_socket_reject_score_550"):
+                r, _, _ = deliver_one(t, srv, message("gtube unix", GTUBE_SA), want=550)
+                t.expect(r, 550, None, "GTUBE over rspamd's UNIX socket", enhanced="5.7.1")
+            with t.case("unix_socket_ham_250"):
+                deliver_one(t, srv, message("lunch unix", HAM))
 
         rs.stop()
         jtmp = tempfile.mkdtemp(prefix="omx-rspamd-json-")
