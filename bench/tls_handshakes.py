@@ -19,7 +19,9 @@ Plus, once a round, oceanmx with the same churn in clear (no --tls), to
 show what TLS adds. For each run: handshakes/s (= msg/s), the server's CPU per handshake (all its
 threads; for Postfix its master and every process under it) and the client's
 (oceanmx-load, which does its own X25519 and signature check). Prints the
-medians, oceanmx/Postfix for each certificate, and the ceiling the measured
+medians, oceanmx/Postfix for each certificate (of the medians, and of the
+two runs of each round, which share the machine's load best), Postfix's
+server CPU per handshake over oceanmx's, and the ceiling the measured
 CPU costs allow on this machine (CPUs * 1 s / (server + client CPU per
 handshake)); writes bench/results/tls-handshakes-DATE.md.
 
@@ -158,8 +160,12 @@ def main():
                 who, ", ".join("%.0f" % x[0] for x in res[(kind, who)]), med(kind, who, 0), srv, cli,
                 ncpu * 1e6 / (srv + cli)))
         pf = med(kind, "postfix", 0)
-        lines += ["", "%s: oceanmx / Postfix **%.2fx** (oceanmx-disk / Postfix %.2fx)" % (
-            label, med(kind, "oceanmx", 0) / pf, med(kind, "oceanmx-disk", 0) / pf), ""]
+        per_round = [o[0] / p[0] for o, p in zip(res[(kind, "oceanmx")], res[(kind, "postfix")])]
+        lines += ["", "%s: oceanmx / Postfix **%.2fx** (oceanmx-disk / Postfix %.2fx); per round %s (median %.2fx); "
+                  "Postfix uses %.1fx oceanmx's server CPU per handshake" % (
+                      label, med(kind, "oceanmx", 0) / pf, med(kind, "oceanmx-disk", 0) / pf,
+                      ", ".join("%.2f" % x for x in per_round), statistics.median(per_round),
+                      med(kind, "postfix", 1) / med(kind, "oceanmx", 1)), ""]
     clear = med("clear", "oceanmx", 1)
     lines.append("oceanmx without --tls (the same churn, setup 'oceanmx'): %s msg/s (median %.0f), server CPU %.0f µs, "
                  "client %.0f µs per message; TLS adds %.0f µs of server CPU per connection with RSA-2048, %.0f µs with "
