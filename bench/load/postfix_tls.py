@@ -13,6 +13,9 @@ of y.test into one maildir, owned by nobody), "discard" (discard(8):
 the queue still gets every message, nothing is written after it), or
 "relay" (everything relayed to relay_to=(host, port) with
 smtp_tls_security_level = encrypt: Postfix as a sending MTA that insists on TLS).
+cert_files=(key, chain) serves a given key and certificate chain instead (RSA
+or ECDSA: smtpd_tls_chain_files, Postfix >= 3.4), so a benchmark can give
+Postfix and oceanmx the same certificate.
 Needs root (postfix start) and the Debian packages postfix and openssl.
 
     python3 bench/load/postfix_tls.py bench [--load BIN] [--base BIN] [--repeats N] [--messages N]
@@ -111,8 +114,7 @@ in_flow_delay = 0
 # STARTTLS (RFC 3207), offered and not required; no session cache: every
 # handshake is a full one
 smtpd_tls_security_level = may
-smtpd_tls_cert_file = {pf}/etc/cert.pem
-smtpd_tls_key_file = {pf}/etc/key.pem
+smtpd_tls_chain_files = {pf}/etc/key.pem, {pf}/etc/cert.pem
 smtpd_tls_session_cache_database =
 smtpd_tls_loglevel = 0
 smtpd_tls_received_header = yes
@@ -171,13 +173,14 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class PostfixTLS:
     """PostfixTLS: with PostfixTLS(...) as pf: pf.port, pf.cert, pf.maildir_count(), pf.maillog()."""
 
-    def __init__(self, delivery="maildir", base_dir="/var/tmp", start_timeout=60, relay_to=None):
+    def __init__(self, delivery="maildir", base_dir="/var/tmp", start_timeout=60, relay_to=None, cert_files=None):
         if delivery not in ("maildir", "discard", "relay"):
             raise ValueError("delivery: maildir, discard or relay (with relay_to=(host, port))")
         if (delivery == "relay") != (relay_to is not None):
             raise ValueError("relay_to goes with delivery=relay")
         self.delivery = delivery
         self.relay_to = relay_to
+        self.cert_files = cert_files
         self.start_timeout = start_timeout
         self.dir = tempfile.mkdtemp(prefix="omx-pftls.", dir=base_dir)
         os.chmod(self.dir, 0o755)  # Postfix daemons and virtual(8) (as nobody) walk through it
@@ -208,12 +211,16 @@ class PostfixTLS:
         os.chmod(self.pf, 0o755)
         os.chmod(os.path.join(self.pf, "mail"), 0o755)
         key = os.path.join(self.etc, "key.pem")
-        p = subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                            "-keyout", key, "-out", self.cert],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-        if p.returncode != 0:
-            raise RuntimeError("openssl req: exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")))
+        if self.cert_files:
+            shutil.copyfile(self.cert_files[0], key)
+            shutil.copyfile(self.cert_files[1], self.cert)
+        else:
+            p = subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                                "-keyout", key, "-out", self.cert],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            if p.returncode != 0:
+                raise RuntimeError("openssl req: exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")))
         os.chmod(key, 0o600)
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             relay = RELAY_CF.format(host=self.relay_to[0], port=self.relay_to[1]) if self.relay_to else ""
@@ -239,6 +246,28 @@ class PostfixTLS:
                 return int(f.read().strip())
         except (OSError, ValueError):
             return None
+
+    def cpu_us(self):
+        """cpu_us: user + system CPU of the master and every process under it, reaped ones included, in µs."""
+        kids, stat = {}, {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    f_ = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            kids.setdefault(int(f_[1]), []).append(int(d))
+            stat[int(d)] = sum(int(x) for x in f_[11:15])  # utime stime cutime cstime
+        todo, ticks = [self.master_pid()], 0
+        while todo:
+            pid = todo.pop()
+            if pid is None:
+                continue
+            ticks += stat.get(pid, 0)
+            todo.extend(kids.get(pid, []))
+        return ticks * 1000000 // os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.started:
