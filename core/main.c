@@ -215,8 +215,8 @@ static struct tls_store *tls_load(const struct cfg *cfg, bool to_log)
 		char names[512];
 
 		if (tls_store_describe(st, i, names, sizeof(names))) {
-			log_line(LOG_NOTICE, "main", "tls.cert file=%s names=%s%s", cfg->tls_certs[i], names,
-				 i == 0 ? " default=yes" : "");
+			log_line(LOG_NOTICE, "main", "tls.cert file=%s names=%s key=\"%s\"%s", cfg->tls_certs[i], names,
+				 tls_store_key_kind(st, i), i == 0 ? " default=yes" : "");
 		}
 	}
 	return st;

@@ -59,6 +59,8 @@ void tls_store_unref(struct tls_store *st);
 
 /* tls_store_describe writes "NAME[,NAME...]" of pair i (for logs); false past the end. */
 bool tls_store_describe(const struct tls_store *st, unsigned i, char *out, size_t out_len);
+/* tls_store_key_kind names the key of pair i ("RSA", "ECDSA P-256", ...; static); NULL past the end. */
+const char *tls_store_key_kind(const struct tls_store *st, unsigned i);
 
 /* tls_holder_new takes the reference `st`. tls_holder_free drops it (NULL: nothing). */
 struct tls_holder *tls_holder_new(struct tls_store *st);

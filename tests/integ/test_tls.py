@@ -315,6 +315,28 @@ def main(t):
             t.check(wait_log(srv, "tls.fail phase=handshake reason=\"no handshake within 2s\""),
                     "no timeout line:\n%s" % srv.stderr_tail())
 
+    # An RSA and an ECDSA certificate for the same names (RSA first, the
+    # default): ECDSA for every client that can verify it, RSA for the rest.
+    srv = Server(*VERIFY_OFF)
+    srv.args += tls_args([make_cert(srv.tmp, "drsa", "rsa", "mx.dual.test", ["mx.dual.test"]),
+                          make_cert(srv.tmp, "dec", "ec", "mx.dual.test", ["mx.dual.test"]),
+                          make_cert(srv.tmp, "orsa", "rsa", "mx.other.test", ["mx.other.test"])])
+    with srv:
+        with t.case("rsa_and_ecdsa_for_one_name"):
+            for extra, want, why in ((["-servername", "mx.dual.test"], "256 bit", "SNI, ECDSA offered"),
+                                     ([], "256 bit", "no SNI: the default's names"),
+                                     (["-servername", "mx.dual.test", "-tls1_2"], "256 bit", "TLS 1.2"),
+                                     (["-servername", "mx.dual.test", "-sigalgs", "rsa_pss_rsae_sha256"], "2048 bit",
+                                      "a client that verifies only RSA"),
+                                     (["-servername", "mx.other.test"], "2048 bit", "another name: its own RSA pair")):
+                out = s_client(srv.port, *extra)
+                t.check("Server public key is " + want in out, "%s: want a %s key\n%s" % (why, want, out[-1500:]))
+            # A Python client (OpenSSL defaults) completes STARTTLS with both pairs loaded.
+            s, code = smtplib_tls(srv.port, sni="mx.dual.test")
+            t.check(code == 220, "STARTTLS %r" % code)
+            t.check(s.sock.getpeercert(binary_form=True) is not None, "no certificate")
+            s.quit()
+            t.check(wait_log(srv, 'key="ECDSA P-256"'), "tls.cert log line without the key kind:\n%s" % srv.stderr_tail())
 
     # A real MTA delivering over TLS, as a big provider would: Postfix's own
     # SMTP client relays to oceanmx and refuses to send in clear.
