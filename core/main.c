@@ -526,10 +526,14 @@ static int serve(struct cfg *cfg, bool check_only)
 			err = NULL;
 		}
 	}
-	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0 || cfg->rspamd != NULL) {
+	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0 || cfg->rspamd != NULL ||
+	    cfg->num_milters > 0) {
+		struct milter_conf mconf[CFG_MILTER_MAX];
 		struct vpool_cfg vc = {
 			.rspamd_url = cfg->rspamd,
 			.rspamd_timeout_ms = cfg->rspamd_timeout_ms,
+			.milters = mconf,
+			.num_milters = cfg->num_milters,
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,
@@ -539,6 +543,16 @@ static int serve(struct cfg *cfg, bool check_only)
 			.psl_path = cfg->psl,
 		};
 
+		for (unsigned m = 0; m < cfg->num_milters; m++) {
+			/* Checked when the config was read; the flags' defaults are known only now. */
+			if (milter_conf_parse(&mconf[m], cfg->milters[m], cfg->milter_timeout_ms, cfg->milter_connect_timeout_ms,
+					      (enum milter_default)cfg->milter_default_action, &err) != 0) {
+				fprintf(stderr, "oceanmx: %s\n", err ? err : "milter: invalid");
+				free(err);
+				rc = EXIT_STARTUP;
+				goto stop;
+			}
+		}
 		g.vpool = vpool_start(&vc, &err);
 		if (g.vpool == NULL) {
 			fprintf(stderr, "oceanmx: %s\n", err ? err : "verify pool: cannot start");

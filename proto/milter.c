@@ -19,7 +19,7 @@ const char *milter_act_name(enum milter_act a)
 {
 	static const char *const n[MILTER_A_COUNT] = {
 		"continue",  "accept",    "reject",     "tempfail", "discard",    "replycode", "addheader", "insheader",
-		"chgheader", "quarantine", "progress", "skip",     "optneg",     "setsymlist", "refused",
+		"chgheader", "quarantine", "progress", "skip",     "optneg",     "setsymlist", "refused",   "shutdown",
 	};
 
 	return (unsigned)a < MILTER_A_COUNT ? n[a] : "?";
@@ -205,9 +205,11 @@ enum milter_rc milter_reply_parse(struct milter_reply *out, const struct milter_
 	case SMFIR_ADDRCPT_PAR:
 	case SMFIR_REPLBODY:
 	case SMFIR_CHGFROM:
+		out->act = MILTER_A_REFUSED;
+		break;
 	case SMFIR_SHUTDOWN:
 	case SMFIR_CONN_FAIL:
-		out->act = MILTER_A_REFUSED;
+		out->act = MILTER_A_SHUTDOWN;
 		break;
 	default:
 		ok = false;

@@ -14,10 +14,15 @@
  * What oceanmx offers at negotiation (MILTER_OFFER_ACTIONS): add header
  * (SMFIF_ADDHDRS), change header (SMFIF_CHGHDRS, honoured only for a field
  * the message does not have, which libmilter defines as an add; see
- * core/milter_client.h), quarantine (SMFIF_QUARANTINE). Never offered, so
- * a milter asking for them fails negotiation with the default action:
- * body replacement (SMFIF_CHGBODY), recipient add/delete (SMFIF_ADDRCPT,
- * SMFIF_DELRCPT, SMFIF_ADDRCPT_PAR), sender change (SMFIF_CHGFROM).
+ * core/milter_client.h), quarantine (SMFIF_QUARANTINE), and, only so that
+ * negotiation succeeds, body replacement (SMFIF_CHGBODY), recipient
+ * add/delete (SMFIF_ADDRCPT, SMFIF_DELRCPT, SMFIF_ADDRCPT_PAR) and sender
+ * change (SMFIF_CHGFROM): libmilter ends the connection when the MTA does
+ * not offer every action a milter registered, and common milters register
+ * them whether or not their options use them (spamass-milter asks for
+ * body and recipient changes even with -m and without -b). Such a reply
+ * (MILTER_A_REFUSED) is never applied: the message is stored as received,
+ * and the log line counts it (refused=N).
  */
 #ifndef OMX_MILTER_H
 #define OMX_MILTER_H
@@ -33,6 +38,8 @@
 #define MILTER_PKT_MAX    (1u << 20) /* a packet's length field we accept; libmilter's own cap is 2^18 for replies */
 #define MILTER_CHUNK_MAX  65535u     /* SMFIC_BODY data bytes (libmilter MILTER_CHUNK_SIZE) */
 #define MILTER_TEXT_MAX   512u       /* a reply text or quarantine reason we keep */
+/* The field oceanmx writes on top of a message a milter quarantined (SMFIR_QUARANTINE); docs/json.md "milter". */
+#define MILTER_QUARANTINE_FIELD "X-Milter-Quarantine"
 
 /* Commands, MTA to milter (libmilter mfdef.h letters). */
 #define SMFIC_ABORT   'A' /* abort the current transaction */
@@ -105,7 +112,9 @@
 #define SMFIP_NR_BODY     0x080000u
 #define SMFIP_HDR_LEADSPC 0x100000u
 
-#define MILTER_OFFER_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE)
+#define MILTER_OFFER_ACTIONS                                                                                   \
+	(SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT |      \
+	 SMFIF_ADDRCPT_PAR | SMFIF_CHGFROM)
 /* Every skip and no-reply flag we can honour; not RCPT_REJ (we answer at end of data) nor HDR_LEADSPC. */
 #define MILTER_OFFER_PROTO                                                                                     \
 	(SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY | SMFIP_NOHDRS |           \
@@ -155,7 +164,8 @@ enum milter_act {
 	MILTER_A_SKIP,         /* SMFIR_SKIP: send no more body */
 	MILTER_A_OPTNEG,       /* SMFIC_OPTNEG answer: version, actions, protocol */
 	MILTER_A_SETSYMLIST,   /* SMFIR_SETSYMLIST: ignored (we send a fixed macro set) */
-	MILTER_A_REFUSED,      /* a modification we never offered (body, recipients, sender) or shutdown */
+	MILTER_A_REFUSED,      /* a modification we never apply (body, recipients, sender) */
+	MILTER_A_SHUTDOWN,     /* SMFIR_SHUTDOWN, SMFIR_CONN_FAIL: the milter gives up */
 	MILTER_A_COUNT         /* sentinel */
 };
 
