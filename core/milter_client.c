@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../proto/msgdoc.h"
 #include "thread.h"
 
 /* Conversation stages, in protocol order (libmilter's callback order). */
@@ -746,6 +747,19 @@ static void pump(struct milter_client *cl, struct milter_req *req)
 	}
 }
 
+/* verdict_field: a name whose client fields delivery removes once ours is on top (proto/msgdoc.h). */
+static bool verdict_field(struct span name)
+{
+	char f[32];
+
+	if (name.len + 1 >= sizeof(f)) {
+		return false;
+	}
+	memcpy(f, name.p, name.len);
+	f[name.len] = ':';
+	return msgdoc_spam_field_name(span_make(f, name.len + 1));
+}
+
 /* on_mod keeps a modification of the end of message. */
 static int on_mod(struct milter_req *req, const struct milter_reply *r)
 {
@@ -761,6 +775,10 @@ static int on_mod(struct milter_req *req, const struct milter_reply *r)
 			return -EPROTO;
 		}
 		if (r->index > 0 && r->index <= hdr_count(req, r->name)) {
+			if (r->value.len > 0 && verdict_field(r->name)) {
+				/* Ours on top; delivery removes the client's fields of this name. */
+				return milter_field_write(&req->mods, r->name, r->value);
+			}
 			req->chg_skipped++; /* the client's field: not changed (see milter_client.h) */
 			return 0;
 		}

@@ -21,8 +21,12 @@
  *   - Header fields a milter adds (ADDHEADER, INSHEADER at any index) go
  *     on top of the stored message with our Authentication-Results; a
  *     CHGHEADER of an occurrence the message does not have is an add (as
- *     libmilter defines it); changing or deleting a field the client sent
- *     is not applied (counted in the log line as chg_skipped=N).
+ *     libmilter defines it); changing a field the client sent is not
+ *     applied in place (counted in the log line as chg_skipped=N), but for
+ *     X-Spam-Flag, X-Spam-Score and X-Spam-Status the new value goes on
+ *     top and delivery removes the client's fields of that name (as for
+ *     rspamd's verdict), so a spam filter's verdict replaces a forged one;
+ *     deleting a field the client sent is not applied either.
  *   - Body replacement, recipient and sender changes are offered at
  *     negotiation (libmilter needs every action a milter registered) but
  *     never applied: counted as refused=N in the log line.

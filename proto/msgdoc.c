@@ -626,6 +626,9 @@ static void spam_section(struct json *j, const struct message *m, const char *au
 			}
 		}
 	}
+	if (status != NULL && !spam_value(status, "engine", buf, sizeof(buf), NULL)) {
+		status = NULL; /* a milter's (SpamAssassin's format, no engine=): stored as is, not ours to read */
+	}
 	json_key(j, "spam");
 	if (status == NULL) {
 		json_null(j);
@@ -811,4 +814,26 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 	json_arr_end(&j);
 	json_obj_end(&j);
 	return j.err;
+}
+
+/*
+ * msgdoc_spam_field_name: see msgdoc.h.
+ */
+bool msgdoc_spam_field_name(struct span field)
+{
+	static const char *const names[] = { "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct span c = field;
+
+		if (span_eat_ci(&c, names[i])) {
+			while (c.len > 0 && (c.p[0] == ' ' || c.p[0] == '\t')) {
+				span_skip(&c, 1); /* RFC 5322 §4.5: obsolete space before the colon */
+			}
+			if (c.len > 0 && c.p[0] == ':') {
+				return true;
+			}
+		}
+	}
+	return false;
 }

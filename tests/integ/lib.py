@@ -366,6 +366,20 @@ class Delivered:
                     break
                 pos = nxt
             self.spam.append(raw[start:pos])
+        # Then the header fields milters added (--milter, core/milter_client.h), folded.
+        self.milter = []
+        while True:
+            ln, nxt = line_at(pos)
+            if ln is None or ln.startswith(b"Received: ") or b":" not in ln or ln[:1] in (b" ", b"\t"):
+                break
+            start = pos
+            pos = nxt
+            while pos < len(raw) and raw[pos:pos + 1] in (b" ", b"\t"):
+                ln, nxt = line_at(pos)
+                if ln is None:
+                    break
+                pos = nxt
+            self.milter.append(raw[start:pos])
         ln, nxt = line_at(pos)
         if ln is None or not ln.startswith(b"Received: "):
             self.error = "no Received: field after Delivered-To"
