@@ -297,6 +297,13 @@ static void changed_restart(const struct cfg *a, const struct cfg *b, char *out,
 			a->dmarc_enforce != b->dmarc_enforce,
 		"verification");
 	CHANGED((a->num_tls_certs == 0) != (b->num_tls_certs == 0) || a->tls_required != b->tls_required, "tls on/off");
+	CHANGED(a->num_milters != b->num_milters || a->milter_timeout_ms != b->milter_timeout_ms ||
+			a->milter_connect_timeout_ms != b->milter_connect_timeout_ms ||
+			a->milter_default_action != b->milter_default_action,
+		"milter");
+	for (unsigned i = 0; i < a->num_milters && i < b->num_milters; i++) {
+		CHANGED(strcmp(a->milters[i], b->milters[i]) != 0, "milter");
+	}
 	CHANGED((a->max_conn_rate == 0 && a->max_msg_rate == 0) != (b->max_conn_rate == 0 && b->max_msg_rate == 0),
 		"rates on/off");
 #undef CHANGED
