@@ -42,10 +42,15 @@ import tempfile
 import threading
 import time
 
-from lib import Conn, Server, Skip, T_DELIVER, crlf, ehlo, free_port, run, scale, send_message
+from lib import Conn, Server, Skip, T_DELIVER, crlf, ehlo, free_port, omx_verify, run, scale, send_message
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_rspamd import Rspamd  # noqa: E402  (the same private rspamd setup)
+
+try:
+    from dns_server import DnsServer  # noqa: E402  (python3-dnslib)
+except ImportError:
+    DnsServer = None
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 HAM = "Hello Bob,\nare we still on for lunch tomorrow at noon? The usual place.\n\nAlice\n"
@@ -442,6 +447,18 @@ def main(t):
                     t.check(len(sig) == 1 and "d=example.com" in sig[0] and "s=sel" in sig[0],
                             "DKIM-Signature: %r" % sig)
                     t.check(dl.error is None, "stored message: %s" % dl.error)
+                with t.case("opendkim_signature_verifies"):
+                    if DnsServer is None:
+                        skipped.append("opendkim signature check: python3-dnslib missing")
+                    else:
+                        chunks = [txt[i:i + 255].encode() for i in range(0, len(txt), 255)]
+                        dns = DnsServer({"sel._domainkey.example.com": [(300, chunks)]}).start()
+                        try:
+                            out = omx_verify("mx.test", "-", dns.port, stdin=dl.raw)
+                        finally:
+                            dns.stop()
+                        t.check(b"dkim=pass" in out.stdout and b"header.d=example.com" in out.stdout,
+                                "oceanmx verify of the stored message: %r %r" % (out.stdout[:300], out.stderr[:200]))
             if sa_spec is not None:
                 with Server("--milter", od_spec, "--milter", sa_spec, "--spf", "off") as srv:
                     with t.case("chain_opendkim_then_spamass"):
