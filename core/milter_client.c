@@ -382,13 +382,25 @@ static void finish(struct milter_client *cl, struct milter_req *req)
 	req->done(req->arg, req);
 }
 
-/* copy_text copies a reply's text, printable ASCII (anything else becomes '?'). */
-static void copy_text(char *out, size_t out_len, struct span t)
+/*
+ * copy_text copies a reply's text as printable ASCII (anything else becomes
+ * '?'); with one_line, line breaks and tabs become spaces and '"' becomes
+ * '\'' too, so the text fits a quoted log value (a quarantine reason).
+ */
+static void copy_text(char *out, size_t out_len, struct span t, bool one_line)
 {
 	size_t n = t.len < out_len - 1 ? t.len : out_len - 1;
 
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (t.p[i] >= 0x20 && t.p[i] < 0x7f) || t.p[i] == '\r' || t.p[i] == '\n' ? (char)t.p[i] : '?';
+		uint8_t ch = t.p[i];
+
+		if (ch == '\r' || ch == '\n' || ch == '\t') {
+			out[i] = one_line ? ' ' : (char)ch;
+		} else if (one_line && (ch == '"' || ch == '\\')) {
+			out[i] = '\'';
+		} else {
+			out[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+		}
 	}
 	out[n] = '\0';
 }
@@ -787,7 +799,7 @@ static int on_mod(struct milter_req *req, const struct milter_reply *r)
 		if (!(req->m_actions & SMFIF_QUARANTINE)) {
 			return -EPROTO;
 		}
-		copy_text(req->m_quarantine, sizeof(req->m_quarantine), r->text);
+		copy_text(req->m_quarantine, sizeof(req->m_quarantine), r->text, true);
 		req->m_quarantined = true;
 		return 0;
 	default:
@@ -851,7 +863,7 @@ static bool on_reply(struct milter_client *cl, struct milter_req *req, const str
 	case MILTER_A_REJECT:
 	case MILTER_A_TEMPFAIL:
 	case MILTER_A_REPLYCODE:
-		copy_text(req->why, sizeof(req->why), r.text);
+		copy_text(req->why, sizeof(req->why), r.text, false); /* the reply takes its first line, cleaned */
 		milter_end(cl, req, r.code >= 500 ? MILTER_V_REJECT : MILTER_V_TEMPFAIL);
 		return false;
 	case MILTER_A_DISCARD:
