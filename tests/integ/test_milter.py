@@ -45,37 +45,14 @@ import time
 from lib import Conn, Server, Skip, T_DELIVER, crlf, ehlo, free_port, omx_verify, run, scale, send_message
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_rspamd import Rspamd  # noqa: E402  (the same private rspamd setup)
+from test_rspamd import GTUBE_SA, HAM, Rspamd, field, message, top_fields  # noqa: E402  (the same setup)
 
 try:
     from dns_server import DnsServer  # noqa: E402  (python3-dnslib)
 except ImportError:
     DnsServer = None
 
-GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-HAM = "Hello Bob,\nare we still on for lunch tomorrow at noon? The usual place.\n\nAlice\n"
-
-
-def message(subject, body, extra=""):
-    return crlf("From: Alice Example <alice@example.com>\nTo: Bob <bob@example.org>\nSubject: %s\n"
-                "Date: Mon, 7 Dec 2026 05:00:00 +0000\nMessage-ID: <%s@example.com>\n%s\n%s\n"
-                % (subject, subject.replace(" ", "."), extra, body))
-
-
-def top_fields(raw):
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    out = []
-    for line in head.split("\r\n"):
-        if line[:1] in (" ", "\t") and out:
-            out[-1] = (out[-1][0], out[-1][1] + " " + line.strip())
-        elif ":" in line:
-            n, v = line.split(":", 1)
-            out.append((n, v.strip()))
-    return out
-
-
-def field(fields, name):
-    return [v for n, v in fields if n.lower() == name.lower()]
+GTUBE = GTUBE_SA
 
 
 def wait_path(path, proc, timeout, what):
