@@ -377,6 +377,20 @@ def main(t):
                 t.check(time.time() - t0 < 15, "the timeout took %.1fs" % (time.time() - t0))
                 t.check(srv.wait_log(r"error=\"inet:127\.0\.0\.1:\d+: timeout at header\" default=tempfail",
                                      timeout=10), "no timeout log line")
+            with t.case("client_gone_during_milter"):
+                # The client leaves while its message is with a silent milter: the job comes back at the
+                # timeout for a session that is gone, and the server goes on (ASan: no use after free).
+                c = Conn(srv.port)
+                ehlo(t, c)
+                t.expect(c.cmd("MAIL FROM:<alice@example.com>"), 250, c, "MAIL")
+                t.expect(c.cmd("RCPT TO:<bob@example.org>"), 250, c, "RCPT")
+                t.expect(c.cmd("DATA"), 354, c, "DATA")
+                c.send_quiet(message("silent", HAM) + b".\r\n", "message content")
+                time.sleep(0.3)
+                c.close()
+                time.sleep(2.5)
+                deliver_one(t, srv, message("after gone", HAM), jdir=jtmp)
+                t.check(srv.running(), "the server exited")
         shutil.rmtree(jtmp, ignore_errors=True)
         ran += 1
         with Server("--milter", spec + "?timeout=1000&default-action=accept", "--spf", "off") as srv:
