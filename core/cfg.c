@@ -5,6 +5,7 @@
  * key can never exist in one and not the other. Unknown keys are errors.
  */
 #include "cfg.h"
+#include "milter_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +39,8 @@ enum opt_type {
 	OPT_FAILMODE, /* open|tempfail */
 	OPT_SCORE,    /* a spam score, or off */
 	OPT_ACTION,   /* an rspamd action we may enforce, or off */
+	OPT_MILTER,   /* repeatable milter address */
+	OPT_MILTERDEF, /* accept|tempfail|reject */
 	OPT_TYPE_COUNT
 };
 
@@ -110,6 +113,10 @@ static const struct opt opts[] = {
 	O("rspamd-fail", OPT_FAILMODE, rspamd_fail_tempfail, 0, 0),
 	O("spam-reject-score", OPT_SCORE, spam_reject_score, 0, 0),
 	O("spam-tempfail-action", OPT_ACTION, spam_tempfail_action, 0, 0),
+	O("milter", OPT_MILTER, milters, 0, 0),
+	O("milter-timeout", OPT_U32, milter_timeout_ms, 100, 3600000),
+	O("milter-connect-timeout", OPT_U32, milter_connect_timeout_ms, 100, 3600000),
+	O("milter-default-action", OPT_MILTERDEF, milter_default_action, 0, 0),
 };
 #undef O
 
@@ -338,6 +345,36 @@ void cfg_usage(FILE *f)
 "                               header; default off); greylist is reported,\n"
 "                               never enforced\n"
 "\n"
+"  Milters (Sendmail/Postfix milter protocol v6)\n"
+"    --milter unix:PATH|inet:HOST:PORT[?OPTIONS]\n"
+"                               run every message through this milter (e.g.\n"
+"                               spamass-milter, opendkim, rspamd's proxy with\n"
+"                               milter = yes, clamav-milter); repeatable (at\n"
+"                               most 8), run in the given order, each on its\n"
+"                               own connection per message once the end of\n"
+"                               data has arrived. A reject or tempfail, at\n"
+"                               any stage (even RCPT), is answered at the end\n"
+"                               of data (550 5.7.1 / 451 4.7.1, with the\n"
+"                               milter's text); discard answers 250 and\n"
+"                               stores nothing; header fields a milter adds\n"
+"                               go on top of the stored message; quarantine\n"
+"                               sets \"milter\": {\"quarantine\"} in the JSON.\n"
+"                               Never offered: body replacement, recipient\n"
+"                               and sender changes; a change to a field the\n"
+"                               client sent is not applied. OPTIONS override\n"
+"                               the flags below for one milter: timeout=MS,\n"
+"                               connect-timeout=MS, default-action=ACTION,\n"
+"                               joined by & (default: no milter)\n"
+"    --milter-timeout MS        wait for each reply of a milter, restarted by\n"
+"                               its progress reports (default 10000)\n"
+"    --milter-connect-timeout MS\n"
+"                               connecting to a milter (default 5000)\n"
+"    --milter-default-action accept|tempfail|reject\n"
+"                               what a milter that is down, times out or\n"
+"                               breaks the protocol is taken to say: go on\n"
+"                               without it, 451 4.7.1 (default, as Postfix's\n"
+"                               milter_default_action) or 550 5.7.1\n"
+"\n"
 "  TLS (STARTTLS, RFC 3207)\n"
 "    --tls-cert FILE            PEM certificate chain (RSA or ECDSA), repeatable;\n"
 "                               each pairs with the --tls-key of the same rank.\n"
@@ -439,6 +476,9 @@ void cfg_init(struct cfg *c)
 	c->timeout_tls = 30;
 	c->log_format = LOG_FMT_TEXT;
 	c->rspamd_timeout_ms = 5000;
+	c->milter_timeout_ms = MILTER_TIMEOUT_DEFAULT;
+	c->milter_connect_timeout_ms = MILTER_CONNECT_TIMEOUT_DEFAULT;
+	c->milter_default_action = MILTER_DEF_TEMPFAIL;
 }
 
 void cfg_fini(struct cfg *c)
@@ -467,6 +507,10 @@ void cfg_fini(struct cfg *c)
 	free(c->dns); c->dns = NULL;
 	free(c->psl); c->psl = NULL;
 	free(c->rspamd); c->rspamd = NULL;
+	for (unsigned i = 0; i < c->num_milters; i++) {
+		free(c->milters[i]); c->milters[i] = NULL;
+	}
+	c->num_milters = 0;
 	free(c->spam_tempfail_action); c->spam_tempfail_action = NULL;
 	free(c->config_file); c->config_file = NULL;
 	free(c->metrics.text); c->metrics.text = NULL;
@@ -759,6 +803,35 @@ static int opt_apply(struct cfg *c, const struct opt *o, const char *v, const ch
 		}
 		return fail(out_err, "%s: %s: \"%s\" is not soft reject, reject, rewrite subject, add header or off"
 			    " (greylist is reported, never enforced)", where, o->name, v);
+	}
+	case OPT_MILTER: {
+		struct milter_conf mc;
+		char *err = NULL;
+
+		if (c->num_milters == CFG_MILTER_MAX) {
+			return fail(out_err, "%s: %s: at most %d milters", where, o->name, CFG_MILTER_MAX);
+		}
+		if (milter_conf_parse(&mc, v, MILTER_TIMEOUT_DEFAULT, MILTER_CONNECT_TIMEOUT_DEFAULT, MILTER_DEF_TEMPFAIL,
+				      &err) != 0) {
+			int rc = fail(out_err, "%s: %s: %s", where, o->name, err ? err : "invalid");
+
+			free(err);
+			return rc;
+		}
+		if ((c->milters[c->num_milters] = strdup(v)) == NULL) {
+			return fail(out_err, "%s: %s: out of memory", where, o->name);
+		}
+		c->num_milters++;
+		return 0;
+	}
+	case OPT_MILTERDEF: {
+		enum milter_default d;
+
+		if (!milter_default_parse(v, &d)) {
+			return fail(out_err, "%s: %s: \"%s\" is not accept, tempfail or reject", where, o->name, v);
+		}
+		c->milter_default_action = (int)d;
+		return 0;
 	}
 	case OPT_TYPE_COUNT:
 		break;

@@ -35,6 +35,8 @@ struct cfg_listen {
 	socklen_t addr_len;
 };
 
+#define CFG_MILTER_MAX 8 /* MILTER_MAX */
+
 struct cfg {
 	struct cfg_listen listen[CFG_LISTEN_MAX];
 	unsigned num_listen;
@@ -100,6 +102,11 @@ struct cfg {
 	bool spam_reject_on;          /* --spam-reject-score given */
 	double spam_reject_score;     /* a score above it answers 550 5.7.1 */
 	char *spam_tempfail_action;   /* rspamd action answered 451 4.7.1; NULL = off */
+	char *milters[CFG_MILTER_MAX]; /* --milter specs in order (core/milter_client.h) */
+	unsigned num_milters;
+	uint32_t milter_timeout_ms;   /* each reply (default 10000) */
+	uint32_t milter_connect_timeout_ms; /* default 5000 */
+	int milter_default_action;    /* enum milter_default: tempfail (default), accept, reject */
 	int log_level;
 	int log_format;               /* enum log_format: text (default) or json */
 	struct cfg_listen metrics;    /* --metrics ADDR:PORT (text NULL: the default) */

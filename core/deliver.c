@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../verify/authres.h"
+#include "../proto/msgdoc.h"
 #include "cfg.h"
 #include "crc32c.h"
 #include "log.h"
@@ -110,29 +111,6 @@ static void on_done(void *arg, enum sink_rc rc, const char *why)
 
 #define MSG_SPANS_MAX 64 /* pieces of a message after removing forged A-R fields */
 
-/*
- * spam_field_name: an X-Spam-Flag, X-Spam-Score or X-Spam-Status field
- * (verify/rspamd.h), the names of our spam verdict.
- */
-static bool spam_field_name(struct span field)
-{
-	static const char *const names[] = { "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status" };
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		struct span c = field;
-
-		if (span_eat_ci(&c, names[i])) {
-			while (c.len > 0 && (c.p[0] == ' ' || c.p[0] == '\t')) {
-				span_skip(&c, 1); /* RFC 5322 §4.5: obsolete space before the colon */
-			}
-			if (c.len > 0 && c.p[0] == ':') {
-				return true;
-			}
-		}
-	}
-	return false;
-}
-
 /* auth_has_spam: our auth block holds a spam verdict (rspamd checked this message). */
 static bool auth_has_spam(struct span auth)
 {
@@ -145,7 +123,7 @@ static bool auth_has_spam(struct span auth)
 		} else {
 			span_skip(&auth, 1);
 		}
-		if (spam_field_name(line)) {
+		if (msgdoc_spam_field_name(line)) {
 			return true;
 		}
 	}
@@ -189,7 +167,7 @@ static size_t message_spans(const struct spool_entry *e, const char *hostname, s
 		while (field.len > 0 && (field.p[field.len - 1] == '\n' || field.p[field.len - 1] == '\r')) {
 			field.len--;
 		}
-		if (authres_is_ours(field, hostname) || (spam && spam_field_name(field))) {
+		if (authres_is_ours(field, hostname) || (spam && msgdoc_spam_field_name(field))) {
 			if (start > keep) {
 				out[n++] = span_make(keep, (size_t)(start - keep));
 			}

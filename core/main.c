@@ -297,6 +297,13 @@ static void changed_restart(const struct cfg *a, const struct cfg *b, char *out,
 			a->dmarc_enforce != b->dmarc_enforce,
 		"verification");
 	CHANGED((a->num_tls_certs == 0) != (b->num_tls_certs == 0) || a->tls_required != b->tls_required, "tls on/off");
+	CHANGED(a->num_milters != b->num_milters || a->milter_timeout_ms != b->milter_timeout_ms ||
+			a->milter_connect_timeout_ms != b->milter_connect_timeout_ms ||
+			a->milter_default_action != b->milter_default_action,
+		"milter");
+	for (unsigned i = 0; i < a->num_milters && i < b->num_milters; i++) {
+		CHANGED(strcmp(a->milters[i], b->milters[i]) != 0, "milter");
+	}
 	CHANGED((a->max_conn_rate == 0 && a->max_msg_rate == 0) != (b->max_conn_rate == 0 && b->max_msg_rate == 0),
 		"rates on/off");
 #undef CHANGED
@@ -526,10 +533,14 @@ static int serve(struct cfg *cfg, bool check_only)
 			err = NULL;
 		}
 	}
-	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0 || cfg->rspamd != NULL) {
+	if (cfg->dkim || cfg->spf || cfg->dmarc || cfg->arc || cfg->num_dnsbl_zones > 0 || cfg->rspamd != NULL ||
+	    cfg->num_milters > 0) {
+		struct milter_conf mconf[CFG_MILTER_MAX];
 		struct vpool_cfg vc = {
 			.rspamd_url = cfg->rspamd,
 			.rspamd_timeout_ms = cfg->rspamd_timeout_ms,
+			.milters = mconf,
+			.num_milters = cfg->num_milters,
 			.workers = cfg->verify_workers,
 			.dns = cfg->dns,
 			.dns_timeout_ms = cfg->dns_timeout_ms,
@@ -539,6 +550,16 @@ static int serve(struct cfg *cfg, bool check_only)
 			.psl_path = cfg->psl,
 		};
 
+		for (unsigned m = 0; m < cfg->num_milters; m++) {
+			/* Checked when the config was read; the flags' defaults are known only now. */
+			if (milter_conf_parse(&mconf[m], cfg->milters[m], cfg->milter_timeout_ms, cfg->milter_connect_timeout_ms,
+					      (enum milter_default)cfg->milter_default_action, &err) != 0) {
+				fprintf(stderr, "oceanmx: %s\n", err ? err : "milter: invalid");
+				free(err);
+				rc = EXIT_STARTUP;
+				goto stop;
+			}
+		}
 		g.vpool = vpool_start(&vc, &err);
 		if (g.vpool == NULL) {
 			fprintf(stderr, "oceanmx: %s\n", err ? err : "verify pool: cannot start");

@@ -135,6 +135,10 @@ struct spool_tx {
 	bool policy_reject;   /* --dmarc-enforce and the sender's DMARC policy says reject */
 	enum smtp_commit spam_rc; /* the spam policy's answer instead of 250; SMTP_COMMIT_OK: none */
 	char spam_log[112];   /* the verdict for the log line: score=.. action=".." or error=".." */
+	enum smtp_commit milter_rc; /* the milters' answer instead of 250; SMTP_COMMIT_OK: none */
+	bool milter_discard;  /* a milter said discard: answer 250, store nothing */
+	char *milter_why;     /* the milter's reply text for milter_rc (malloc'd), or NULL */
+	char milter_log[256]; /* milter=... for the log line; "" without --milter */
 	struct vjob *vjob;    /* DKIM verification in the pool, until its verdict */
 	bool aborted;         /* the session dropped it: clean up, no reply */
 };
@@ -903,6 +907,7 @@ static void tx_free(struct spool_tx *tx)
 	}
 	bb_fini(&tx->buf);
 	bb_fini(&tx->wbuf);
+	free(tx->milter_why); tx->milter_why = NULL;
 	free(tx);
 }
 
@@ -981,7 +986,8 @@ static void conn_start_vjob(struct shard *sh, struct conn *c)
 
 	conn_drop_vjob(c); /* RSET and a new MAIL: the old sender is gone */
 	if (sh->g->vpool == NULL ||
-	    !(sh->g->cfg->dkim || sh->g->cfg->spf || sh->g->cfg->dmarc || sh->g->cfg->arc || sh->g->cfg->rspamd != NULL) ||
+	    !(sh->g->cfg->dkim || sh->g->cfg->spf || sh->g->cfg->dmarc || sh->g->cfg->arc || sh->g->cfg->rspamd != NULL ||
+	      sh->g->cfg->num_milters > 0) ||
 	    (c->vjob = vjob_new(sh->g->vpool, &sh->inbox, sh->g->cfg->dkim, sh->g->cfg->arc)) == NULL) {
 		/* no pool, or it runs only for --dnsbl */
 		return;
@@ -1336,6 +1342,24 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx_discard(sh, tx);
 		return;
 	}
+	if (tx->milter_rc != SMTP_COMMIT_OK) {
+		log_line(LOG_INFO, c->who, "tx.%s id=%s reason=milter %s",
+			 tx->milter_rc == SMTP_COMMIT_MILTER_REJECT ? "reject" : "tempfail", tx->name, tx->milter_log);
+		free(c->commit_why);
+		c->commit_why = tx->milter_why; /* NULL: a generic text */
+		tx->milter_why = NULL;
+		commit_finish(sh, c, tx->milter_rc);
+		tx_discard(sh, tx);
+		return;
+	}
+	if (tx->milter_discard) {
+		/* The milter's discard: the client is told 250 (RFC 5321 allows
+		 * dropping after acceptance; Postfix and Sendmail do the same). */
+		log_line(LOG_INFO, c->who, "tx.discard id=%s reason=milter %s", tx->name, tx->milter_log);
+		commit_finish(sh, c, SMTP_COMMIT_OK);
+		tx_discard(sh, tx);
+		return;
+	}
 	if (tx->spam_rc != SMTP_COMMIT_OK) {
 		log_line(LOG_INFO, c->who, "tx.%s id=%s reason=spam %s",
 			 tx->spam_rc == SMTP_COMMIT_SPAM_REJECT ? "reject" : "tempfail", tx->name, tx->spam_log);
@@ -1363,8 +1387,9 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 		tx->seg = NULL;
 		c->tx = NULL;
 		if (deliver_has_sync(sh->deliver)) {
-			log_line(LOG_INFO, c->who, "tx.durable id=%s size=%llu sync=wait%s%s", tx->name,
-				 (unsigned long long)tx->msg_len, tx->spam_log[0] ? " spam " : "", tx->spam_log);
+			log_line(LOG_INFO, c->who, "tx.durable id=%s size=%llu sync=wait%s%s%s%s", tx->name,
+				 (unsigned long long)tx->msg_len, tx->spam_log[0] ? " spam " : "", tx->spam_log,
+				 tx->milter_log[0] ? " " : "", tx->milter_log);
 			tx_free(tx);
 			sync_enqueue(sh, c, &ref);
 			return;
@@ -1374,8 +1399,9 @@ static void tx_check(struct shard *sh, struct spool_tx *tx)
 			log_line(LOG_WARN, c->who, "deliver.enqueue id=%s error=\"out of memory\"", tx->name);
 		}
 		sh->n_msgs++;
-		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu%s%s", tx->name,
-			 (unsigned long long)tx->msg_len, tx->spam_log[0] ? " spam " : "", tx->spam_log);
+		log_line(LOG_INFO, c->who, "tx.commit id=%s size=%llu%s%s%s%s", tx->name,
+			 (unsigned long long)tx->msg_len, tx->spam_log[0] ? " spam " : "", tx->spam_log,
+			 tx->milter_log[0] ? " " : "", tx->milter_log);
 		tx_free(tx);
 		commit_finish(sh, c, SMTP_COMMIT_OK);
 		return;
@@ -1393,7 +1419,8 @@ static void tx_kick(struct shard *sh, struct spool_tx *tx)
 		return;
 	}
 	if (tx->ended && !tx->placed &&
-	    (tx->policy_reject || tx->auth_tempfail || tx->spam_rc != SMTP_COMMIT_OK || !tx_place(sh, tx))) {
+	    (tx->policy_reject || tx->auth_tempfail || tx->spam_rc != SMTP_COMMIT_OK ||
+	     tx->milter_rc != SMTP_COMMIT_OK || tx->milter_discard || !tx_place(sh, tx))) {
 		if (!tx->seg_wait) {
 			tx_check(sh, tx); /* rejected, or no room: answered now */
 		}
@@ -1490,6 +1517,49 @@ static void tx_spam(struct shard *sh, struct spool_tx *tx, const struct vjob *j)
 }
 
 /*
+ * tx_milter applies the milters' answer (core/milter_client.h): a reject or
+ * tempfail answers instead of 250 (with the milter's text), a discard
+ * answers 250 and stores nothing, an accept puts the quarantine mark
+ * (X-Milter-Quarantine, read back into the JSON "milter" section) and the
+ * header fields the milters added into the auth block, on top of the
+ * stored message. A job the milters did not see (out of memory) is
+ * answered 451: a configured filter is never skipped silently.
+ */
+static void tx_milter(struct spool_tx *tx, const struct vjob *j)
+{
+	const struct milter_req *m = vjob_milter(j);
+	int rc = 0;
+
+	if (m == NULL) {
+		snprintf(tx->milter_log, sizeof(tx->milter_log), "milter=tempfail error=\"not run: out of memory\"");
+		tx->milter_rc = SMTP_COMMIT_MILTER_TEMPFAIL;
+		return;
+	}
+	snprintf(tx->milter_log, sizeof(tx->milter_log), "%s", m->log);
+	switch (m->verdict) {
+	case MILTER_V_REJECT:
+	case MILTER_V_TEMPFAIL:
+		tx->milter_rc = m->verdict == MILTER_V_REJECT ? SMTP_COMMIT_MILTER_REJECT : SMTP_COMMIT_MILTER_TEMPFAIL;
+		tx->milter_why = m->why[0] != '\0' ? strdup(m->why) : NULL;
+		return;
+	case MILTER_V_DISCARD:
+		tx->milter_discard = true;
+		return;
+	default:
+		break;
+	}
+	if (m->quarantined) {
+		rc = milter_field_write(&tx->buf, span_cstr(MILTER_QUARANTINE_FIELD), span_cstr(m->quarantine));
+	}
+	if (rc == 0) {
+		rc = bb_append_span(&tx->buf, bb_span(&m->fields));
+	}
+	if (rc != 0) {
+		tx->err = -ENOMEM;
+	}
+}
+
+/*
  * tx_verdict appends the finished job's Authentication-Results field (the
  * record's auth block), so the commit can go on.
  */
@@ -1503,6 +1573,9 @@ static void tx_verdict(struct shard *sh, struct spool_tx *tx, struct vjob *j)
 	}
 	if (tx->err == 0) {
 		tx_spam(sh, tx, j);
+	}
+	if (tx->err == 0 && sh->g->cfg->num_milters > 0) {
+		tx_milter(tx, j);
 	}
 	if (tx->err == 0) {
 		tx->auth_len = (uint32_t)(tx->buf.len - mark);

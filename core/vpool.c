@@ -177,6 +177,7 @@ struct vpool {
 	struct dkim_opts dopts;
 	_Atomic uint64_t kc_hits, kc_misses; /* key cache, written under kc_mu */
 	struct rspamd_client *rspamd; /* --rspamd; NULL: no spam check */
+	struct milter_client *milter; /* --milter; NULL: no milter */
 };
 
 struct vjob {
@@ -231,6 +232,16 @@ struct vjob {
 	struct rspamd_req spam_req;
 	struct rspamd_reply *spam;    /* the verdict; NULL until asked */
 	int spam_state;               /* 0 not checked, 1 verdict, -1 failed (spam_req.error) */
+	/* milters (--milter): the envelope is copied by vjob_context; the
+	 * request is the worker's (or the rspamd client's), then the milter
+	 * client thread's until its done; the verdict is read by the shard. */
+	bool milter_on;               /* run through the milters */
+	bool milter_ran;              /* milter_req holds an answer */
+	struct milter_env menv;       /* strings below, owned */
+	char *m_helo, *m_from, *m_id, *m_host, *m_tlsv, *m_cipher;
+	char **m_rcpts;
+	size_t m_num_rcpts;
+	struct milter_req milter_req;
 };
 
 static void kc_store(struct vpool *p, const char *name, const struct dns_txt_answer *a, struct dkim_keyrec *kr);
@@ -729,7 +740,7 @@ static void headers_done(struct vjob *j)
 	if (j->arc != NULL) {
 		arc_msg_headers_end(j->arc);
 	}
-	if (!j->spam_on && (j->m == NULL || dkim_msg_num_sigs(j->m) == 0) &&
+	if (!j->spam_on && !j->milter_on && (j->m == NULL || dkim_msg_num_sigs(j->m) == 0) &&
 	    (j->arc == NULL || !arc_msg_body_wanted(j->arc))) {
 		/* Nothing to verify: the shard may stop copying the body. */
 		atomic_store_explicit(&j->body_unwanted, true, memory_order_relaxed);
@@ -771,13 +782,51 @@ static void feed(struct vjob *j, struct span in)
 	}
 }
 
-/* spam_done keeps rspamd's answer and hands the job to its shard. Client thread. */
+/* milter_done keeps the milters' answer and hands the job to its shard. Milter client thread. */
+static void milter_done(void *arg, struct milter_req *req)
+{
+	struct vjob *j = arg;
+
+	(void)req;
+	j->milter_ran = true;
+	bb_fini(&j->full);
+	inbox_push(j); /* last touch by the pool */
+}
+
+/*
+ * milter_start hands the message as received (j->full) with the envelope
+ * to the milter client, or the job to its shard when there is nothing to
+ * send. Worker or rspamd client thread; from here the job belongs to the
+ * milter client thread.
+ */
+static void milter_start(struct vjob *j)
+{
+	struct milter_req *req = &j->milter_req;
+
+	if (!j->milter_on || j->w_abandoned || j->full_lost || j->menv.id == NULL) {
+		bb_fini(&j->full);
+		inbox_push(j); /* not filtered: vjob_milter says NULL */
+		return;
+	}
+	req->msg = j->full.p;
+	req->msg_len = j->full.len;
+	req->env = &j->menv;
+	req->done = milter_done;
+	req->arg = j;
+	milter_client_submit(j->pool->milter, req);
+}
+
+/* spam_done keeps rspamd's answer and hands the job on: to the milters, or to its shard. Client thread. */
 static void spam_done(void *arg, struct rspamd_req *req)
 {
 	struct vjob *j = arg;
 
 	j->spam_state = req->ok ? 1 : -1;
 	bb_fini(&j->spam_body);
+	if (j->milter_on) {
+		milter_start(j);
+		return;
+	}
 	inbox_push(j); /* last touch by the pool */
 }
 
@@ -797,11 +846,15 @@ static void spam_start(struct vjob *j)
 	    vjob_authres(j, &j->spam_body, j->authserv_id ? j->authserv_id : "localhost") != 0 ||
 	    bb_append_span(&j->spam_body, bb_span(&j->full)) != 0) {
 		snprintf(req->error, sizeof(req->error), "out of memory");
-		bb_fini(&j->full);
+		if (!j->milter_on) {
+			bb_fini(&j->full);
+		}
 		spam_done(j, req);
 		return;
 	}
-	bb_fini(&j->full);
+	if (!j->milter_on) {
+		bb_fini(&j->full); /* else the milters get it next */
+	}
 	req->body = j->spam_body.p;
 	req->body_len = j->spam_body.len;
 	req->ctx = &j->spam_ctx;
@@ -861,6 +914,10 @@ static void maybe_complete(struct vjob *j)
 		spam_start(j); /* the client thread pushes j into the inbox */
 		return;
 	}
+	if (j->milter_on && !j->w_abandoned) {
+		milter_start(j); /* the milter client thread pushes j into the inbox */
+		return;
+	}
 	inbox_push(j); /* last touch by the pool */
 }
 
@@ -884,7 +941,7 @@ static void run_op(struct vop *op)
 	switch (op->kind) {
 	case VOP_DATA:
 		feed(j, bb_span(&op->data));
-		if (j->spam_on) {
+		if (j->spam_on || j->milter_on) {
 			keep_full(j, &op->data);
 		}
 		break;
@@ -998,6 +1055,10 @@ struct vpool *vpool_start(const struct vpool_cfg *c, char **out_err)
 		vpool_stop(p);
 		return NULL;
 	}
+	if (c->num_milters > 0 && (p->milter = milter_client_start(c->milters, c->num_milters, out_err)) == NULL) {
+		vpool_stop(p);
+		return NULL;
+	}
 	p->dns.opts.upstream = p->dns.upstream;
 	p->dns.opts.timeout_ms = c->dns_timeout_ms;
 	p->dns.tail = &p->dns.head;
@@ -1066,8 +1127,10 @@ void vpool_stop(struct vpool *p)
 		pthread_cond_destroy(&w->cv);
 	}
 	/* The workers are gone: nothing submits any more; answer what is in flight. */
-	rspamd_client_stop(p->rspamd);
+	rspamd_client_stop(p->rspamd); /* its last answers may go on to the milters */
 	p->rspamd = NULL;
+	milter_client_stop(p->milter);
+	p->milter = NULL;
 	if (p->dc != NULL) {
 		struct dns_cache_stats st;
 
@@ -1145,9 +1208,11 @@ struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool a
 		return NULL;
 	}
 	j->spam_on = p->rspamd != NULL;
+	j->milter_on = p->milter != NULL;
+	milter_req_init(&j->milter_req);
 	bb_init(&j->spam_ctx, 0);
 	bb_init(&j->full, 0);
-	if (!dkim && !arc && p->psl == NULL && !j->spam_on) {
+	if (!dkim && !arc && p->psl == NULL && !j->spam_on && !j->milter_on) {
 		/* Nothing reads the message (DMARC needs the From field). */
 		atomic_store(&j->body_unwanted, true);
 	}
@@ -1297,12 +1362,51 @@ static int ctx_add(struct bb *b, const char *name, const char *value)
 	return rc;
 }
 
+/* milter_context copies what the milters are told (milter_client.h). 0 or -ENOMEM. Shard thread. */
+static int milter_context(struct vjob *j, const struct msg_env *env, const char *hostname)
+{
+	struct milter_env *m = &j->menv;
+	bool ok;
+
+	memset(m, 0, sizeof(*m));
+	j->m_helo = strdup(env->helo ? env->helo : "");
+	j->m_from = strdup(env->mail_from ? env->mail_from : "");
+	j->m_host = strdup(hostname);
+	j->m_tlsv = env->tls.on ? strdup(env->tls.version) : NULL;
+	j->m_cipher = env->tls.on ? strdup(env->tls.cipher) : NULL;
+	j->m_rcpts = calloc(env->num_rcpts ? env->num_rcpts : 1, sizeof(*j->m_rcpts));
+	ok = j->m_helo && j->m_from && j->m_host && j->m_rcpts && (!env->tls.on || (j->m_tlsv && j->m_cipher));
+	for (size_t i = 0; ok && i < env->num_rcpts; i++) {
+		ok = (j->m_rcpts[i] = strdup(env->rcpts[i])) != NULL;
+		j->m_num_rcpts += ok;
+	}
+	if (!ok || (j->m_id = strdup(env->id)) == NULL) {
+		return -ENOMEM; /* m->id stays NULL: the milters are not asked (failed: see vjob_milter) */
+	}
+	m->hostname = j->m_host;
+	m->client_ip = env->client_ip;
+	m->client_port = env->client_port;
+	m->helo = env->helo ? j->m_helo : NULL;
+	m->mail_from = j->m_from;
+	m->body = env->body == MSG_BODY_7BIT ? NULL : msg_body_name(env->body);
+	m->smtputf8 = env->smtputf8;
+	m->rcpts = (const char *const *)j->m_rcpts;
+	m->num_rcpts = j->m_num_rcpts;
+	m->tls_version = j->m_tlsv;
+	m->cipher = j->m_cipher;
+	m->id = j->m_id;
+	return 0;
+}
+
 int vjob_context(struct vjob *j, const struct msg_env *env, const char *authserv_id)
 {
 	int rc = 0;
 
+	if (j->milter_on && !j->end_posted && j->menv.id == NULL && milter_context(j, env, authserv_id) != 0) {
+		rc = -ENOMEM;
+	}
 	if (!j->spam_on || j->end_posted) {
-		return 0;
+		return rc;
 	}
 	bb_reset(&j->spam_ctx, 0);
 	free(j->authserv_id);
@@ -1347,6 +1451,11 @@ int vjob_spam(const struct vjob *j, const struct rspamd_reply **out_r, const cha
 		*out_err = j->spam_req.error;
 	}
 	return j->spam_state;
+}
+
+const struct milter_req *vjob_milter(const struct vjob *j)
+{
+	return j->milter_ran ? &j->milter_req : NULL;
 }
 
 bool vjob_dmarc_reject(const struct vjob *j)
@@ -1406,6 +1515,17 @@ void vjob_free(struct vjob *j)
 	bb_fini(&j->spam_body);
 	free(j->authserv_id); j->authserv_id = NULL;
 	free(j->spam); j->spam = NULL;
+	milter_req_fini(&j->milter_req);
+	for (size_t i = 0; j->m_rcpts != NULL && i < j->m_num_rcpts; i++) {
+		free(j->m_rcpts[i]); j->m_rcpts[i] = NULL;
+	}
+	free(j->m_rcpts); j->m_rcpts = NULL;
+	free(j->m_helo); j->m_helo = NULL;
+	free(j->m_from); j->m_from = NULL;
+	free(j->m_id); j->m_id = NULL;
+	free(j->m_host); j->m_host = NULL;
+	free(j->m_tlsv); j->m_tlsv = NULL;
+	free(j->m_cipher); j->m_cipher = NULL;
 	free(j);
 }
 
@@ -1454,6 +1574,7 @@ struct vjob *vjob_dnsbl_new(struct vpool *p, struct vpool_inbox *in, const char 
 	j->dnsbl_job = true;
 	j->dnsbl_hit = -1;
 	j->spam_on = false; /* no message to check */
+	j->milter_on = false;
 	q->timeout_ms = timeout_ms;
 	for (unsigned i = 0; i < num_zones && q->num < VPOOL_DNSBL_MAX; i++) {
 		if (dnsbl_name(q->names[q->num], sizeof(q->names[0]), client_ip, zones[i])) {

@@ -10,14 +10,16 @@
  *   j = vjob_new(pool, inbox)        at MAIL FROM (SMTP_EV_MAIL)
  *   vjob_spf(j, ...)                 at once, so SPF's DNS overlaps RCPT and DATA
  *   vjob_feed(j, bytes)              from TX_BEGIN: the client's message bytes, in order
- *   vjob_context(j, env, hostname)   at TX_BEGIN, for rspamd (--rspamd)
+ *   vjob_context(j, env, hostname)   at TX_BEGIN, for rspamd (--rspamd) and milters (--milter)
  *   vjob_end(j)                      at TX_END; or vjob_abandon(j) when the
  *                                    transaction or session goes away
  *   ... the job shows up in vpool_inbox_take() once every key lookup has
  *   answered (the DNS deadline bounds that) and, with --rspamd, once
  *   rspamd answered (--rspamd-timeout bounds that): DKIM, SPF, DMARC and
  *   ARC finish first, then the worker hands the message with our
- *   Authentication-Results on top to the rspamd client thread ...
+ *   Authentication-Results on top to the rspamd client thread, then,
+ *   with --milter, the message as received to the milter client thread
+ *   (--milter-timeout per reply bounds that) ...
  *   vjob_authres(j, out, hostname)   the Authentication-Results field
  *   vjob_free(j)
  * An abandoned job still comes back through the inbox (the pool never frees
@@ -36,6 +38,7 @@
 #include "../proto/msg.h"
 #include "../verify/rspamd.h"
 #include "bb.h"
+#include "milter_client.h"
 
 struct vpool_cfg {
 	unsigned workers;        /* worker threads; 0: one per online CPU */
@@ -47,6 +50,8 @@ struct vpool_cfg {
 	const char *psl_path;    /* Public Suffix List; NULL: Debian's publicsuffix file */
 	const char *rspamd_url;  /* --rspamd base URL; NULL: no spam check */
 	uint32_t rspamd_timeout_ms; /* whole request, then the check counts as failed */
+	const struct milter_conf *milters; /* --milter, in order; borrowed during vpool_start */
+	unsigned num_milters;       /* 0: no milter */
 };
 
 struct vpool;
@@ -141,6 +146,14 @@ int vjob_context(struct vjob *j, const struct msg_env *env, const char *authserv
  * (the check failed: *out_err says why). Both borrowed from j.
  */
 int vjob_spam(const struct vjob *j, const struct rspamd_reply **out_r, const char **out_err);
+
+/*
+ * vjob_milter: the milters' answer for a finished job: NULL when no milter
+ * ran (no --milter, or the job was abandoned), else the request with its
+ * verdict, reply text, header fields to add, quarantine reason and log
+ * text (core/milter_client.h), borrowed from j.
+ */
+const struct milter_req *vjob_milter(const struct vjob *j);
 
 /* vjob_worst: the most severe DKIM result (for the optional tempfail policy). */
 enum auth_res vjob_worst(const struct vjob *j);

@@ -43,6 +43,9 @@ PKGS=(
   python3-fusepy
   # spam verdicts: rspamd's HTTP protocol (tests/integ/test_rspamd.py, bench/rspamd.sh)
   rspamd
+  # milters (tests/integ/test_milter.py): SpamAssassin's spamd behind spamass-milter,
+  # OpenDKIM's milter with a key from opendkim-genkey; rspamd's proxy is the third
+  spamassassin spamc spamass-milter opendkim opendkim-tools
 )
 
 missing=()

@@ -2,6 +2,7 @@
  * msgdoc.c - JSON document writer. Field order follows docs/json.md.
  */
 #include "msgdoc.h"
+#include "milter.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -625,6 +626,9 @@ static void spam_section(struct json *j, const struct message *m, const char *au
 			}
 		}
 	}
+	if (status != NULL && !spam_value(status, "engine", buf, sizeof(buf), NULL)) {
+		status = NULL; /* a milter's (SpamAssassin's format, no engine=): stored as is, not ours to read */
+	}
 	json_key(j, "spam");
 	if (status == NULL) {
 		json_null(j);
@@ -662,6 +666,45 @@ static void spam_section(struct json *j, const struct message *m, const char *au
 	}
 	json_key(j, "error");
 	json_cstr(j, spam_value(status, "error", buf, sizeof(buf), NULL) ? buf : NULL);
+	json_obj_end(j);
+}
+
+/*
+ * milter_section writes "milter": {"quarantine": reason} from our
+ * X-Milter-Quarantine field (proto/milter.h), found in the run of fields
+ * the server put on top (from our Authentication-Results down to our
+ * Received:, which starts the client's message); null when no milter held
+ * the message, and from `oceanmx parse`.
+ */
+static void milter_section(struct json *j, const struct message *m, const char *authserv_id)
+{
+	const char *reason = NULL;
+
+	if (authserv_id != NULL && message_num_headers(m) > 0 &&
+	    strcasecmp(message_header_at(m, 0)->name, "Authentication-Results") == 0) {
+		for (size_t i = 0; i < message_num_headers(m); i++) {
+			const struct message_header *h = message_header_at(m, i);
+
+			if (strcasecmp(h->name, "Received") == 0) {
+				break; /* ours: the client's message follows */
+			}
+			if (strcasecmp(h->name, MILTER_QUARANTINE_FIELD) == 0) {
+				reason = h->raw;
+				break;
+			}
+		}
+	}
+	json_key(j, "milter");
+	if (reason == NULL) {
+		json_null(j);
+		return;
+	}
+	json_obj(j);
+	json_key(j, "quarantine");
+	while (*reason == ' ' || *reason == '\t') {
+		reason++;
+	}
+	json_cstr(j, reason);
 	json_obj_end(j);
 }
 
@@ -754,6 +797,7 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 	}
 	auth_section(&j, m, o->authserv_id);
 	spam_section(&j, m, o->authserv_id);
+	milter_section(&j, m, o->authserv_id);
 	json_key(&j, "defects");
 	json_arr(&j);
 	for (size_t i = 0; i < message_num_defects(m); i++) {
@@ -770,4 +814,26 @@ int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *
 	json_arr_end(&j);
 	json_obj_end(&j);
 	return j.err;
+}
+
+/*
+ * msgdoc_spam_field_name: see msgdoc.h.
+ */
+bool msgdoc_spam_field_name(struct span field)
+{
+	static const char *const names[] = { "X-Spam-Flag", "X-Spam-Score", "X-Spam-Status" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct span c = field;
+
+		if (span_eat_ci(&c, names[i])) {
+			while (c.len > 0 && (c.p[0] == ' ' || c.p[0] == '\t')) {
+				span_skip(&c, 1); /* RFC 5322 §4.5: obsolete space before the colon */
+			}
+			if (c.len > 0 && c.p[0] == ':') {
+				return true;
+			}
+		}
+	}
+	return false;
 }

@@ -60,4 +60,14 @@ const char *msgdoc_ar_prop(const struct msgdoc_ar_entry *e, const char *key);
  */
 int msgdoc_write(struct bb *out, const struct message *m, const struct msg_env *env, const struct msgdoc_opts *o);
 
+/*
+ * msgdoc_spam_field_name: `field` (a header field, or its name followed
+ * by a colon) is an X-Spam-Flag, X-Spam-Score or X-Spam-Status field, the
+ * names of the spam verdict on top of a stored message (verify/rspamd.h
+ * writes rspamd's; a milter's may be there too): when our block holds
+ * one, core/deliver.c removes the client's fields of these names, and
+ * the "spam" section reads ours.
+ */
+bool msgdoc_spam_field_name(struct span field);
+
 #endif

@@ -80,6 +80,9 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(SPAM_REJECT, 550, "5.7.1", "Message rejected as spam", 0),
 	R(SPAM_TEMPFAIL, 451, "4.7.1", "Message deferred by the spam filter, try again later", 0),
 	R(SPAM_UNAVAIL, 451, "4.7.1", "Spam check unavailable, try again later", 0),
+	/* A milter's answer (--milter): its SMFIR_REPLYCODE text, first line, cleaned; the code class is its. */
+	R(MILTER_REJECT, 550, "5.7.1", "%s", 0),
+	R(MILTER_TEMPFAIL, 451, "4.7.1", "%s", 0),
 	R(TOO_MANY_ERRORS, 421, "4.7.0", "%s Too many errors, closing connection", REPLY_F_CLOSE),
 	R(TIMEOUT, 421, "4.4.2", "%s Timeout, closing connection", REPLY_F_CLOSE),
 	R(SHUTDOWN, 421, "4.3.2", "%s Service shutting down, closing connection", REPLY_F_CLOSE),
@@ -110,7 +113,7 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(SEQ_DATA_BDAT), N(SEQ_BDAT_FAILED), N(SEQ_BDAT_OPEN), N(RELAY_DENIED), N(TOO_MANY_RCPTS), N(RATE_MAIL),
 	N(SIZE_EXCEEDED), N(SIZE_EXCEEDED_CLOSE), N(DATA_BARE), N(DATA_LINE_LONG), N(COMMIT_TEMPFAIL),
 	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(SINK_TEMPFAIL), N(SINK_REJECT), N(SPAM_REJECT), N(SPAM_TEMPFAIL),
-	N(SPAM_UNAVAIL), N(TOO_MANY_ERRORS), N(TIMEOUT),
+	N(SPAM_UNAVAIL), N(MILTER_REJECT), N(MILTER_TEMPFAIL), N(TOO_MANY_ERRORS), N(TIMEOUT),
 	N(SHUTDOWN), N(TOO_MANY_CONN), N(LOCAL_ERROR), N(DNSBL), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
 };
 #undef N

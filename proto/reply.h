@@ -77,6 +77,8 @@ enum smtp_reply {
 	SMTP_R_SPAM_REJECT,      /* 550 5.7.1 spam score above --spam-reject-score */
 	SMTP_R_SPAM_TEMPFAIL,    /* 451 4.7.1 rspamd's action is --spam-tempfail-action */
 	SMTP_R_SPAM_UNAVAIL,     /* 451 4.7.1 the spam check failed, --rspamd-fail tempfail */
+	SMTP_R_MILTER_REJECT,    /* 550 5.7.1 a milter rejected the message: %s its text or ours */
+	SMTP_R_MILTER_TEMPFAIL,  /* 451 4.7.1 a milter deferred it, or failed with default tempfail: %s */
 	SMTP_R_TOO_MANY_ERRORS,  /* 421 4.7.0 */
 	SMTP_R_TIMEOUT,          /* 421 4.4.2 */
 	SMTP_R_SHUTDOWN,         /* 421 4.3.2 */

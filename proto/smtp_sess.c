@@ -856,6 +856,16 @@ int smtp_sess_tx_done_why(struct smtp_sess *s, enum smtp_commit rc, const char *
 		}
 		detail = clean;
 		break;
+	case SMTP_COMMIT_MILTER_REJECT:
+	case SMTP_COMMIT_MILTER_TEMPFAIL:
+		r = rc == SMTP_COMMIT_MILTER_REJECT ? SMTP_R_MILTER_REJECT : SMTP_R_MILTER_TEMPFAIL;
+		if (why == NULL || reply_clean(clean, sizeof(clean), why, why_len) == 0) {
+			snprintf(clean, sizeof(clean), "%s",
+				 rc == SMTP_COMMIT_MILTER_REJECT ? "Message rejected by the content filter"
+								 : "Message deferred by the content filter, try again later");
+		}
+		detail = clean;
+		break;
 	default:
 		r = SMTP_R_COMMIT_TEMPFAIL;
 		break;

@@ -131,6 +131,8 @@ enum smtp_commit {
 	SMTP_COMMIT_SPAM_REJECT,   /* 550 5.7.1: spam score above --spam-reject-score */
 	SMTP_COMMIT_SPAM_TEMPFAIL, /* 451 4.7.1: rspamd's action is --spam-tempfail-action */
 	SMTP_COMMIT_SPAM_UNAVAIL,  /* 451 4.7.1: the spam check failed and --rspamd-fail tempfail */
+	SMTP_COMMIT_MILTER_REJECT, /* 550 5.7.1 with a milter's text (or a generic one) */
+	SMTP_COMMIT_MILTER_TEMPFAIL, /* 451 4.7.1 with a milter's text (or a generic one) */
 	SMTP_COMMIT_COUNT     /* sentinel */
 };
 
@@ -179,7 +181,7 @@ int smtp_sess_tx_done(struct smtp_sess *s, enum smtp_commit rc, struct bb *out);
 
 /*
  * smtp_sess_tx_done_why is smtp_sess_tx_done with the reason outside code
- * gave for a SMTP_COMMIT_SINK_* outcome: `why[0..why_len)` is untrusted
+ * gave for a SMTP_COMMIT_SINK_* or SMTP_COMMIT_MILTER_* outcome: `why[0..why_len)` is untrusted
  * text (borrowed); its first line goes into the reply, cleaned by
  * reply_clean (printable ASCII, at most REPLY_DETAIL_MAX - 1 bytes). An
  * empty reason gets a generic one. Other outcomes ignore `why`.

@@ -69,7 +69,7 @@ step_asan-integ() {
 
 # The tests whose servers run many threads at once; each script's own
 # clean-exit check fails on any "WARNING: ThreadSanitizer" report.
-TSAN_TESTS=(smtplib crash shutdown backpressure load hostile json_sink stream_sink dkim_server arc)
+TSAN_TESTS=(smtplib crash shutdown backpressure load hostile json_sink stream_sink dkim_server arc milter)
 
 step_tsan() {
 	build build-tsan -DOMX_TSAN=ON -DOMX_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug \

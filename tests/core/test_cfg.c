@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/cfg.h"
+#include "core/milter_client.h"
 #include "core/log.h"
 
 static int parse(struct cfg *c, char **err, int argc, char **argv)
@@ -173,4 +174,40 @@ Test(cfg, metrics_and_log_format)
 	cr_assert(strstr(err, "log-format") != NULL, "%s", err);
 	free(err);
 	cfg_fini(&c);
+}
+
+Test(cfg, milter_specs)
+{
+	char *ok[] = { "--milter", "unix:/run/milter.sock", "--milter", "inet:127.0.0.1:8891?timeout=2000&default-action=accept",
+		       "--milter-timeout", "3000", "--milter-default-action", "reject" };
+	char *bad[][2] = {
+		{ "--milter", "tcp:127.0.0.1:1" },          { "--milter", "inet:127.0.0.1" },
+		{ "--milter", "unix:" },                    { "--milter", "inet:127.0.0.1:8891?timeout=0" },
+		{ "--milter", "unix:/x?default-action=drop" }, { "--milter", "unix:/x?speed=fast" },
+		{ "--milter-default-action", "discard" },   { "--milter-timeout", "5" },
+	};
+	struct milter_conf mc;
+	struct cfg c;
+	char *err;
+
+	cr_assert_eq(parse(&c, &err, 8, ok), 0, "%s", err ? err : "");
+	cr_assert_eq(c.num_milters, 2);
+	cr_assert_str_eq(c.milters[1], "inet:127.0.0.1:8891?timeout=2000&default-action=accept");
+	cr_assert_eq(c.milter_timeout_ms, 3000);
+	cr_assert_eq(c.milter_default_action, MILTER_DEF_REJECT);
+	/* The spec's options win over the flags for that milter. */
+	cr_assert_eq(milter_conf_parse(&mc, c.milters[1], c.milter_timeout_ms, c.milter_connect_timeout_ms,
+				       (enum milter_default)c.milter_default_action, &err), 0);
+	cr_assert_eq(mc.timeout_ms, 2000);
+	cr_assert_eq(mc.connect_timeout_ms, MILTER_CONNECT_TIMEOUT_DEFAULT);
+	cr_assert_eq(mc.def, MILTER_DEF_ACCEPT);
+	cr_assert_str_eq(mc.name, "inet:127.0.0.1:8891");
+	cfg_fini(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_neq(parse(&c, &err, 2, bad[i]), 0, "%s %s accepted", bad[i][0], bad[i][1]);
+		cr_assert_not_null(err);
+		cr_assert_not_null(strstr(err, bad[i][0] + 2), "error \"%s\" does not name %s", err, bad[i][0]);
+		free(err);
+		cfg_fini(&c);
+	}
 }

@@ -338,34 +338,30 @@ class Delivered:
         if not self.rcpts:
             self.error = "no Delivered-To line"
             return
+        def fields_while(pos, wanted):
+            """fields_while takes the folded fields from pos on while wanted(first line); returns (fields, pos)."""
+            got = []
+            while True:
+                ln, nxt = line_at(pos)
+                if ln is None or not wanted(ln):
+                    return got, pos
+                start = pos
+                pos = nxt
+                while pos < len(raw) and raw[pos:pos + 1] in (b" ", b"\t"):
+                    ln, nxt = line_at(pos)
+                    if ln is None:
+                        break
+                    pos = nxt
+                got.append(raw[start:pos])
+
         # Our Authentication-Results field(s), folded, come next (RFC 8601: on top).
-        self.authres = []
-        while True:
-            ln, nxt = line_at(pos)
-            if ln is None or not ln.startswith(b"Authentication-Results: "):
-                break
-            start = pos
-            pos = nxt
-            while pos < len(raw) and raw[pos:pos + 1] in (b" ", b"\t"):
-                ln, nxt = line_at(pos)
-                if ln is None:
-                    break
-                pos = nxt
-            self.authres.append(raw[start:pos])
+        self.authres, pos = fields_while(pos, lambda ln: ln.startswith(b"Authentication-Results: "))
         # Then our spam verdict, with --rspamd (verify/rspamd.h), folded.
-        self.spam = []
-        while True:
-            ln, nxt = line_at(pos)
-            if ln is None or not ln.split(b":", 1)[0] in (b"X-Spam-Flag", b"X-Spam-Score", b"X-Spam-Status"):
-                break
-            start = pos
-            pos = nxt
-            while pos < len(raw) and raw[pos:pos + 1] in (b" ", b"\t"):
-                ln, nxt = line_at(pos)
-                if ln is None:
-                    break
-                pos = nxt
-            self.spam.append(raw[start:pos])
+        self.spam, pos = fields_while(
+            pos, lambda ln: ln.split(b":", 1)[0] in (b"X-Spam-Flag", b"X-Spam-Score", b"X-Spam-Status"))
+        # Then the header fields milters added (--milter, core/milter_client.h), folded.
+        self.milter, pos = fields_while(
+            pos, lambda ln: not ln.startswith(b"Received: ") and b":" in ln and ln[:1] not in (b" ", b"\t"))
         ln, nxt = line_at(pos)
         if ln is None or not ln.startswith(b"Received: "):
             self.error = "no Received: field after Delivered-To"
