@@ -8,6 +8,22 @@ undelivered 4 KiB messages with the delivery rate after.
 
   bench/spool_log.py w1 NEW_BIN BASE_BIN [ROUNDS] [MESSAGES]
   bench/spool_log.py recovery BIN [MESSAGES]
+  bench/spool_log.py sync [DIR] [ROUNDS]
+
+sync: the durability primitives, each variant alternated round by round on
+the file system of DIR (default /var/tmp) with build/omx-sync-bench
+(bench/sync/sync_bench.c), printed as ratios to what oceanmx does:
+  maildir  a maildir batch of 16 and of 64 files made durable by syncfs
+           (sinks/sink_maildir.c), by fdatasync one after another, or by
+           one fdatasync per file all at once through an io_uring ring;
+  commit   the spool's group commit of 16 and of 64 records: writes then one
+           fdatasync (core/shard.c), RWF_DSYNC writes, or an O_DSYNC file;
+  prealloc a 64 MiB segment made by posix_fallocate (core/spool_log.c) or by
+           writing zeros, and the group commit in its first generation.
+SPOOL_BENCH_MAILDIR_IN=/dev/shm (w1): the maildir on tmpfs, to see the
+server's own work without the sink's file system. SPOOL_BENCH_MAILDIR_FRESH=1
+(w1): each run's maildir on a fresh ext4 without a journal in a loop file, so
+no run pays for the inodes the one before deleted.
 """
 import json, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -36,10 +52,36 @@ def cpu(pid):
     return (int(f[11]) + int(f[12])) / TCK
 
 
+def maildir_of(tmp):
+    # SPOOL_BENCH_MAILDIR_IN=/dev/shm puts the maildir on tmpfs: the spool and the
+    # server's own work without the sink's file system (whose inode allocation
+    # on a journal-less ext4 depends on what was deleted in the last minutes).
+    base = os.environ.get("SPOOL_BENCH_MAILDIR_IN")
+    if os.environ.get("SPOOL_BENCH_MAILDIR_FRESH"):
+        return tmp + "/mdfs/maildir"
+    return os.path.join(base, "omx-md-" + os.path.basename(tmp)) if base else tmp + "/maildir"
+
+
+def maildir_fs(tmp, up):
+    # SPOOL_BENCH_MAILDIR_FRESH=1: each run's maildir on a fresh ext4 without a
+    # journal (like this disk) in a loop file: the same file system state for
+    # every run, whatever the runs before deleted.
+    if not os.environ.get("SPOOL_BENCH_MAILDIR_FRESH"):
+        return
+    img, mnt = tmp + "/mdfs.img", tmp + "/mdfs"
+    if up:
+        os.makedirs(mnt)
+        subprocess.run(["truncate", "-s", "4G", img], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", img], check=True)
+        subprocess.run(["mount", "-o", "loop", img, mnt], check=True)
+    else:
+        subprocess.run(["umount", mnt], check=True)
+
+
 def start(binary, tmp, *extra):
     port = free_port()
     p = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port, "--spool", tmp + "/spool",
-                          "--sink", "maildir:" + tmp + "/maildir", "--hostname", "bench.test",
+                          "--sink", "maildir:" + maildir_of(tmp), "--hostname", "bench.test",
                           "--shutdown-timeout", "10"] + list(extra), stderr=open(tmp + "/err", "ab"))
     wait_greeting(port)
     return p, port
@@ -50,6 +92,7 @@ def w1(new, base, rounds, n):
     for r in range(rounds):
         for name, b in (("new", new), ("base", base)) if r % 2 == 0 else (("base", base), ("new", new)):
             tmp = tempfile.mkdtemp(prefix="omx-bench-", dir="/var/tmp")
+            maildir_fs(tmp, True)
             p, port = start(b, tmp)
             c0 = cpu(p.pid)
             out = subprocess.run([LOAD, "-m", str(n), "-c", "20", "--size", "4096", "--json",
@@ -57,10 +100,12 @@ def w1(new, base, rounds, n):
             rep = json.loads(out)
             # Delivery is part of the server's work: wait until the maildir holds them all.
             end = time.time() + 120
-            while time.time() < end and len(os.listdir(tmp + "/maildir/new")) < n:
+            while time.time() < end and len(os.listdir(maildir_of(tmp) + "/new")) < n:
                 time.sleep(0.1)
             c1 = cpu(p.pid)
             p.terminate(); p.wait()
+            maildir_fs(tmp, False)
+            shutil.rmtree(maildir_of(tmp), ignore_errors=True)
             res[name].append((rep["msgs_per_s"], (c1 - c0) / n * 1e6))
             print("round %d %-4s %8.0f msg/s  %6.1f us CPU/msg (all threads, incl. delivery)" %
                   (r, name, rep["msgs_per_s"], (c1 - c0) / n * 1e6), flush=True)
@@ -99,8 +144,21 @@ def recovery(binary, n):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sync(base, rounds):
+    tool = os.path.join(os.path.dirname(LOAD), "omx-sync-bench")
+    tmp = tempfile.mkdtemp(prefix="omx-sync-", dir=base)
+    try:
+        for args in (["maildir", tmp, "16", "1024"], ["maildir", tmp, "64", "1024"],
+                     ["commit", tmp, "16", "4096"], ["commit", tmp, "64", "4096"], ["prealloc", tmp, "64"]):
+            subprocess.run([tool] + args + [str(rounds)], check=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "w1":
+    if sys.argv[1] == "sync":
+        sync(sys.argv[2] if len(sys.argv) > 2 else "/var/tmp", int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+    elif sys.argv[1] == "w1":
         w1(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 2,
            int(sys.argv[5]) if len(sys.argv) > 5 else 20000)
     else:

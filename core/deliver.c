@@ -449,7 +449,7 @@ static void forward_record(struct deliver *d, struct item *it)
 		f = d->fwd[li] = NULL;
 	}
 	if (f == NULL) {
-		if ((rc = spool_log_take(l, SEG_ACTIVE, &f, &wake)) != 0) {
+		if ((rc = spool_log_take(l, SEG_ACTIVE, &f, &wake, NULL)) != 0) {
 			it->forwarded = false; /* no free segment now: tried again at its next retry */
 			return;
 		}
@@ -773,26 +773,24 @@ static void upkeep(struct deliver *d)
 	}
 	for (unsigned i = 0, n = atomic_load_explicit(&d->num_logs, memory_order_acquire); i < n; i++) {
 		struct spool_log *l = d->logs[i];
-		bool want;
+		bool want, now;
 
 		pthread_mutex_lock(&l->mu);
 		want = l->want_seg;
+		now = l->make_now; /* a transaction waits on this attempt: no back-off */
 		pthread_mutex_unlock(&l->mu);
-		if (!want || (now_ms() - d->last_make_try < 1000 && d->last_make_try != 0)) {
+		if (!want || (!now && now_ms() - d->last_make_try < 1000 && d->last_make_try != 0)) {
 			continue;
 		}
 		rc = spool_log_make_segment(l);
-		pthread_mutex_lock(&l->mu);
-		if (rc == 0) {
-			l->want_seg = l->num_free < l->reserve;
-		} else {
-			l->make_err = rc;
-			l->want_seg = false; /* asked again by the next take */
-		}
-		pthread_mutex_unlock(&l->mu);
+		want = spool_log_make_done(l, rc);
 		if (rc != 0) {
-			d->last_make_try = now_ms();
-			log_line(LOG_WARN, d->who, "spool.segment error=\"%s\"", strerror(-rc));
+			/* Attempts a waiting transaction asked for may come often
+			 * while a fault holds: one line a second is enough. */
+			if (!now || now_ms() - d->last_make_try >= 1000 || d->last_make_try == 0) {
+				log_line(LOG_WARN, d->who, "spool.segment error=\"%s\"", strerror(-rc));
+				d->last_make_try = now_ms();
+			}
 		} else {
 			d->last_make_try = 0;
 			if (want) {

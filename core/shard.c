@@ -80,6 +80,7 @@
 #define CMD_SLICE       2048
 #define PROXY_WAIT_MS   10000          /* a PROXY header must arrive this soon after accept */
 #define LISTEN_BACKLOG  4096
+#define SEG_WAIT_POLL_NS 5000000      /* 5 ms: how often txs waiting for a segment look again */
 #define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
 
 enum op {
@@ -129,6 +130,7 @@ struct spool_tx {
 	bool spill;           /* streaming into a segment of its own */
 	bool placed, hdr_written, synced;
 	bool write_inflight, hdr_inflight, in_dir_list, in_fifo, seg_wait;
+	uint64_t seg_ticket;  /* its place in line for a segment being made (spool_log_take) */
 	bool ended;           /* auth block in: the record can be placed */
 	bool body_done;       /* TX_END seen; waiting for the verifier's verdict */
 	bool auth_tempfail;   /* --dkim-temperror tempfail and a temperror verdict */
@@ -1062,10 +1064,10 @@ static void seg_wait_add(struct shard *sh, struct spool_tx *tx)
  * seg_take takes a free segment for `state`; 0, -EAGAIN (one is being made:
  * wait) or -ENOSPC (--spool-max-size reached, or the disk is full).
  */
-static int seg_take(struct shard *sh, enum seg_state state, struct spool_seg **out)
+static int seg_take(struct shard *sh, struct spool_tx *tx, enum seg_state state, struct spool_seg **out)
 {
 	bool wake = false;
-	int rc = spool_log_take(sh->log, state, out, &wake);
+	int rc = spool_log_take(sh->log, state, out, &wake, &tx->seg_ticket);
 
 	if (wake) {
 		deliver_kick(sh->deliver);
@@ -1076,7 +1078,7 @@ static int seg_take(struct shard *sh, enum seg_state state, struct spool_seg **o
 /* tx_spill_start moves a large body into a segment of its own; the tx waits if none is free yet. */
 static void tx_spill_start(struct shard *sh, struct spool_tx *tx)
 {
-	int rc = seg_take(sh, SEG_SPILL, &tx->seg);
+	int rc = seg_take(sh, tx, SEG_SPILL, &tx->seg);
 
 	if (rc == -EAGAIN) {
 		seg_wait_add(sh, tx);
@@ -1221,7 +1223,7 @@ static bool tx_place(struct shard *sh, struct spool_tx *tx)
 		if (a == NULL || a->tail + padded > a->size) {
 			struct spool_seg *n;
 
-			rc = seg_take(sh, SEG_ACTIVE, &n);
+			rc = seg_take(sh, tx, SEG_ACTIVE, &n);
 			if (rc == -EAGAIN) {
 				seg_wait_add(sh, tx);
 				return false;
@@ -2729,6 +2731,12 @@ static void shard_loop(struct shard *sh)
 
 		pbuf_flush(sh);
 		dirsync_submit(sh);
+		if (sh->seg_waiters != NULL) {
+			/* Transactions wait for a segment the worker is making: look
+			 * again soon (it does not wake the ring) rather than in 1 s. */
+			ts.tv_sec = 0;
+			ts.tv_nsec = SEG_WAIT_POLL_NS;
+		}
 		rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
 			log_line(LOG_ERR, sh->who, "ring.wait error=\"%s\"", strerror(-rc));

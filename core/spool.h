@@ -207,6 +207,8 @@ struct spool_log {
 	uint32_t num_free;
 	bool want_seg;             /* the shard needs a segment made; mu */
 	int make_err;              /* last failure making one (-ENOSPC ...); mu */
+	bool make_now;             /* a take asked for an attempt at once, past the 1 s back-off; mu */
+	uint64_t make_tries;       /* attempts to make a segment finished so far; mu */
 	uint32_t reserve;          /* free segments the worker keeps ready */
 	uint32_t num_sinks;
 };
@@ -250,8 +252,26 @@ int spool_log_make_segment(struct spool_log *l);
  * soon); -ENOSPC when the spool is at --spool-max-size or the disk is
  * full. Sets want_seg when the pool runs low; the caller then wakes the
  * worker (returned true in *out_wake). Any thread.
+ *
+ * io_ticket (may be NULL) is the caller's place in line for an attempt to
+ * make a segment, 0 when it has none. When the last attempt failed (a full
+ * disk, an I/O error), a take does not answer with that old failure: it
+ * asks the worker for a fresh attempt at once, stores its ticket and
+ * returns -EAGAIN; a take with a ticket whose attempt has finished gets
+ * that attempt's outcome. So the first transaction after a fault clears
+ * gets a segment, and while the fault holds each waiter gets the error of
+ * an attempt made after it asked. *io_ticket is 0 again on any return but
+ * -EAGAIN. Without io_ticket the last failure is answered at once.
  */
-int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg **out, bool *out_wake);
+int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg **out, bool *out_wake,
+		   uint64_t *io_ticket);
+
+/*
+ * spool_log_make_done records the outcome of an attempt to make a segment
+ * (0 or -errno from spool_log_make_segment) for the takes waiting on it.
+ * Returns whether the pool still wants one. Worker thread.
+ */
+bool spool_log_make_done(struct spool_log *l, int rc);
 
 /*
  * spool_log_seal ends appends to seg. Returns true when it has no live

@@ -345,7 +345,8 @@ fail:
 	return rc;
 }
 
-int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg **out, bool *out_wake)
+int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg **out, bool *out_wake,
+		   uint64_t *io_ticket)
 {
 	int rc = 0;
 
@@ -360,8 +361,25 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 		*out = seg;
 	} else if (count_segs(l) >= l->max_segs) {
 		rc = -ENOSPC;
+	} else if (l->make_err == 0) {
+		rc = -EAGAIN;
+	} else if (io_ticket == NULL || (*io_ticket != 0 && l->make_tries >= *io_ticket)) {
+		rc = l->make_err; /* an attempt made since the caller asked failed too */
 	} else {
-		rc = l->make_err != 0 ? l->make_err : -EAGAIN;
+		/* The failure may be over: ask for an attempt now rather than at
+		 * the worker's next once-a-second retry (waiters share it). */
+		if (*io_ticket == 0) {
+			*io_ticket = l->make_tries + 1;
+		}
+		if (!l->make_now) {
+			l->make_now = true;
+			l->want_seg = true;
+			*out_wake = true;
+		}
+		rc = -EAGAIN;
+	}
+	if (io_ticket != NULL && rc != -EAGAIN) {
+		*io_ticket = 0;
 	}
 	if (l->num_free < l->reserve && count_segs(l) < l->max_segs && !l->want_seg) {
 		l->want_seg = true;
@@ -369,6 +387,24 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 	}
 	pthread_mutex_unlock(&l->mu);
 	return rc;
+}
+
+bool spool_log_make_done(struct spool_log *l, int rc)
+{
+	bool want;
+
+	pthread_mutex_lock(&l->mu);
+	l->make_tries++;
+	l->make_now = false;
+	if (rc == 0) {
+		l->want_seg = l->num_free < l->reserve;
+	} else {
+		l->make_err = rc;
+		l->want_seg = false; /* asked again by the next take */
+	}
+	want = l->want_seg;
+	pthread_mutex_unlock(&l->mu);
+	return want;
 }
 
 bool spool_log_seal(struct spool_log *l, struct spool_seg *seg)

@@ -345,10 +345,10 @@ Test(spool_log, make_take_recycle_recover, .init = log_setup, .fini = log_teardo
 	size_t offs[3];
 
 	cr_assert_not_null(l);
-	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake), -EAGAIN);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), -EAGAIN);
 	cr_assert(wake, "an empty pool asks the worker for a segment");
 	cr_assert_eq(spool_log_make_segment(l), 0);
-	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake), 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), 0);
 	cr_assert_eq(seg->gen, 1);
 	/* Three records of generation 1, as the shard would write them. */
 	make_segment(&img, 1, 3, offs);
@@ -403,8 +403,37 @@ Test(spool_log, max_size_answers_enospc, .init = log_setup, .fini = log_teardown
 	}
 	cr_assert_eq(spool_log_make_segment(l), -ENOSPC);
 	for (int i = 0; i < 3; i++) {
-		cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake), 0);
+		cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), 0);
 	}
-	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake), -ENOSPC);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), -ENOSPC);
+	spool_log_free(l);
+}
+
+/* After a failed make, a take with a ticket asks for a fresh attempt and gets its outcome, not the old failure. */
+Test(spool_log, failed_make_is_tried_again_for_a_waiting_take, .init = log_setup, .fini = log_teardown)
+{
+	struct spool_log *l = spool_log_new(dirfd_, 2, 64 << 10, 1 << 30, 1);
+	struct spool_seg *seg;
+	uint64_t ticket = 0;
+	bool wake;
+
+	cr_assert_not_null(l);
+	spool_log_make_done(l, -EIO); /* the worker's attempt failed under a fault */
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), -EIO, "without a ticket: the last failure");
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EAGAIN, "a fresh attempt is asked for");
+	cr_assert(wake);
+	cr_assert_neq(ticket, 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EAGAIN, "still waiting for it");
+	cr_assert_not(wake, "one attempt serves every waiter");
+	spool_log_make_done(l, -EIO); /* that attempt failed too: the waiter gets it */
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EIO);
+	cr_assert_eq(ticket, 0);
+	/* The fault clears: the next take asks again and gets the segment made. */
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EAGAIN);
+	cr_assert(wake);
+	cr_assert_eq(spool_log_make_segment(l), 0);
+	spool_log_make_done(l, 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), 0);
+	cr_assert_eq(ticket, 0);
 	spool_log_free(l);
 }

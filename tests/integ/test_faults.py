@@ -116,24 +116,25 @@ def spool_faults(t, base):
                 t.expect(r, want, c, "end of data (%s)" % (mode or "no fault"), enhanced=enhanced)
                 return r
 
-            def resume():
-                # A segment the worker failed to make while the fault was on is
-                # tried again a second later: a 4xx (temporary) until then.
+            def failing(times, want, mode, enhanced, size=200000):
+                # Each on a fresh connection: a failed transaction may leave the session unusable.
                 nonlocal c
-                deadline = time.monotonic() + 5
-                while True:
-                    n[0] += 1
-                    content = msg("spool", n[0], 200000)
-                    r = data_reply(c, content)
-                    if r.code not in (451, 452) or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.5)
+                for _ in range(times):
+                    one(want, mode, enhanced, size=size)
                     c.close()
                     c = Conn(srv.port)
                     ehlo(t, c)
+
+            def resume():
+                # A segment the worker failed to make while the fault was on is
+                # made again as soon as a transaction needs one, so the first
+                # message after the fault clears gets its 250.
+                n[0] += 1
+                content = msg("spool", n[0], 200000)
+                r = data_reply(c, content)
                 if r.code == 250:
                     acked[parse_queue_id(r)] = content
-                t.expect(r, 250, c, "end of data after the fault has cleared")
+                t.expect(r, 250, c, "end of data right after the fault has cleared")
 
             with t.case("spool_clean_message_accepted"):
                 one(250)
@@ -141,12 +142,13 @@ def spool_faults(t, base):
                 one(452, "enospc", "4.3.1")
             with t.case("spool_resumes_after_disk_full"):
                 resume()
+            with t.case("spool_resumes_at_once_after_segments_ran_out_under_disk_full"):
+                # Enough failed messages under the fault to use up the free
+                # segments, so the worker's attempts to make more fail too.
+                failing(30, 452, "enospc", "4.3.1", size=100000)
+                resume()
             with t.case("spool_eio_at_write_451"):
-                for _ in range(5):
-                    one(451, "eio-write", "4.3.0")
-                    c.close()
-                    c = Conn(srv.port)
-                    ehlo(t, c)
+                failing(5, 451, "eio-write", "4.3.0")
             with t.case("spool_resumes_after_eio_write"):
                 c.close()
                 c = Conn(srv.port)
@@ -154,11 +156,7 @@ def spool_faults(t, base):
                 resume()
             with t.case("spool_eio_at_fsync_451"):
                 # The fault is on before the final dot: the data lands in the page cache, the flush fails.
-                for _ in range(10):
-                    one(451, "eio-fsync", "4.3.0", size=2000)
-                    c.close()
-                    c = Conn(srv.port)
-                    ehlo(t, c)
+                failing(10, 451, "eio-fsync", "4.3.0", size=2000)
             with t.case("spool_resumes_after_eio_fsync"):
                 c.close()
                 c = Conn(srv.port)
