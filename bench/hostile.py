@@ -423,7 +423,9 @@ ATTACKS = [
     ("mime", "MIME bombs: 50,000 levels, 100,000 parts (2 sessions)", mime_attack, []),
     ("bigplain", "plain messages of the MIME bombs' sizes, no structure (2 sessions)", big_plain_attack, []),
     ("nul", "NUL bytes in headers and body (2 sessions)", nul_attack, []),
-    ("tls", "TLS handshakes abandoned after the server's first flight (4 threads) + 200 stalled mid-ClientHello",
+    ("tls", "TLS handshakes abandoned after the server's first flight (4 threads) + 200 stalled mid-ClientHello,"
+     " RSA-2048 certificate", tls_abandon, []),
+    ("tlsdual", "the same with an RSA-2048 and an ECDSA P-256 certificate for the name (README: TLS)",
      tls_abandon, []),
 ]
 
@@ -549,7 +551,7 @@ def one_run(a, cap, name, dns_port):
     argv = [a.bin, "serve", "--listen", "127.0.0.1:%d" % port, "--hostname", "bench.test",
             "--spool", os.path.join(tmp, "spool"), "--sink", "maildir:" + md,
             "--max-connections", "12000", "--dns", "127.0.0.1:%d" % dns_port,
-            "--dns-timeout", "1000", "--shutdown-timeout", "5"] + a.tls_args
+            "--dns-timeout", "1000", "--shutdown-timeout", "5"] + (a.tls_dual_args if name == "tlsdual" else a.tls_args)
     srv = start_server(a, argv, log)
     att = None
     try:
@@ -607,10 +609,11 @@ def one_run(a, cap, name, dns_port):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def make_cert(d):
-    """make_cert: a self-signed RSA-2048 certificate for the STARTTLS attack (openssl CLI)."""
-    crt, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+def make_cert(d, kind):
+    """make_cert: a self-signed certificate for bench.test (openssl CLI): --tls-cert/--tls-key arguments."""
+    crt, key = os.path.join(d, kind + ".crt"), os.path.join(d, kind + ".key")
+    alg = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    subprocess.run(["openssl", "req", "-x509"] + alg + ["-nodes", "-keyout", key, "-out", crt,
                     "-days", "2", "-subj", "/CN=bench.test"], check=True, capture_output=True)
     return ["--tls-cert", crt, "--tls-key", key]
 
@@ -642,7 +645,9 @@ def main():
     only = set(x for x in a.only.split(",") if x)
     attacks = [x for x in ATTACKS if not only or x[0] in only]
     certdir = tempfile.mkdtemp(prefix="omx-hostile-cert-", dir=a.dir)
-    a.tls_args = make_cert(certdir) if any(x[0] == "tls" for x in attacks) else []
+    tls = any(x[0].startswith("tls") for x in attacks)
+    a.tls_args = make_cert(certdir, "rsa") if tls else []
+    a.tls_dual_args = a.tls_args + make_cert(certdir, "ec") if tls else []
     cap = CpuCap(a.attacker_cpu)
     capnote = ("The attacker's side (the attack process, and a SCHED_IDLE spinner that takes what it leaves) is held"
                " to %.2g cores in every run, clean ones included, by the cgroup %s."
