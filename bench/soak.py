@@ -257,6 +257,8 @@ def main():
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--min-free-gb", type=float, default=4.0,
+                    help="end the traffic early when the file system of --dir has less free (default 4)")
     a = ap.parse_args()
     kill_every = a.kill_every or max(20, min(180, a.duration // 3))
     random.seed(1)
@@ -278,14 +280,26 @@ def main():
         th.start()
     t0 = time.monotonic()
     next_kill = t0 + kill_every
-    while time.monotonic() - t0 < a.duration:
+    # Every delivered message stays in the maildir until the check at the end
+    # (about 2.4 GB a minute on a 2-core machine): a long soak must not fill
+    # the disk it shares with everything else, so the traffic ends early.
+    early = None
+
+    def low_disk():
+        return shutil.disk_usage(sk.tmp).free < a.min_free_gb * (1 << 30)
+    while time.monotonic() - t0 < a.duration and early is None:
         bg = subprocess.Popen([a.load, "-q", "-d", "3600", "-R", "100", "-p", "1", "-c", "4", "--max-errors", "0",
                                "--size", "1k:60,8k:30,64k:10", "--timeout", "5", "127.0.0.1:%d" % sk.port],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while time.monotonic() - t0 < a.duration and time.monotonic() < next_kill:
             sk.sample_warm()
+            if low_disk():
+                early = time.monotonic() - t0
+                print("soak: traffic ended at %.0f s: less than %.1f GB free on %s" % (early, a.min_free_gb, a.dir),
+                      flush=True)
+                break
             time.sleep(0.2)
-        if time.monotonic() - t0 < a.duration:
+        if time.monotonic() - t0 < a.duration and early is None:
             sk.end_life("kill")
             bg.kill()
             bg.wait()
@@ -337,7 +351,9 @@ def main():
     rows = ["| life | alive s | VmRSS at warm-up MiB | at end MiB |", "| ---: | ---: | ---: | ---: |"]
     rows += ["| %d | %.0f | %.1f | %.1f |" % (i + 1, al, w / 1048576, e / 1048576) for i, (w, e, al) in enumerate(sk.mem)]
     text = "\n".join([
-        "# soak: %d s of mixed traffic, kill -9 every %d s" % (a.duration, kill_every), "",
+        "# soak: %d s of mixed traffic, kill -9 every %d s%s" % (
+            a.duration, kill_every, "" if early is None else " (traffic ended at %.0f s: disk below %.1f GB free)"
+            % (early, a.min_free_gb)), "",
         "Senders: %d (1 KB-10 MB, %s), oceanmx-load 100 msg/s one message per session, 2 bad clients;"
         " %d kill -9, %d server lives." % (a.senders, "a third of those < 256 KB DKIM-signed" if sk.signer
                                           else "unsigned: python3-dkim or openssl missing", sk.kills, len(sk.mem)), "",
