@@ -28,6 +28,12 @@ sys.exit(1)
 PY
 }
 
+cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
+	local u s
+	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
+	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
+}
+
 omx_build_if_missing() {
 	if [[ ! -x $1 || ! -x $2 ]]; then
 		echo "building oceanmx and oceanmx-load" >&2

@@ -46,12 +46,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
-	local u s
-	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
-	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
-}
-
 # run ROUND SET: one fresh server, one load run, scraped every second or not.
 run() {
 	local r=$1 set=$2 port mport d=$WORK/run-$1-$2 c0

@@ -114,12 +114,6 @@ for _ in $(seq 600); do
 done
 ((ok)) || { log "milters did not start"; tail "$WORK"/*.log; exit 1; }
 
-cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
-	local u s
-	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
-	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
-}
-
 run() {
 	local r=$1 set=$2 port d=$WORK/run-$1-$2 args=()
 	mkdir -p "$d"

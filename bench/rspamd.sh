@@ -91,12 +91,6 @@ for _ in $(seq 600); do
 done
 curl -s -m 2 "http://127.0.0.1:$RS_PORT/ping" | grep -q pong || { log "rspamd did not start"; tail "$RS/out.log"; exit 1; }
 
-cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
-	local u s
-	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
-	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
-}
-
 thread_cpu_us() { # thread_cpu_us PID: "group µs" per thread group (name without its digits)
 	local t
 	for t in /proc/"$1"/task/*; do

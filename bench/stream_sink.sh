@@ -49,12 +49,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
-	local u s
-	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
-	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
-}
-
 now_ms() { date +%s%3N; }
 
 # run ROUND SET: one fresh server (and consumer) with the set's sink, one load run.

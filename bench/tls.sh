@@ -50,12 +50,6 @@ trap 'exit 130' INT TERM
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/k.pem" -out "$WORK/c.pem" -days 2 \
 	-subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
 
-cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
-	local u s
-	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
-	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
-}
-
 run() {
 	local r=$1 set=$2 port d=$WORK/run-$1-$2 args=()
 	mkdir -p "$d"
