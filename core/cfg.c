@@ -72,6 +72,8 @@ static const struct opt opts[] = {
 	O("max-connections-per-ip", OPT_U32, max_conns_per_ip, 0, 1000000),
 	O("max-connection-rate", OPT_U32, max_conn_rate, 0, 1000000),
 	O("max-message-rate", OPT_U32, max_msg_rate, 0, 1000000),
+	O("max-tls-rate", OPT_U32, max_tls_rate, 0, 1000000),
+	O("max-input-rate", OPT_U64, max_input_rate, 0, (uint64_t)1 << 40),
 	O("dnsbl", OPT_STR, dnsbl, 0, 0),
 	O("dnsbl-reject", OPT_BOOL, dnsbl_reject, 0, 0),
 	O("max-bad-commands", OPT_U32, max_bad_cmds, 1, 100000),
@@ -249,6 +251,21 @@ void cfg_usage(FILE *f)
 "    --max-message-rate N       transactions (MAIL commands) per minute per\n"
 "                               client, then 451 4.7.1 to MAIL (default 0: no\n"
 "                               limit)\n"
+"    --max-tls-rate N           new TLS sessions (full handshakes; resumed\n"
+"                               sessions do not count) per minute per client,\n"
+"                               then 454 4.7.0 to STARTTLS, like Postfix's\n"
+"                               smtpd_client_new_tls_session_rate_limit; each\n"
+"                               costs a signature and a key exchange, so an\n"
+"                               internet-facing server should set it (e.g. 60)\n"
+"                               (default 0: no limit)\n"
+"    --max-input-rate BYTES     bytes per second one connection may send\n"
+"                               (commands, data, TLS records), with a burst of\n"
+"                               one second's worth; beyond it the connection is\n"
+"                               not read until it is back within the rate, so\n"
+"                               TCP slows the sender down: a few clients sending\n"
+"                               large messages flat out cannot take the CPU\n"
+"                               from the rest (default 16M: a 35 MB message in\n"
+"                               about 2 s; K/M/G suffixes; 0: no limit)\n"
 "    --max-bad-commands N       rejected commands per session before\n"
 "                               421 4.7.0 and disconnect (default 20)\n"
 "    --max-command-line BYTES   command line incl. CRLF, then 500 5.5.2\n"
@@ -447,6 +464,7 @@ void cfg_init(struct cfg *c)
 	c->max_rcpts = 1000;
 	c->max_conns = 10000;
 	c->max_conns_per_ip = 100;
+	c->max_input_rate = 16ull << 20;
 	c->max_bad_cmds = 20;
 	c->max_cmd_line = 2048;
 	c->max_text_line = 65536;

@@ -59,6 +59,8 @@ struct cfg {
 	uint32_t max_conns_per_ip;    /* 0 = unlimited */
 	uint32_t max_conn_rate;       /* connections per minute per client (IPv6: /64); 0 = off */
 	uint32_t max_msg_rate;        /* MAIL commands per minute per client; 0 = off */
+	uint32_t max_tls_rate;        /* new (not resumed) TLS sessions per minute per client; 0 = off */
+	uint64_t max_input_rate;      /* bytes per second one connection may send; 0 = off */
 	char *dnsbl;                  /* --dnsbl as given (zones, comma separated); NULL = off */
 	char *dnsbl_zones[8];         /* split by cfg_finish (VPOOL_DNSBL_MAX) */
 	unsigned num_dnsbl_zones;

@@ -139,15 +139,15 @@ bool ip_cidr_match(const struct ip_cidr *c, const struct ip_key *k)
 struct rate_slot {
 	struct ip_key key;
 	int64_t seen_ms;     /* last update; 0 = empty */
-	int64_t conn_u;      /* tokens in units of 1/60000: a bucket of N per minute */
-	int64_t msg_u;       /* earns exactly N units per ms, so nothing is lost to rounding */
+	int64_t u[RATE_KINDS]; /* tokens in units of 1/60000: a bucket of N per minute earns
+	                          exactly N units per ms, so nothing is lost to rounding */
 };
 
 #define RATE_UNIT 60000 /* units per token (ms per minute) */
 
 struct rate_limits {
 	pthread_mutex_t mu;
-	uint32_t conn_per_min, msg_per_min;
+	uint32_t per_min[RATE_KINDS];
 	struct rate_slot *slots;
 };
 
@@ -166,15 +166,14 @@ uint32_t limits_set(struct conn_limits *l, uint32_t max_total, uint32_t max_per_
 	return now;
 }
 
-void rate_set(struct rate_limits *r, uint32_t conn_per_min, uint32_t msg_per_min)
+void rate_set(struct rate_limits *r, const uint32_t per_min[RATE_KINDS])
 {
 	pthread_mutex_lock(&r->mu);
-	r->conn_per_min = conn_per_min;
-	r->msg_per_min = msg_per_min;
+	memcpy(r->per_min, per_min, sizeof(r->per_min));
 	pthread_mutex_unlock(&r->mu);
 }
 
-struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min)
+struct rate_limits *rate_new(const uint32_t per_min[RATE_KINDS])
 {
 	struct rate_limits *r = calloc(1, sizeof(*r));
 
@@ -182,8 +181,7 @@ struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min)
 		free(r);
 		return NULL;
 	}
-	r->conn_per_min = conn_per_min;
-	r->msg_per_min = msg_per_min;
+	memcpy(r->per_min, per_min, sizeof(r->per_min));
 	pthread_mutex_init(&r->mu, NULL);
 	return r;
 }
@@ -211,13 +209,17 @@ static void refill(int64_t *u, uint32_t per_min, int64_t elapsed_ms)
 	}
 }
 
-/* rate_take takes one token of the chosen kind for k. */
-static bool rate_take(struct rate_limits *r, const struct ip_key *k0, int64_t now_ms, bool conn)
+/*
+ * rate_update finds k's slot (making one), refills every bucket to now_ms
+ * and adds `delta` tokens to the bucket of `kind`: -1 takes one (refused,
+ * nothing taken, when the bucket holds less), +1 gives one back.
+ */
+static bool rate_update(struct rate_limits *r, const struct ip_key *k0, int64_t now_ms, enum rate_kind kind,
+			int delta)
 {
-	uint32_t per_min;
 	struct ip_key k = *k0;
 	struct rate_slot *s = NULL, *oldest = NULL;
-	bool ok;
+	bool ok = true;
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 	if (memcmp(k.b, mapped, sizeof(mapped)) != 0) {
@@ -227,8 +229,7 @@ static bool rate_take(struct rate_limits *r, const struct ip_key *k0, int64_t no
 		now_ms = 1; /* 0 marks an empty slot */
 	}
 	pthread_mutex_lock(&r->mu);
-	per_min = conn ? r->conn_per_min : r->msg_per_min; /* rate_set may change it */
-	if (per_min == 0) {
+	if (r->per_min[kind] == 0) { /* rate_set may have turned it off */
 		pthread_mutex_unlock(&r->mu);
 		return true;
 	}
@@ -247,34 +248,36 @@ static bool rate_take(struct rate_limits *r, const struct ip_key *k0, int64_t no
 		s = oldest; /* empty, or the least recently seen: forgotten */
 		s->key = k;
 		s->seen_ms = now_ms;
-		s->conn_u = (int64_t)r->conn_per_min * RATE_UNIT;
-		s->msg_u = (int64_t)r->msg_per_min * RATE_UNIT;
+		for (unsigned i = 0; i < RATE_KINDS; i++) {
+			s->u[i] = (int64_t)r->per_min[i] * RATE_UNIT;
+		}
 	}
-	refill(&s->conn_u, r->conn_per_min, now_ms - s->seen_ms);
-	refill(&s->msg_u, r->msg_per_min, now_ms - s->seen_ms);
+	for (unsigned i = 0; i < RATE_KINDS; i++) {
+		refill(&s->u[i], r->per_min[i], now_ms - s->seen_ms);
+	}
 	if (now_ms > s->seen_ms) {
 		s->seen_ms = now_ms;
 	}
-	{
-		int64_t *u = conn ? &s->conn_u : &s->msg_u;
-
-		ok = *u >= RATE_UNIT;
+	if (delta < 0) {
+		ok = s->u[kind] >= RATE_UNIT;
 		if (ok) {
-			*u -= RATE_UNIT;
+			s->u[kind] -= RATE_UNIT;
 		}
+	} else if ((s->u[kind] += RATE_UNIT) > (int64_t)r->per_min[kind] * RATE_UNIT) {
+		s->u[kind] = (int64_t)r->per_min[kind] * RATE_UNIT; /* a token back, never above the cap */
 	}
 	pthread_mutex_unlock(&r->mu);
 	return ok;
 }
 
-bool rate_conn_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms)
+bool rate_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms, enum rate_kind kind)
 {
-	return rate_take(r, k, now_ms, true);
+	return rate_update(r, k, now_ms, kind, -1);
 }
 
-bool rate_msg_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms)
+void rate_give_back(struct rate_limits *r, const struct ip_key *k, int64_t now_ms, enum rate_kind kind)
 {
-	return rate_take(r, k, now_ms, false);
+	(void)rate_update(r, k, now_ms, kind, +1);
 }
 
 static size_t key_hash(const struct ip_key *k)

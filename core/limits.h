@@ -39,24 +39,32 @@ void limits_release(struct conn_limits *l, const struct ip_key *k);
 uint32_t limits_set(struct conn_limits *l, uint32_t max_total, uint32_t max_per_ip);
 
 /*
- * Per-client rates (--max-connection-rate, --max-message-rate): a token
- * bucket per address (IPv6 clients per /64, which one host usually holds),
- * refilled at N per minute, holding at most N. The table is bounded
- * (RATE_SLOTS): when it is full, the least recently seen address in the
- * probe window is forgotten, so a flood from many addresses costs memory
- * never, precision at worst. Thread-safe (one short critical section).
+ * Per-client rates (--max-connection-rate, --max-message-rate,
+ * --max-tls-rate): a token bucket per address and kind (IPv6 clients per
+ * /64, which one host usually holds), refilled at N per minute, holding at
+ * most N. The table is bounded (RATE_SLOTS): when it is full, the least
+ * recently seen address in the probe window is forgotten, so a flood from
+ * many addresses costs memory never, precision at worst. Thread-safe (one
+ * short critical section).
  */
 struct rate_limits;
 
-/* rate_new: conn_per_min, msg_per_min 0 = that limit off. NULL on ENOMEM. */
-struct rate_limits *rate_new(uint32_t conn_per_min, uint32_t msg_per_min);
+enum rate_kind {
+	RATE_CONN = 0, /* new connections */
+	RATE_MSG,      /* transactions (MAIL commands) */
+	RATE_TLS,      /* new (not resumed) TLS sessions */
+	RATE_KINDS     /* sentinel */
+};
+
+/* rate_new: per_min[kind] 0 = that limit off. NULL on ENOMEM. */
+struct rate_limits *rate_new(const uint32_t per_min[RATE_KINDS]);
 void rate_free(struct rate_limits *r);
-/* rate_set changes both rates (SIGHUP); a rate turned on later needs a restart (no table). */
-void rate_set(struct rate_limits *r, uint32_t conn_per_min, uint32_t msg_per_min);
-/* rate_conn_ok takes one connection from k's bucket at now_ms; false when empty. */
-bool rate_conn_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms);
-/* rate_msg_ok takes one message (a MAIL command) from k's bucket; false when empty. */
-bool rate_msg_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms);
+/* rate_set changes the rates (SIGHUP); a rate turned on later needs a restart (no table). */
+void rate_set(struct rate_limits *r, const uint32_t per_min[RATE_KINDS]);
+/* rate_ok takes one token from k's bucket of `kind` at now_ms; false (nothing taken) when empty. */
+bool rate_ok(struct rate_limits *r, const struct ip_key *k, int64_t now_ms, enum rate_kind kind);
+/* rate_give_back returns a token rate_ok took (a TLS session that turned out resumed). */
+void rate_give_back(struct rate_limits *r, const struct ip_key *k, int64_t now_ms, enum rate_kind kind);
 
 /* ip_key_from_text parses a textual IPv4 or IPv6 address; false if it is neither. */
 bool ip_key_from_text(struct ip_key *out, const char *ip);

@@ -304,7 +304,9 @@ static void changed_restart(const struct cfg *a, const struct cfg *b, char *out,
 	for (unsigned i = 0; i < a->num_milters && i < b->num_milters; i++) {
 		CHANGED(strcmp(a->milters[i], b->milters[i]) != 0, "milter");
 	}
-	CHANGED((a->max_conn_rate == 0 && a->max_msg_rate == 0) != (b->max_conn_rate == 0 && b->max_msg_rate == 0),
+	CHANGED((a->max_conn_rate == 0 && a->max_msg_rate == 0 && a->max_tls_rate == 0) !=
+			(b->max_conn_rate == 0 && b->max_msg_rate == 0 && b->max_tls_rate == 0) ||
+			(a->max_msg_rate == 0) != (b->max_msg_rate == 0) || (a->max_tls_rate == 0) != (b->max_tls_rate == 0),
 		"rates on/off");
 #undef CHANGED
 	if (n == 0 && cap > 0) {
@@ -354,7 +356,7 @@ static void reload(const struct cfg *cur, struct shard_global *g, struct domain_
 	}
 	limits_set(g->limits, nc.max_conns, nc.max_conns_per_ip);
 	if (g->rates != NULL) {
-		rate_set(g->rates, nc.max_conn_rate, nc.max_msg_rate);
+		rate_set(g->rates, (const uint32_t[RATE_KINDS]){ nc.max_conn_rate, nc.max_msg_rate, nc.max_tls_rate });
 	}
 	__atomic_store_n(&log_level_current, (enum log_level)nc.log_level, __ATOMIC_RELAXED);
 	changed_restart(cur, &nc, restart, sizeof(restart));
@@ -427,6 +429,7 @@ static int serve(struct cfg *cfg, bool check_only)
 	scfg.max_text_line = cfg->max_text_line;
 	scfg.bare_lf = cfg->bare_lf;
 	scfg.mail_ok = cfg->max_msg_rate != 0 ? shard_mail_ok : NULL;
+	scfg.tls_ok = cfg->max_tls_rate != 0 ? shard_tls_ok : NULL;
 	scfg.tls_offered = g.tls != NULL;
 	scfg.tls_required = cfg->tls_required;
 	/* Sessions ask the holder, so SIGHUP can swap the list under them. */
@@ -473,8 +476,9 @@ static int serve(struct cfg *cfg, bool check_only)
 	g.dirs = &dirs;
 	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);
 	g.rates = NULL;
-	if ((cfg->max_conn_rate != 0 || cfg->max_msg_rate != 0) &&
-	    (g.rates = rate_new(cfg->max_conn_rate, cfg->max_msg_rate)) == NULL) {
+	if ((cfg->max_conn_rate != 0 || cfg->max_msg_rate != 0 || cfg->max_tls_rate != 0) &&
+	    (g.rates = rate_new((const uint32_t[RATE_KINDS]){ cfg->max_conn_rate, cfg->max_msg_rate,
+							      cfg->max_tls_rate })) == NULL) {
 		rc = EXIT_STARTUP;
 		goto out;
 	}

@@ -138,6 +138,9 @@ int metrics_shard_write(struct bb *out, const struct metrics_shard *const *sh, s
 		"Connections waiting for a receive buffer (backpressure).", SUM(pbuf_waiters)));
 	TRY(one(out, "oceanmx_recv_enobufs_total", METRICS_COUNTER,
 		"Receives that found the buffer pool empty (-ENOBUFS; reading paused).", SUM(enobufs)));
+	TRY(one(out, "oceanmx_input_throttled_total", METRICS_COUNTER,
+		"Times a connection sent faster than --max-input-rate and was not read for a while.",
+		SUM(input_throttled)));
 	for (size_t i = 0; i < nh; i++) {
 		h[i] = &sh[i]->tx_latency_us;
 	}

@@ -51,6 +51,7 @@ struct metrics_shard {
 	_Atomic uint64_t pbuf_partial;               /* gauge: buffers partly consumed (incremental mode) */
 	_Atomic uint64_t pbuf_waiters;               /* gauge: connections waiting for a buffer */
 	_Atomic uint64_t enobufs;                    /* receives that found the pool empty */
+	_Atomic uint64_t input_throttled;            /* times a connection went past --max-input-rate */
 	struct metrics_hist tx_latency_us;
 	struct metrics_hist msg_size;
 };

@@ -81,6 +81,7 @@
 #define PROXY_WAIT_MS   10000          /* a PROXY header must arrive this soon after accept */
 #define LISTEN_BACKLOG  4096
 #define SEG_WAIT_POLL_NS 5000000      /* 5 ms: how often txs waiting for a segment look again */
+#define RATE_POLL_NS     2000000      /* 2 ms: how often conns paused by --max-input-rate look again */
 #define DIRSYNC_MAX     8              /* SPOOL/q fsyncs in flight at once */
 
 enum op {
@@ -160,6 +161,11 @@ struct conn {
 	bool recv_armed, send_inflight, cancel_sent, send_cancel_sent;
 	bool closing, io_done, counted;
 	bool paused_commit, paused_io, paused_out, on_resume;
+	bool paused_rate;     /* sent faster than --max-input-rate: unread until back within it */
+	bool on_ratewait;
+	struct conn *next_ratewait;
+	int64_t in_tokens;    /* --max-input-rate bucket, bytes (below 0: owed) */
+	int64_t in_ms;        /* when in_tokens was last refilled */
 	bool proxy_wait;      /* --listen-proxy: no greeting until the PROXY header is read */
 	bool dnsbl_wait;      /* --dnsbl: no greeting until the lists answered */
 	struct vjob *dnsbl_job; /* the DNSBL lookups of this client, until they answer */
@@ -238,6 +244,7 @@ struct shard {
 	struct conn *resume;      /* commits finished this iteration */
 	struct conn *reap;        /* closed conns to release */
 	struct conn *buf_wait;    /* conns waiting for receive buffers */
+	struct conn *rate_wait;   /* conns paused by --max-input-rate */
 
 	int wake_fd;
 	uint64_t wake_buf;
@@ -336,7 +343,7 @@ static void conn_maybe_free(struct shard *sh, struct conn *c);
 /* conn_paused tells whether the conn's input waits (commit, disk, or the client's unread replies). */
 static bool conn_paused(const struct conn *c)
 {
-	return c->paused_commit || c->paused_io || c->paused_out || c->dnsbl_wait;
+	return c->paused_commit || c->paused_io || c->paused_out || c->paused_rate || c->dnsbl_wait;
 }
 
 /* conn_backlog: input taken from the socket and not yet parsed (plaintext and ciphertext). */
@@ -634,6 +641,8 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	c->last_ms = sh->now_ms;
 	c->cmd_ms = sh->now_ms;
 	c->open_ms = sh->now_ms;
+	c->in_tokens = (int64_t)sh->g->cfg->max_input_rate * 1000; /* a second's burst */
+	c->in_ms = sh->now_ms;
 	c->auth_set = false;
 	bb_init(&c->out, 0);
 	bb_init(&c->sending, 0);
@@ -660,7 +669,7 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 static void conn_maybe_free(struct shard *sh, struct conn *c)
 {
 	if (!c->closing || !c->io_done || c->inflight != 0 || c->tx != NULL || c->on_resume || c->on_reap ||
-	    c->on_bufwait) {
+	    c->on_bufwait || c->on_ratewait) {
 		return;
 	}
 	c->on_reap = true;
@@ -1931,6 +1940,10 @@ static void conn_tls_pump(struct shard *sh, struct conn *c)
 		tls_conn_info(c->tls, &info);
 		sh->n_tls++;
 		sh->n_tls_resumed += tls_conn_resumed(c->tls);
+		if (tls_conn_resumed(c->tls) && sh->g->smtp->tls_ok != NULL) {
+			/* --max-tls-rate counts full handshakes only: what a resumption saved. */
+			rate_give_back(sh->g->rates, &c->ipkey, sh->now_ms, RATE_TLS);
+		}
 		log_line(LOG_INFO, c->who, "tls.ok version=%s cipher=%s sni=%s resumed=%s", info.version, info.cipher,
 			 info.sni[0] != '\0' ? info.sni : "-", tls_conn_resumed(c->tls) ? "yes" : "no");
 		if (smtp_sess_tls_done(c->sess, &info) != 0) {
@@ -2162,6 +2175,75 @@ static void conn_resume(struct shard *sh, struct conn *c)
 	conn_flush(sh, c);
 }
 
+/*
+ * --max-input-rate: a token bucket of bytes per connection (in thousandths
+ * of a byte, so a slow rate loses nothing to rounding), refilled at the
+ * rate and holding one second's worth. A connection past it is paused like
+ * any other: its input waits in c->pend, the recv is cancelled beyond
+ * PEND_CANCEL and TCP's window closes on the sender, until the bytes it
+ * owes are earned back (ratewait_run, every RATE_POLL_NS while any waits).
+ * The point is the CPU, not the bandwidth: every byte costs parsing, a
+ * checksum, the spool and delivery, so a few clients sending large
+ * messages flat out would otherwise take the machine from the others.
+ */
+static void input_refill(const struct shard *sh, struct conn *c)
+{
+	int64_t rate = (int64_t)sh->g->cfg->max_input_rate;
+	int64_t el = sh->now_ms - c->in_ms;
+
+	if (el > 0) {
+		c->in_tokens += el >= 1000 ? rate * 1000 : el * rate; /* thousandths per ms = bytes per s */
+		if (c->in_tokens > rate * 1000) {
+			c->in_tokens = rate * 1000;
+		}
+		c->in_ms = sh->now_ms;
+	}
+}
+
+/* input_account charges n received bytes to c's bucket, pausing it when that runs dry. */
+static void input_account(struct shard *sh, struct conn *c, size_t n)
+{
+	if (sh->g->cfg->max_input_rate == 0 || c->closing) {
+		return;
+	}
+	input_refill(sh, c);
+	c->in_tokens -= (int64_t)n * 1000;
+	if (c->in_tokens < 0 && !c->paused_rate) {
+		c->paused_rate = true;
+		metrics_add(&sh->m.input_throttled, 1);
+		if (!c->on_ratewait) {
+			c->on_ratewait = true;
+			c->next_ratewait = sh->rate_wait;
+			sh->rate_wait = c;
+		}
+	}
+}
+
+/* ratewait_run resumes the conns paused by --max-input-rate that are back within it. */
+static void ratewait_run(struct shard *sh)
+{
+	struct conn **pp = &sh->rate_wait;
+
+	while (*pp != NULL) {
+		struct conn *c = *pp;
+
+		input_refill(sh, c);
+		if (!c->closing && c->in_tokens < 0) {
+			pp = &c->next_ratewait;
+			continue;
+		}
+		*pp = c->next_ratewait;
+		c->next_ratewait = NULL;
+		c->on_ratewait = false;
+		c->paused_rate = false;
+		if (c->closing) {
+			conn_maybe_free(sh, c);
+		} else {
+			conn_schedule_resume(sh, c);
+		}
+	}
+}
+
 static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 {
 	int res = cqe->res;
@@ -2178,6 +2260,7 @@ static void on_recv(struct shard *sh, struct conn *c, struct io_uring_cqe *cqe)
 		if (res > 0) {
 			metrics_add(&sh->m.bytes_received, (uint64_t)res);
 			conn_input(sh, c, span_make(p, (size_t)res));
+			input_account(sh, c, (size_t)res);
 		}
 		if (sh->pbuf_inc && (cqe->flags & IORING_CQE_F_BUF_MORE)) {
 			if (sh->buf_off[bid] == 0 && res > 0) {
@@ -2303,7 +2386,7 @@ static void conn_admit(struct shard *sh, struct conn *c)
 	const struct cfg *cfg = sh->g->cfg;
 
 	c->counted = limits_acquire(sh->g->limits, &c->ipkey);
-	if (c->counted && sh->g->rates != NULL && !rate_conn_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+	if (c->counted && sh->g->rates != NULL && !rate_ok(sh->g->rates, &c->ipkey, sh->now_ms, RATE_CONN)) {
 		limits_release(sh->g->limits, &c->ipkey);
 		c->counted = false;
 		sh->n_refused++;
@@ -2737,6 +2820,10 @@ static void shard_loop(struct shard *sh)
 			ts.tv_sec = 0;
 			ts.tv_nsec = SEG_WAIT_POLL_NS;
 		}
+		if (sh->rate_wait != NULL) {
+			ts.tv_sec = 0;
+			ts.tv_nsec = RATE_POLL_NS;
+		}
 		rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
 			log_line(LOG_ERR, sh->who, "ring.wait error=\"%s\"", strerror(-rc));
@@ -2747,6 +2834,9 @@ static void shard_loop(struct shard *sh)
 			n++;
 		}
 		io_uring_cq_advance(&sh->ring, n);
+		if (sh->rate_wait != NULL) {
+			ratewait_run(sh);
+		}
 		run_resumes(sh);
 		if (!sh->stopping && atomic_load(&sh->g->stopping)) {
 			begin_shutdown(sh);
@@ -2991,10 +3081,22 @@ bool shard_mail_ok(void *owner)
 	struct conn *c = owner;
 	struct shard *sh = c->sh;
 
-	if (sh->g->rates == NULL || rate_msg_ok(sh->g->rates, &c->ipkey, sh->now_ms)) {
+	if (sh->g->rates == NULL || rate_ok(sh->g->rates, &c->ipkey, sh->now_ms, RATE_MSG)) {
 		return true;
 	}
 	log_line(LOG_INFO, c->who, "smtp.reject code=451 cmd=MAIL reason=\"message rate\"");
+	return false;
+}
+
+bool shard_tls_ok(void *owner)
+{
+	struct conn *c = owner;
+	struct shard *sh = c->sh;
+
+	if (sh->g->rates == NULL || rate_ok(sh->g->rates, &c->ipkey, sh->now_ms, RATE_TLS)) {
+		return true;
+	}
+	log_line(LOG_INFO, c->who, "smtp.reject code=454 cmd=STARTTLS reason=\"TLS session rate\"");
 	return false;
 }
 

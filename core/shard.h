@@ -48,6 +48,13 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 bool shard_mail_ok(void *owner);
 
 /*
+ * shard_tls_ok is the sessions' smtp_cfg.tls_ok: the client's rate of new
+ * TLS sessions (--max-tls-rate); a session that turns out resumed gives its
+ * token back. Shard thread.
+ */
+bool shard_tls_ok(void *owner);
+
+/*
  * shard_listen makes one non-blocking SO_REUSEPORT listening socket for
  * `l` (one per shard per address, so the kernel spreads connections).
  * Main thread, before privileges are dropped (port 25 needs them). 0 or -errno.

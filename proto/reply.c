@@ -97,6 +97,8 @@ static const struct reply_def reply_tab[SMTP_R_COUNT] = {
 	R(TLS_IN_TX, 503, "5.5.1", "STARTTLS not allowed during a mail transaction", REPLY_F_BAD),
 	/* RFC 3207 §4: 530 5.7.0 to a command other than those allowed before STARTTLS. */
 	R(TLS_REQUIRED, 530, "5.7.0", "Must issue a STARTTLS command first", REPLY_F_BAD),
+	/* RFC 3207 §4's temporary refusal; the session goes on in clear. */
+	R(TLS_RATE, 454, "4.7.0", "TLS not available due to temporary reason: too many new TLS sessions from your address", 0),
 };
 
 #undef R
@@ -115,6 +117,7 @@ static const char *const reply_names[SMTP_R_COUNT] = {
 	N(COMMIT_NOSPACE), N(POLICY_REJECT), N(SINK_TEMPFAIL), N(SINK_REJECT), N(SPAM_REJECT), N(SPAM_TEMPFAIL),
 	N(SPAM_UNAVAIL), N(MILTER_REJECT), N(MILTER_TEMPFAIL), N(TOO_MANY_ERRORS), N(TIMEOUT),
 	N(SHUTDOWN), N(TOO_MANY_CONN), N(LOCAL_ERROR), N(DNSBL), N(TLS_READY), N(TLS_ACTIVE), N(TLS_IN_TX), N(TLS_REQUIRED),
+	N(TLS_RATE),
 };
 #undef N
 

@@ -89,6 +89,7 @@ enum smtp_reply {
 	SMTP_R_TLS_ACTIVE,       /* 503 5.5.1 STARTTLS inside TLS */
 	SMTP_R_TLS_IN_TX,        /* 503 5.5.1 STARTTLS inside a mail transaction */
 	SMTP_R_TLS_REQUIRED,     /* 530 5.7.0 MAIL before STARTTLS with --tls-required on */
+	SMTP_R_TLS_RATE,         /* 454 4.7.0 --max-tls-rate reached for this client */
 	SMTP_R_COUNT             /* sentinel */
 };
 

@@ -507,6 +507,10 @@ static void cmd_starttls(struct smtp_sess *s, struct bb *out)
 		reply(s, out, SMTP_R_TLS_IN_TX, NULL);
 		return;
 	}
+	if (s->cfg->tls_ok != NULL && !s->cfg->tls_ok(s->owner)) {
+		reply(s, out, SMTP_R_TLS_RATE, NULL);
+		return;
+	}
 	reply(s, out, SMTP_R_TLS_READY, NULL);
 	if (s->fatal || s->st == SMTP_ST_CLOSED) {
 		return;

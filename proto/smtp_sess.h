@@ -78,6 +78,9 @@ struct smtp_cfg {
 	 * the session's owner (smtp_sess_set_owner): false answers 451 4.7.1
 	 * (core's message rate limit). NULL admits every MAIL. */
 	bool (*mail_ok)(void *owner);
+	/* Likewise at STARTTLS: false answers 454 4.7.0 (core's TLS session
+	 * rate limit) and the session goes on in clear. NULL admits every one. */
+	bool (*tls_ok)(void *owner);
 	bool tls_offered;            /* core can run TLS: EHLO offers STARTTLS (RFC 3207) */
 	bool tls_required;           /* MAIL before STARTTLS gets 530 5.7.0 */
 };

@@ -123,7 +123,7 @@ Test(ip_cidr, refuses_malformed_blocks)
 	}
 }
 
-/* ---- rates (--max-connection-rate, --max-message-rate) ------------------- */
+/* ---- rates (--max-connection-rate, --max-message-rate, --max-tls-rate) --- */
 
 static struct ip_key key_text(const char *ip)
 {
@@ -135,49 +135,70 @@ static struct ip_key key_text(const char *ip)
 
 Test(rate, burst_then_refill_per_minute)
 {
-	struct rate_limits *r = rate_new(3, 0);
+	struct rate_limits *r = rate_new((const uint32_t[RATE_KINDS]){ 3, 0, 0 });
 	struct ip_key a = key_text("192.0.2.1"), b = key_text("192.0.2.2");
 	int64_t t = 1000000;
 
 	for (int i = 0; i < 3; i++) {
-		cr_assert(rate_conn_ok(r, &a, t), "burst connection %d", i);
+		cr_assert(rate_ok(r, &a, t, RATE_CONN), "burst connection %d", i);
 	}
-	cr_assert_not(rate_conn_ok(r, &a, t), "the 4th in the same minute");
-	cr_assert(rate_conn_ok(r, &b, t), "another address has its own bucket");
-	cr_assert_not(rate_conn_ok(r, &a, t + 19999), "a token takes 20 s at 3/min");
-	cr_assert(rate_conn_ok(r, &a, t + 20000));
-	cr_assert_not(rate_conn_ok(r, &a, t + 20000));
-	cr_assert(rate_msg_ok(r, &a, t), "message rate off");
+	cr_assert_not(rate_ok(r, &a, t, RATE_CONN), "the 4th in the same minute");
+	cr_assert(rate_ok(r, &b, t, RATE_CONN), "another address has its own bucket");
+	cr_assert_not(rate_ok(r, &a, t + 19999, RATE_CONN), "a token takes 20 s at 3/min");
+	cr_assert(rate_ok(r, &a, t + 20000, RATE_CONN));
+	cr_assert_not(rate_ok(r, &a, t + 20000, RATE_CONN));
+	cr_assert(rate_ok(r, &a, t, RATE_MSG), "message rate off");
 	rate_free(r);
 }
 
 Test(rate, ipv6_counted_per_64)
 {
-	struct rate_limits *r = rate_new(0, 2);
+	struct rate_limits *r = rate_new((const uint32_t[RATE_KINDS]){ 0, 2, 0 });
 	struct ip_key a = key_text("2001:db8:1:2::1"), b = key_text("2001:db8:1:2:ffff::9"),
 		      c = key_text("2001:db8:1:3::1");
 
-	cr_assert(rate_msg_ok(r, &a, 5000));
-	cr_assert(rate_msg_ok(r, &b, 5000));
-	cr_assert_not(rate_msg_ok(r, &a, 5000), "one /64 shares one bucket");
-	cr_assert(rate_msg_ok(r, &c, 5000), "the next /64 has its own");
-	cr_assert(rate_conn_ok(r, &a, 5000), "connection rate off");
+	cr_assert(rate_ok(r, &a, 5000, RATE_MSG));
+	cr_assert(rate_ok(r, &b, 5000, RATE_MSG));
+	cr_assert_not(rate_ok(r, &a, 5000, RATE_MSG), "one /64 shares one bucket");
+	cr_assert(rate_ok(r, &c, 5000, RATE_MSG), "the next /64 has its own");
+	cr_assert(rate_ok(r, &a, 5000, RATE_CONN), "connection rate off");
+	rate_free(r);
+}
+
+Test(rate, tls_token_given_back_never_above_the_cap)
+{
+	struct rate_limits *r = rate_new((const uint32_t[RATE_KINDS]){ 0, 0, 2 });
+	struct ip_key a = key_text("198.51.100.7");
+
+	cr_assert(rate_ok(r, &a, 1000, RATE_TLS));
+	cr_assert(rate_ok(r, &a, 1000, RATE_TLS));
+	cr_assert_not(rate_ok(r, &a, 1000, RATE_TLS), "the 3rd new session in the same minute");
+	rate_give_back(r, &a, 1000, RATE_TLS); /* the 2nd was resumed */
+	cr_assert(rate_ok(r, &a, 1000, RATE_TLS), "a resumed session costs nothing");
+	cr_assert_not(rate_ok(r, &a, 1000, RATE_TLS));
+	rate_give_back(r, &a, 1000, RATE_TLS);
+	rate_give_back(r, &a, 1000, RATE_TLS);
+	rate_give_back(r, &a, 1000, RATE_TLS);
+	cr_assert(rate_ok(r, &a, 1000, RATE_TLS));
+	cr_assert(rate_ok(r, &a, 1000, RATE_TLS));
+	cr_assert_not(rate_ok(r, &a, 1000, RATE_TLS), "given back tokens never exceed the burst");
+	cr_assert(rate_ok(r, &a, 1000, RATE_CONN), "connection rate off");
 	rate_free(r);
 }
 
 Test(rate, bounded_table_forgets_oldest)
 {
-	struct rate_limits *r = rate_new(1, 0);
+	struct rate_limits *r = rate_new((const uint32_t[RATE_KINDS]){ 1, 0, 0 });
 	struct ip_key first = key4(1);
 
-	cr_assert(rate_conn_ok(r, &first, 1000));
-	cr_assert_not(rate_conn_ok(r, &first, 1000));
+	cr_assert(rate_ok(r, &first, 1000, RATE_CONN));
+	cr_assert_not(rate_ok(r, &first, 1000, RATE_CONN));
 	/* Far more addresses than the table holds: memory stays bounded and
 	 * every new address gets its burst. */
 	for (uint32_t i = 2; i < 300000; i++) {
 		struct ip_key k = key4(i);
 
-		cr_assert(rate_conn_ok(r, &k, 2000 + i / 1000));
+		cr_assert(rate_ok(r, &k, 2000 + i / 1000, RATE_CONN));
 	}
 	rate_free(r);
 }

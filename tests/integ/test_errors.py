@@ -4,7 +4,9 @@ case (so the bad-command limit of one case never leaks into another):
 500 unknown, 501 syntax, 503 sequence, 555 unknown parameter, 552 size,
 452 recipients, 500 line too long, bad-command limit, early talker, per-IP
 and total connection limits, command/data timeouts, domain policy,
-pipelined replies in order, bare LF policy, RSET, QUIT.
+pipelined replies in order, bare LF policy, RSET, QUIT, and
+--max-input-rate (a sender past it is slowed down, not refused, and its
+message arrives intact).
 """
 
 import time
@@ -347,6 +349,20 @@ def main(t):
             t.expect(c.cmd("MAIL FROM:<a@x.test>"), 451, c, "3rd MAIL in a minute", enhanced="4.7.1")
             t.expect(c.cmd("NOOP"), 250, c, "the session goes on")
             t.expect(c.cmd("QUIT"), 221, c)
+
+    # --max-input-rate 1M: a burst of 1 MB, then 1 MB/s. 3 MB cannot arrive
+    # in less than about 2 s however fast the client sends (a lower bound:
+    # a slow machine only makes it slower), and nothing is lost or cut.
+    with Server("--max-input-rate", "1M", "--max-message-size", "10M") as srv:
+        with t.case("input_rate_slows_the_sender_down"):
+            content = crlf("Subject: fast sender\n\n" + ("y" * 76 + "\n") * (3 * 1000 * 1000 // 77))
+            c = fresh(t, srv)
+            t0 = time.monotonic()
+            _, qid = send_message(t, c, "a@x.test", ["b@y.test"], content)
+            took = time.monotonic() - t0
+            t.check(took >= 1.5, "%d bytes in %.2f s with --max-input-rate 1M" % (len(content), took))
+            t.expect(c.cmd("NOOP"), 250, c, "the session goes on")
+            check_delivered(t, srv.maildir, qid, "a@x.test", ["b@y.test"], content)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ mx.ec.test. Checked:
   see the new one, the open session still delivers; an unreadable key at
   the next SIGHUP keeps the certificates and logs why;
 - oceanmx-load --tls delivers every message;
+- --max-tls-rate: a client past its new sessions per minute gets 454 4.7.0
+  to STARTTLS and goes on in clear; a resumed session does not count;
 - a real MTA delivering over TLS: a private Postfix relays to oceanmx with
   smtp_tls_security_level = encrypt; the message arrives with ESMTPS and
   Postfix's log says the connection was TLS (needs root and postfix).
@@ -314,6 +316,49 @@ def main(t):
             t.check(time.monotonic() - t0 < T_IO, "not closed")
             t.check(wait_log(srv, "tls.fail phase=handshake reason=\"no handshake within 2s\""),
                     "no timeout line:\n%s" % srv.stderr_tail())
+
+    # --max-tls-rate 2: two full handshakes a minute per client; a resumed
+    # session gives its token back (Postfix counts only uncached sessions).
+    srv = Server(*VERIFY_OFF)
+    srv.args += tls_args([make_cert(srv.tmp, "rrsa", "rsa", "mx.rate.test", ["mx.rate.test"])]) + \
+        ["--max-tls-rate", "2", "--log-level", "info"]
+    with srv:
+        with t.case("new_tls_session_rate_454"):
+            ctx = client_ctx()
+
+            def starttls(session=None):
+                c = Conn(srv.port)
+                ehlo(t, c)
+                r = c.cmd("STARTTLS")
+                if r.code != 220:
+                    return c, r, None
+                tls = ctx.wrap_socket(c.sock, server_hostname="mx.rate.test", session=session)
+                tls.settimeout(T_IO)
+                tls.sendall(b"EHLO client.test\r\n")
+                got = b""
+                while b"\r\n250 " not in got and not got.startswith(b"250 "):
+                    more = tls.recv(4096)
+                    if not more:
+                        break
+                    got += more
+                return c, r, tls
+
+            first = starttls()[2]
+            t.check(first is not None, "1st STARTTLS refused")
+            sess = first.session
+            first.sendall(b"QUIT\r\n")
+            first.close()
+            res = starttls(session=sess)[2]
+            t.check(res is not None and res.session_reused, "2nd STARTTLS: not resumed (%r)" % res)
+            res.close()
+            second = starttls()[2]
+            t.check(second is not None, "the 2nd full handshake was refused after a resumed one")
+            second.close()
+            c, r, tls = starttls()
+            t.expect(r, 454, c, "3rd full handshake in a minute", enhanced="4.7.0")
+            t.expect(c.cmd("MAIL FROM:<a@x.test>"), 250, c, "the session goes on in clear")
+            c.cmd("QUIT")
+            t.check(wait_log(srv, 'cmd=STARTTLS reason="TLS session rate"'), "no log line:\n%s" % srv.stderr_tail())
 
     # An RSA and an ECDSA certificate for the same names (RSA first, the
     # default): ECDSA for every client that can verify it, RSA for the rest.

@@ -952,6 +952,25 @@ Test(smtp_sess, starttls_refused_inside_a_transaction)
 		  NULL);
 }
 
+static bool tls_never(void *owner)
+{
+	(void)owner;
+	return false;
+}
+
+/* --max-tls-rate: 454 (RFC 3207 §4), no STARTTLS event, and the session goes on in clear. */
+Test(smtp_sess, starttls_refused_by_rate_answers_454)
+{
+	struct smtp_cfg cfg = cfg_std();
+
+	cfg.tls_offered = true;
+	cfg.tls_ok = tls_never;
+	check_cfg(&cfg, "EHLO c.test\r\nSTARTTLS\r\nMAIL FROM:<a@b.test>\r\n",
+		  GREET EHLO_TLS_REPLY "454 4.7.0 TLS not available due to temporary reason: too many new TLS sessions "
+				       "from your address\r\n250 2.1.0 Ok\r\n",
+		  NULL);
+}
+
 Test(smtp_sess, tls_required_refuses_mail_in_clear)
 {
 	struct smtp_cfg cfg = cfg_std();
