@@ -308,6 +308,7 @@ static void changed_restart(const struct cfg *a, const struct cfg *b, char *out,
 			(b->max_conn_rate == 0 && b->max_msg_rate == 0 && b->max_tls_rate == 0) ||
 			(a->max_msg_rate == 0) != (b->max_msg_rate == 0) || (a->max_tls_rate == 0) != (b->max_tls_rate == 0),
 		"rates on/off");
+	CHANGED(a->max_input_rate != b->max_input_rate, "max-input-rate");
 #undef CHANGED
 	if (n == 0 && cap > 0) {
 		out[0] = '\0';
