@@ -48,6 +48,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integ"))
+from lib import make_cert  # noqa: E402
 
 
 def split255(b):
@@ -614,12 +615,9 @@ def one_run(a, cap, name, dns_port):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def make_cert(d, kind):
-    """make_cert: a self-signed certificate for bench.test (openssl CLI): --tls-cert/--tls-key arguments."""
-    crt, key = os.path.join(d, kind + ".crt"), os.path.join(d, kind + ".key")
-    alg = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-    subprocess.run(["openssl", "req", "-x509"] + alg + ["-nodes", "-keyout", key, "-out", crt,
-                    "-days", "2", "-subj", "/CN=bench.test"], check=True, capture_output=True)
+def cert_args(d, kind):
+    """cert_args: a self-signed certificate for bench.test: --tls-cert/--tls-key arguments."""
+    crt, key = make_cert(d, kind, kind, "bench.test", ("bench.test",))
     return ["--tls-cert", crt, "--tls-key", key]
 
 
@@ -651,8 +649,8 @@ def main():
     attacks = [x for x in ATTACKS if not only or x[0] in only]
     certdir = tempfile.mkdtemp(prefix="omx-hostile-cert-", dir=a.dir)
     tls = any(x[0].startswith("tls") for x in attacks)
-    a.tls_args = make_cert(certdir, "rsa") if tls else []
-    a.tls_dual_args = a.tls_args + make_cert(certdir, "ec") if tls else []
+    a.tls_args = cert_args(certdir, "rsa") if tls else []
+    a.tls_dual_args = a.tls_args + cert_args(certdir, "ec") if tls else []
     cap = CpuCap(a.attacker_cpu)
     capnote = ("The attacker's side (the attack process, and a SCHED_IDLE spinner that takes what it leaves) is held"
                " to %.2g cores in every run, clean ones included, by the cgroup %s."

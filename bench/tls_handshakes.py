@@ -43,6 +43,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, os.path.join(HERE, "load"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integ"))
+from lib import make_cert  # noqa: E402
 from postfix_tls import PostfixTLS, missing_tools, wait_greeting  # noqa: E402
 
 OMX = os.environ.get("OMX_BIN", os.path.join(ROOT, "build", "oceanmx"))
@@ -50,8 +52,7 @@ LOAD = os.environ.get("OMX_LOAD_BIN", os.path.join(ROOT, "build", "oceanmx-load"
 DISK = "/var/tmp"
 TMPFS = "/dev/shm" if os.path.isdir("/dev/shm") else DISK
 CONNS = 20
-CERTS = {"rsa": ("RSA-2048", ["-newkey", "rsa:2048"]),
-         "ecdsa": ("ECDSA P-256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])}
+CERTS = {"rsa": ("RSA-2048", "rsa"), "ecdsa": ("ECDSA P-256", "ec")}  # label, lib.make_cert kind
 SERVERS = ("oceanmx", "oceanmx-disk", "postfix")
 
 
@@ -115,11 +116,8 @@ def main():
         raise SystemExit("needs " + ", ".join(why))
     tmp = tempfile.mkdtemp(prefix="omx-tlsb-certs.")
     files = {}
-    for kind, (_, newkey) in CERTS.items():
-        key, crt = os.path.join(tmp, kind + "-key.pem"), os.path.join(tmp, kind + "-cert.pem")
-        subprocess.run(["openssl", "req", "-x509"] + newkey + ["-nodes", "-days", "2", "-subj", "/CN=localhost",
-                       "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", crt],
-                       check=True, capture_output=True)
+    for kind, (_, alg) in CERTS.items():
+        crt, key = make_cert(tmp, kind, alg, "localhost", ("localhost",), ("127.0.0.1",))
         files[kind] = (key, crt)
     res = {}  # (kind, server) -> [(rate, srv_us, cli_us)]
     load0 = open("/proc/loadavg").read().split()[0]

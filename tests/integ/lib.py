@@ -113,6 +113,24 @@ def require_tool(path, package):
         raise Skip("%s not found (Debian package %s)" % (path, package))
 
 
+# ---------------------------------------------------------------- certificates
+
+
+def make_cert(d, name, kind="rsa", cn="localhost", sans=("localhost",), ips=()):
+    """make_cert makes a self-signed certificate with the openssl CLI (Debian
+    package openssl) in d: kind "rsa" (2048 bits) or "ec" (P-256), subject CN
+    cn, subjectAltName DNS sans and IP ips. Returns (crt, key) paths."""
+    crt, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
+    alg = ["-newkey", "rsa:2048"] if kind == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    san = ",".join(["DNS:" + x for x in sans] + ["IP:" + x for x in ips])
+    p = subprocess.run(["openssl", "req", "-x509"] + alg + ["-nodes", "-keyout", key, "-out", crt, "-days", "2",
+                        "-subj", "/CN=" + cn] + (["-addext", "subjectAltName=" + san] if san else []),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("openssl req: exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")))
+    return crt, key
+
+
 # ---------------------------------------------------------------- ports
 
 

@@ -35,29 +35,17 @@ import os
 import shutil
 import signal
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
 import time
 
-from lib import Conn, Server, Skip, T_DELIVER, T_IO, crlf, ehlo, parse_queue_id, require_tool, run, scale
+from lib import (Conn, Server, Skip, T_DELIVER, T_IO, crlf, ehlo, make_cert, parse_queue_id, require_tool, run,
+                 scale)
 
 VERIFY_OFF = ["--dkim", "off", "--spf", "off", "--dmarc", "off", "--arc", "off"]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "load"))
 from postfix_tls import PostfixTLS, missing_tools  # noqa: E402
-
-
-def make_cert(d, name, kind, cn, sans):
-    crt, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
-    if kind == "rsa":
-        alg = ["-newkey", "rsa:2048"]
-    else:
-        alg = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-    subprocess.run(["openssl", "req", "-x509"] + alg + ["-nodes", "-keyout", key, "-out", crt, "-days", "2",
-                    "-subj", "/CN=" + cn, "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans)],
-                   check=True, capture_output=True, timeout=60)
-    return crt, key
 
 
 def tls_args(certs):
