@@ -76,24 +76,10 @@ setsid spamass-milter -p "unix:$WORK/spamass.sock" -r 15 -m -- -d 127.0.0.1 -p "
 PIDS+=($!)
 
 if [[ " ${SETS[*]} " == *" rspamd "* ]]; then
-	RS="$WORK/rspamd"
 	RS_MPORT=$(free_port)
-	mkdir -p "$RS/local/local.d" "$RS/local/override.d" "$RS/db" "$RS/run" "$RS/log"
-	printf 'bind_socket = "127.0.0.1:%s";\ncount = 1;\n' "$(free_port)" >"$RS/local/override.d/worker-normal.inc"
-	printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-controller.inc"
-	printf 'bind_socket = "127.0.0.1:%s";\nmilter = yes;\ntimeout = 120s;\ncount = 2;\nupstream "local" {\n  default = yes;\n  self_scan = yes;\n}\n' \
-		"$RS_MPORT" >"$RS/local/override.d/worker-proxy.inc"
-	printf 'type = "console";\nlevel = "error";\n' >"$RS/local/override.d/logging.inc"
-	for m in rbl spf dkim dmarc arc fuzzy_check asn phishing neural ratelimit greylist replies history_redis \
-		url_reputation reputation dcc classifier-bayes emails multimap mx_check whitelist maillist trie; do
-		echo "enabled = false;" >"$RS/local/override.d/$m.conf"
-	done
-	printf 'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }\n' >"$RS/local/local.d/options.inc"
-	rs_args=(-f -c /etc/rspamd/rspamd.conf)
-	if [[ $(id -u) == 0 ]]; then rs_args+=(-i); fi
-	setsid rspamd "${rs_args[@]}" --var="LOCAL_CONFDIR=$RS/local" --var="DBDIR=$RS/db" --var="RUNDIR=$RS/run" \
-		--var="LOGDIR=$RS/log" >"$RS/out.log" 2>&1 &
-	PIDS+=($!)
+	rspamd_start "$WORK/rspamd" "$(printf 'bind_socket = "127.0.0.1:%s";\ncount = 1;\n' "$(free_port)")" \
+		"$(printf 'bind_socket = "127.0.0.1:%s";\nmilter = yes;\ntimeout = 120s;\ncount = 2;\nupstream "local" {\n  default = yes;\n  self_scan = yes;\n}\n' "$RS_MPORT")"
+	PIDS+=("$RS_PID")
 fi
 
 # OpenDKIM verifying (Mode v): a cheap milter.

@@ -64,26 +64,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# rspamd's minimal local config (see tests/integ/test_rspamd.py).
+# rspamd's minimal local config (see tests/integ/test_rspamd.py), its normal workers on TCP and a UNIX socket.
 RS="$WORK/rspamd"
 RS_PORT=$(free_port)
-mkdir -p "$RS/local/local.d" "$RS/local/override.d" "$RS/db" "$RS/run" "$RS/log"
 RS_SOCK="$RS/run/normal.sock"
-printf 'bind_socket = "127.0.0.1:%s";\nbind_socket = "%s mode=0600";\ncount = %s;\n' "$RS_PORT" "$RS_SOCK" \
-	"$RSPAMD_WORKERS" >"$RS/local/override.d/worker-normal.inc"
-printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-controller.inc"
-printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)" >"$RS/local/override.d/worker-proxy.inc"
-printf 'type = "console";\nlevel = "error";\n' >"$RS/local/override.d/logging.inc"
-for m in rbl spf dkim dmarc arc fuzzy_check asn phishing neural ratelimit greylist replies history_redis \
-	url_reputation reputation dcc classifier-bayes emails multimap mx_check whitelist maillist trie; do
-	echo "enabled = false;" >"$RS/local/override.d/$m.conf"
-done
-printf 'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }\n' >"$RS/local/local.d/options.inc"
-rs_args=(-f -c /etc/rspamd/rspamd.conf)
-if [[ $(id -u) == 0 ]]; then rs_args+=(-i); fi
-setsid rspamd "${rs_args[@]}" --var="LOCAL_CONFDIR=$RS/local" --var="DBDIR=$RS/db" --var="RUNDIR=$RS/run" \
-	--var="LOGDIR=$RS/log" >"$RS/out.log" 2>&1 &
-RS_PID=$!
+rspamd_start "$RS" "$(printf 'bind_socket = "127.0.0.1:%s";\nbind_socket = "%s mode=0600";\ncount = %s;\n' \
+	"$RS_PORT" "$RS_SOCK" "$RSPAMD_WORKERS")" "$(printf 'bind_socket = "127.0.0.1:%s";\n' "$(free_port)")"
 log "waiting for rspamd on 127.0.0.1:$RS_PORT (loading its rules takes a while)"
 for _ in $(seq 600); do
 	if curl -s -m 2 "http://127.0.0.1:$RS_PORT/ping" 2>/dev/null | grep -q pong; then break; fi
