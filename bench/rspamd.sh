@@ -23,10 +23,14 @@
 # a new connection: RSPAMD_VIA=unix makes it one on rspamd's UNIX socket
 # (--rspamd unix:PATH) instead of TCP. PERF=1 records the server of the last
 # rspamd run with perf record -g and adds where its CPU went (by thread and
-# by library) to the report.
+# by library) to the report. OMX_BIN_B=PATH (another build, e.g. the one
+# before a change) adds the set rspamd_b, the rspamd set with that binary,
+# run next to it in every round, so two builds compare within one run
+# (thread by thread; the report gives the ratio of the client's threads).
 #
 # Env: ROUNDS (2), MESSAGES (5000), CONNECTIONS (20), SIZE (4096),
-#      RSPAMD_WORKERS (2), RSPAMD_VIA (tcp), PERF (0), OMX_BIN, OMX_LOAD_BIN, OUT.
+#      RSPAMD_WORKERS (2), RSPAMD_VIA (tcp), PERF (0), OMX_BIN, OMX_BIN_B,
+#      OMX_LOAD_BIN, OUT.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +45,8 @@ RSPAMD_WORKERS="${RSPAMD_WORKERS:-2}"
 RSPAMD_VIA="${RSPAMD_VIA:-tcp}"
 PERF="${PERF:-0}"
 SETS=(plain rspamd paced)
+OMX_B="${OMX_BIN_B:-}"
+if [[ -n $OMX_B ]]; then SETS+=(rspamd_b); fi
 PACE=0
 PY=/usr/bin/python3
 # shellcheck source=bench/lib.sh
@@ -91,14 +97,15 @@ rspamd_cpu_us() { # all processes of rspamd's session (main, workers)
 }
 
 run() {
-	local r=$1 set=$2 port d=$WORK/run-$1-$2 args=() rs0
+	local r=$1 set=$2 port d=$WORK/run-$1-$2 args=() rs0 bin=$OMX
 	mkdir -p "$d"
 	local load=(-c "$CONNECTIONS" -m "$MESSAGES")
-	if [[ $set == rspamd && $RSPAMD_VIA == unix ]]; then args=(--rspamd "unix:$RS_SOCK");
-	elif [[ $set == rspamd ]]; then args=(--rspamd "http://127.0.0.1:$RS_PORT"); fi
+	if [[ $set == rspamd_b ]]; then bin=$OMX_B; fi
+	if [[ $set == rspamd* && $RSPAMD_VIA == unix ]]; then args=(--rspamd "unix:$RS_SOCK");
+	elif [[ $set == rspamd* ]]; then args=(--rspamd "http://127.0.0.1:$RS_PORT"); fi
 	if [[ $set == paced ]]; then load=(-c "$CONNECTIONS" -m "$MESSAGES" -R "$PACE"); fi
 	port=$(free_port)
-	"$OMX" serve --listen "127.0.0.1:$port" --spool "$d/spool" --sink "maildir:$d/maildir" --hostname bench.test \
+	"$bin" serve --listen "127.0.0.1:$port" --spool "$d/spool" --sink "maildir:$d/maildir" --hostname bench.test \
 		--max-connections-per-ip 0 --shutdown-timeout 5 --dkim off --spf off --dmarc off --arc off \
 		"${args[@]}" >"$WORK/server.log" 2>&1 &
 	OMX_PID=$!
@@ -122,7 +129,7 @@ run() {
 	thread_cpu_us "$OMX_PID" >"$WORK/res/$r-$set.thr"
 	echo $(($(rspamd_cpu_us) - rs0)) >"$WORK/res/$r-$set.rs"
 	kill -TERM "$OMX_PID"; wait "$OMX_PID" 2>/dev/null || true; OMX_PID=""
-	if [[ $set == rspamd ]] && ! grep -rq "^X-Spam-Status: " "$d/maildir/new" 2>/dev/null; then
+	if [[ $set == rspamd* ]] && ! grep -rq "^X-Spam-Status: " "$d/maildir/new" 2>/dev/null; then
 		log "rspamd: no X-Spam-Status in the stored messages"; exit 1
 	fi
 	rm -rf "$d"
@@ -137,6 +144,7 @@ log "$ROUNDS rounds of ${SETS[*]}"
 for r in $(seq "$ROUNDS"); do
 	order=(plain rspamd paced) # paced needs this round's rspamd rate
 	if ((r % 2 == 0)); then order=(rspamd paced plain); fi
+	if [[ -n $OMX_B ]] && ((r % 2 == 1)); then order+=(rspamd_b); elif [[ -n $OMX_B ]]; then order=(rspamd_b "${order[@]}"); fi
 	for set in "${order[@]}"; do run "$r" "$set"; done
 done
 
@@ -193,6 +201,14 @@ out.append("- oceanmx CPU: %.1f µs/msg / %.1f µs/msg unpaced, %.1f µs/msg pac
               med("rspamd", "srv") - med("paced", "srv")))
 groups = sorted({k for s in sets for x in res[s] for k in x["thr"]})
 tmed = lambda s, k: statistics.median(x["thr"].get(k, 0) for x in res[s])
+if "rspamd_b" in res:
+    cli = lambda s: statistics.median(x["thr"].get("omx-rspamd", 0) + x["thr"].get("omx-verify", 0) for x in res[s])
+    out.append("- rspamd_b (OMX_BIN_B, the same set with another build): oceanmx CPU %.1f µs/msg (rspamd %.1f), "
+               "added %.1f µs/msg vs paced (rspamd %.1f); the client's threads (omx-rspamd + omx-verify, which "
+               "connects and sends): %.1f µs/msg with this build, %.1f with OMX_BIN_B, ratio %.2f"
+               % (med("rspamd_b", "srv"), med("rspamd", "srv"), med("rspamd_b", "srv") - med("paced", "srv"),
+                  med("rspamd", "srv") - med("paced", "srv"), cli("rspamd"), cli("rspamd_b"),
+                  cli("rspamd") / max(cli("rspamd_b"), 0.001)))
 out.append("- oceanmx CPU without the delivery threads (the maildir sink's, whose cost per message depends on "
            "the rate and the file system more than on rspamd): %.1f µs/msg with rspamd, %.1f paced, %.1f unpaced; "
            "added %.1f µs/msg (vs paced)" % (med("rspamd", "nodeliver"), med("paced", "nodeliver"),
