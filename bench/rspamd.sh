@@ -205,7 +205,7 @@ if "rspamd_b" in res:
     cli = lambda s: statistics.median(x["thr"].get("omx-rspamd", 0) + x["thr"].get("omx-verify", 0) for x in res[s])
     out.append("- rspamd_b (OMX_BIN_B, the same set with another build): oceanmx CPU %.1f µs/msg (rspamd %.1f), "
                "added %.1f µs/msg vs paced (rspamd %.1f); the client's threads (omx-rspamd + omx-verify, which "
-               "connects and sends): %.1f µs/msg with this build, %.1f with OMX_BIN_B, ratio %.2f"
+               "hands each check on): %.1f µs/msg with this build, %.1f with OMX_BIN_B, ratio %.2f"
                % (med("rspamd_b", "srv"), med("rspamd", "srv"), med("rspamd_b", "srv") - med("paced", "srv"),
                   med("rspamd", "srv") - med("paced", "srv"), cli("rspamd"), cli("rspamd_b"),
                   cli("rspamd") / max(cli("rspamd_b"), 0.001)))
