@@ -7,7 +7,8 @@
 #   4. asan-unit the unit suites built with ASan+UBSan
 #   5. asan-integ the integration suite against the ASan+UBSan server
 #   6. tsan      the integration tests that run threads together (verify pool,
-#                DNS thread, delivery workers, sinks, shards, shutdown) against
+#                DNS thread, delivery workers, sinks, the rspamd and webhook
+#                clients' curl thread, shards, shutdown) against
 #                the ThreadSanitizer server. The Criterion unit binaries do not
 #                run under TSan (Criterion's inheritable arena cannot be mapped
 #                beside TSan's shadow memory), so the threads are exercised
@@ -69,7 +70,7 @@ step_asan-integ() {
 
 # The tests whose servers run many threads at once; each script's own
 # clean-exit check fails on any "WARNING: ThreadSanitizer" report.
-TSAN_TESTS=(smtplib crash shutdown backpressure load hostile json_sink stream_sink dkim_server arc milter)
+TSAN_TESTS=(smtplib crash shutdown backpressure load hostile json_sink stream_sink dkim_server arc milter rspamd webhook_sink)
 
 step_tsan() {
 	build build-tsan -DOMX_TSAN=ON -DOMX_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug \
