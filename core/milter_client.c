@@ -2,13 +2,20 @@
  * milter_client.c - milter conversations on a thread of their own; see
  * milter_client.h for what a conversation is and the decisions taken.
  *
- * Threads: submitters push onto a queue under a mutex and wake the thread
- * through an eventfd; the thread owns every socket and every request it
- * took until that request's done. One epoll watches the eventfd and the
- * sockets (level-triggered; EPOLLOUT only while bytes wait to be written).
- * Every request in flight has a deadline (connect, or the reply it waits
- * for, or the write that does not drain), so stop never waits longer than
- * the longest timeout per milter left in a chain.
+ * Threads: begin, feed and end put news on the request under a mutex (a
+ * chunk list whose buffers move in, and flags) and list the request as
+ * ready; the eventfd is written only when the ready list was empty, so the
+ * thread wakes once per batch. The thread owns every socket, every
+ * request it took until that request's done, and the message bytes it
+ * appended to req->msg (only it reads or grows them). One epoll watches
+ * the eventfd and the sockets (level-triggered; EPOLLOUT only while bytes
+ * wait to be written; EPOLLIN while a conversation idles for more bytes,
+ * which has no deadline: the SMTP session bounds that wait). Every other
+ * conversation has a deadline (connect, the reply it waits for, or the
+ * write that does not drain), so stop never waits longer than the longest
+ * timeout per milter. A request is done only once its end came and every
+ * conversation ended; its events are looked up among the requests in
+ * flight before they are read, so a finished one is never touched.
  */
 #include "milter_client.h"
 
