@@ -3,8 +3,9 @@ pymilter_stream - a libmilter milter (Debian's python3-milter binds
 libmilter itself) for test_milter's streaming cases, which no packaged
 milter produces on demand:
 
-  - Subject "reject at header": 550 at that HEADER (the body is still on
-    its way to oceanmx), "reject at eoh": 550 at EOH;
+  - Subject "reject at header" or a field "X-Pymilter: reject": 550 at
+    that HEADER (the body is still on its way to oceanmx), Subject "reject
+    at eoh": 550 at EOH;
   - otherwise, at the end of message, a field X-Stream-Seen with what the
     milter was given: the number of header fields and a hash of them
     (name ":" value LF each), the body's length and hash, so the test can
@@ -47,6 +48,10 @@ class StreamMilter(Milter.Base):
         self.nhdr += 1
         self.hhash.update(name.encode("utf-8", "surrogateescape") + b":" +
                           value.encode("utf-8", "surrogateescape") + b"\n")
+        if name.lower() == "x-pymilter" and value == "reject":
+            self.setreply("550", "5.7.1", "Rejected at header")
+            note("reject-header x-pymilter")
+            return Milter.REJECT
         if name.lower() == "subject":
             self.subject = value
             if value == "reject at header":

@@ -28,7 +28,10 @@ here for the replies real milters do not give on demand:
     many chunks with header fields spanning chunk boundaries arrives whole
     (the milter's hashes of the fields and body match); a client that
     leaves mid-DATA, and one that sends RSET after a BDAT chunk, end the
-    conversation with an abort the milter sees (ASan: no leak);
+    conversation with an abort the milter sees (ASan: no leak); with both
+    this milter and the scripted one at once, the first in --milter order
+    decides (a timeout before a reject: 451), and a reject cuts the
+    conversations after it short (no wait for a silent later milter);
   - failure modes: nothing listening on the socket gives 451 4.7.1 (default
     tempfail) or a stored message (--milter-default-action accept, and the
     per-milter ?default-action=accept); a milter that never answers times
@@ -510,6 +513,24 @@ def main(t):
                     r, qid = send_message(t, c, "alice@example.com", ["bob@example.org"], message("after rset", HAM))
                     c.cmd("QUIT")
                     c.close()
+            # Both milters at once: the scripted one never answers (times out into its default, tempfail),
+            # the libmilter one rejects at a header at once. --milter order decides, not who answers first.
+            both = message("silent", HAM, extra="X-Pymilter: reject\n")
+            with Server("--milter", spec + "?timeout=1500", "--milter", pm_spec, "--spf", "off", "--dkim", "off",
+                        "--log-level", "info") as srv:
+                with t.case("parallel_first_in_order_decides"):
+                    r, _, _ = deliver_one(t, srv, both, want=451)
+                    t.expect(r, 451, None, "the first milter's timeout (default tempfail) over the second's reject",
+                             enhanced="4.7.1")
+                    t.check(srv.wait_log(r"tx\.tempfail id=\S+ reason=milter milter=tempfail error=.*timeout at "
+                                         r"header\" default=tempfail", timeout=10), "no milter=tempfail log line")
+            with Server("--milter", pm_spec, "--milter", spec + "?timeout=1500", "--spf", "off", "--dkim", "off",
+                        "--log-level", "info") as srv:
+                with t.case("parallel_reject_cuts_later_short"):
+                    t0 = time.time()
+                    r, _, _ = deliver_one(t, srv, both, want=550)
+                    t.expect(r, 550, None, "the first milter's reject", enhanced="5.7.1")
+                    t.check(time.time() - t0 < 1.4, "waited %.1fs for the later, silent milter" % (time.time() - t0))
             ran += 1
 
         # ---- spamass-milter + spamd
