@@ -24,7 +24,8 @@
 # gets -s 4 MiB so it scans rather than passes such messages).
 #
 # Env: ROUNDS (2), DURATION (10), CONNECTIONS (20), SIZE (4096),
-#      SPAMD_CHILDREN (2), RSPAMD (1), MILTER_SETS, OMX_BIN, OMX_LOAD_BIN, OUT.
+#      SPAMD_CHILDREN (2), RSPAMD (1), MILTER_SETS, OMX_BIN, OMX_LOAD_BIN,
+#      OMX_LABEL (what the server binary is, for the report; default HEAD), OUT.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -165,7 +166,8 @@ for r in $(seq "$ROUNDS"); do
 done
 
 report="$OUT/milter-$STAMP.md"
-STAMP=$STAMP $PY - "$WORK/res" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$SIZE" "$SPAMD_CHILDREN" "${SETS[@]}" >"$report" <<'EOF'
+LABEL="${OMX_LABEL:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+STAMP=$STAMP LABEL=$LABEL $PY - "$WORK/res" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$SIZE" "$SPAMD_CHILDREN" "${SETS[@]}" >"$report" <<'EOF'
 import json, os, platform, statistics, sys
 d, rounds, dur, conns, size, children = sys.argv[1:7]
 sets = sys.argv[7:]
@@ -180,6 +182,7 @@ for s in sets:
                                           fail=j["messages"]["failed"] + j["connection_errors"]))
 med = lambda s, k: statistics.median(x[k] for x in res[s])
 out = ["# Milters: W1 with and without --milter (bench/milter.sh), %s\n" % os.environ.get("STAMP", "")]
+out.append("Server: %s.\n" % os.environ.get("LABEL", ""))
 out.append("W1: %s s per run of %s B messages over %s persistent sessions, oceanmx-load on the same machine, "
            "a fresh server per run, DKIM/ARC/SPF/DMARC off in all sets, maildir sink; spamass = spamass-milter "
            "-r 15 -m in front of SpamAssassin 4 spamd with %s children (Debian); rspamd = rspamd 3.4's proxy "
