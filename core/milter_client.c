@@ -2,13 +2,20 @@
  * milter_client.c - milter conversations on a thread of their own; see
  * milter_client.h for what a conversation is and the decisions taken.
  *
- * Threads: submitters push onto a queue under a mutex and wake the thread
- * through an eventfd; the thread owns every socket and every request it
- * took until that request's done. One epoll watches the eventfd and the
- * sockets (level-triggered; EPOLLOUT only while bytes wait to be written).
- * Every request in flight has a deadline (connect, or the reply it waits
- * for, or the write that does not drain), so stop never waits longer than
- * the longest timeout per milter left in a chain.
+ * Threads: begin, feed and end put news on the request under a mutex (a
+ * chunk list whose buffers move in, and flags) and list the request as
+ * ready; the eventfd is written only when the ready list was empty, so the
+ * thread wakes once per batch. The thread owns every socket, every
+ * request it took until that request's done, and the message bytes it
+ * appended to req->msg (only it reads or grows them). One epoll watches
+ * the eventfd and the sockets (level-triggered; EPOLLOUT only while bytes
+ * wait to be written; EPOLLIN while a conversation idles for more bytes,
+ * which has no deadline: the SMTP session bounds that wait). Every other
+ * conversation has a deadline (connect, the reply it waits for, or the
+ * write that does not drain), so stop never waits longer than the longest
+ * timeout per milter. A request is done only once its end came and every
+ * conversation ended; its events are looked up among the requests in
+ * flight before they are read, so a finished one is never touched.
  */
 #include "milter_client.h"
 
@@ -63,9 +70,15 @@ struct milter_client {
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t mu;
-	struct milter_req *head, **tail; /* under mu */
+	struct milter_req *ready;        /* under mu: requests with news (begin, bytes, end), linked by qnext */
 	bool stop;                       /* under mu */
 	struct milter_req *active;       /* client thread only, linked by next */
+};
+
+/* A message's bytes on their way from milter_client_feed to the client thread. */
+struct milter_chunk {
+	struct milter_chunk *next;
+	struct bb data;
 };
 
 static uint64_t now_ms(void)
@@ -234,77 +247,114 @@ int milter_conf_parse(struct milter_conf *out, const char *spec, uint32_t timeou
 void milter_req_init(struct milter_req *req)
 {
 	memset(req, 0, sizeof(*req));
-	req->fd = -1;
 	bb_init(&req->fields, 0);
-	bb_init(&req->out, 0);
-	bb_init(&req->in, MILTER_PKT_MAX + 4);
-	bb_init(&req->mods, 0);
+	bb_init(&req->msg, 0);
+	req->q_tail = &req->q_head;
+	for (unsigned i = 0; i < MILTER_MAX; i++) {
+		struct milter_conv *cv = &req->conv[i];
+
+		cv->req = req;
+		cv->midx = i;
+		cv->fd = -1;
+		bb_init(&cv->out, 0);
+		bb_init(&cv->in, MILTER_PKT_MAX + 4);
+		bb_init(&cv->mods, 0);
+	}
+}
+
+static void chunks_free(struct milter_chunk *c)
+{
+	while (c != NULL) {
+		struct milter_chunk *next = c->next;
+
+		bb_fini(&c->data);
+		free(c);
+		c = next;
+	}
 }
 
 void milter_req_fini(struct milter_req *req)
 {
 	bb_fini(&req->fields);
-	bb_fini(&req->out);
-	bb_fini(&req->in);
-	bb_fini(&req->mods);
+	bb_fini(&req->msg);
+	chunks_free(req->q_head);
+	req->q_head = NULL;
+	req->q_tail = &req->q_head;
+	for (unsigned i = 0; i < MILTER_MAX; i++) {
+		bb_fini(&req->conv[i].out);
+		bb_fini(&req->conv[i].in);
+		bb_fini(&req->conv[i].mods);
+	}
 }
+
+#define FIELD_MORE SIZE_MAX /* field_end: the bytes so far do not tell yet */
 
 /*
  * field_end: the end of the header field starting at msg[pos] (after its
  * line end and continuation lines), or pos when msg[pos] starts the empty
- * line or a line that is no field (no colon): the body starts there.
+ * line or a line that is no field (no colon): the body starts there. While
+ * the message is not `complete`, a field is whole only once the first byte
+ * of the next line shows it is not continued (a field can span the chunks
+ * the message arrives in): FIELD_MORE until then.
  */
-static size_t field_end(const uint8_t *msg, size_t len, size_t pos, size_t *out_colon)
+static size_t field_end(const uint8_t *msg, size_t len, bool complete, size_t pos, size_t *out_colon)
 {
 	size_t i = pos;
 	const uint8_t *nl, *colon;
 
-	if (pos >= len || msg[pos] == '\r' || msg[pos] == '\n') {
+	if (pos >= len) {
+		return complete ? pos : FIELD_MORE;
+	}
+	if (msg[pos] == '\r' || msg[pos] == '\n') {
 		return pos;
 	}
 	nl = memchr(msg + pos, '\n', len - pos);
 	colon = memchr(msg + pos, ':', (nl ? (size_t)(nl - msg) : len) - pos);
 	if (colon == NULL) {
-		return pos;
+		return nl == NULL && !complete ? FIELD_MORE : pos;
 	}
 	*out_colon = (size_t)(colon - msg);
 	for (;;) {
 		nl = memchr(msg + i, '\n', len - i);
 		if (nl == NULL) {
-			return len;
+			return complete ? len : FIELD_MORE;
 		}
 		i = (size_t)(nl - msg) + 1;
-		if (i >= len || (msg[i] != ' ' && msg[i] != '\t')) {
+		if (i >= len) {
+			return complete ? i : FIELD_MORE;
+		}
+		if (msg[i] != ' ' && msg[i] != '\t') {
 			return i;
 		}
 	}
 }
 
-/* body_start: the offset of the first body byte (after the empty line), msg_len without one. */
-static size_t body_start(const uint8_t *msg, size_t len)
+/* body_after: where the body starts when the header ended at `pos` (after the empty line); FIELD_MORE if unknown yet. */
+static size_t body_after(const struct milter_req *req, size_t pos)
 {
-	size_t pos = 0, colon, end;
+	const uint8_t *msg = req->msg.p;
+	size_t len = req->msg.len;
 
-	while ((end = field_end(msg, len, pos, &colon)) > pos) {
-		pos = end;
-	}
 	if (pos < len && msg[pos] == '\n') {
 		return pos + 1;
 	}
 	if (pos + 1 < len && msg[pos] == '\r' && msg[pos + 1] == '\n') {
 		return pos + 2;
 	}
+	if (pos + 1 == len && msg[pos] == '\r' && !req->complete) {
+		return FIELD_MORE;
+	}
 	return pos;
 }
 
-/* hdr_count: how many fields named `name` the message's header has. */
+/* hdr_count: how many fields named `name` the message's header has (the header is complete). */
 static uint32_t hdr_count(const struct milter_req *req, struct span name)
 {
 	size_t pos = 0, colon, end;
 	uint32_t n = 0;
 
-	while ((end = field_end(req->msg, req->body_off, pos, &colon)) > pos) {
-		struct span f = span_trim_ws(span_make(req->msg + pos, colon - pos));
+	while ((end = field_end(req->msg.p, req->body_off, true, pos, &colon)) > pos) {
+		struct span f = span_trim_ws(span_make(req->msg.p + pos, colon - pos));
 
 		if (f.len == name.len && strncasecmp((const char *)f.p, (const char *)name.p, f.len) == 0) {
 			n++;
@@ -316,8 +366,7 @@ static uint32_t hdr_count(const struct milter_req *req, struct span name)
 
 /* ------------------------------------------------------------ the thread */
 
-static void conv_begin(struct milter_client *cl, struct milter_req *req);
-static void pump(struct milter_client *cl, struct milter_req *req);
+static void pump(struct milter_client *cl, struct milter_conv *cv);
 
 static void active_remove(struct milter_client *cl, struct milter_req *req)
 {
@@ -330,31 +379,77 @@ static void active_remove(struct milter_client *cl, struct milter_req *req)
 	}
 }
 
-static void conv_close(struct milter_req *req)
+static void conv_close(struct milter_conv *cv)
 {
-	if (req->fd >= 0) {
-		close(req->fd); /* leaves the epoll set with it */
-		req->fd = -1;
+	if (cv->fd >= 0) {
+		close(cv->fd); /* leaves the epoll set with it */
+		cv->fd = -1;
 	}
-	req->events = 0;
-	req->awaiting = false;
-	bb_reset(&req->out, 1);
-	bb_reset(&req->in, 1);
-	req->out_off = 0;
+	cv->events = 0;
+	cv->awaiting = false;
+	bb_reset(&cv->out, 1);
+	bb_reset(&cv->in, 1);
+	cv->out_off = 0;
 }
 
-static void logf_append(struct milter_req *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_append(struct milter_req *req, const char *fmt, ...)
+/* log_append appends to a log text of `cap` bytes; what does not fit is dropped. */
+static void log_append(char *log, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void log_append(char *log, size_t cap, const char *fmt, ...)
 {
-	size_t n = strlen(req->log);
+	size_t n = strlen(log);
 	va_list ap;
 
-	if (n + 1 >= sizeof(req->log)) {
+	if (n + 1 >= cap) {
 		return;
 	}
 	va_start(ap, fmt);
-	vsnprintf(req->log + n, sizeof(req->log) - n, fmt, ap);
+	vsnprintf(log + n, cap - n, fmt, ap);
 	va_end(ap);
+}
+
+#define REQ_LOG(req, ...) log_append((req)->log, sizeof((req)->log), __VA_ARGS__)
+#define CONV_LOG(cv, ...) log_append((cv)->log, sizeof((cv)->log), __VA_ARGS__)
+
+/*
+ * combine sets the request's answer from its conversations' in --milter
+ * order: the first reject, tempfail or discard decides; otherwise accept
+ * with every accepting milter's fields in order and the first quarantine.
+ */
+static void combine(struct milter_client *cl, struct milter_req *req)
+{
+	req->verdict = cl->num > 0 ? MILTER_V_ACCEPT : MILTER_V_NONE;
+	for (unsigned i = 0; i < req->num_conv; i++) {
+		struct milter_conv *cv = &req->conv[i];
+
+		REQ_LOG(req, "%s", cv->log);
+		for (unsigned k = 0; k < cv->refused && req->refused < sizeof(req->refused_cmds) - 1; k++) {
+			if (k < sizeof(cv->refused_cmds) - 1) {
+				req->refused_cmds[req->refused] = cv->refused_cmds[k];
+			}
+			req->refused++;
+		}
+		req->chg_skipped += cv->chg_skipped;
+		if (cv->v == MILTER_V_ACCEPT) {
+			if (bb_append_span(&req->fields, bb_span(&cv->mods)) != 0) {
+				REQ_LOG(req, " error=\"out of memory: fields of %s dropped\"", cl->m[i].name);
+			}
+			if (cv->m_quarantined && !req->quarantined) {
+				memcpy(req->quarantine, cv->m_quarantine, sizeof(req->quarantine));
+				req->quarantined = true;
+				REQ_LOG(req, " quarantine=\"%.80s\"", req->quarantine);
+			}
+			continue;
+		}
+		if (cv->v == MILTER_V_NONE) {
+			continue; /* cut short after an earlier decision: cannot happen before one */
+		}
+		req->verdict = cv->v;
+		memcpy(req->why, cv->why, sizeof(req->why));
+		if (!cv->failed) {
+			REQ_LOG(req, " by=\"%s\" stage=%s", cl->m[i].name, stage_name(cv->step));
+		}
+		break;
+	}
 }
 
 /* finish hands the request back: the last touch. */
@@ -362,24 +457,39 @@ static void finish(struct milter_client *cl, struct milter_req *req)
 {
 	char head[64];
 
-	conv_close(req);
 	active_remove(cl, req);
-	bb_reset(&req->mods, 1);
-	if (req->verdict == MILTER_V_NONE && cl->num > 0) {
-		req->verdict = MILTER_V_ACCEPT;
+	req->active = false;
+	combine(cl, req);
+	for (unsigned i = 0; i < req->num_conv; i++) {
+		bb_reset(&req->conv[i].mods, 1);
 	}
+	bb_reset(&req->msg, 1);
 	snprintf(head, sizeof(head), "milter=%s", milter_verdict_name(req->verdict));
 	if (strlen(head) + strlen(req->log) + 1 < sizeof(req->log)) {
 		memmove(req->log + strlen(head), req->log, strlen(req->log) + 1);
 		memcpy(req->log, head, strlen(head));
 	}
 	if (req->chg_skipped > 0) {
-		logf_append(req, " chg_skipped=%u", req->chg_skipped);
+		REQ_LOG(req, " chg_skipped=%u", req->chg_skipped);
 	}
 	if (req->refused > 0) {
-		logf_append(req, " refused=%u refused_cmds=%s", req->refused, req->refused_cmds);
+		REQ_LOG(req, " refused=%u refused_cmds=%s", req->refused, req->refused_cmds);
 	}
 	req->done(req->arg, req);
+}
+
+/* req_check finishes the request once the message is complete (or aborted) and every conversation ended. */
+static void req_check(struct milter_client *cl, struct milter_req *req)
+{
+	if (!req->complete) {
+		return; /* the final answer is given at the end of data, as before streaming */
+	}
+	for (unsigned i = 0; i < req->num_conv; i++) {
+		if (!req->conv[i].ended) {
+			return;
+		}
+	}
+	finish(cl, req);
 }
 
 /*
@@ -406,152 +516,151 @@ static void copy_text(char *out, size_t out_len, struct span t, bool one_line)
 }
 
 /*
- * milter_end ends the conversation with the current milter with `v`: an
- * accept keeps its modifications and goes on to the next milter; anything
- * else ends the chain.
+ * conv_bye closes a conversation, first telling the milter (best effort,
+ * never waiting: a milter that reads it frees its state now): SMFIC_ABORT
+ * when the message was cut short, then SMFIC_QUIT. Nothing is said in the
+ * middle of a packet not fully written.
  */
-static void milter_end(struct milter_client *cl, struct milter_req *req, enum milter_verdict v)
+static void conv_bye(struct milter_conv *cv, bool abort)
 {
-	const struct milter_conf *m = &cl->m[req->midx];
-
-	if (req->fd >= 0) {
-		/* Best effort: a milter that reads it frees its state now. */
-		bb_reset(&req->out, 0);
-		req->out_off = 0;
-		if (milter_put_cmd(&req->out, SMFIC_QUIT) == 0) {
-			ssize_t w = send(req->fd, req->out.p, req->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (cv->fd >= 0 && cv->stage != MST_CONNECTING && cv->out_off == cv->out.len) {
+		bb_reset(&cv->out, 0);
+		cv->out_off = 0;
+		if ((!abort || milter_put_cmd(&cv->out, SMFIC_ABORT) == 0) && milter_put_cmd(&cv->out, SMFIC_QUIT) == 0) {
+			ssize_t w = send(cv->fd, cv->out.p, cv->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 			(void)w;
 		}
 	}
-	conv_close(req);
-	if (v == MILTER_V_ACCEPT) {
-		if (bb_append_span(&req->fields, bb_span(&req->mods)) != 0) {
-			logf_append(req, " error=\"out of memory: fields of %s dropped\"", m->name);
-		}
-		if (req->m_quarantined && !req->quarantined) {
-			memcpy(req->quarantine, req->m_quarantine, sizeof(req->quarantine));
-			req->quarantined = true;
-			logf_append(req, " quarantine=\"%.80s\"", req->quarantine);
-		}
-		bb_reset(&req->mods, 0);
-		req->midx++;
-		conv_begin(cl, req);
-		return;
-	}
-	req->verdict = v;
-	logf_append(req, " by=\"%s\" stage=%s", m->name, stage_name(req->step));
-	finish(cl, req);
-}
-
-/* fail applies the milter's default action after an error (`why`). */
-static void fail(struct milter_client *cl, struct milter_req *req, const char *why)
-{
-	const struct milter_conf *m = &cl->m[req->midx];
-
-	conv_close(req);
-	logf_append(req, " error=\"%s: %s at %s\" default=%s", m->name, why, stage_name(req->step),
-		    milter_default_name(m->def));
-	bb_reset(&req->mods, 0);
-	req->m_quarantined = false;
-	req->why[0] = '\0';
-	if (m->def == MILTER_DEF_ACCEPT) {
-		req->midx++;
-		conv_begin(cl, req);
-		return;
-	}
-	req->verdict = m->def == MILTER_DEF_REJECT ? MILTER_V_REJECT : MILTER_V_TEMPFAIL;
-	finish(cl, req);
-}
-
-static void set_events(struct milter_client *cl, struct milter_req *req, uint32_t ev)
-{
-	struct epoll_event e = { .events = ev, .data.ptr = req };
-
-	if (req->events != ev && epoll_ctl(cl->ep, EPOLL_CTL_MOD, req->fd, &e) == 0) {
-		req->events = ev;
-	}
-}
-
-/* conv_begin connects to the next milter of the chain, or finishes the request. */
-static void conv_begin(struct milter_client *cl, struct milter_req *req)
-{
-	const struct milter_conf *m;
-	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = req };
-	char why[96];
-
-	if (req->midx >= cl->num) {
-		finish(cl, req);
-		return;
-	}
-	m = &cl->m[req->midx];
-	req->stage = req->step = MST_CONNECTING;
-	req->conn_gen++;
-	req->skip_body = false;
-	req->m_actions = req->m_proto = 0;
-	req->m_quarantined = false;
-	req->fd = socket(m->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (req->fd < 0) {
-		snprintf(why, sizeof(why), "socket: %s", strerror(errno));
-		fail(cl, req, why);
-		return;
-	}
-	if (connect(req->fd, (const struct sockaddr *)&m->sa, m->sa_len) != 0 && errno != EINPROGRESS) {
-		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
-		fail(cl, req, why);
-		return;
-	}
-	if (epoll_ctl(cl->ep, EPOLL_CTL_ADD, req->fd, &e) != 0) {
-		snprintf(why, sizeof(why), "epoll: %s", strerror(errno));
-		fail(cl, req, why);
-		return;
-	}
-	req->events = EPOLLOUT;
-	req->deadline_ms = now_ms() + m->connect_timeout_ms;
-}
-
-/* macros appends SMFIC_MACRO for `cmd`. */
-static int macros(struct milter_req *req, uint8_t cmd, const char *const *pairs, size_t num)
-{
-	return milter_put_macros(&req->out, cmd, pairs, num);
+	conv_close(cv);
 }
 
 /*
- * build appends the packets of the next step to out and says whether a
- * reply is due (*out_expect). Returns 0, -ENOMEM, or 1 when there is no
- * step left before the end of message (never: EOB always expects).
+ * conv_end ends the conversation with `v`. Anything but an accept decides
+ * for every milter after it in --milter order, so their conversations are
+ * cut short (aborted) now; milters before it still run, since they come
+ * first in the combination.
  */
-static int build(struct milter_client *cl, struct milter_req *req, bool *out_expect)
+static void conv_end(struct milter_client *cl, struct milter_conv *cv, enum milter_verdict v)
 {
+	struct milter_req *req = cv->req;
+
+	(void)cl;
+	conv_bye(cv, cv->step != MST_EOB || cv->failed); /* ABORT unless the milter answered the end of message */
+	cv->ended = true;
+	cv->v = v;
+	if (v == MILTER_V_ACCEPT) {
+		return;
+	}
+	for (unsigned i = cv->midx + 1; i < req->num_conv; i++) {
+		struct milter_conv *later = &req->conv[i];
+
+		if (!later->ended) {
+			conv_bye(later, true);
+			later->ended = true;
+			later->v = MILTER_V_NONE;
+		}
+	}
+}
+
+/* fail applies the milter's default action after an error (`why`). */
+static void fail(struct milter_client *cl, struct milter_conv *cv, const char *why)
+{
+	const struct milter_conf *m = &cl->m[cv->midx];
+
+	CONV_LOG(cv, " error=\"%s: %s at %s\" default=%s", m->name, why, stage_name(cv->step),
+		    milter_default_name(m->def));
+	bb_reset(&cv->mods, 0);
+	cv->m_quarantined = false;
+	cv->why[0] = '\0';
+	cv->failed = true;
+	conv_end(cl, cv, m->def == MILTER_DEF_ACCEPT   ? MILTER_V_ACCEPT
+			 : m->def == MILTER_DEF_REJECT ? MILTER_V_REJECT
+						       : MILTER_V_TEMPFAIL);
+}
+
+static void set_events(struct milter_client *cl, struct milter_conv *cv, uint32_t ev)
+{
+	struct epoll_event e = { .events = ev, .data.ptr = cv };
+
+	if (cv->events != ev && epoll_ctl(cl->ep, EPOLL_CTL_MOD, cv->fd, &e) == 0) {
+		cv->events = ev;
+	}
+}
+
+/* conv_begin connects to the conversation's milter. */
+static void conv_begin(struct milter_client *cl, struct milter_conv *cv)
+{
+	const struct milter_conf *m = &cl->m[cv->midx];
+	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = cv };
+	char why[96];
+
+	cv->stage = cv->step = MST_CONNECTING;
+	cv->conn_gen++;
+	cv->fd = socket(m->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (cv->fd < 0) {
+		snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+		fail(cl, cv, why);
+		return;
+	}
+	if (connect(cv->fd, (const struct sockaddr *)&m->sa, m->sa_len) != 0 && errno != EINPROGRESS) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+		fail(cl, cv, why);
+		return;
+	}
+	if (epoll_ctl(cl->ep, EPOLL_CTL_ADD, cv->fd, &e) != 0) {
+		snprintf(why, sizeof(why), "epoll: %s", strerror(errno));
+		fail(cl, cv, why);
+		return;
+	}
+	cv->events = EPOLLOUT;
+	cv->deadline_ms = now_ms() + m->connect_timeout_ms;
+}
+
+/* macros appends SMFIC_MACRO for `cmd`. */
+static int macros(struct milter_conv *cv, uint8_t cmd, const char *const *pairs, size_t num)
+{
+	return milter_put_macros(&cv->out, cmd, pairs, num);
+}
+
+#define BUILD_WAIT 2 /* build: the next step needs message bytes (or the end) not here yet */
+
+/*
+ * build appends the packets of the next step to out and says whether a
+ * reply is due (*out_expect). Returns 0, -ENOMEM, -E2BIG, BUILD_WAIT, or 1
+ * when there is no step left (never: EOB always expects).
+ */
+static int build(struct milter_conv *cv, bool *out_expect)
+{
+	struct milter_req *req = cv->req;
 	const struct milter_env *env = req->env;
-	uint32_t p = req->m_proto;
+	uint32_t p = cv->m_proto;
 	char port[8];
 	char client[MILTER_TEXT_MAX];
 	int rc = 0;
 
 	*out_expect = false;
-	(void)cl;
-	req->step = req->stage;
-	switch (req->stage) {
+	cv->step = cv->stage;
+	switch (cv->stage) {
 	case MST_OPTNEG:
 		*out_expect = true;
-		req->stage = MST_CONNECT;
-		return milter_put_optneg(&req->out, MILTER_VERSION, MILTER_OFFER_ACTIONS, MILTER_OFFER_PROTO);
+		cv->stage = MST_CONNECT;
+		return milter_put_optneg(&cv->out, MILTER_VERSION, MILTER_OFFER_ACTIONS, MILTER_OFFER_PROTO);
 	case MST_CONNECT: {
 		const char *ip = env->client_ip ? env->client_ip : "";
 		const char *pairs[] = { "j", env->hostname, "{daemon_name}", "oceanmx", "v", "oceanmx",
 					"_", client, "{client_addr}", ip, "{client_name}", "unknown",
 					"{client_port}", port };
 
-		req->stage = MST_HELO;
+		cv->stage = MST_HELO;
 		if (p & SMFIP_NOCONNECT) {
 			return 0;
 		}
 		snprintf(port, sizeof(port), "%u", (unsigned)env->client_port);
 		snprintf(client, sizeof(client), "unknown [%s]", ip);
-		rc = macros(req, SMFIC_CONNECT, pairs, sizeof(pairs) / sizeof(pairs[0]) / 2);
+		rc = macros(cv, SMFIC_CONNECT, pairs, sizeof(pairs) / sizeof(pairs[0]) / 2);
 		if (rc == 0) {
-			rc = milter_put_connect(&req->out, "unknown", ip[0] == '\0' ? 'U' : strchr(ip, ':') ? '6' : '4',
+			rc = milter_put_connect(&cv->out, "unknown", ip[0] == '\0' ? 'U' : strchr(ip, ':') ? '6' : '4',
 						env->client_port, ip);
 		}
 		*out_expect = !(p & SMFIP_NR_CONN);
@@ -561,13 +670,13 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 		const char *pairs[] = { "{tls_version}", env->tls_version, "{cipher}", env->cipher };
 		struct span s = span_cstr(env->helo ? env->helo : "");
 
-		req->stage = MST_MAIL;
+		cv->stage = MST_MAIL;
 		if (p & SMFIP_NOHELO) {
 			return 0;
 		}
-		rc = env->tls_version ? macros(req, SMFIC_HELO, pairs, 2) : 0;
+		rc = env->tls_version ? macros(cv, SMFIC_HELO, pairs, 2) : 0;
 		if (rc == 0) {
-			rc = milter_put_strs(&req->out, SMFIC_HELO, &s, 1);
+			rc = milter_put_strs(&cv->out, SMFIC_HELO, &s, 1);
 		}
 		*out_expect = !(p & SMFIP_NR_HELO);
 		return rc;
@@ -579,8 +688,8 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 		struct span args[3];
 		size_t n = 0;
 
-		req->stage = MST_RCPT;
-		req->pos = 0;
+		cv->stage = MST_RCPT;
+		cv->pos = 0;
 		if (p & SMFIP_NOMAIL) {
 			return 0;
 		}
@@ -593,9 +702,9 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 		if (env->smtputf8) {
 			args[n++] = span_cstr("SMTPUTF8");
 		}
-		rc = macros(req, SMFIC_MAIL, pairs, 3);
+		rc = macros(cv, SMFIC_MAIL, pairs, 3);
 		if (rc == 0) {
-			rc = milter_put_strs(&req->out, SMFIC_MAIL, args, n);
+			rc = milter_put_strs(&cv->out, SMFIC_MAIL, args, n);
 		}
 		*out_expect = !(p & SMFIP_NR_MAIL);
 		return rc;
@@ -605,18 +714,18 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 		const char *pairs[2];
 		struct span a;
 
-		if ((p & SMFIP_NORCPT) || req->pos >= env->num_rcpts) {
-			req->stage = MST_DATA;
+		if ((p & SMFIP_NORCPT) || cv->pos >= env->num_rcpts) {
+			cv->stage = MST_DATA;
 			return 0;
 		}
 		pairs[0] = "{rcpt_addr}";
-		pairs[1] = env->rcpts[req->pos];
-		snprintf(addr, sizeof(addr), "<%s>", env->rcpts[req->pos]);
+		pairs[1] = env->rcpts[cv->pos];
+		snprintf(addr, sizeof(addr), "<%s>", env->rcpts[cv->pos]);
 		a = span_cstr(addr);
-		req->pos++;
-		rc = macros(req, SMFIC_RCPT, pairs, 1);
+		cv->pos++;
+		rc = macros(cv, SMFIC_RCPT, pairs, 1);
 		if (rc == 0) {
-			rc = milter_put_strs(&req->out, SMFIC_RCPT, &a, 1);
+			rc = milter_put_strs(&cv->out, SMFIC_RCPT, &a, 1);
 		}
 		*out_expect = !(p & SMFIP_NR_RCPT);
 		return rc;
@@ -624,39 +733,52 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 	case MST_DATA: {
 		const char *pairs[] = { "i", env->id };
 
-		req->stage = MST_HEADER;
-		req->pos = 0;
+		cv->stage = MST_HEADER;
+		cv->pos = 0;
 		if (p & SMFIP_NODATA) {
 			return 0;
 		}
-		rc = macros(req, SMFIC_DATA, pairs, 1);
+		rc = macros(cv, SMFIC_DATA, pairs, 1);
 		if (rc == 0) {
-			rc = milter_put_cmd(&req->out, SMFIC_DATA);
+			rc = milter_put_cmd(&cv->out, SMFIC_DATA);
 		}
 		*out_expect = !(p & SMFIP_NR_DATA);
 		return rc;
 	}
 	case MST_HEADER: {
-		size_t colon = 0, end = (p & SMFIP_NOHDRS) ? req->pos
-				     : field_end(req->msg, req->body_off, req->pos, &colon);
+		const uint8_t *msg = req->msg.p;
+		size_t start = cv->pos, colon = 0, end = field_end(msg, req->msg.len, req->complete, start, &colon);
 		struct span kv[2];
 		struct bb v;
 
-		if (end == req->pos) {
-			req->stage = MST_EOH;
+		if (end == FIELD_MORE) {
+			return BUILD_WAIT;
+		}
+		if (end == start) {
+			size_t body = body_after(req, start);
+
+			if (body == FIELD_MORE) {
+				return BUILD_WAIT;
+			}
+			req->body_off = body; /* the same for every conversation */
+			cv->stage = MST_EOH;
 			return 0;
 		}
-		kv[0] = span_trim_ws(span_make(req->msg + req->pos, colon - req->pos));
+		cv->pos = end;
+		if (p & SMFIP_NOHDRS) {
+			return 0; /* the header is still walked: the body starts after it */
+		}
+		kv[0] = span_trim_ws(span_make(msg + start, colon - start));
 		/* The value without the one space after the colon (no SMFIP_HDR_LEADSPC), lines joined by LF as
 		 * Sendmail and Postfix pass them, without the final line end. */
 		bb_init(&v, 0);
 		for (size_t i = colon + 1; rc == 0 && i < end; i++) {
-			uint8_t ch = req->msg[i];
+			uint8_t ch = msg[i];
 
 			if (i == colon + 1 && (ch == ' ' || ch == '\t')) {
 				continue;
 			}
-			if (ch == '\r' && i + 1 < end && req->msg[i + 1] == '\n') {
+			if (ch == '\r' && i + 1 < end && msg[i + 1] == '\n') {
 				continue;
 			}
 			rc = bb_append(&v, &ch, 1);
@@ -665,43 +787,48 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 			v.len--;
 		}
 		kv[1] = bb_span(&v);
-		req->pos = end;
 		if (rc == 0) {
-			rc = milter_put_strs(&req->out, SMFIC_HEADER, kv, 2);
+			rc = milter_put_strs(&cv->out, SMFIC_HEADER, kv, 2);
 		}
 		bb_fini(&v);
 		*out_expect = !(p & SMFIP_NR_HDR);
 		return rc;
 	}
 	case MST_EOH:
-		req->stage = MST_BODY;
-		req->pos = req->body_off;
+		cv->stage = MST_BODY;
+		cv->pos = req->body_off;
 		if (p & SMFIP_NOEOH) {
 			return 0;
 		}
 		*out_expect = !(p & SMFIP_NR_EOH);
-		return milter_put_cmd(&req->out, SMFIC_EOH);
+		return milter_put_cmd(&cv->out, SMFIC_EOH);
 	case MST_BODY: {
-		size_t n = req->msg_len - req->pos;
+		size_t n = req->msg.len - cv->pos;
 
-		if ((p & SMFIP_NOBODY) || req->skip_body || n == 0) {
-			req->stage = MST_EOB;
+		if ((p & SMFIP_NOBODY) || cv->skip_body || (n == 0 && req->complete)) {
+			cv->stage = MST_EOB;
 			return 0;
+		}
+		if (n == 0) {
+			return BUILD_WAIT;
 		}
 		if (n > MILTER_CHUNK_MAX) {
 			n = MILTER_CHUNK_MAX;
 		}
-		rc = milter_put_body(&req->out, span_make(req->msg + req->pos, n));
-		req->pos += n;
+		rc = milter_put_body(&cv->out, span_make(req->msg.p + cv->pos, n));
+		cv->pos += n;
 		*out_expect = !(p & SMFIP_NR_BODY);
 		return rc;
 	}
 	case MST_EOB: {
 		const char *pairs[] = { "i", env->id };
 
-		rc = macros(req, SMFIC_BODYEOB, pairs, 1);
+		if (!req->complete) {
+			return BUILD_WAIT; /* the end of message is the end of data */
+		}
+		rc = macros(cv, SMFIC_BODYEOB, pairs, 1);
 		if (rc == 0) {
-			rc = milter_put_cmd(&req->out, SMFIC_BODYEOB);
+			rc = milter_put_cmd(&cv->out, SMFIC_BODYEOB);
 		}
 		*out_expect = true;
 		return rc;
@@ -711,22 +838,25 @@ static int build(struct milter_client *cl, struct milter_req *req, bool *out_exp
 	}
 }
 
-/* pump writes what is queued, then builds steps until one needs a reply or the socket is full. */
-static void pump(struct milter_client *cl, struct milter_req *req)
+/* pump writes what is queued, then builds steps until one needs a reply, the message bytes so far are sent, or the socket is full. */
+static void pump(struct milter_client *cl, struct milter_conv *cv)
 {
-	const struct milter_conf *m = &cl->m[req->midx];
+	const struct milter_conf *m = &cl->m[cv->midx];
 	char why[96];
 
+	if (cv->ended || cv->fd < 0 || cv->stage == MST_CONNECTING) {
+		return;
+	}
 	for (;;) {
 		bool expect;
 		int rc;
 
-		while (req->out_off < req->out.len) {
-			ssize_t w = send(req->fd, req->out.p + req->out_off, req->out.len - req->out_off,
+		while (cv->out_off < cv->out.len) {
+			ssize_t w = send(cv->fd, cv->out.p + cv->out_off, cv->out.len - cv->out_off,
 					 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				set_events(cl, req, EPOLLIN | EPOLLOUT);
+				set_events(cl, cv, EPOLLIN | EPOLLOUT);
 				return;
 			}
 			if (w < 0 && errno == EINTR) {
@@ -734,27 +864,34 @@ static void pump(struct milter_client *cl, struct milter_req *req)
 			}
 			if (w <= 0) {
 				snprintf(why, sizeof(why), "write: %s", w < 0 ? strerror(errno) : "closed");
-				fail(cl, req, why);
+				fail(cl, cv, why);
 				return;
 			}
-			req->out_off += (size_t)w;
+			cv->out_off += (size_t)w;
 		}
-		bb_reset(&req->out, 0);
-		req->out_off = 0;
-		if (req->awaiting) {
-			set_events(cl, req, EPOLLIN);
+		bb_reset(&cv->out, 0);
+		cv->out_off = 0;
+		if (cv->awaiting) {
+			set_events(cl, cv, EPOLLIN);
 			return;
 		}
-		rc = build(cl, req, &expect);
+		rc = build(cv, &expect);
+		if (rc == BUILD_WAIT) {
+			/* Idle until the client's next bytes: no deadline, the SMTP session's own bounds the wait.
+			 * EPOLLIN still reports a milter that closes or says something unasked. */
+			cv->deadline_ms = UINT64_MAX;
+			set_events(cl, cv, EPOLLIN);
+			return;
+		}
 		if (rc != 0) {
-			fail(cl, req, rc == -E2BIG ? "a packet too large" : "out of memory");
+			fail(cl, cv, rc == -E2BIG ? "a packet too large" : "out of memory");
 			return;
 		}
 		if (expect) {
-			req->awaiting = true;
-			req->deadline_ms = now_ms() + m->timeout_ms;
-		} else if (req->out.len > 0) {
-			req->deadline_ms = now_ms() + m->timeout_ms; /* the write must drain in time */
+			cv->awaiting = true;
+			cv->deadline_ms = now_ms() + m->timeout_ms;
+		} else if (cv->out.len > 0) {
+			cv->deadline_ms = now_ms() + m->timeout_ms; /* the write must drain in time */
 		}
 	}
 }
@@ -773,135 +910,135 @@ static bool verdict_field(struct span name)
 }
 
 /* on_mod keeps a modification of the end of message. */
-static int on_mod(struct milter_req *req, const struct milter_reply *r)
+static int on_mod(struct milter_conv *cv, const struct milter_reply *r)
 {
 	switch (r->act) {
 	case MILTER_A_ADDHEADER:
 	case MILTER_A_INSHEADER:
-		if (!(req->m_actions & SMFIF_ADDHDRS)) {
+		if (!(cv->m_actions & SMFIF_ADDHDRS)) {
 			return -EPROTO;
 		}
-		return milter_field_write(&req->mods, r->name, r->value);
+		return milter_field_write(&cv->mods, r->name, r->value);
 	case MILTER_A_CHGHEADER:
-		if (!(req->m_actions & SMFIF_CHGHDRS)) {
+		if (!(cv->m_actions & SMFIF_CHGHDRS)) {
 			return -EPROTO;
 		}
-		if (r->index > 0 && r->index <= hdr_count(req, r->name)) {
+		if (r->index > 0 && r->index <= hdr_count(cv->req, r->name)) {
 			if (r->value.len > 0 && verdict_field(r->name)) {
 				/* Ours on top; delivery removes the client's fields of this name. */
-				return milter_field_write(&req->mods, r->name, r->value);
+				return milter_field_write(&cv->mods, r->name, r->value);
 			}
-			req->chg_skipped++; /* the client's field: not changed (see milter_client.h) */
+			cv->chg_skipped++; /* the client's field: not changed (see milter_client.h) */
 			return 0;
 		}
-		return r->value.len == 0 ? 0 : milter_field_write(&req->mods, r->name, r->value);
+		return r->value.len == 0 ? 0 : milter_field_write(&cv->mods, r->name, r->value);
 	case MILTER_A_QUARANTINE:
-		if (!(req->m_actions & SMFIF_QUARANTINE)) {
+		if (!(cv->m_actions & SMFIF_QUARANTINE)) {
 			return -EPROTO;
 		}
-		copy_text(req->m_quarantine, sizeof(req->m_quarantine), r->text, true);
-		req->m_quarantined = true;
+		copy_text(cv->m_quarantine, sizeof(cv->m_quarantine), r->text, true);
+		cv->m_quarantined = true;
 		return 0;
 	default:
 		return -EPROTO;
 	}
 }
 
-/* on_reply acts on one reply packet; false when the request left this milter (ended or failed). */
-static bool on_reply(struct milter_client *cl, struct milter_req *req, const struct milter_pkt *pkt)
+/* on_reply acts on one reply packet; false when the conversation ended (answered or failed). */
+static bool on_reply(struct milter_client *cl, struct milter_conv *cv, const struct milter_pkt *pkt)
 {
-	const struct milter_conf *m = &cl->m[req->midx];
+	const struct milter_conf *m = &cl->m[cv->midx];
 	struct milter_reply r;
 	char why[96];
 	int rc;
 
 	if (milter_reply_parse(&r, pkt) != MILTER_OK) {
 		snprintf(why, sizeof(why), "bad reply '%c'", pkt->cmd >= 0x20 && pkt->cmd < 0x7f ? pkt->cmd : '?');
-		fail(cl, req, why);
+		fail(cl, cv, why);
 		return false;
 	}
 	if (r.act == MILTER_A_PROGRESS) {
-		req->deadline_ms = now_ms() + m->timeout_ms;
+		cv->deadline_ms = now_ms() + m->timeout_ms;
 		return true;
 	}
-	if (!req->awaiting) {
-		fail(cl, req, "a reply nobody asked for");
+	if (!cv->awaiting) {
+		fail(cl, cv, "a reply nobody asked for");
 		return false;
 	}
-	if (req->step == MST_OPTNEG) {
+	if (cv->step == MST_OPTNEG) {
 		if (r.act != MILTER_A_OPTNEG) {
-			fail(cl, req, "no option negotiation");
+			fail(cl, cv, "no option negotiation");
 			return false;
 		}
 		if ((r.actions & ~(uint32_t)MILTER_OFFER_ACTIONS) != 0) {
-			logf_append(req, " refused_actions=0x%x", r.actions & ~(uint32_t)MILTER_OFFER_ACTIONS);
+			CONV_LOG(cv, " refused_actions=0x%x", r.actions & ~(uint32_t)MILTER_OFFER_ACTIONS);
 		}
-		req->m_actions = r.actions & MILTER_OFFER_ACTIONS;
-		req->m_proto = r.protocol & MILTER_OFFER_PROTO;
-		req->awaiting = false;
+		cv->m_actions = r.actions & MILTER_OFFER_ACTIONS;
+		cv->m_proto = r.protocol & MILTER_OFFER_PROTO;
+		cv->awaiting = false;
 		return true;
 	}
 	switch (r.act) {
 	case MILTER_A_CONTINUE:
-		if (req->step == MST_EOB) {
-			milter_end(cl, req, MILTER_V_ACCEPT);
+		if (cv->step == MST_EOB) {
+			conv_end(cl, cv, MILTER_V_ACCEPT);
 			return false;
 		}
-		req->awaiting = false;
+		cv->awaiting = false;
 		return true;
 	case MILTER_A_SKIP:
-		if (req->step == MST_EOB) {
-			fail(cl, req, "skip at end of message");
+		if (cv->step == MST_EOB) {
+			fail(cl, cv, "skip at end of message");
 			return false;
 		}
-		req->skip_body = true; /* only the body is skipped; other stages go on */
-		req->awaiting = false;
+		cv->skip_body = true; /* only the body is skipped; other stages go on */
+		cv->awaiting = false;
 		return true;
 	case MILTER_A_ACCEPT:
-		milter_end(cl, req, MILTER_V_ACCEPT);
+		conv_end(cl, cv, MILTER_V_ACCEPT);
 		return false;
 	case MILTER_A_REJECT:
 	case MILTER_A_TEMPFAIL:
 	case MILTER_A_REPLYCODE:
-		copy_text(req->why, sizeof(req->why), r.text, false); /* the reply takes its first line, cleaned */
-		milter_end(cl, req, r.code >= 500 ? MILTER_V_REJECT : MILTER_V_TEMPFAIL);
+		copy_text(cv->why, sizeof(cv->why), r.text, false); /* the reply takes its first line, cleaned */
+		conv_end(cl, cv, r.code >= 500 ? MILTER_V_REJECT : MILTER_V_TEMPFAIL);
 		return false;
 	case MILTER_A_DISCARD:
-		milter_end(cl, req, MILTER_V_DISCARD);
+		conv_end(cl, cv, MILTER_V_DISCARD);
 		return false;
 	case MILTER_A_REFUSED:
-		if (req->step != MST_EOB) {
-			fail(cl, req, "modification before end of message");
+		if (cv->step != MST_EOB) {
+			fail(cl, cv, "modification before end of message");
 			return false;
 		}
-		if (req->refused < sizeof(req->refused_cmds) - 1) {
-			req->refused_cmds[req->refused] = (char)r.cmd; /* a letter of proto/milter.h: printable */
+		if (cv->refused < sizeof(cv->refused_cmds) - 1) {
+			cv->refused_cmds[cv->refused] = (char)r.cmd; /* a letter of proto/milter.h: printable */
 		}
-		req->refused++; /* offered only so negotiation succeeds: never applied (proto/milter.h) */
+		cv->refused++; /* offered only so negotiation succeeds: never applied (proto/milter.h) */
 		return true;
 	case MILTER_A_ADDHEADER:
 	case MILTER_A_INSHEADER:
 	case MILTER_A_CHGHEADER:
 	case MILTER_A_QUARANTINE:
-		if (req->step != MST_EOB) {
-			fail(cl, req, "modification before end of message");
+		if (cv->step != MST_EOB) {
+			fail(cl, cv, "modification before end of message");
 			return false;
 		}
-		rc = on_mod(req, &r);
+		rc = on_mod(cv, &r);
 		if (rc != 0) {
-			fail(cl, req, rc == -EPROTO ? "modification not negotiated" : "out of memory");
+			fail(cl, cv, rc == -EPROTO ? "modification not negotiated" : "out of memory");
 			return false;
 		}
 		return true;
 	default:
 		snprintf(why, sizeof(why), "reply '%c' not supported", r.cmd);
-		fail(cl, req, why);
+		fail(cl, cv, why);
 		return false;
 	}
 }
 
 /* on_readable reads replies and acts on each. */
-static void on_readable(struct milter_client *cl, struct milter_req *req)
+static void on_readable(struct milter_client *cl, struct milter_conv *cv)
 {
 	for (;;) {
 		ssize_t n;
@@ -909,23 +1046,23 @@ static void on_readable(struct milter_client *cl, struct milter_req *req)
 		size_t used;
 		enum milter_rc rc;
 
-		while ((rc = milter_pkt_next(&pkt, &used, bb_span(&req->in))) == MILTER_OK) {
-			bool more = on_reply(cl, req, &pkt);
+		while ((rc = milter_pkt_next(&pkt, &used, bb_span(&cv->in))) == MILTER_OK) {
+			bool more = on_reply(cl, cv, &pkt);
 
 			if (!more) {
 				return;
 			}
-			bb_consume(&req->in, used);
+			bb_consume(&cv->in, used);
 		}
 		if (rc != MILTER_MORE) {
-			fail(cl, req, milter_rc_name(rc));
+			fail(cl, cv, milter_rc_name(rc));
 			return;
 		}
-		if (bb_reserve(&req->in, 16384) != 0) {
-			fail(cl, req, "out of memory");
+		if (bb_reserve(&cv->in, 16384) != 0) {
+			fail(cl, cv, "out of memory");
 			return;
 		}
-		n = recv(req->fd, req->in.p + req->in.len, req->in.alloc - req->in.len, MSG_DONTWAIT);
+		n = recv(cv->fd, cv->in.p + cv->in.len, cv->in.alloc - cv->in.len, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR) {
 			continue;
 		}
@@ -936,45 +1073,99 @@ static void on_readable(struct milter_client *cl, struct milter_req *req)
 			char why[96];
 
 			snprintf(why, sizeof(why), "read: %s", n < 0 ? strerror(errno) : "closed");
-			fail(cl, req, why);
+			fail(cl, cv, why);
 			return;
 		}
-		req->in.len += (size_t)n;
+		cv->in.len += (size_t)n;
 	}
-	pump(cl, req);
+	pump(cl, cv);
 }
 
-static void on_event(struct milter_client *cl, struct milter_req *req, uint32_t ev)
+static void on_event(struct milter_client *cl, struct milter_conv *cv, uint32_t ev)
 {
-	if (req->stage == MST_CONNECTING) {
+	if (cv->stage == MST_CONNECTING) {
 		int err = 0;
 		socklen_t len = sizeof(err);
 		char why[96];
 
-		if (getsockopt(req->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+		if (getsockopt(cv->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
 			err = errno;
 		}
 		if (err != 0) {
 			snprintf(why, sizeof(why), "connect: %s", strerror(err));
-			fail(cl, req, why);
+			fail(cl, cv, why);
 			return;
 		}
-		req->stage = MST_OPTNEG;
-		req->pos = 0;
-		pump(cl, req);
+		cv->stage = MST_OPTNEG;
+		cv->pos = 0;
+		pump(cl, cv);
 		return;
 	}
 	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		on_readable(cl, req);
+		on_readable(cl, cv);
 		return;
 	}
 	if (ev & EPOLLOUT) {
-		pump(cl, req);
+		pump(cl, cv);
 	}
 }
 
-/* take_new starts every submitted request; returns the stop flag. */
-static bool take_new(struct milter_client *cl)
+/*
+ * req_news applies what the request's submitter handed over: its start
+ * (a conversation per milter, all at once), message bytes, the end, or an
+ * abort; then every conversation goes on as far as the bytes allow.
+ */
+static void req_news(struct milter_client *cl, struct milter_req *req, struct milter_chunk *chunks, bool end,
+		     bool abort, bool lost)
+{
+	if (!req->active) {
+		req->active = true;
+		req->next = cl->active;
+		cl->active = req;
+		req->num_conv = cl->num;
+		for (unsigned i = 0; i < req->num_conv; i++) {
+			if (!req->conv[i].ended) { /* an earlier one failing to connect with default reject cuts it */
+				conv_begin(cl, &req->conv[i]);
+			}
+		}
+	}
+	for (struct milter_chunk *c = chunks; c != NULL; c = c->next) {
+		if (req->msg.p == NULL) {
+			req->msg = c->data; /* the first buffer moves */
+			bb_init(&c->data, 0);
+		} else if (!req->lost && bb_append_span(&req->msg, bb_span(&c->data)) != 0) {
+			lost = true;
+		}
+	}
+	chunks_free(chunks);
+	if (lost && !req->lost) {
+		req->lost = true;
+		for (unsigned i = 0; i < req->num_conv; i++) {
+			if (!req->conv[i].ended) {
+				fail(cl, &req->conv[i], "message bytes lost (out of memory)");
+			}
+		}
+	}
+	if (abort) {
+		for (unsigned i = 0; i < req->num_conv; i++) {
+			if (!req->conv[i].ended) {
+				conv_bye(&req->conv[i], true);
+				req->conv[i].ended = true;
+				req->conv[i].v = MILTER_V_NONE;
+			}
+		}
+	}
+	if (end || abort) {
+		req->complete = true;
+	}
+	for (unsigned i = 0; i < req->num_conv; i++) {
+		pump(cl, &req->conv[i]);
+	}
+	req_check(cl, req);
+}
+
+/* take_news applies every request's news; returns the stop flag. */
+static bool take_news(struct milter_client *cl)
 {
 	struct milter_req *list;
 	bool stop;
@@ -984,21 +1175,44 @@ static bool take_new(struct milter_client *cl)
 		/* EAGAIN: nothing signalled */
 	}
 	pthread_mutex_lock(&cl->mu);
-	list = cl->head;
-	cl->head = NULL;
-	cl->tail = &cl->head;
+	list = cl->ready;
+	cl->ready = NULL;
 	stop = cl->stop;
 	pthread_mutex_unlock(&cl->mu);
+	/* The list is newest first; the order between requests does not matter. */
 	while (list != NULL) {
 		struct milter_req *req = list;
+		struct milter_chunk *chunks;
+		bool end, abort, lost;
 
-		list = req->next;
-		req->next = cl->active;
-		cl->active = req;
-		req->body_off = body_start(req->msg, req->msg_len);
-		conv_begin(cl, req);
+		pthread_mutex_lock(&cl->mu);
+		list = req->qnext;
+		req->qnext = NULL;
+		req->q_listed = false;
+		chunks = req->q_head;
+		req->q_head = NULL;
+		req->q_tail = &req->q_head;
+		end = req->q_end;
+		abort = req->q_abort;
+		lost = req->q_lost;
+		req->q_end = req->q_abort = req->q_lost = false;
+		pthread_mutex_unlock(&cl->mu);
+		req_news(cl, req, chunks, end, abort, lost);
 	}
 	return stop;
+}
+
+/* conv_find: the conversation `ptr` names if it belongs to a request in flight (compared, never read). */
+static struct milter_conv *conv_find(struct milter_client *cl, const void *ptr)
+{
+	for (struct milter_req *r = cl->active; r != NULL; r = r->next) {
+		for (unsigned i = 0; i < r->num_conv; i++) {
+			if ((const void *)&r->conv[i] == ptr) {
+				return &r->conv[i];
+			}
+		}
+	}
+	return NULL;
 }
 
 static void *client_main(void *arg)
@@ -1010,26 +1224,32 @@ static void *client_main(void *arg)
 		uint32_t gens[64];
 		uint64_t now = now_ms(), next = now + 1000;
 		int n, timeout;
-		bool stop = take_new(cl), again = true;
+		bool stop = take_news(cl);
 
-		/* Deadlines: a request that fails may start its next milter, so look again from the top. */
-		while (again) {
-			again = false;
-			now = now_ms();
-			for (struct milter_req *r = cl->active; r != NULL; r = r->next) {
-				if (r->deadline_ms <= now) {
-					fail(cl, r, r->stage == MST_CONNECTING ? "connect timeout" : "timeout");
-					again = true;
-					break;
+		/* Deadlines: a failure may finish its request (gone once done), so look again from the top. */
+	deadlines:
+		now = now_ms();
+		next = now + 1000;
+		for (struct milter_req *r = cl->active; r != NULL; r = r->next) {
+			for (unsigned i = 0; i < r->num_conv; i++) {
+				struct milter_conv *cv = &r->conv[i];
+
+				if (cv->ended) {
+					continue;
 				}
-				if (r->deadline_ms < next) {
-					next = r->deadline_ms;
+				if (cv->deadline_ms <= now) {
+					fail(cl, cv, cv->stage == MST_CONNECTING ? "connect timeout" : "timeout");
+					req_check(cl, r);
+					goto deadlines;
+				}
+				if (cv->deadline_ms < next) {
+					next = cv->deadline_ms;
 				}
 			}
 		}
 		if (stop && cl->active == NULL) {
 			pthread_mutex_lock(&cl->mu);
-			stop = cl->head == NULL; /* the last submit may have raced the flag */
+			stop = cl->ready == NULL; /* the last news may have raced the flag */
 			pthread_mutex_unlock(&cl->mu);
 			if (stop) {
 				break;
@@ -1040,26 +1260,21 @@ static void *client_main(void *arg)
 		n = epoll_wait(cl->ep, ev, 64, timeout);
 		/* Each event's connection, noted while every request named in the batch is still ours. */
 		for (int i = 0; i < n; i++) {
-			gens[i] = ev[i].data.ptr != NULL ? ((struct milter_req *)ev[i].data.ptr)->conn_gen : 0;
+			gens[i] = ev[i].data.ptr != NULL ? ((struct milter_conv *)ev[i].data.ptr)->conn_gen : 0;
 		}
 		for (int i = 0; i < n; i++) {
-			struct milter_req *req = ev[i].data.ptr;
+			struct milter_conv *cv;
 
-			if (req == NULL) {
-				continue; /* the eventfd: take_new at the top */
+			if (ev[i].data.ptr == NULL) {
+				continue; /* the eventfd: take_news at the top */
 			}
-			/* A request finished by an earlier event of this batch is not in the active list any more;
-			 * one that moved on to its next milter has a new connection. */
-			bool live = false;
+			/* A request finished by an earlier event of this batch is not in the active list any more. */
+			cv = conv_find(cl, ev[i].data.ptr);
+			if (cv != NULL && cv->fd >= 0 && !cv->ended && cv->conn_gen == gens[i]) {
+				struct milter_req *req = cv->req;
 
-			for (struct milter_req *r = cl->active; r != NULL; r = r->next) {
-				if (r == req) {
-					live = true;
-					break;
-				}
-			}
-			if (live && req->fd >= 0 && req->conn_gen == gens[i]) {
-				on_event(cl, req, ev[i].events);
+				on_event(cl, cv, ev[i].events);
+				req_check(cl, req);
 			}
 		}
 	}
@@ -1076,11 +1291,11 @@ struct milter_client *milter_client_start(const struct milter_conf *milters, uns
 		return NULL;
 	}
 	pthread_mutex_init(&cl->mu, NULL);
-	cl->tail = &cl->head;
 	cl->ep = epoll_create1(EPOLL_CLOEXEC);
 	cl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cl->m = calloc(num ? num : 1, sizeof(*cl->m));
-	if (cl->ep < 0 || cl->efd < 0 || cl->m == NULL || epoll_ctl(cl->ep, EPOLL_CTL_ADD, cl->efd, &e) != 0) {
+	if (num > MILTER_MAX || cl->ep < 0 || cl->efd < 0 || cl->m == NULL ||
+	    epoll_ctl(cl->ep, EPOLL_CTL_ADD, cl->efd, &e) != 0) {
 		goto fail;
 	}
 	memcpy(cl->m, milters, num * sizeof(*cl->m));
@@ -1099,18 +1314,63 @@ fail:
 	return NULL;
 }
 
-void milter_client_submit(struct milter_client *cl, struct milter_req *req)
+/*
+ * post hands news to the client thread under its lock; the eventfd is
+ * written only when the ready list was empty (the thread takes the whole
+ * list at once), so a busy client is woken once per batch, not per chunk.
+ */
+static void post(struct milter_client *cl, struct milter_req *req, struct milter_chunk *c, bool end, bool abort,
+		 bool lost)
 {
 	uint64_t one = 1;
+	bool wake;
 
-	req->next = NULL;
 	pthread_mutex_lock(&cl->mu);
-	*cl->tail = req;
-	cl->tail = &req->next;
+	if (c != NULL) {
+		*req->q_tail = c;
+		req->q_tail = &c->next;
+	}
+	req->q_end |= end;
+	req->q_abort |= abort;
+	req->q_lost |= lost;
+	wake = cl->ready == NULL;
+	if (!req->q_listed) {
+		req->q_listed = true;
+		req->qnext = cl->ready;
+		cl->ready = req;
+	}
 	pthread_mutex_unlock(&cl->mu);
-	if (write(cl->efd, &one, sizeof(one)) < 0) {
+	if (wake && write(cl->efd, &one, sizeof(one)) < 0) {
 		/* the counter is saturated: the thread is awake anyway */
 	}
+}
+
+void milter_client_begin(struct milter_client *cl, struct milter_req *req)
+{
+	post(cl, req, NULL, false, false, false);
+}
+
+void milter_client_feed(struct milter_client *cl, struct milter_req *req, struct bb *data)
+{
+	struct milter_chunk *c;
+
+	if (data->len == 0) {
+		return;
+	}
+	c = malloc(sizeof(*c));
+	if (c == NULL) {
+		post(cl, req, NULL, false, false, true); /* the milters get their default action */
+		return;
+	}
+	c->next = NULL;
+	c->data = *data; /* the buffer moves */
+	bb_init(data, 0);
+	post(cl, req, c, false, false, false);
+}
+
+void milter_client_end(struct milter_client *cl, struct milter_req *req, bool abort)
+{
+	post(cl, req, NULL, !abort, abort, false);
 }
 
 void milter_client_stop(struct milter_client *cl)

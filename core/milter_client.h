@@ -5,16 +5,20 @@
  * dead milter delays only the messages it is filtering: the workers and
  * the shards never wait for it.
  *
- * What a conversation is (decisions, documented in README "Milter"):
- *   - It runs once the whole message has arrived (fed from the verify
- *     pool's job, like the rspamd check), on one new connection per
- *     message and milter (no reuse across the transactions of a session):
- *     OPTNEG, CONNECT, HELO, MAIL, each RCPT, DATA, each HEADER, EOH, BODY
- *     chunks (at most 64 KiB each), BODYEOB, then QUIT; each step preceded
- *     by its macros, skipped or left unanswered as the milter negotiated.
- *   - Milters run one after the other in --milter order; each sees the
- *     message as received (not what an earlier milter added). The first
- *     reject, tempfail or discard ends the chain.
+ * What a conversation is (decisions, documented in README "Milters"):
+ *   - It streams: the verify pool starts it when the transaction's data
+ *     begins (DATA or the first BDAT), with one new connection per message
+ *     and milter (no reuse across the transactions of a session): OPTNEG,
+ *     CONNECT, HELO, MAIL, each RCPT, DATA at once, then each HEADER, EOH
+ *     and BODY chunks (at most 64 KiB each) as the message's bytes reach
+ *     the pool's worker, so a milter's work overlaps the transfer; BODYEOB
+ *     only once the message is complete, then QUIT; each step preceded by
+ *     its macros, skipped or left unanswered as the milter negotiated.
+ *   - Every milter gets its own conversation at the same time; each sees
+ *     the message as received (not what another milter added). Their
+ *     answers combine in --milter order at the end of data: the first
+ *     reject, tempfail or discard in that order decides (an answer of
+ *     that kind cuts the conversations of the milters after it short).
  *   - A reject or tempfail given at any stage (even at RCPT) is answered
  *     at the end of data, for the whole message: the recipients were
  *     already accepted.
@@ -37,11 +41,20 @@
  *     not there), tempfail (451 4.7.1) or reject (550 5.7.1).
  *
  * Life of a request (the verify pool's job owns the struct):
- *   milter_req_init(req); fill msg, msg_len, env, done, arg
- *   milter_client_submit(cl, req)   any thread; the client borrows msg and
- *                                   env until done
- *   done(arg, req) on the client thread: the result fields are set; the
- *   last touch of req by the client. milter_req_fini(req) frees them.
+ *   milter_req_init(req); fill env, done, arg
+ *   milter_client_begin(cl, req)      the conversations start; the client
+ *                                     borrows env (and req) until done
+ *   milter_client_feed(cl, req, bb)   the message's bytes, in order; the
+ *                                     client takes the buffer (no copy the
+ *                                     caller could realloc under it)
+ *   milter_client_end(cl, req, abort) the message is complete; or abort:
+ *                                     nobody wants the answer, every open
+ *                                     conversation gets SMFIC_ABORT, QUIT
+ *   done(arg, req) on the client thread, exactly once and never before
+ *   milter_client_end: the result fields are set; the last touch of req by
+ *   the client. milter_req_fini(req) frees them.
+ * begin, feed and end may come from different threads as long as each
+ * happens after the one before (the pool's shard, then its worker).
  */
 #ifndef OMX_MILTER_CLIENT_H
 #define OMX_MILTER_CLIENT_H
@@ -123,10 +136,38 @@ struct milter_req;
 
 typedef void milter_done_fn(void *arg, struct milter_req *req);
 
+/* One milter's conversation within a request: the client thread's. */
+struct milter_conv {
+	struct milter_req *req;         /* the request it belongs to */
+	unsigned midx;                  /* the milter, index into --milter */
+	int fd;
+	unsigned stage;                 /* the next step to build */
+	unsigned step;                  /* the step last built (whose reply is due) */
+	uint32_t conn_gen;              /* counts connections, so a stale event is told apart */
+	uint32_t events;                /* epoll mask registered */
+	uint64_t deadline_ms;           /* UINT64_MAX while it waits for the client's bytes */
+	bool awaiting;                  /* a reply is due */
+	bool skip_body;                 /* SMFIR_SKIP */
+	bool ended;                     /* v holds its answer */
+	bool failed;                    /* v is its default action */
+	enum milter_verdict v;          /* NONE: cut short after an earlier milter decided */
+	uint32_t m_actions, m_proto;    /* negotiated */
+	size_t pos;                     /* RCPT index, or message offset of the next header / body byte */
+	struct bb out, in;
+	size_t out_off;
+	struct bb mods;                 /* its fields, kept if the answer accepts */
+	char why[MILTER_TEXT_MAX + 1];
+	char m_quarantine[MILTER_TEXT_MAX + 1];
+	bool m_quarantined;
+	char log[160];                  /* its part of the log text */
+	unsigned chg_skipped;
+	unsigned refused;
+	char refused_cmds[9];
+};
+
+struct milter_chunk;
+
 struct milter_req {
-	struct milter_req *next;      /* the client's queue; owned by it while submitted */
-	const uint8_t *msg;           /* the message as received (header, empty line, body); borrowed */
-	size_t msg_len;
 	const struct milter_env *env; /* borrowed */
 	milter_done_fn *done;
 	void *arg;
@@ -137,27 +178,23 @@ struct milter_req {
 	char quarantine[MILTER_TEXT_MAX + 1]; /* SMFIR_QUARANTINE reason, "" when not held */
 	bool quarantined;
 	char log[256];                  /* key=value text for the transaction's log line */
-	/* the client's */
-	unsigned midx;                  /* the milter being talked to */
 	unsigned chg_skipped;
 	unsigned refused;               /* body, recipient or sender changes not applied */
 	char refused_cmds[9];           /* their reply letters (the first 8), for the log line */
-	int fd;
-	unsigned stage;                 /* the next step to build */
-	unsigned step;                  /* the step last built (whose reply is due) */
-	uint32_t conn_gen;              /* counts connections, so a stale event is told apart */
-	uint32_t events;                /* epoll mask registered */
-	uint64_t deadline_ms;
-	bool awaiting;                  /* a reply is due */
-	bool skip_body;
-	uint32_t m_actions, m_proto;    /* negotiated */
-	size_t pos;                     /* RCPT index, or message offset of the next header / body byte */
-	size_t body_off;                /* where the body starts */
-	struct bb out, in;
-	size_t out_off;
-	struct bb mods;                 /* this milter's fields until its final answer */
-	char m_quarantine[MILTER_TEXT_MAX + 1];
-	bool m_quarantined;
+	/* handed over, under the client's lock */
+	struct milter_req *qnext;       /* the client's list of requests with news */
+	bool q_listed;
+	struct milter_chunk *q_head, **q_tail; /* bytes not taken yet */
+	bool q_end, q_abort, q_lost;
+	/* the client thread's */
+	struct milter_req *next;        /* requests in flight */
+	bool active;
+	bool complete;                  /* end (or abort) taken */
+	bool lost;                      /* bytes lost to an allocation failure */
+	struct bb msg;                  /* the message so far: header, empty line, body */
+	size_t body_off;                /* where the body starts, once a conversation passed the header */
+	unsigned num_conv;
+	struct milter_conv conv[MILTER_MAX];
 };
 
 /* milter_req_init / milter_req_fini: caller storage for one request. */
@@ -170,12 +207,23 @@ void milter_req_fini(struct milter_req *req);
  */
 struct milter_client *milter_client_start(const struct milter_conf *milters, unsigned num, char **out_err);
 
-/* milter_client_submit queues req (see above). Any thread. */
-void milter_client_submit(struct milter_client *cl, struct milter_req *req);
+/* milter_client_begin starts req's conversations (see above). Any thread. */
+void milter_client_begin(struct milter_client *cl, struct milter_req *req);
+
+/*
+ * milter_client_feed hands the next message bytes over: takes data's
+ * buffer (data is left empty). On ENOMEM the milters get their default
+ * action. Any thread, after begin, before end.
+ */
+void milter_client_feed(struct milter_client *cl, struct milter_req *req, struct bb *data);
+
+/* milter_client_end: the message is complete (or, with abort, unwanted); see above. Any thread, last. */
+void milter_client_end(struct milter_client *cl, struct milter_req *req, bool abort);
 
 /*
  * milter_client_stop answers everything queued or in flight (each within
- * its deadlines), then joins and frees. NULL does nothing. Main thread,
+ * its deadlines; every begun request must have been ended), then joins
+ * and frees. NULL does nothing. Main thread,
  * once nothing submits any more.
  */
 void milter_client_stop(struct milter_client *cl);

@@ -962,6 +962,11 @@ static void tx_detach_abort(struct shard *sh, struct conn *c)
 	}
 	tx->c = NULL;
 	tx->aborted = true;
+	if (tx->vjob != NULL) {
+		/* Now, not when the tx's spool writes settle: the milters' conversations end (SMFIC_ABORT) at once. */
+		vjob_abandon(tx->vjob);
+		tx->vjob = NULL;
+	}
 	if (!tx_busy(tx)) {
 		tx_discard(sh, tx);
 	}

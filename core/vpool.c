@@ -232,13 +232,18 @@ struct vjob {
 	struct rspamd_req spam_req;
 	struct rspamd_reply *spam;    /* the verdict; NULL until asked */
 	int spam_state;               /* 0 not checked, 1 verdict, -1 failed (spam_req.error) */
-	/* milters (--milter): the envelope is copied by vjob_context; the
-	 * request is the worker's (or the rspamd client's), then the milter
-	 * client thread's until its done; the verdict is read by the shard. */
+	/* milters (--milter): vjob_context copies the envelope and starts the
+	 * conversations (milter_begun); the worker hands each data op's bytes
+	 * on and ends them at VOP_END; the request is the milter client
+	 * thread's until its done; the verdict is read by the shard. The job
+	 * goes to the inbox when both the worker's side (DKIM ... rspamd) and
+	 * the milters are done (parts). */
 	bool milter_on;               /* run through the milters */
+	bool milter_begun;            /* set by the shard before the data ops are posted */
 	bool milter_ran;              /* milter_req holds an answer */
+	_Atomic unsigned parts;       /* sides still running: 1, or 2 once milter_begun */
 	struct milter_env menv;       /* strings below, owned */
-	char *m_helo, *m_from, *m_id, *m_host, *m_tlsv, *m_cipher;
+	char *m_helo, *m_from, *m_id, *m_host, *m_tlsv, *m_cipher, *m_ip;
 	char **m_rcpts;
 	size_t m_num_rcpts;
 	struct milter_req milter_req;
@@ -782,52 +787,32 @@ static void feed(struct vjob *j, struct span in)
 	}
 }
 
-/* milter_done keeps the milters' answer and hands the job to its shard. Milter client thread. */
+/* part_done: one side of the job finished; the last one hands the job to its shard. Any pool thread. */
+static void part_done(struct vjob *j)
+{
+	if (atomic_fetch_sub(&j->parts, 1) == 1) {
+		inbox_push(j); /* last touch by the pool */
+	}
+}
+
+/* milter_done keeps the milters' answer. Milter client thread. */
 static void milter_done(void *arg, struct milter_req *req)
 {
 	struct vjob *j = arg;
 
 	(void)req;
 	j->milter_ran = true;
-	bb_fini(&j->full);
-	inbox_push(j); /* last touch by the pool */
+	part_done(j);
 }
 
-/*
- * milter_start hands the message as received (j->full) with the envelope
- * to the milter client, or the job to its shard when there is nothing to
- * send. Worker or rspamd client thread; from here the job belongs to the
- * milter client thread.
- */
-static void milter_start(struct vjob *j)
-{
-	struct milter_req *req = &j->milter_req;
-
-	if (!j->milter_on || j->w_abandoned || j->full_lost || j->menv.id == NULL) {
-		bb_fini(&j->full);
-		inbox_push(j); /* not filtered: vjob_milter says NULL */
-		return;
-	}
-	req->msg = j->full.p;
-	req->msg_len = j->full.len;
-	req->env = &j->menv;
-	req->done = milter_done;
-	req->arg = j;
-	milter_client_submit(j->pool->milter, req);
-}
-
-/* spam_done keeps rspamd's answer and hands the job on: to the milters, or to its shard. Client thread. */
+/* spam_done keeps rspamd's answer; the worker's side of the job is done. Client thread. */
 static void spam_done(void *arg, struct rspamd_req *req)
 {
 	struct vjob *j = arg;
 
 	j->spam_state = req->ok ? 1 : -1;
 	bb_fini(&j->spam_body);
-	if (j->milter_on) {
-		milter_start(j);
-		return;
-	}
-	inbox_push(j); /* last touch by the pool */
+	part_done(j);
 }
 
 /*
@@ -846,15 +831,11 @@ static void spam_start(struct vjob *j)
 	    vjob_authres(j, &j->spam_body, j->authserv_id ? j->authserv_id : "localhost") != 0 ||
 	    bb_append_span(&j->spam_body, bb_span(&j->full)) != 0) {
 		snprintf(req->error, sizeof(req->error), "out of memory");
-		if (!j->milter_on) {
-			bb_fini(&j->full);
-		}
+		bb_fini(&j->full);
 		spam_done(j, req);
 		return;
 	}
-	if (!j->milter_on) {
-		bb_fini(&j->full); /* else the milters get it next */
-	}
+	bb_fini(&j->full);
 	req->body = j->spam_body.p;
 	req->body_len = j->spam_body.len;
 	req->ctx = &j->spam_ctx;
@@ -911,20 +892,19 @@ static void maybe_complete(struct vjob *j)
 	hdrsplit_fini(&j->split);
 	dmarc_from_seen_fini(&j->from);
 	if (j->spam_on && !j->w_abandoned) {
-		spam_start(j); /* the client thread pushes j into the inbox */
+		spam_start(j); /* rspamd runs beside the milters; its client ends this side */
 		return;
 	}
-	if (j->milter_on && !j->w_abandoned) {
-		milter_start(j); /* the milter client thread pushes j into the inbox */
-		return;
-	}
-	inbox_push(j); /* last touch by the pool */
+	part_done(j);
 }
 
-/* keep_full keeps a data op's bytes for rspamd: the first buffer moves, later ones are appended. Worker thread. */
+/*
+ * keep_full keeps a data op's bytes for rspamd: the first buffer moves
+ * (unless the milters take it next), later ones are appended. Worker thread.
+ */
 static void keep_full(struct vjob *j, struct bb *data)
 {
-	if (j->full.len == 0 && j->full.p == NULL) {
+	if (j->full.len == 0 && j->full.p == NULL && !j->milter_begun) {
 		j->full = *data;
 		bb_init(data, 0);
 		return;
@@ -941,12 +921,19 @@ static void run_op(struct vop *op)
 	switch (op->kind) {
 	case VOP_DATA:
 		feed(j, bb_span(&op->data));
-		if (j->spam_on || j->milter_on) {
+		if (j->spam_on) {
 			keep_full(j, &op->data);
+		}
+		if (j->milter_begun) {
+			/* The buffer moves: the milter client thread never reads one the worker may realloc. */
+			milter_client_feed(j->pool->milter, &j->milter_req, &op->data);
 		}
 		break;
 	case VOP_END:
 		j->w_abandoned = op->abandon;
+		if (j->milter_begun) {
+			milter_client_end(j->pool->milter, &j->milter_req, op->abandon);
+		}
 		if (!j->in_body) {
 			/* no empty line: the header ends with the message */
 			struct hdrsplit_field f;
@@ -1209,6 +1196,7 @@ struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool a
 	}
 	j->spam_on = p->rspamd != NULL;
 	j->milter_on = p->milter != NULL;
+	atomic_init(&j->parts, 1);
 	milter_req_init(&j->milter_req);
 	bb_init(&j->spam_ctx, 0);
 	bb_init(&j->full, 0);
@@ -1370,12 +1358,13 @@ static int milter_context(struct vjob *j, const struct msg_env *env, const char 
 
 	memset(m, 0, sizeof(*m));
 	j->m_helo = strdup(env->helo ? env->helo : "");
+	j->m_ip = strdup(env->client_ip); /* the session's: it may go before the milters finish */
 	j->m_from = strdup(env->mail_from ? env->mail_from : "");
 	j->m_host = strdup(hostname);
 	j->m_tlsv = env->tls.on ? strdup(env->tls.version) : NULL;
 	j->m_cipher = env->tls.on ? strdup(env->tls.cipher) : NULL;
 	j->m_rcpts = calloc(env->num_rcpts ? env->num_rcpts : 1, sizeof(*j->m_rcpts));
-	ok = j->m_helo && j->m_from && j->m_host && j->m_rcpts && (!env->tls.on || (j->m_tlsv && j->m_cipher));
+	ok = j->m_helo && j->m_ip && j->m_from && j->m_host && j->m_rcpts && (!env->tls.on || (j->m_tlsv && j->m_cipher));
 	for (size_t i = 0; ok && i < env->num_rcpts; i++) {
 		ok = (j->m_rcpts[i] = strdup(env->rcpts[i])) != NULL;
 		j->m_num_rcpts += ok;
@@ -1384,7 +1373,7 @@ static int milter_context(struct vjob *j, const struct msg_env *env, const char 
 		return -ENOMEM; /* m->id stays NULL: the milters are not asked (failed: see vjob_milter) */
 	}
 	m->hostname = j->m_host;
-	m->client_ip = env->client_ip;
+	m->client_ip = j->m_ip;
 	m->client_port = env->client_port;
 	m->helo = env->helo ? j->m_helo : NULL;
 	m->mail_from = j->m_from;
@@ -1404,6 +1393,17 @@ int vjob_context(struct vjob *j, const struct msg_env *env, const char *authserv
 
 	if (j->milter_on && !j->end_posted && j->menv.id == NULL && milter_context(j, env, authserv_id) != 0) {
 		rc = -ENOMEM;
+	}
+	if (j->milter_on && !j->end_posted && j->menv.id != NULL && !j->milter_begun) {
+		/* Negotiation, CONNECT ... DATA now, while the message is on its way (README "Milters"). */
+		struct milter_req *req = &j->milter_req;
+
+		j->milter_begun = true;
+		atomic_store(&j->parts, 2);
+		req->env = &j->menv;
+		req->done = milter_done;
+		req->arg = j;
+		milter_client_begin(j->pool->milter, req);
 	}
 	if (!j->spam_on || j->end_posted) {
 		return rc;
@@ -1526,6 +1526,7 @@ void vjob_free(struct vjob *j)
 	free(j->m_host); j->m_host = NULL;
 	free(j->m_tlsv); j->m_tlsv = NULL;
 	free(j->m_cipher); j->m_cipher = NULL;
+	free(j->m_ip); j->m_ip = NULL;
 	free(j);
 }
 

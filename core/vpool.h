@@ -10,16 +10,19 @@
  *   j = vjob_new(pool, inbox)        at MAIL FROM (SMTP_EV_MAIL)
  *   vjob_spf(j, ...)                 at once, so SPF's DNS overlaps RCPT and DATA
  *   vjob_feed(j, bytes)              from TX_BEGIN: the client's message bytes, in order
- *   vjob_context(j, env, hostname)   at TX_BEGIN, for rspamd (--rspamd) and milters (--milter)
+ *   vjob_context(j, env, hostname)   at TX_BEGIN, for rspamd (--rspamd) and milters (--milter):
+ *                                    the milter conversations start here, and
+ *                                    the worker streams them the message's bytes
  *   vjob_end(j)                      at TX_END; or vjob_abandon(j) when the
- *                                    transaction or session goes away
+ *                                    transaction or session goes away (the
+ *                                    milters then get SMFIC_ABORT)
  *   ... the job shows up in vpool_inbox_take() once every key lookup has
- *   answered (the DNS deadline bounds that) and, with --rspamd, once
- *   rspamd answered (--rspamd-timeout bounds that): DKIM, SPF, DMARC and
- *   ARC finish first, then the worker hands the message with our
- *   Authentication-Results on top to the rspamd client thread, then,
- *   with --milter, the message as received to the milter client thread
- *   (--milter-timeout per reply bounds that) ...
+ *   answered (the DNS deadline bounds that), with --rspamd once rspamd
+ *   answered (--rspamd-timeout bounds that; DKIM, SPF, DMARC and ARC
+ *   finish first, then the worker hands the message with our
+ *   Authentication-Results on top to the rspamd client thread), and with
+ *   --milter once every milter answered the end of message (--milter-timeout
+ *   per reply bounds that), whichever of these comes last ...
  *   vjob_authres(j, out, hostname)   the Authentication-Results field
  *   vjob_free(j)
  * An abandoned job still comes back through the inbox (the pool never frees
@@ -133,10 +136,12 @@ int vjob_authres(const struct vjob *j, struct bb *out, const char *hostname);
 bool vjob_dmarc_reject(const struct vjob *j);
 
 /*
- * vjob_context gives the job what rspamd is told besides the message: the
- * client IP, HELO, MAIL FROM, each RCPT, the queue id, TLS, and our
- * authserv-id (copied). Call it before vjob_end; it does nothing without
- * --rspamd. 0 or -ENOMEM (the check then runs with less context).
+ * vjob_context gives the job what rspamd and the milters are told besides
+ * the message: the client IP, HELO, MAIL FROM, each RCPT, the queue id,
+ * TLS, and our authserv-id (copied), and with --milter starts the milter
+ * conversations. Call it before the first vjob_feed; it does nothing
+ * without --rspamd or --milter. 0 or -ENOMEM (the check then runs with
+ * less context; the milters are not asked: 451).
  */
 int vjob_context(struct vjob *j, const struct msg_env *env, const char *authserv_id);
 

@@ -46,6 +46,8 @@ PKGS=(
   # milters (tests/integ/test_milter.py): SpamAssassin's spamd behind spamass-milter,
   # OpenDKIM's milter with a key from opendkim-genkey; rspamd's proxy is the third
   spamassassin spamc spamass-milter opendkim opendkim-tools
+  # libmilter's Python binding: tests/integ/pymilter_stream.py rejects at HEADER/EOH on demand
+  python3-milter
 )
 
 missing=()

@@ -21,6 +21,17 @@ here for the replies real milters do not give on demand:
     CHGHEADER of a field the message lacks is an add, of one it has is not
     applied, a bogus reply is a protocol error (default action), the macros
     j, i, {client_addr}, {mail_addr}, {rcpt_addr} arrive;
+  - streaming, against a libmilter milter (tests/integ/pymilter_stream.py,
+    package python3-milter: no packaged milter rejects at HEADER or EOH on
+    demand): a reject at HEADER and at EOH while a large body still streams
+    (550 at the end of data, decided at that stage); a large message in
+    many chunks with header fields spanning chunk boundaries arrives whole
+    (the milter's hashes of the fields and body match); a client that
+    leaves mid-DATA, and one that sends RSET after a BDAT chunk, end the
+    conversation with an abort the milter sees (ASan: no leak); with both
+    this milter and the scripted one at once, the first in --milter order
+    decides (a timeout before a reject: 451), and a reject cuts the
+    conversations after it short (no wait for a silent later milter);
   - failure modes: nothing listening on the socket gives 451 4.7.1 (default
     tempfail) or a stored message (--milter-default-action accept, and the
     per-milter ?default-action=accept); a milter that never answers times
@@ -294,8 +305,70 @@ def deliver_one(t, srv, content, want=250, jdir=None, subject_rcpts=("bob@exampl
     return r, (got[qid][0] if got[qid] else None), doc
 
 
+def open_tx(t, srv, data):
+    """open_tx: a Conn with MAIL and RCPT accepted, and DATA's 354 when data is "DATA"."""
+    c = Conn(srv.port)
+    ehlo(t, c)
+    t.expect(c.cmd("MAIL FROM:<alice@example.com>"), 250, c, "MAIL")
+    t.expect(c.cmd("RCPT TO:<bob@example.org>"), 250, c, "RCPT")
+    if data == "DATA":
+        t.expect(c.cmd("DATA"), 354, c, "DATA")
+    return c
+
+
 def reply_text(r):
     return r.text
+
+
+def start_pymilter(d):
+    """start_pymilter runs tests/integ/pymilter_stream.py on a private socket; (spec, log path)."""
+    try:
+        subprocess.run(["/usr/bin/python3", "-c", "import Milter"], check=True, capture_output=True)
+    except subprocess.CalledProcessError:
+        raise Skip("python3-milter not installed (deploy/setup.sh)")
+    sock = os.path.join(d.dir, "pymilter.sock")
+    log = os.path.join(d.dir, "pymilter-events.log")
+    p = d.spawn("pymilter", ["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                              "pymilter_stream.py"), "unix:" + sock, log])
+    wait_path(sock, p, 30, "pymilter_stream")
+    return "unix:" + sock, log
+
+
+def big_message(subject, fields, body_bytes):
+    """big_message: many long header fields (some folded), so the 64 KiB chunks the message streams in
+    split fields, then a body of body_bytes; returns (content, expected X-Stream-Seen prefix values)."""
+    head = ["From: Alice Example <alice@example.com>", "To: Bob <bob@example.org>", "Subject: " + subject,
+            "Date: Mon, 7 Dec 2026 05:00:00 +0000", "Message-ID: <%s@example.com>" % subject.replace(" ", ".")]
+    for i in range(fields):
+        v = ("v%04d-" % i) * (60 + i % 37)
+        if i % 3 == 0:
+            v = v[:300] + "\r\n\t" + v[300:]  # folded
+        head.append("X-Pad-%d: %s" % (i, v))
+    line = "".join(chr(0x41 + (k % 26)) for k in range(76))
+    body = ("%s\r\n" % line) * (body_bytes // 78)
+    content = ("\r\n".join(head) + "\r\n\r\n" + body).encode()
+    hh = __import__("hashlib").sha256()
+    for f in head:
+        name, value = f.split(":", 1)
+        if value[:1] in (" ", "\t"):
+            value = value[1:]
+        hh.update(name.strip().encode() + b":" + value.replace("\r\n", "\n").encode() + b"\n")
+    bb = __import__("hashlib").sha256(body.encode())
+    return content, "hdrs=%d hsha=%s body=%d bsha=%s" % (len(head), hh.hexdigest()[:16], len(body),
+                                                         bb.hexdigest()[:16])
+
+
+def wait_line(path, line, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open(path) as f:
+                if line in f.read().splitlines():
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 def main(t):
@@ -380,11 +453,7 @@ def main(t):
             with t.case("client_gone_during_milter"):
                 # The client leaves while its message is with a silent milter: the job comes back at the
                 # timeout for a session that is gone, and the server goes on (ASan: no use after free).
-                c = Conn(srv.port)
-                ehlo(t, c)
-                t.expect(c.cmd("MAIL FROM:<alice@example.com>"), 250, c, "MAIL")
-                t.expect(c.cmd("RCPT TO:<bob@example.org>"), 250, c, "RCPT")
-                t.expect(c.cmd("DATA"), 354, c, "DATA")
+                c = open_tx(t, srv, "DATA")
                 c.send_quiet(message("silent", HAM) + b".\r\n", "message content")
                 time.sleep(0.3)
                 c.close()
@@ -396,6 +465,73 @@ def main(t):
         with Server("--milter", spec + "?timeout=1000&default-action=accept", "--spf", "off") as srv:
             with t.case("silent_milter_default_accept"):
                 deliver_one(t, srv, message("silent", HAM))
+
+        # ---- streaming, against a libmilter milter
+        pm_spec = None
+        try:
+            pm_spec, pm_log = start_pymilter(d)
+        except Skip as e:
+            skipped.append("pymilter_stream: %s %s" % (e, d.log_tail("pymilter")))
+        if pm_spec is not None:
+            pad = "x" * 2000
+            with Server("--milter", pm_spec, "--spf", "off", "--dkim", "off", "--log-level", "info",
+                        "--max-message-size", "20000000") as srv:
+                for stage in ("header", "eoh"):
+                    with t.case("stream_reject_at_%s_while_body_streams" % stage):
+                        content = message("reject at " + stage, (pad + "\n") * 1500)  # 3 MiB: dozens of chunks
+                        r, _, _ = deliver_one(t, srv, content, want=550)
+                        t.expect(r, 550, None, "a reject at %s" % stage, enhanced="5.7.1")
+                        t.check("Rejected at" in reply_text(r), "reply: %r" % reply_text(r))
+                        t.check(srv.wait_log(r"tx\.reject id=\S+ .*milter=reject by=\"%s\" stage=%s"
+                                             % (pm_spec.replace(".", "\\."), stage), timeout=10),
+                                "no milter=reject ... stage=%s log line" % stage)
+                        t.check(wait_line(pm_log, "reject-%s reject at %s" % (stage, stage), 10),
+                                "the milter did not reject at %s" % stage)
+                with t.case("stream_large_fields_span_chunks"):
+                    content, seen = big_message("big fields", 400, 1500000)
+                    r, dl, _ = deliver_one(t, srv, content)
+                    got = field(top_fields(dl.raw), "X-Stream-Seen")
+                    t.check(got == [seen], "X-Stream-Seen %r, want %r" % (got, seen))
+                    t.check(dl.error is None, "stored message: %s" % dl.error)
+                with t.case("stream_client_gone_mid_data_aborts"):
+                    c = open_tx(t, srv, "DATA")
+                    c.send_quiet(message("gone midway", (pad + "\n") * 300), "half a message")
+                    time.sleep(0.5)
+                    c.close()
+                    t.check(wait_line(pm_log, "abort gone midway", 10), "the milter saw no abort")
+                    deliver_one(t, srv, message("after gone midway", HAM))
+                    t.check(srv.running(), "the server exited")
+                with t.case("stream_bdat_rset_aborts"):
+                    c = open_tx(t, srv, None)
+                    chunk = message("bdat rset", (pad + "\n") * 200)
+                    c.send_quiet(b"BDAT %d\r\n" % len(chunk) + chunk, "BDAT chunk")
+                    t.expect(c.reply(), 250, c, "BDAT")
+                    time.sleep(0.5)  # the header reached the milter (its abort line names the Subject)
+                    t.expect(c.cmd("RSET"), 250, c, "RSET")
+                    t.check(wait_line(pm_log, "abort bdat rset", 10),
+                            "the milter saw no abort: %r" % open(pm_log).read()[-300:])
+                    r, qid = send_message(t, c, "alice@example.com", ["bob@example.org"], message("after rset", HAM))
+                    c.cmd("QUIT")
+                    c.close()
+            # Both milters at once: the scripted one never answers (times out into its default, tempfail),
+            # the libmilter one rejects at a header at once. --milter order decides, not who answers first.
+            both = message("silent", HAM, extra="X-Pymilter: reject\n")
+            with Server("--milter", spec + "?timeout=1500", "--milter", pm_spec, "--spf", "off", "--dkim", "off",
+                        "--log-level", "info") as srv:
+                with t.case("parallel_first_in_order_decides"):
+                    r, _, _ = deliver_one(t, srv, both, want=451)
+                    t.expect(r, 451, None, "the first milter's timeout (default tempfail) over the second's reject",
+                             enhanced="4.7.1")
+                    t.check(srv.wait_log(r"tx\.tempfail id=\S+ reason=milter milter=tempfail error=.*timeout at "
+                                         r"header\" default=tempfail", timeout=10), "no milter=tempfail log line")
+            with Server("--milter", pm_spec, "--milter", spec + "?timeout=1500", "--spf", "off", "--dkim", "off",
+                        "--log-level", "info") as srv:
+                with t.case("parallel_reject_cuts_later_short"):
+                    t0 = time.time()
+                    r, _, _ = deliver_one(t, srv, both, want=550)
+                    t.expect(r, 550, None, "the first milter's reject", enhanced="5.7.1")
+                    t.check(time.time() - t0 < 1.4, "waited %.1fs for the later, silent milter" % (time.time() - t0))
+            ran += 1
 
         # ---- spamass-milter + spamd
         sa_spec = None
