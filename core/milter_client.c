@@ -244,13 +244,19 @@ int milter_conf_parse(struct milter_conf *out, const char *spec, uint32_t timeou
 
 /* ------------------------------------------------------------ requests */
 
-void milter_req_init(struct milter_req *req)
+int milter_req_init(struct milter_req *req, unsigned num)
 {
 	memset(req, 0, sizeof(*req));
 	bb_init(&req->fields, 0);
 	bb_init(&req->msg, 0);
 	req->q_tail = &req->q_head;
-	for (unsigned i = 0; i < MILTER_MAX; i++) {
+	/* Room per request only for the milters configured: every message's
+	 * verify job carries one, with --milter or not. */
+	if (num > 0 && (req->conv = calloc(num, sizeof(*req->conv))) == NULL) {
+		return -ENOMEM;
+	}
+	req->conv_alloc = num;
+	for (unsigned i = 0; i < num; i++) {
 		struct milter_conv *cv = &req->conv[i];
 
 		cv->req = req;
@@ -260,6 +266,12 @@ void milter_req_init(struct milter_req *req)
 		bb_init(&cv->in, MILTER_PKT_MAX + 4);
 		bb_init(&cv->mods, 0);
 	}
+	return 0;
+}
+
+unsigned milter_client_count(const struct milter_client *cl)
+{
+	return cl->num;
 }
 
 static void chunks_free(struct milter_chunk *c)
@@ -280,11 +292,14 @@ void milter_req_fini(struct milter_req *req)
 	chunks_free(req->q_head);
 	req->q_head = NULL;
 	req->q_tail = &req->q_head;
-	for (unsigned i = 0; i < MILTER_MAX; i++) {
+	for (unsigned i = 0; i < req->conv_alloc; i++) {
 		bb_fini(&req->conv[i].out);
 		bb_fini(&req->conv[i].in);
 		bb_fini(&req->conv[i].mods);
 	}
+	free(req->conv);
+	req->conv = NULL;
+	req->conv_alloc = 0;
 }
 
 #define FIELD_MORE SIZE_MAX /* field_end: the bytes so far do not tell yet */
@@ -1122,7 +1137,7 @@ static void req_news(struct milter_client *cl, struct milter_req *req, struct mi
 		req->active = true;
 		req->next = cl->active;
 		cl->active = req;
-		req->num_conv = cl->num;
+		req->num_conv = cl->num <= req->conv_alloc ? cl->num : req->conv_alloc; /* equal: vpool sized it */
 		for (unsigned i = 0; i < req->num_conv; i++) {
 			if (!req->conv[i].ended) { /* an earlier one failing to connect with default reject cuts it */
 				conv_begin(cl, &req->conv[i]);

@@ -41,7 +41,7 @@
  *     not there), tempfail (451 4.7.1) or reject (550 5.7.1).
  *
  * Life of a request (the verify pool's job owns the struct):
- *   milter_req_init(req); fill env, done, arg
+ *   milter_req_init(req, milter_client_count(cl)); fill env, done, arg
  *   milter_client_begin(cl, req)      the conversations start; the client
  *                                     borrows env (and req) until done
  *   milter_client_feed(cl, req, bb)   the message's bytes, in order; the
@@ -194,12 +194,20 @@ struct milter_req {
 	struct bb msg;                  /* the message so far: header, empty line, body */
 	size_t body_off;                /* where the body starts, once a conversation passed the header */
 	unsigned num_conv;
-	struct milter_conv conv[MILTER_MAX];
+	unsigned conv_alloc;            /* conversations made room for (milter_req_init) */
+	struct milter_conv *conv;       /* one per milter; NULL without milters */
 };
 
-/* milter_req_init / milter_req_fini: caller storage for one request. */
-void milter_req_init(struct milter_req *req);
+/*
+ * milter_req_init / milter_req_fini: caller storage for one request, with
+ * room for `num` conversations (milter_client_count; 0: the request is
+ * never begun, and costs nothing but the struct). 0 or -ENOMEM.
+ */
+int milter_req_init(struct milter_req *req, unsigned num);
 void milter_req_fini(struct milter_req *req);
+
+/* milter_client_count: how many milters cl talks to. */
+unsigned milter_client_count(const struct milter_client *cl);
 
 /*
  * milter_client_start starts the thread for `num` milters (copied). NULL

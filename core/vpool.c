@@ -1197,7 +1197,12 @@ struct vjob *vjob_new(struct vpool *p, struct vpool_inbox *in, bool dkim, bool a
 	j->spam_on = p->rspamd != NULL;
 	j->milter_on = p->milter != NULL;
 	atomic_init(&j->parts, 1);
-	milter_req_init(&j->milter_req);
+	if (milter_req_init(&j->milter_req, p->milter != NULL ? milter_client_count(p->milter) : 0) != 0) {
+		dkim_msg_free(j->m);
+		arc_msg_free(j->arc);
+		free(j);
+		return NULL;
+	}
 	bb_init(&j->spam_ctx, 0);
 	bb_init(&j->full, 0);
 	if (!dkim && !arc && p->psl == NULL && !j->spam_on && !j->milter_on) {
