@@ -775,11 +775,7 @@ static void upkeep(struct deliver *d)
 		struct spool_log *l = d->logs[i];
 		bool want, now;
 
-		pthread_mutex_lock(&l->mu);
-		want = l->want_seg;
-		now = l->make_now; /* a transaction waits on this attempt: no back-off */
-		pthread_mutex_unlock(&l->mu);
-		if (!want || (!now && now_ms() - d->last_make_try < 1000 && d->last_make_try != 0)) {
+		if (!spool_log_make_begin(l, d->last_make_try == 0 || now_ms() - d->last_make_try >= 1000, &now)) {
 			continue;
 		}
 		rc = spool_log_make_segment(l);

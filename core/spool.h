@@ -209,6 +209,7 @@ struct spool_log {
 	int make_err;              /* last failure making one (-ENOSPC ...); mu */
 	bool make_now;             /* a take asked for an attempt at once, past the 1 s back-off; mu */
 	uint64_t make_tries;       /* attempts to make a segment finished so far; mu */
+	uint64_t make_started;     /* attempts begun (spool_log_make_begin); mu */
 	uint32_t reserve;          /* free segments the worker keeps ready */
 	uint32_t num_sinks;
 };
@@ -265,6 +266,16 @@ int spool_log_make_segment(struct spool_log *l);
  */
 int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg **out, bool *out_wake,
 		   uint64_t *io_ticket);
+
+/*
+ * spool_log_make_begin tells the worker whether to try to make a segment
+ * now: one is wanted, and a waiting transaction asked for it at once
+ * (*out_now) or backoff_over (the worker's once-a-second pace for its own
+ * reserve). A true return counts the attempt as begun, so a take that asks
+ * while it runs waits for the next one: an attempt that began under a fault
+ * never answers a transaction that came after the fault cleared. Worker.
+ */
+bool spool_log_make_begin(struct spool_log *l, bool backoff_over, bool *out_now);
 
 /*
  * spool_log_make_done records the outcome of an attempt to make a segment

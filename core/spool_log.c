@@ -369,7 +369,10 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 		/* The failure may be over: ask for an attempt now rather than at
 		 * the worker's next once-a-second retry (waiters share it). */
 		if (*io_ticket == 0) {
-			*io_ticket = l->make_tries + 1;
+			/* An attempt that begins after this ask (one running now
+			 * may have begun under the fault). make_started trails
+			 * make_tries only when the outcome came without a begin. */
+			*io_ticket = (l->make_started > l->make_tries ? l->make_started : l->make_tries) + 1;
 		}
 		if (!l->make_now) {
 			l->make_now = true;
@@ -387,6 +390,20 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 	}
 	pthread_mutex_unlock(&l->mu);
 	return rc;
+}
+
+bool spool_log_make_begin(struct spool_log *l, bool backoff_over, bool *out_now)
+{
+	bool go;
+
+	pthread_mutex_lock(&l->mu);
+	*out_now = l->make_now; /* a transaction waits on this attempt: no back-off */
+	go = l->want_seg && (l->make_now || backoff_over);
+	if (go) {
+		l->make_started++;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return go;
 }
 
 bool spool_log_make_done(struct spool_log *l, int rc)

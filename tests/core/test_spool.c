@@ -437,3 +437,32 @@ Test(spool_log, failed_make_is_tried_again_for_a_waiting_take, .init = log_setup
 	cr_assert_eq(ticket, 0);
 	spool_log_free(l);
 }
+
+/* An attempt that began under the fault and fails after a transaction asked does not answer it. */
+Test(spool_log, attempt_begun_before_the_ask_does_not_answer_it, .init = log_setup, .fini = log_teardown)
+{
+	struct spool_log *l = spool_log_new(dirfd_, 2, 64 << 10, 1 << 30, 1);
+	struct spool_seg *seg;
+	uint64_t t1 = 0, t2 = 0;
+	bool wake, now;
+
+	cr_assert_not_null(l);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), -EAGAIN, "none made yet");
+	cr_assert(spool_log_make_begin(l, true, &now), "one is wanted");
+	spool_log_make_done(l, -ENOSPC); /* under the fault */
+	cr_assert_not(spool_log_make_begin(l, true, &now), "not wanted again until a take asks");
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &t1), -EAGAIN, "transaction 1 asks");
+	cr_assert(spool_log_make_begin(l, false, &now), "at once, past the back-off");
+	cr_assert(now);
+	/* The fault clears while that attempt still runs; transaction 2 asks. */
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &t2), -EAGAIN);
+	spool_log_make_done(l, -ENOSPC); /* the attempt that began under the fault */
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &t1), -ENOSPC, "transaction 1 gets its attempt's outcome");
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &t2), -EAGAIN, "transaction 2 waits for a newer one");
+	cr_assert(wake, "and asks for it");
+	cr_assert(spool_log_make_begin(l, false, &now));
+	cr_assert_eq(spool_log_make_segment(l), 0);
+	spool_log_make_done(l, 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &t2), 0, "transaction 2 gets a segment");
+	spool_log_free(l);
+}
