@@ -3081,28 +3081,26 @@ struct shard *shard_start(const struct shard_global *g, unsigned idx, struct del
 	return sh;
 }
 
-bool shard_mail_ok(void *owner)
+/* client_rate_ok takes a token of `kind` for the session's client, or logs the refusal. */
+static bool client_rate_ok(struct conn *c, enum rate_kind kind, const char *refusal)
 {
-	struct conn *c = owner;
 	struct shard *sh = c->sh;
 
-	if (sh->g->rates == NULL || rate_ok(sh->g->rates, &c->ipkey, sh->now_ms, RATE_MSG)) {
+	if (sh->g->rates == NULL || rate_ok(sh->g->rates, &c->ipkey, sh->now_ms, kind)) {
 		return true;
 	}
-	log_line(LOG_INFO, c->who, "smtp.reject code=451 cmd=MAIL reason=\"message rate\"");
+	log_line(LOG_INFO, c->who, "smtp.reject %s", refusal);
 	return false;
+}
+
+bool shard_mail_ok(void *owner)
+{
+	return client_rate_ok(owner, RATE_MSG, "code=451 cmd=MAIL reason=\"message rate\"");
 }
 
 bool shard_tls_ok(void *owner)
 {
-	struct conn *c = owner;
-	struct shard *sh = c->sh;
-
-	if (sh->g->rates == NULL || rate_ok(sh->g->rates, &c->ipkey, sh->now_ms, RATE_TLS)) {
-		return true;
-	}
-	log_line(LOG_INFO, c->who, "smtp.reject code=454 cmd=STARTTLS reason=\"TLS session rate\"");
-	return false;
+	return client_rate_ok(owner, RATE_TLS, "code=454 cmd=STARTTLS reason=\"TLS session rate\"");
 }
 
 void shard_wake(struct shard *sh)

@@ -370,9 +370,8 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 		 * the worker's next once-a-second retry (waiters share it). */
 		if (*io_ticket == 0) {
 			/* An attempt that begins after this ask (one running now
-			 * may have begun under the fault). make_started trails
-			 * make_tries only when the outcome came without a begin. */
-			*io_ticket = (l->make_started > l->make_tries ? l->make_started : l->make_tries) + 1;
+			 * may have begun under the fault). */
+			*io_ticket = l->make_started + 1;
 		}
 		if (!l->make_now) {
 			l->make_now = true;

@@ -417,7 +417,11 @@ Test(spool_log, failed_make_is_tried_again_for_a_waiting_take, .init = log_setup
 	uint64_t ticket = 0;
 	bool wake;
 
+	bool now;
+
 	cr_assert_not_null(l);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), -EAGAIN, "none made yet");
+	cr_assert(spool_log_make_begin(l, true, &now));
 	spool_log_make_done(l, -EIO); /* the worker's attempt failed under a fault */
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), -EIO, "without a ticket: the last failure");
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EAGAIN, "a fresh attempt is asked for");
@@ -425,12 +429,15 @@ Test(spool_log, failed_make_is_tried_again_for_a_waiting_take, .init = log_setup
 	cr_assert_neq(ticket, 0);
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EAGAIN, "still waiting for it");
 	cr_assert_not(wake, "one attempt serves every waiter");
+	cr_assert(spool_log_make_begin(l, false, &now));
+	cr_assert(now);
 	spool_log_make_done(l, -EIO); /* that attempt failed too: the waiter gets it */
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EIO);
 	cr_assert_eq(ticket, 0);
 	/* The fault clears: the next take asks again and gets the segment made. */
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), -EAGAIN);
 	cr_assert(wake);
+	cr_assert(spool_log_make_begin(l, false, &now));
 	cr_assert_eq(spool_log_make_segment(l), 0);
 	spool_log_make_done(l, 0);
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &ticket), 0);
