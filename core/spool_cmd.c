@@ -27,6 +27,7 @@ struct rec_info {
 	uint32_t seg, slot;
 	uint8_t done;
 	uint64_t off, len;
+	char id[SPOOL_REC_ID_LEN + 1];
 };
 
 struct seg_view {
@@ -69,7 +70,51 @@ static void on_rec(void *arg, const struct spool_rec_hdr *h, uint64_t off, uint6
 			exit(1);
 		}
 	}
-	a->recs[a->num_recs++] = (struct rec_info){ v->shard, v->n, h->slot, done, off, len };
+	a->recs[a->num_recs] = (struct rec_info){ v->shard, v->n, h->slot, done, off, len, "" };
+	memcpy(a->recs[a->num_recs].id, h->id, SPOOL_REC_ID_LEN);
+	a->num_recs++;
+}
+
+static int rec_by_id(const void *x, const void *y)
+{
+	const struct rec_info *a = x, *b = y;
+	int c = strcmp(a->id, b->id);
+
+	if (c != 0) {
+		return c;
+	}
+	if (a->shard != b->shard) {
+		return a->shard < b->shard ? -1 : 1;
+	}
+	return a->seg < b->seg ? -1 : a->seg > b->seg;
+}
+
+/*
+ * merge_copies makes one entry of the records that share an id. A record
+ * copied forward (docs/spool.md) is live in two places from the moment
+ * its copy is durable until the old slot is marked removed, or for good
+ * after a crash in between, and the copy's done byte may lag the
+ * original's. It is one message: a sink that has either copy has it.
+ */
+static void merge_copies(struct scan_all *a)
+{
+	size_t k = 0;
+
+	if (a->num_recs == 0) {
+		return;
+	}
+	qsort(a->recs, a->num_recs, sizeof(*a->recs), rec_by_id);
+	for (size_t i = 0; i < a->num_recs; i++) {
+		if (k > 0 && strcmp(a->recs[k - 1].id, a->recs[i].id) == 0) {
+			a->recs[k - 1].done |= a->recs[i].done;
+			if ((a->recs[k - 1].done & a->all) == a->all) {
+				k--; /* every sink has it, between the two copies */
+			}
+			continue;
+		}
+		a->recs[k++] = a->recs[i];
+	}
+	a->num_recs = k;
 }
 
 static void load_seg(struct scan_all *a, const char *name, unsigned shard, uint32_t n)
@@ -151,6 +196,7 @@ static int scan_spool(struct scan_all *a, const char *spool)
 		}
 	}
 	closedir(d);
+	merge_copies(a);
 	return 0;
 }
 
