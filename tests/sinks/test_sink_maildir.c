@@ -138,3 +138,53 @@ Test(sink_maildir, unknown_sink_is_a_clear_error)
 	cr_assert_not_null(strstr(err, "unknown sink type"), "%s", err);
 	free(err);
 }
+
+/* Pieces below and above the coalescing size arrive in order, byte-exact. */
+Test(sink_maildir, pieces_of_every_size_arrive_in_order, .init = setup, .fini = teardown)
+{
+	static const size_t sizes[] = { 10, 30000, 30000, 5000, 200000, 7, 65536, 1 };
+	struct msg_env env;
+	struct sink_tx *tx;
+	enum sink_rc rc = SINK_RC_COUNT;
+	size_t total = 0, off, n;
+	char name[256], p[512];
+	uint8_t *want, *got;
+	const char *hdr = "Return-Path: <s@z.test>\r\nDelivered-To: <a@x.test>\r\nDelivered-To: <b@y.test>\r\n";
+	FILE *f;
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		total += sizes[i];
+	}
+	want = malloc(strlen(hdr) + total);
+	got = malloc(strlen(hdr) + total + 1);
+	cr_assert(want != NULL && got != NULL);
+	memcpy(want, hdr, strlen(hdr));
+	for (size_t i = 0; i < total; i++) {
+		want[strlen(hdr) + i] = (uint8_t)('a' + (i * 7 + i / 4096) % 26);
+	}
+	memset(&env, 0, sizeof(env));
+	strcpy(env.id, "PIECES01");
+	env.received_us = 1764145800000000;
+	env.mail_from = "s@z.test";
+	env.rcpts = rcpts;
+	env.num_rcpts = 2;
+	cr_assert_eq(sk.ops->tx_begin(state, &tx, &env), 0);
+	off = strlen(hdr);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		cr_assert_eq(sk.ops->tx_write(tx, span_make(want + off, sizes[i])), 0);
+		off += sizes[i];
+	}
+	sk.ops->tx_commit(tx, on_done, &rc);
+	sk.ops->flush(state);
+	cr_assert_eq(rc, SINK_OK);
+	cr_assert_eq(count_files("new", name), 1);
+	snprintf(p, sizeof(p), "%s/box/new/%s", dir, name);
+	f = fopen(p, "rb");
+	cr_assert_not_null(f);
+	n = fread(got, 1, strlen(hdr) + total + 1, f);
+	fclose(f);
+	cr_assert_eq(n, strlen(hdr) + total);
+	cr_assert_eq(memcmp(got, want, n), 0);
+	free(want);
+	free(got);
+}
