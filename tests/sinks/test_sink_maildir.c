@@ -44,18 +44,24 @@ static void on_done(void *arg, enum sink_rc rc, const char *why)
 
 static char *rcpts[] = { "a@x.test", "b@y.test" };
 
+/* test_env: an envelope from s@z.test to the two rcpts, received at a fixed time. */
+static void test_env(struct msg_env *env, const char *id)
+{
+	memset(env, 0, sizeof(*env));
+	strcpy(env->id, id);
+	env->received_us = 1764145800000000;
+	env->mail_from = "s@z.test";
+	env->rcpts = rcpts;
+	env->num_rcpts = 2;
+}
+
 static void deliver(const char *msg)
 {
 	struct msg_env env;
 	struct sink_tx *tx;
 	enum sink_rc rc = SINK_RC_COUNT;
 
-	memset(&env, 0, sizeof(env));
-	strcpy(env.id, "ABCDEF0123456");
-	env.received_us = 1764145800000000;
-	env.mail_from = "s@z.test";
-	env.rcpts = rcpts;
-	env.num_rcpts = 2;
+	test_env(&env, "ABCDEF0123456");
 	cr_assert_eq(sk.ops->tx_begin(state, &tx, &env), 0);
 	cr_assert_eq(sk.ops->tx_write(tx, span_cstr(msg)), 0);
 	sk.ops->tx_commit(tx, on_done, &rc);
@@ -162,12 +168,7 @@ Test(sink_maildir, pieces_of_every_size_arrive_in_order, .init = setup, .fini = 
 	for (size_t i = 0; i < total; i++) {
 		want[strlen(hdr) + i] = (uint8_t)('a' + (i * 7 + i / 4096) % 26);
 	}
-	memset(&env, 0, sizeof(env));
-	strcpy(env.id, "PIECES01");
-	env.received_us = 1764145800000000;
-	env.mail_from = "s@z.test";
-	env.rcpts = rcpts;
-	env.num_rcpts = 2;
+	test_env(&env, "PIECES01");
 	cr_assert_eq(sk.ops->tx_begin(state, &tx, &env), 0);
 	off = strlen(hdr);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
