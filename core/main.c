@@ -308,7 +308,6 @@ static void changed_restart(const struct cfg *a, const struct cfg *b, char *out,
 			(b->max_conn_rate == 0 && b->max_msg_rate == 0 && b->max_tls_rate == 0) ||
 			(a->max_msg_rate == 0) != (b->max_msg_rate == 0) || (a->max_tls_rate == 0) != (b->max_tls_rate == 0),
 		"rates on/off");
-	CHANGED(a->max_input_rate != b->max_input_rate, "max-input-rate");
 #undef CHANGED
 	if (n == 0 && cap > 0) {
 		out[0] = '\0';
@@ -359,9 +358,11 @@ static void reload(const struct cfg *cur, struct shard_global *g, struct domain_
 	if (g->rates != NULL) {
 		rate_set(g->rates, (const uint32_t[RATE_KINDS]){ nc.max_conn_rate, nc.max_msg_rate, nc.max_tls_rate });
 	}
+	atomic_store_explicit(&g->max_input_rate, nc.max_input_rate, memory_order_relaxed);
 	__atomic_store_n(&log_level_current, (enum log_level)nc.log_level, __ATOMIC_RELAXED);
 	changed_restart(cur, &nc, restart, sizeof(restart));
-	log_line(LOG_NOTICE, "main", "config.reload applied=log-level,tls-certs,domains,connection-limits,rates%s%s",
+	log_line(LOG_NOTICE, "main",
+		 "config.reload applied=log-level,tls-certs,domains,connection-limits,rates,input-rate%s%s",
 		 restart[0] ? " restart_needed=" : "", restart);
 	cfg_fini(&nc);
 }
@@ -473,6 +474,7 @@ static int serve(struct cfg *cfg, bool check_only)
 		goto out;
 	}
 	g.cfg = cfg;
+	atomic_store_explicit(&g.max_input_rate, cfg->max_input_rate, memory_order_relaxed);
 	g.smtp = &scfg;
 	g.dirs = &dirs;
 	g.limits = limits_new(cfg->max_conns, cfg->max_conns_per_ip);

@@ -581,6 +581,12 @@ static void cancel_recv(struct shard *sh, struct conn *c)
 	c->cancel_sent = true;
 }
 
+/* input_rate is --max-input-rate now (bytes/s per connection; 0 = off): a reload may change it. */
+static int64_t input_rate(const struct shard *sh)
+{
+	return (int64_t)atomic_load_explicit(&sh->g->max_input_rate, memory_order_relaxed);
+}
+
 static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_storage *sa)
 {
 	char ip[MSG_IP_MAX] = "?";
@@ -641,7 +647,7 @@ static struct conn *conn_new(struct shard *sh, int fd, const struct sockaddr_sto
 	c->last_ms = sh->now_ms;
 	c->cmd_ms = sh->now_ms;
 	c->open_ms = sh->now_ms;
-	c->in_tokens = (int64_t)sh->g->cfg->max_input_rate * 1000; /* a second's burst */
+	c->in_tokens = input_rate(sh) * 1000; /* a second's burst */
 	c->in_ms = sh->now_ms;
 	c->auth_set = false;
 	bb_init(&c->out, 0);
@@ -2193,7 +2199,7 @@ static void conn_resume(struct shard *sh, struct conn *c)
  */
 static void input_refill(const struct shard *sh, struct conn *c)
 {
-	int64_t rate = (int64_t)sh->g->cfg->max_input_rate;
+	int64_t rate = input_rate(sh);
 	int64_t el = sh->now_ms - c->in_ms;
 
 	if (el > 0) {
@@ -2208,7 +2214,7 @@ static void input_refill(const struct shard *sh, struct conn *c)
 /* input_account charges n received bytes to c's bucket, pausing it when that runs dry. */
 static void input_account(struct shard *sh, struct conn *c, size_t n)
 {
-	if (sh->g->cfg->max_input_rate == 0 || c->closing) {
+	if (input_rate(sh) == 0 || c->closing) {
 		return;
 	}
 	input_refill(sh, c);
@@ -2233,7 +2239,7 @@ static void ratewait_run(struct shard *sh)
 		struct conn *c = *pp;
 
 		input_refill(sh, c);
-		if (!c->closing && c->in_tokens < 0) {
+		if (!c->closing && c->in_tokens < 0 && input_rate(sh) != 0) { /* 0: turned off by a reload */
 			pp = &c->next_ratewait;
 			continue;
 		}

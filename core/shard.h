@@ -23,6 +23,7 @@ struct shard_global {
 	const struct smtp_cfg *smtp;
 	struct conn_limits *limits;
 	struct rate_limits *rates; /* --max-connection-rate, --max-message-rate; NULL when both are off */
+	_Atomic uint64_t max_input_rate; /* --max-input-rate, bytes/s per connection (0 = off); SIGHUP sets it */
 	struct vpool *vpool;     /* DKIM verification; NULL with --dkim off */
 	const struct spool_dirs *dirs; /* SPOOL/{log,failed,ctl} */
 	struct tls_holder *tls;  /* the current certificates (SIGHUP swaps them); NULL: no STARTTLS */

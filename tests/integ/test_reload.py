@@ -79,6 +79,50 @@ def main(t):
             _, qid = send_message(t, c, "a@x.test", ["u@b.test"], b"Subject: after a bad reload\r\n\r\nstill b.test\r\n")
             c.cmd("QUIT")
             t.check(qid, "b.test refused after a bad reload")
+        with t.case("input_rate_changes_at_sighup"):
+            def reload_with(extra):
+                before = srv.stderr_text().count("config.reload applied=")
+                write_conf(conf, "b.test", "info", extra)
+                srv.signal(signal.SIGHUP)
+                deadline = time.monotonic() + 10
+                while srv.stderr_text().count("config.reload applied=") == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                t.check(srv.stderr_text().count("config.reload applied=") > before,
+                        "no config.reload line for %r:\n%s" % (extra, srv.stderr_tail()))
+
+            line = b"z" * 76 + b"\r\n"
+            reload_with("max-input-rate 256K\n")
+            c = Conn(srv.port)
+            ehlo(t, c)
+            content = b"Subject: paced\r\n\r\n" + line * (1000 * 1000 // len(line))
+            t0 = time.monotonic()
+            _, qid = send_message(t, c, "a@x.test", ["u@b.test"], content)
+            took = time.monotonic() - t0
+            # 1 MB at 256 KiB/s with a second's burst: about 2.9 s (a lower bound: never flaky).
+            t.check(qid and took >= 2.0, "1 MB in %.2f s after a reload to --max-input-rate 256K" % took)
+            # A connection held back by the rate runs free once a reload turns it off: 2 MB
+            # at 128 KiB/s would take about 15 s; the reload comes 1 s in.
+            reload_with("max-input-rate 128K\n")
+            c2 = Conn(srv.port)
+            ehlo(t, c2)
+            big = b"Subject: freed\r\n\r\n" + line * (2 * 1000 * 1000 // len(line))
+            res = {}
+
+            def send_big():
+                t1 = time.monotonic()
+                res["qid"] = send_message(t, c2, "a@x.test", ["u@b.test"], big)[1]
+                res["took"] = time.monotonic() - t1
+
+            sender = threading.Thread(target=send_big, daemon=True)
+            sender.start()
+            time.sleep(1)
+            reload_with("max-input-rate 0\n")
+            sender.join(60)
+            t.check(res.get("qid"), "the 2 MB message was not accepted: %r" % res)
+            t.check(res.get("took", 99) < 10, "2 MB took %.2f s after the rate was turned off 1 s in"
+                    % res.get("took", 99))
+            c.cmd("QUIT")
+            c2.cmd("QUIT")
         stop.set()
         th.join(10)
         with t.case("open_session_survives_reloads"):
