@@ -20,10 +20,11 @@
  * followed by the spooled message (our Received: field, then the bytes
  * the client sent).
  *
- * Writes are coalesced: the delivery fields and the message's pieces (our
- * trace fields, the client's bytes) are gathered in the tx up to
+ * Writes are coalesced: the delivery fields and the message's small pieces
+ * (our trace fields, the client's bytes) are gathered in the tx up to
  * MAILDIR_COALESCE bytes and written together, so a typical message is one
- * write(2) into the file system instead of three.
+ * write(2) into the file system instead of three; a large piece is written
+ * from where it is, after what was gathered, in one writev(2).
  *
  * Group commit: tx_commit only queues; flush() makes every queued file
  * durable with one syncfs(), renames them, and syncs new/ once for the
@@ -49,6 +50,7 @@ struct maildir_conf {
 };
 
 #define MAILDIR_COALESCE (64u * 1024) /* bytes gathered before a write(2) */
+#define MAILDIR_SMALL    (16u * 1024) /* pieces from this size on are not copied */
 
 struct sink_tx {
 	struct maildir_state *st;
@@ -248,15 +250,17 @@ static int maildir_tx_begin(void *state, struct sink_tx **out_tx, const struct m
 
 static int maildir_tx_write(struct sink_tx *tx, struct span bytes)
 {
+	struct iovec iov[2];
 	int rc;
 
-	if (tx->pending.len + bytes.len <= MAILDIR_COALESCE) {
+	if (bytes.len < MAILDIR_SMALL && tx->pending.len + bytes.len <= MAILDIR_COALESCE) {
 		return bb_append_span(&tx->pending, bytes);
 	}
-	if ((rc = write_pending(tx)) != 0) {
-		return rc;
-	}
-	return sink_write_all(tx->fd, bytes.p, bytes.len);
+	iov[0] = (struct iovec){ tx->pending.p, tx->pending.len };
+	iov[1] = (struct iovec){ (void *)(uintptr_t)bytes.p, bytes.len };
+	rc = sink_writev_all(tx->fd, iov, 2);
+	bb_reset(&tx->pending, 0);
+	return rc;
 }
 
 static void maildir_tx_abort(struct sink_tx *tx)
