@@ -56,7 +56,7 @@ struct sink_tx {
 	struct maildir_state *st;
 	struct sink_tx *next;
 	int fd;
-	int err;   /* the last write's error (-errno), reported at flush() */
+	int err;   /* the write at tx_commit's error (-errno), reported at flush() */
 	struct bb pending; /* bytes not yet written (coalesced writes, below) */
 	char name[256];
 	sink_done_fn *done;
@@ -201,10 +201,14 @@ static void drop_file(struct sink_tx *tx)
 	bb_fini(&tx->pending);
 }
 
-/* write_pending writes what the tx gathered; 0 or -errno. */
-static int write_pending(struct sink_tx *tx)
+/* write_out writes what the tx gathered, then `more` (not copied), in one writev; 0 or -errno. */
+static int write_out(struct sink_tx *tx, struct span more)
 {
-	int rc = tx->pending.len > 0 ? sink_write_all(tx->fd, tx->pending.p, tx->pending.len) : 0;
+	struct iovec iov[2] = {
+		{ tx->pending.p, tx->pending.len },
+		{ (void *)(uintptr_t)more.p, more.len },
+	};
+	int rc = sink_writev_all(tx->fd, iov, 2);
 
 	bb_reset(&tx->pending, 0);
 	return rc;
@@ -236,9 +240,6 @@ static int maildir_tx_begin(void *state, struct sink_tx **out_tx, const struct m
 	for (size_t i = 0; rc == 0 && i < env->num_rcpts; i++) {
 		rc = bb_printf(&tx->pending, "Delivered-To: <%s>\r\n", env->rcpts[i]);
 	}
-	if (rc == 0 && tx->pending.len > MAILDIR_COALESCE) {
-		rc = write_pending(tx); /* a very long recipient list */
-	}
 	if (rc != 0) {
 		drop_file(tx);
 		free(tx);
@@ -250,17 +251,10 @@ static int maildir_tx_begin(void *state, struct sink_tx **out_tx, const struct m
 
 static int maildir_tx_write(struct sink_tx *tx, struct span bytes)
 {
-	struct iovec iov[2];
-	int rc;
-
 	if (bytes.len < MAILDIR_SMALL && tx->pending.len + bytes.len <= MAILDIR_COALESCE) {
 		return bb_append_span(&tx->pending, bytes);
 	}
-	iov[0] = (struct iovec){ tx->pending.p, tx->pending.len };
-	iov[1] = (struct iovec){ (void *)(uintptr_t)bytes.p, bytes.len };
-	rc = sink_writev_all(tx->fd, iov, 2);
-	bb_reset(&tx->pending, 0);
-	return rc;
+	return write_out(tx, bytes);
 }
 
 static void maildir_tx_abort(struct sink_tx *tx)
@@ -273,7 +267,7 @@ static void maildir_tx_commit(struct sink_tx *tx, sink_done_fn *done, void *arg)
 {
 	struct maildir_state *st = tx->st;
 
-	tx->err = write_pending(tx);
+	tx->err = write_out(tx, span_make(NULL, 0));
 	bb_fini(&tx->pending);
 	tx->done = done;
 	tx->arg = arg;
