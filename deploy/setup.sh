@@ -30,6 +30,8 @@ PKGS=(
   publicsuffix
   # PROXY protocol tests: a real load balancer in front (tests/integ/test_proxy.py)
   haproxy
+  # ss: test_hostile checks the server let go of a non-reading client's socket
+  iproute2
   # deploy checks (tests/run.sh deploy, image): the container image built
   # from a debootstrapped base, getcap, manifest linting
   podman buildah debootstrap libcap2-bin yamllint
