@@ -187,6 +187,7 @@ struct spool_seg {
 	uint8_t *done;       /* done bytes by slot, worker-owned */
 	uint32_t done_cap;
 	bool done_dirty;     /* done bytes written but not yet fdatasync'd (worker) */
+	bool unrecycled;     /* SEALED and empty, but its recycling failed: tried again; mu */
 };
 
 /*
@@ -210,6 +211,7 @@ struct spool_log {
 	bool make_now;             /* a take asked for an attempt at once, past the 1 s back-off; mu */
 	uint64_t make_tries;       /* attempts to make a segment finished so far; mu */
 	uint64_t make_started;     /* attempts begun (spool_log_make_begin); mu */
+	uint32_t num_unrecycled;   /* segments whose recycling failed (unrecycled); mu */
 	uint32_t reserve;          /* free segments the worker keeps ready */
 	uint32_t num_sinks;
 };
@@ -241,9 +243,10 @@ struct spool_log *spool_log_new(int dirfd, unsigned shard, uint64_t seg_size, ui
 void spool_log_free(struct spool_log *l);
 
 /*
- * spool_log_add_segment makes segment number `n` (zero-filled, header
- * written, durable) and puts it in the free pool. Blocking: main thread or
- * the log's worker. 0 or -errno.
+ * spool_log_make_segment adds a segment to the free pool: it recycles one
+ * whose recycling failed before (a transient I/O error or a full disk), or
+ * else makes the next file (allocated, header written, durable). Blocking:
+ * main thread or the log's worker. 0 or -errno.
  */
 int spool_log_make_segment(struct spool_log *l);
 
@@ -302,7 +305,10 @@ bool spool_log_unref(struct spool_log *l, struct spool_seg *seg);
 /*
  * spool_log_recycle gives seg its next generation (truncated back to the
  * standard size, header rewritten and made durable, done file reset) and
- * returns it to the free pool. Blocking: worker or main thread. 0 or -errno.
+ * returns it to the free pool. On failure (an I/O error, a full disk) it
+ * stays out of the pool, marked unrecycled, and the worker's next attempt
+ * to make a segment tries it again, so a fault that clears costs no
+ * segment. Blocking: worker or main thread. 0 or -errno.
  */
 int spool_log_recycle(struct spool_log *l, struct spool_seg *seg);
 

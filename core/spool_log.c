@@ -290,6 +290,26 @@ static int seg_fill(int fd, uint64_t size)
 	return -rc;
 }
 
+/* take_unrecycled picks a segment whose recycling failed, marking it SEG_RECYCLING; NULL if none. Under mu. */
+static struct spool_seg *take_unrecycled(struct spool_log *l)
+{
+	for (uint32_t i = 0; l->num_unrecycled > 0 && i < l->num_segs; i++) {
+		struct spool_seg *seg = l->segs[i];
+
+		if (seg != NULL && seg->unrecycled && seg->state == SEG_SEALED && seg->live == 0) {
+			seg->state = SEG_RECYCLING;
+			return seg;
+		}
+	}
+	return NULL;
+}
+
+/* can_grow: the pool can get a segment, from a failed recycling or a new file. Under mu. */
+static bool can_grow(const struct spool_log *l)
+{
+	return l->num_unrecycled > 0 || count_segs(l) < l->max_segs;
+}
+
 int spool_log_make_segment(struct spool_log *l)
 {
 	char name[64];
@@ -299,8 +319,18 @@ int spool_log_make_segment(struct spool_log *l)
 
 	pthread_mutex_lock(&l->mu);
 	n = l->num_segs;
-	rc = count_segs(l) >= l->max_segs ? -ENOSPC : 0;
+	seg = take_unrecycled(l);
+	rc = seg == NULL && count_segs(l) >= l->max_segs ? -ENOSPC : 0;
 	pthread_mutex_unlock(&l->mu);
+	if (seg != NULL) {
+		/* Before a new file: a segment a fault kept out of the pool. */
+		if ((rc = spool_log_recycle(l, seg)) == 0) {
+			pthread_mutex_lock(&l->mu);
+			l->make_err = 0;
+			pthread_mutex_unlock(&l->mu);
+		}
+		return rc;
+	}
 	if (rc != 0) {
 		return rc;
 	}
@@ -359,7 +389,7 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 		seg->live = 0;
 		seg->tail = SPOOL_SEG_HDR_LEN;
 		*out = seg;
-	} else if (count_segs(l) >= l->max_segs) {
+	} else if (!can_grow(l)) {
 		rc = -ENOSPC;
 	} else if (l->make_err == 0) {
 		rc = -EAGAIN;
@@ -383,7 +413,7 @@ int spool_log_take(struct spool_log *l, enum seg_state state, struct spool_seg *
 	if (io_ticket != NULL && rc != -EAGAIN) {
 		*io_ticket = 0;
 	}
-	if (l->num_free < l->reserve && count_segs(l) < l->max_segs && !l->want_seg) {
+	if (l->num_free < l->reserve && can_grow(l) && !l->want_seg) {
 		l->want_seg = true;
 		*out_wake = true;
 	}
@@ -413,10 +443,12 @@ bool spool_log_make_done(struct spool_log *l, int rc)
 	l->make_tries++;
 	l->make_now = false;
 	if (rc == 0) {
-		l->want_seg = l->num_free < l->reserve;
+		l->want_seg = l->num_free < l->reserve || l->num_unrecycled > 0;
 	} else {
 		l->make_err = rc;
-		l->want_seg = false; /* asked again by the next take */
+		/* Asked again by the next take; segments a fault kept out of the
+		 * pool are tried at the worker's once-a-second pace meanwhile. */
+		l->want_seg = l->num_unrecycled > 0;
 	}
 	want = l->want_seg;
 	pthread_mutex_unlock(&l->mu);
@@ -490,8 +522,19 @@ int spool_log_recycle(struct spool_log *l, struct spool_seg *seg)
 	if (rc == 0) {
 		seg->state = SEG_FREE;
 		l->free[l->num_free++] = seg->n;
+		if (seg->unrecycled) {
+			seg->unrecycled = false;
+			l->num_unrecycled--;
+		}
 	} else {
-		seg->state = SEG_SEALED; /* tried again at the next start */
+		/* Out of the pool until spool_log_make_segment tries it again
+		 * (at the worker's pace, or at once for a waiting transaction). */
+		seg->state = SEG_SEALED;
+		if (!seg->unrecycled) {
+			seg->unrecycled = true;
+			l->num_unrecycled++;
+		}
+		l->want_seg = true;
 	}
 	pthread_mutex_unlock(&l->mu);
 	return rc;

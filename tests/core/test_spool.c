@@ -473,3 +473,52 @@ Test(spool_log, attempt_begun_before_the_ask_does_not_answer_it, .init = log_set
 	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, &t2), 0, "transaction 2 gets a segment");
 	spool_log_free(l);
 }
+
+/*
+ * A recycle that fails (here: the segment's fd made read-only, as an I/O
+ * error would) keeps the segment out of the pool, but not for good: the
+ * next attempt to make a segment recycles it rather than a new file, even
+ * at --spool-max-size, so a fault that clears costs no segment.
+ */
+Test(spool_log, failed_recycle_is_tried_again_before_a_new_file, .init = log_setup, .fini = log_teardown)
+{
+	struct spool_log *l = spool_log_new(dirfd_, 1, 64 << 10, 192 << 10, 1);
+	struct spool_seg *seg, *got;
+	char path[64];
+	int rw, ro;
+	bool wake, now;
+	uint64_t gen;
+
+	cr_assert_not_null(l);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(spool_log_make_segment(l), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), 0);
+	}
+	gen = seg->gen;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", seg->fd);
+	rw = dup(seg->fd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert(rw >= 0 && ro >= 0);
+	cr_assert_eq(dup2(ro, seg->fd), seg->fd);
+	cr_assert(spool_log_seal(l, seg), "sealed with no record: recycle it");
+	cr_assert_lt(spool_log_recycle(l, seg), 0, "the header cannot be written");
+	cr_assert_eq(l->num_unrecycled, 1);
+	cr_assert_eq(seg->state, SEG_SEALED);
+
+	/* At the size bound, a take still waits for it rather than answering ENOSPC. */
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &got, &wake, NULL), -EAGAIN);
+	cr_assert(spool_log_make_begin(l, true, &now), "the worker is asked to try again");
+	cr_assert_eq(dup2(rw, seg->fd), seg->fd); /* the fault clears */
+	cr_assert_eq(spool_log_make_segment(l), 0);
+	spool_log_make_done(l, 0);
+	cr_assert_eq(l->num_segs, 3, "no new file");
+	cr_assert_eq(l->num_unrecycled, 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &got, &wake, NULL), 0);
+	cr_assert_eq(got, seg);
+	cr_assert_gt(got->gen, gen);
+	close(rw);
+	close(ro);
+	spool_log_free(l);
+}

@@ -16,6 +16,7 @@ Debian's python3-fusepy; needs /dev/fuse and root (or fusermount).
 import errno
 import os
 import sys
+import threading
 
 try:
     from fusepy import FUSE, FuseOSError, Operations  # Debian names the module fusepy
@@ -32,28 +33,34 @@ class FaultFS(Operations):
         self.ctl_mtime = None
         self.mode, self.sub = "none", ""
         self.counts = {}
+        # fusepy serves operations on several threads, and reading the control
+        # file releases the GIL: without the lock a second operation could see
+        # the new mtime recorded but the old mode still set.
+        self.mu = threading.Lock()
 
     def _p(self, path):
         return os.path.join(self.root, path.lstrip("/"))
 
     def _fault(self, op, path):
-        try:
-            m = os.stat(self.ctl).st_mtime_ns
-            if m != self.ctl_mtime:
-                self.ctl_mtime = m
-                words = open(self.ctl).read().split()
-                self.mode = words[0] if words else "none"
-                self.sub = words[1] if len(words) > 1 else ""
-        except OSError:
-            self.mode = "none"
-        if self.mode == "none" or (self.sub and self.sub not in path):
+        with self.mu:
+            try:
+                m = os.stat(self.ctl).st_mtime_ns
+                if m != self.ctl_mtime:
+                    words = open(self.ctl).read().split()
+                    self.mode = words[0] if words else "none"
+                    self.sub = words[1] if len(words) > 1 else ""
+                    self.ctl_mtime = m
+            except OSError:
+                self.mode = "none"
+            mode, sub = self.mode, self.sub
+        if mode == "none" or (sub and sub not in path):
             return
         err = None
-        if self.mode == "enospc" and op in ("write", "create", "truncate", "fsync"):
+        if mode == "enospc" and op in ("write", "create", "truncate", "fsync"):
             err = errno.ENOSPC
-        elif self.mode in ("eio", "eio-write") and op == "write":
+        elif mode in ("eio", "eio-write") and op == "write":
             err = errno.EIO
-        elif self.mode in ("eio", "eio-fsync") and op == "fsync":
+        elif mode in ("eio", "eio-fsync") and op == "fsync":
             err = errno.EIO
         if err:
             raise FuseOSError(err)
