@@ -13,7 +13,13 @@
  *       the spool's group commit on a reused segment (written once): BATCH
  *       records of 4 KiB written through the ring then one fdatasync
  *       (fdatasync, what core/shard.c does), each write with RWF_DSYNC and
- *       no fsync (rwf_dsync), or the segment opened O_DSYNC (o_dsync).
+ *       no fsync (rwf_dsync), the segment opened O_DSYNC (o_dsync), or
+ *       opened O_DIRECT, the batch written as one block-aligned write that
+ *       rewrites the partial block the last batch ended in (as a database
+ *       log does), then fdatasync (odirect) or with RWF_DSYNC (odir_dsync).
+ *       Buffered writes to ext4 can not be issued without blocking, so each
+ *       costs an io_uring worker hand-off; a direct overwrite of written
+ *       blocks is issued from the submitting thread.
  *   omx-sync-bench prealloc DIR [SEG_MIB] [ROUNDS]
  *       making a segment: posix_fallocate then fdatasync (fallocate, what
  *       core/spool_log.c does) against writing zeros then fdatasync
@@ -22,12 +28,16 @@
  *       unwritten extents).
  *
  * Prints one line per variant: the median over rounds of wall and CPU time
- * (getrusage of the process: io_uring's workers are its threads) per file,
- * record or segment, then each variant's ratio to the first.
+ * (getrusage of the process: io_uring's workers are its threads), and of
+ * the whole machine's busy time (/proc/stat: also interrupts and kernel
+ * workers, which a direct write's completion runs in; meaningful on a quiet
+ * machine only) per file, record or segment, then each variant's ratio to
+ * the first.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,13 +48,13 @@
 #include <unistd.h>
 
 #define ROUNDS_MAX 32
-#define VARIANTS_MAX 3
+#define VARIANTS_MAX 5
 #define REC_LEN 4160 /* a 4 KiB message with the record's header and trailer */
 
 struct stat_set {
 	const char *name[VARIANTS_MAX];
 	unsigned num;
-	double wall[VARIANTS_MAX][ROUNDS_MAX], cpu[VARIANTS_MAX][ROUNDS_MAX];
+	double wall[VARIANTS_MAX][ROUNDS_MAX], cpu[VARIANTS_MAX][ROUNDS_MAX], sys[VARIANTS_MAX][ROUNDS_MAX];
 };
 
 static struct io_uring ring;
@@ -69,6 +79,20 @@ static double cpu_us(void)
 
 	getrusage(RUSAGE_SELF, &ru);
 	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* sys_busy_us: CPU time of the whole machine, every state but idle and iowait (/proc/stat). */
+static double sys_busy_us(void)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+
+	if (f == NULL || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+				&v[5], &v[6], &v[7]) != 8) {
+		die("/proc/stat");
+	}
+	fclose(f);
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* ring_wait waits for n completions; exits on any failure. */
@@ -118,25 +142,26 @@ static double median(const double *v, unsigned n)
 
 static void report(const char *mode, const char *unit, const struct stat_set *st, unsigned rounds)
 {
-	double w0 = median(st->wall[0], rounds), c0 = median(st->cpu[0], rounds);
+	double w0 = median(st->wall[0], rounds), c0 = median(st->cpu[0], rounds), s0 = median(st->sys[0], rounds);
 
 	for (unsigned v = 0; v < st->num; v++) {
-		double w = median(st->wall[v], rounds), c = median(st->cpu[v], rounds);
+		double w = median(st->wall[v], rounds), c = median(st->cpu[v], rounds), s = median(st->sys[v], rounds);
 
-		printf("%s %-10s wall %9.1f us/%s  cpu %8.1f us/%s  ratio to %s: wall %.2f cpu %.2f\n", mode,
-		       st->name[v], w, unit, c, unit, st->name[0], w / w0, c / c0);
+		printf("%s %-10s wall %9.1f us/%s  cpu %8.1f us/%s  machine %8.1f us/%s  ratio to %s: wall %.2f cpu %.2f"
+		       " machine %.2f\n",
+		       mode, st->name[v], w, unit, c, unit, s, unit, st->name[0], w / w0, c / c0, s0 > 0 ? s / s0 : 0);
 	}
 }
 
 /* ------------------------------------------------------------ maildir */
 
 static void maildir_round(int tmp, int new, unsigned variant, unsigned batch, unsigned files, unsigned round,
-			  double *out_wall, double *out_cpu)
+			  double *out_wall, double *out_cpu, double *out_sys)
 {
 	static char buf[4096];
 	int fds[256];
 	char name[64];
-	double t0 = now_us(), c0 = cpu_us();
+	double t0 = now_us(), c0 = cpu_us(), s0 = sys_busy_us();
 
 	memset(buf, 'x', sizeof(buf));
 	for (unsigned done = 0; done < files; done += batch) {
@@ -176,6 +201,7 @@ static void maildir_round(int tmp, int new, unsigned variant, unsigned batch, un
 	}
 	*out_wall = (now_us() - t0) / files;
 	*out_cpu = (cpu_us() - c0) / files;
+	*out_sys = (sys_busy_us() - s0) / files;
 }
 
 static void mode_maildir(const char *dir, unsigned batch, unsigned files, unsigned rounds)
@@ -198,7 +224,7 @@ static void mode_maildir(const char *dir, unsigned batch, unsigned files, unsign
 		for (unsigned k = 0; k < st.num; k++) {
 			unsigned v = (k + r) % st.num; /* a different variant goes first each round */
 
-			maildir_round(tmp, new, v, batch, files, r, &st.wall[v][r], &st.cpu[v][r]);
+			maildir_round(tmp, new, v, batch, files, r, &st.wall[v][r], &st.cpu[v][r], &st.sys[v][r]);
 		}
 	}
 	printf("maildir: batches of %u files of 4 KiB, %u files per variant and round, %u rounds\n", batch, files,
@@ -207,6 +233,42 @@ static void mode_maildir(const char *dir, unsigned batch, unsigned files, unsign
 }
 
 /* ------------------------------------------------------------ commit */
+
+#define BLK 4096
+
+/*
+ * commit_direct writes the batch at `off` through an O_DIRECT fd as one
+ * write of whole blocks: from the start of the block `off` falls in (its
+ * head, what earlier batches wrote there, is kept in `img`) to the end of
+ * the block the batch ends in. dsync: RWF_DSYNC instead of an fdatasync.
+ */
+static void commit_direct(int fd, bool dsync, unsigned batch, unsigned records, uint64_t off)
+{
+	static uint8_t *img;
+	size_t cap = 128 * REC_LEN + 2 * BLK;
+
+	if (img == NULL && posix_memalign((void **)&img, BLK, cap) != 0) {
+		die("posix_memalign");
+	}
+	memset(img, 'r', cap);
+	for (unsigned done = 0; done < records; done += batch) {
+		uint64_t start = off & ~(uint64_t)(BLK - 1);
+		uint64_t end = off + (uint64_t)batch * ((REC_LEN + 7) & ~7u);
+		size_t len = (size_t)(((end + BLK - 1) & ~(uint64_t)(BLK - 1)) - start);
+		struct io_uring_sqe *sqe = sqe_get();
+
+		io_uring_prep_write(sqe, fd, img, (unsigned)len, start);
+		if (dsync) {
+			sqe->rw_flags = RWF_DSYNC;
+		}
+		ring_wait(1);
+		if (!dsync) {
+			io_uring_prep_fsync(sqe_get(), fd, IORING_FSYNC_DATASYNC);
+			ring_wait(1);
+		}
+		off = end;
+	}
+}
 
 /* commit_batches writes `records` records from `off` in batches; variant 0: writes then fdatasync, 1: RWF_DSYNC writes. */
 static void commit_batches(int fd, unsigned variant, unsigned batch, unsigned records, uint64_t off)
@@ -234,15 +296,16 @@ static void commit_batches(int fd, unsigned variant, unsigned batch, unsigned re
 
 static void mode_commit(const char *dir, unsigned batch, unsigned records, unsigned rounds)
 {
-	struct stat_set st = { .name = { "fdatasync", "rwf_dsync", "o_dsync" }, .num = 3 };
+	struct stat_set st = { .name = { "fdatasync", "rwf_dsync", "o_dsync", "odirect", "odir_dsync" }, .num = 5 };
 	uint64_t seg = (uint64_t)records * REC_LEN + (1u << 20);
 	char p[4096];
-	int fd, fd_dsync;
+	int fd, fd_dsync, fd_direct;
 
 	snprintf(p, sizeof(p), "%s/commit.seg", dir);
 	fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	fd_dsync = open(p, O_RDWR | O_DSYNC | O_CLOEXEC);
-	if (fd < 0 || fd_dsync < 0 || posix_fallocate(fd, 0, (off_t)seg) != 0) {
+	fd_direct = open(p, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd < 0 || fd_dsync < 0 || fd_direct < 0 || posix_fallocate(fd, 0, (off_t)seg) != 0) {
 		die("segment");
 	}
 	/* A reused segment: every block written once already. */
@@ -251,15 +314,21 @@ static void mode_commit(const char *dir, unsigned batch, unsigned records, unsig
 	for (unsigned r = 0; r < rounds; r++) {
 		for (unsigned k = 0; k < st.num; k++) {
 			unsigned v = (k + r) % st.num;
-			double t0 = now_us(), c0 = cpu_us();
+			double t0 = now_us(), c0 = cpu_us(), s0 = sys_busy_us();
 
-			commit_batches(v == 2 ? fd_dsync : fd, v == 2 ? 2 : v, batch, records, 0);
+			if (v >= 3) {
+				commit_direct(fd_direct, v == 4, batch, records, 0);
+			} else {
+				commit_batches(v == 2 ? fd_dsync : fd, v == 2 ? 2 : v, batch, records, 0);
+			}
 			st.wall[v][r] = (now_us() - t0) / records;
 			st.cpu[v][r] = (cpu_us() - c0) / records;
+			st.sys[v][r] = (sys_busy_us() - s0) / records;
 		}
 	}
 	close(fd);
 	close(fd_dsync);
+	close(fd_direct);
 	unlink(p);
 	printf("commit: batches of %u records of %u bytes through io_uring, %u records per variant and round, %u rounds\n",
 	       batch, REC_LEN, records, rounds);
@@ -280,12 +349,13 @@ static void mode_prealloc(const char *dir, unsigned seg_mib, unsigned rounds)
 	for (unsigned r = 0; r < rounds; r++) {
 		for (unsigned k = 0; k < mk.num; k++) {
 			unsigned v = (k + r) % mk.num;
-			double t0, c0;
+			double t0, c0, s0;
 			int fd;
 
 			snprintf(p, sizeof(p), "%s/prealloc-%u.seg", dir, v);
 			t0 = now_us();
 			c0 = cpu_us();
+			s0 = sys_busy_us();
 			fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			if (fd < 0) {
 				die("segment");
@@ -306,11 +376,14 @@ static void mode_prealloc(const char *dir, unsigned seg_mib, unsigned rounds)
 			}
 			mk.wall[v][r] = now_us() - t0;
 			mk.cpu[v][r] = cpu_us() - c0;
+			mk.sys[v][r] = sys_busy_us() - s0;
 			t0 = now_us();
 			c0 = cpu_us();
+			s0 = sys_busy_us();
 			commit_batches(fd, 0, 16, records, 0);
 			gen1.wall[v][r] = (now_us() - t0) / records;
 			gen1.cpu[v][r] = (cpu_us() - c0) / records;
+			gen1.sys[v][r] = (sys_busy_us() - s0) / records;
 			close(fd);
 			unlink(p);
 		}
