@@ -1149,8 +1149,10 @@ void deliver_recycle(struct deliver *d, struct spool_log *l, struct spool_seg *s
 	struct recycle_req *r = calloc(1, sizeof(*r));
 
 	if (r == NULL) {
-		log_line(LOG_WARN, d->who, "spool.recycle seg=%u error=\"out of memory\" (recycled at the next start)",
-			 seg->n);
+		log_line(LOG_WARN, d->who,
+			 "spool.recycle seg=%u error=\"out of memory\" (tried again with the next segment made)", seg->n);
+		spool_log_recycle_later(l, seg);
+		deliver_kick(d);
 		return;
 	}
 	r->log = l;

@@ -313,6 +313,13 @@ bool spool_log_unref(struct spool_log *l, struct spool_seg *seg);
 int spool_log_recycle(struct spool_log *l, struct spool_seg *seg);
 
 /*
+ * spool_log_recycle_later leaves seg (SEG_RECYCLING, empty) for the worker's
+ * next attempt to make a segment, as a failed recycle does: for a caller
+ * that can not recycle it now (out of memory for the request). Any thread.
+ */
+void spool_log_recycle_later(struct spool_log *l, struct spool_seg *seg);
+
+/*
  * spool_log_mark records done bits for seg's slot (OR'ed in); the worker
  * makes them durable with spool_log_sync_done. Worker only. 0 or -errno.
  */

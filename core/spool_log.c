@@ -518,26 +518,33 @@ int spool_log_recycle(struct spool_log *l, struct spool_seg *seg)
 	if (rc == 0) {
 		rc = write_headers(l, seg);
 	}
+	if (rc != 0) {
+		spool_log_recycle_later(l, seg);
+		return rc;
+	}
 	pthread_mutex_lock(&l->mu);
-	if (rc == 0) {
-		seg->state = SEG_FREE;
-		l->free[l->num_free++] = seg->n;
-		if (seg->unrecycled) {
-			seg->unrecycled = false;
-			l->num_unrecycled--;
-		}
-	} else {
-		/* Out of the pool until spool_log_make_segment tries it again
-		 * (at the worker's pace, or at once for a waiting transaction). */
-		seg->state = SEG_SEALED;
-		if (!seg->unrecycled) {
-			seg->unrecycled = true;
-			l->num_unrecycled++;
-		}
-		l->want_seg = true;
+	seg->state = SEG_FREE;
+	l->free[l->num_free++] = seg->n;
+	if (seg->unrecycled) {
+		seg->unrecycled = false;
+		l->num_unrecycled--;
 	}
 	pthread_mutex_unlock(&l->mu);
-	return rc;
+	return 0;
+}
+
+void spool_log_recycle_later(struct spool_log *l, struct spool_seg *seg)
+{
+	/* Out of the pool until spool_log_make_segment tries it again (at the
+	 * worker's pace, or at once for a waiting transaction). */
+	pthread_mutex_lock(&l->mu);
+	seg->state = SEG_SEALED;
+	if (!seg->unrecycled) {
+		seg->unrecycled = true;
+		l->num_unrecycled++;
+	}
+	l->want_seg = true;
+	pthread_mutex_unlock(&l->mu);
 }
 
 static int done_reserve(struct spool_seg *seg, uint32_t slot)

@@ -522,3 +522,26 @@ Test(spool_log, failed_recycle_is_tried_again_before_a_new_file, .init = log_set
 	close(ro);
 	spool_log_free(l);
 }
+
+/* A recycle put off (no memory for the worker's request) is done by the next attempt to make a segment. */
+Test(spool_log, recycle_put_off_is_done_by_the_next_make, .init = log_setup, .fini = log_teardown)
+{
+	struct spool_log *l = spool_log_new(dirfd_, 1, 64 << 10, 1 << 30, 1);
+	struct spool_seg *seg, *got;
+	bool wake, now;
+
+	cr_assert_not_null(l);
+	cr_assert_eq(spool_log_make_segment(l), 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), 0);
+	cr_assert(spool_log_seal(l, seg));
+	spool_log_recycle_later(l, seg);
+	cr_assert_eq(l->num_unrecycled, 1);
+	cr_assert(spool_log_make_begin(l, true, &now), "a make is wanted");
+	cr_assert_eq(spool_log_make_segment(l), 0);
+	spool_log_make_done(l, 0);
+	cr_assert_eq(l->num_segs, 1, "no new file");
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &got, &wake, NULL), 0);
+	cr_assert_eq(got, seg);
+	cr_assert_eq(got->gen, 2);
+	spool_log_free(l);
+}
