@@ -2653,6 +2653,9 @@ static void begin_shutdown(struct shard *sh)
 			conn_close(sh, c);
 		}
 	}
+	/* Each shard sees the stop at its next loop turn: until this line a
+	 * connection its listener takes is still greeted (then told 421). */
+	log_line(LOG_NOTICE, sh->who, "shard.stopping conns=%u listeners=closed", sh->nconns);
 }
 
 /* ------------------------------------------------------------ loop */

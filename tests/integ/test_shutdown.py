@@ -7,8 +7,10 @@ restart on the same spool). A transaction that never finishes is cut off when
 the shutdown timeout expires, and the server still exits 0.
 """
 
+import re
 import signal
 import socket
+import time
 
 from lib import Conn, Server, T_DELIVER, T_EXIT, ehlo, parse_queue_id, run, send_message
 
@@ -19,10 +21,21 @@ def expect_421_close(t, c, what):
             "%s: want 421 4.3.2 and close at shutdown, got %r" % (what, got), c)
 
 
-def no_new_sessions(t, port):
-    """After shutdown began a new connection must not get a 220."""
+def no_new_sessions(t, srv):
+    """Once every shard has seen the stop, a new connection must not get a 220.
+
+    The idle sessions' 421s prove it only for the shards they are on: a
+    shard sees the stop at its next loop turn, and until then its listener
+    may still take (and greet) a connection. So first wait for each shard's
+    shard.stopping line."""
+    shards = len(re.findall(r"shard\.ready ", srv.stderr_text()))
+    deadline = time.monotonic() + 10
+    while len(re.findall(r"shard\.stopping ", srv.stderr_text())) < shards and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped = len(re.findall(r"shard\.stopping ", srv.stderr_text()))
+    t.check(stopped == shards, "%d of %d shards logged shard.stopping within 10 s" % (stopped, shards))
     try:
-        c = Conn(port, greet=False)
+        c = Conn(srv.port, greet=False)
     except OSError:
         return  # refused: the listener is closed
     try:
@@ -72,7 +85,7 @@ def main(t):
                 for c, what in ((idle, "greeted idle session"), (idle_ehlo, "idle session after EHLO"),
                                 (done, "idle session after a delivered message")):
                     t.expect(c.reply(), 421, c, what + " at shutdown", enhanced="4.3.2")
-                no_new_sessions(t, srv.port)
+                no_new_sessions(t, srv)
 
                 # The signal has been seen (idle sessions got 421): finish the message.
                 m1b = b"second half, after the signal\r\n"
