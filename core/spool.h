@@ -244,9 +244,10 @@ void spool_log_free(struct spool_log *l);
 
 /*
  * spool_log_make_segment adds a segment to the free pool: it recycles one
- * whose recycling failed before (a transient I/O error or a full disk), or
- * else makes the next file (allocated, header written, durable). Blocking:
- * main thread or the log's worker. 0 or -errno.
+ * whose recycling failed before (a transient I/O error or a full disk), or,
+ * when there is none or it fails again, makes the next file (allocated,
+ * header written, durable) unless that would pass --spool-max-size.
+ * Blocking: main thread or the log's worker. 0 or -errno.
  */
 int spool_log_make_segment(struct spool_log *l);
 

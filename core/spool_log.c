@@ -318,19 +318,24 @@ int spool_log_make_segment(struct spool_log *l)
 	int rc;
 
 	pthread_mutex_lock(&l->mu);
-	n = l->num_segs;
 	seg = take_unrecycled(l);
-	rc = seg == NULL && count_segs(l) >= l->max_segs ? -ENOSPC : 0;
 	pthread_mutex_unlock(&l->mu);
-	if (seg != NULL) {
-		/* Before a new file: a segment a fault kept out of the pool. */
-		if ((rc = spool_log_recycle(l, seg)) == 0) {
-			pthread_mutex_lock(&l->mu);
-			l->make_err = 0;
-			pthread_mutex_unlock(&l->mu);
-		}
-		return rc;
+	/* Before a new file: a segment a fault kept out of the pool. If it
+	 * still fails (the fault may be that file's own), a new file may not. */
+	if (seg != NULL && (rc = spool_log_recycle(l, seg)) == 0) {
+		pthread_mutex_lock(&l->mu);
+		l->make_err = 0;
+		pthread_mutex_unlock(&l->mu);
+		return 0;
 	}
+	pthread_mutex_lock(&l->mu);
+	n = l->num_segs;
+	if (count_segs(l) >= l->max_segs) {
+		rc = seg != NULL ? rc : -ENOSPC;
+	} else {
+		rc = 0;
+	}
+	pthread_mutex_unlock(&l->mu);
 	if (rc != 0) {
 		return rc;
 	}

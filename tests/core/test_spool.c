@@ -545,3 +545,30 @@ Test(spool_log, recycle_put_off_is_done_by_the_next_make, .init = log_setup, .fi
 	cr_assert_eq(got->gen, 2);
 	spool_log_free(l);
 }
+
+/* A segment that keeps failing its recycle does not stop the pool from growing by new files. */
+Test(spool_log, segment_that_keeps_failing_does_not_block_new_files, .init = log_setup, .fini = log_teardown)
+{
+	struct spool_log *l = spool_log_new(dirfd_, 1, 64 << 10, 1 << 30, 1);
+	struct spool_seg *seg, *got;
+	char path[64];
+	int ro;
+	bool wake;
+
+	cr_assert_not_null(l);
+	cr_assert_eq(spool_log_make_segment(l), 0);
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &seg, &wake, NULL), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", seg->fd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(ro, 0);
+	cr_assert_eq(dup2(ro, seg->fd), seg->fd); /* this file's fault stays */
+	cr_assert(spool_log_seal(l, seg));
+	cr_assert_lt(spool_log_recycle(l, seg), 0);
+	cr_assert_eq(spool_log_make_segment(l), 0, "its recycle fails again: a new file instead");
+	cr_assert_eq(l->num_segs, 2);
+	cr_assert_eq(l->num_unrecycled, 1, "still tried again later");
+	cr_assert_eq(spool_log_take(l, SEG_ACTIVE, &got, &wake, NULL), 0);
+	cr_assert_neq(got, seg);
+	close(ro);
+	spool_log_free(l);
+}
