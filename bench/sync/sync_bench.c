@@ -13,8 +13,9 @@
  *       the spool's group commit on a reused segment (written once): BATCH
  *       records of 4 KiB written through the ring then one fdatasync
  *       (fdatasync, what core/shard.c does), each write with RWF_DSYNC and
- *       no fsync (rwf_dsync), the segment opened O_DSYNC (o_dsync), or
- *       opened O_DIRECT, the batch written as one block-aligned write that
+ *       no fsync (rwf_dsync), the segment opened O_DSYNC (o_dsync), the
+ *       fdatasync linked to the batch's last write (linked), or opened
+ *       O_DIRECT, the batch written as one block-aligned write that
  *       rewrites the partial block the last batch ended in (as a database
  *       log does), then fdatasync (odirect) or with RWF_DSYNC (odir_dsync).
  *       Buffered writes to ext4 can not be issued without blocking, so each
@@ -48,7 +49,7 @@
 #include <unistd.h>
 
 #define ROUNDS_MAX 32
-#define VARIANTS_MAX 5
+#define VARIANTS_MAX 6
 #define REC_LEN 4160 /* a 4 KiB message with the record's header and trailer */
 
 struct stat_set {
@@ -270,7 +271,12 @@ static void commit_direct(int fd, bool dsync, unsigned batch, unsigned records, 
 	}
 }
 
-/* commit_batches writes `records` records from `off` in batches; variant 0: writes then fdatasync, 1: RWF_DSYNC writes. */
+/*
+ * commit_batches writes `records` records from `off` in batches; variant 0:
+ * writes then fdatasync, 1: RWF_DSYNC writes, 3: writes with the fdatasync
+ * linked to the last (IOSQE_IO_LINK: one submission, and the worker that
+ * did the write runs the flush).
+ */
 static void commit_batches(int fd, unsigned variant, unsigned batch, unsigned records, uint64_t off)
 {
 	static char buf[REC_LEN];
@@ -284,10 +290,14 @@ static void commit_batches(int fd, unsigned variant, unsigned batch, unsigned re
 			if (variant == 1) {
 				sqe->rw_flags = RWF_DSYNC;
 			}
+			if (variant == 3 && i == batch - 1) {
+				sqe->flags |= IOSQE_IO_LINK;
+				io_uring_prep_fsync(sqe_get(), fd, IORING_FSYNC_DATASYNC);
+			}
 			off += (sizeof(buf) + 7) & ~7ul;
 		}
-		ring_wait(batch);
-		if (variant != 1) {
+		ring_wait(variant == 3 ? batch + 1 : batch);
+		if (variant != 1 && variant != 3) {
 			io_uring_prep_fsync(sqe_get(), fd, IORING_FSYNC_DATASYNC);
 			ring_wait(1);
 		}
@@ -296,7 +306,8 @@ static void commit_batches(int fd, unsigned variant, unsigned batch, unsigned re
 
 static void mode_commit(const char *dir, unsigned batch, unsigned records, unsigned rounds)
 {
-	struct stat_set st = { .name = { "fdatasync", "rwf_dsync", "o_dsync", "odirect", "odir_dsync" }, .num = 5 };
+	struct stat_set st = { .name = { "fdatasync", "rwf_dsync", "o_dsync", "linked", "odirect", "odir_dsync" },
+			       .num = 6 };
 	uint64_t seg = (uint64_t)records * REC_LEN + (1u << 20);
 	char p[4096];
 	int fd, fd_dsync, fd_direct;
@@ -316,10 +327,10 @@ static void mode_commit(const char *dir, unsigned batch, unsigned records, unsig
 			unsigned v = (k + r) % st.num;
 			double t0 = now_us(), c0 = cpu_us(), s0 = sys_busy_us();
 
-			if (v >= 3) {
-				commit_direct(fd_direct, v == 4, batch, records, 0);
+			if (v >= 4) {
+				commit_direct(fd_direct, v == 5, batch, records, 0);
 			} else {
-				commit_batches(v == 2 ? fd_dsync : fd, v == 2 ? 2 : v, batch, records, 0);
+				commit_batches(v == 2 ? fd_dsync : fd, v, batch, records, 0);
 			}
 			st.wall[v][r] = (now_us() - t0) / records;
 			st.cpu[v][r] = (cpu_us() - c0) / records;
