@@ -315,6 +315,7 @@ int spool_log_make_segment(struct spool_log *l)
 	char name[64];
 	struct spool_seg *seg;
 	uint32_t n;
+	bool full;
 	int rc;
 
 	pthread_mutex_lock(&l->mu);
@@ -330,14 +331,10 @@ int spool_log_make_segment(struct spool_log *l)
 	}
 	pthread_mutex_lock(&l->mu);
 	n = l->num_segs;
-	if (count_segs(l) >= l->max_segs) {
-		rc = seg != NULL ? rc : -ENOSPC;
-	} else {
-		rc = 0;
-	}
+	full = count_segs(l) >= l->max_segs;
 	pthread_mutex_unlock(&l->mu);
-	if (rc != 0) {
-		return rc;
+	if (full) {
+		return seg != NULL ? rc : -ENOSPC; /* the failed recycle's error says more */
 	}
 	if ((seg = seg_alloc(n)) == NULL) {
 		return -ENOMEM;

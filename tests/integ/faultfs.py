@@ -32,7 +32,6 @@ class FaultFS(Operations):
         self.ctl = ctl
         self.ctl_mtime = None
         self.mode, self.sub = "none", ""
-        self.counts = {}
         # fusepy serves operations on several threads, and reading the control
         # file releases the GIL: without the lock a second operation could see
         # the new mtime recorded but the old mode still set.

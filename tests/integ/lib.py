@@ -639,6 +639,16 @@ class Server:
                 return m
             time.sleep(0.05)
 
+    def wait_log_count(self, pattern, n, timeout=10):
+        """wait_log_count waits until the regular expression matches at least n
+        times in the server's log; returns how many times it matched."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = len(re.findall(pattern, self.stderr_text()))
+            if got >= n or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
+
     def stderr_tail(self, n=40):
         lines = self.stderr_text().splitlines()
         return "\n".join("      | " + l for l in lines[-n:])

@@ -10,7 +10,6 @@ the shutdown timeout expires, and the server still exits 0.
 import re
 import signal
 import socket
-import time
 
 from lib import Conn, Server, T_DELIVER, T_EXIT, ehlo, parse_queue_id, run, send_message
 
@@ -29,10 +28,7 @@ def no_new_sessions(t, srv):
     may still take (and greet) a connection. So first wait for each shard's
     shard.stopping line."""
     shards = len(re.findall(r"shard\.ready ", srv.stderr_text()))
-    deadline = time.monotonic() + 10
-    while len(re.findall(r"shard\.stopping ", srv.stderr_text())) < shards and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stopped = len(re.findall(r"shard\.stopping ", srv.stderr_text()))
+    stopped = srv.wait_log_count(r"shard\.stopping ", shards, timeout=10)
     t.check(stopped == shards, "%d of %d shards logged shard.stopping within 10 s" % (stopped, shards))
     try:
         c = Conn(srv.port, greet=False)
