@@ -14,6 +14,10 @@
 # calls per message (perf, counted in the server's cgroup only) and device flushes per message
 # (/proc/diskstats, the whole device). Every server is measured REPEATS times, interleaved; the
 # table shows median and min-max, and ratios of each peer to oceanmx from the same run.
+# For oceanmx the CPU is also split by thread role (/proc/PID/task), and each round also times
+# the floors of what oceanmx does per message (omx-sync-bench: the Maildir protocol alone, the
+# spool's group commit alone), so the report can set each part against the least it can cost
+# here (see "Where oceanmx's CPU goes" in the report).
 # See bench/README.md. Everything runs on loopback and is bounded in time; all processes that
 # this script starts are stopped on exit.
 set -Eeuo pipefail
@@ -29,12 +33,14 @@ SIZE=${BENCH_SIZE:-4096}
 REPEATS=${BENCH_REPEATS:-3}
 SERVERS=${BENCH_SERVERS:-"oceanmx sink postfix opensmtpd"}
 OMX_BIN=${OMX_BIN:-$ROOT/build/oceanmx}
+SYNC_BENCH=${SYNC_BENCH:-$(dirname "$OMX_BIN")/omx-sync-bench}   # the floors; skipped when absent
 RESULTS_DIR=${BENCH_RESULTS_DIR:-$HERE/results}
 BASE_DIR=${BENCH_DIR:-/var/tmp}
 SOURCE_TIMEOUT=${BENCH_SOURCE_TIMEOUT:-1200}     # bound on one smtp-source run (seconds)
 DELIVERY_TIMEOUT=${BENCH_DELIVERY_TIMEOUT:-1200} # bound on waiting for the maildir to fill
 STALL_TIMEOUT=${BENCH_STALL_TIMEOUT:-120}        # give up when the maildir stops growing this long
 KEEP=${BENCH_KEEP:-0}                            # 1: keep spools/maildirs/queues of every run
+SETTLE=${BENCH_SETTLE:-$(($(cat /proc/sys/vm/dirty_expire_centisecs 2>/dev/null || echo 3000) / 100 + 5))} # after a server that deleted files
 
 usage() {
     cat <<EOF
@@ -46,9 +52,12 @@ usage: bench/peers.sh [-m MESSAGES] [-r REPEATS] [-s SESSIONS] [-l SIZE] [-S "SE
   -l N   payload bytes per message      (BENCH_SIZE, default 4096)
   -S L   servers, in order, of: oceanmx sink postfix opensmtpd (BENCH_SERVERS, default all four)
 
-Other environment: OMX_BIN (default build/oceanmx), BENCH_DIR (where the temporary spools live,
+Other environment: OMX_BIN (default build/oceanmx), SYNC_BENCH (default omx-sync-bench next to
+OMX_BIN; the floors are left out without it), BENCH_DIR (where the temporary spools live,
 default /var/tmp), BENCH_RESULTS_DIR (default bench/results), BENCH_KEEP=1 (keep the data),
-BENCH_SOURCE_TIMEOUT, BENCH_DELIVERY_TIMEOUT, BENCH_STALL_TIMEOUT (bounds, seconds), OSMTPD_ROOT
+BENCH_SOURCE_TIMEOUT, BENCH_DELIVERY_TIMEOUT, BENCH_STALL_TIMEOUT (bounds, seconds), BENCH_SETTLE
+(seconds to wait after Postfix or OpenSMTPD, whose deletions would slow the next run's file
+creation on ext4 without a journal; default dirty_expire_centisecs / 100 + 5), OSMTPD_ROOT
 (OpenSMTPD's Debian root, made by bench/opensmtpd_peer.sh setup on first use: about 50 MB of downloads).
 Prints a markdown table and writes it to \$BENCH_RESULTS_DIR/peers-DATE.md.
 EOF
@@ -177,7 +186,7 @@ cleanup() {
             log "kept everything under $WORK"
         else
             # bulky data goes, the small logs stay for a post-mortem
-            rm -rf "$WORK"/*/spool "$WORK"/*/maildir "$WORK"/*/pf/queue "$WORK"/*/pf/mail "$WORK"/*/pf/data 2>/dev/null
+            rm -rf "$WORK"/*/spool "$WORK"/*/maildir "$WORK"/*/pf/queue "$WORK"/*/pf/mail "$WORK"/*/pf/data "$WORK"/floors-* 2>/dev/null
             [[ -n ${OSMTPD_MAILDIR:-} ]] && "$OSMTPD" clean
             log "logs of this run: $WORK"
         fi
@@ -274,6 +283,24 @@ warn_notes() {   # warn_notes LOG REGEX [SED]: "N warning/error lines, first: A/
         "$(grep -E "$2" "$1" | sed -E "${3:-}" | awk '!seen[$0]++' | head -n 2 | cut -c1-100 | tr '\n' '/' | sed 's|/$||')"
 }
 
+# omx_threads PID: oceanmx's CPU so far in clock ticks by thread role, "shard=N verify=N deliver=N
+# other=N iouring=N". iouring is the process's total less its named threads: io_uring's workers,
+# live or exited (they exit when idle and their time stays in the process's total).
+omx_threads() {
+    local pid=$1 t
+    [[ -r /proc/$pid/stat ]] || return 0
+    {
+        for t in /proc/"$pid"/task/*; do
+            echo "$(cat "$t/comm" 2>/dev/null) $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"
+        done
+        echo "TOTAL $(awk '{print $14 + $15}' "/proc/$pid/stat")"
+    } | awk '$1 == "TOTAL" {tot = $2; next}
+             $1 ~ /^iou-/ {next}
+             {role = "other"; if ($1 ~ /^omx-shard/) role = "shard"; else if ($1 ~ /^omx-verify/) role = "verify"; else if ($1 ~ /^omx-deliver/) role = "deliver"
+              r[role] += $2; named += $2}
+             END {printf "shard=%d verify=%d deliver=%d other=%d iouring=%d\n", r["shard"], r["verify"], r["deliver"], r["other"], tot - named}'
+}
+
 count_files() { find "$1" -mindepth 1 -maxdepth 1 -type f 2>/dev/null | wc -l; }
 
 # ---------------------------------------------------------------- machine info
@@ -350,7 +377,7 @@ start_opensmtpd() {   # RUN PORT: smtpd in OpenSMTPD's root (bench/opensmtpd_pee
 
 # ---------------------------------------------------------------- one measurement
 RUNS_TSV="$WORK/runs.tsv"
-printf 'server\trep\tmessages\tdelivered\tsource_rc\tsource_ns\tdeliver_ns\tuser_us\tsys_us\tcpu_us\tclient_cpu_us\tflushes\tfsyncs\tnotes\n' >"$RUNS_TSV"
+printf 'server\trep\tmessages\tdelivered\tsource_rc\tsource_ns\tdeliver_ns\tuser_us\tsys_us\tcpu_us\tclient_cpu_us\tflushes\tfsyncs\tthreads\tnotes\n' >"$RUNS_TSV"
 
 measure() {   # measure SERVER REP
     local server=$1 rep=$2 run port maildir="" expected=0 notes=""
@@ -377,7 +404,7 @@ measure() {   # measure SERVER REP
     fi
 
     # counters before
-    local perf_out="$run/perf.txt" src_cg cpu0 cpu1 fl0 fl1 ov0 ov1 t0 t1 t2 src_rc=0 delivered=""
+    local perf_out="$run/perf.txt" src_cg cpu0 cpu1 fl0 fl1 ov0 ov1 t0 t1 t2 src_rc=0 delivered="" th0="" th1=""
     if [[ -n $SYNC_EVENT && -n $CUR_CG ]]; then
         local g="$CG_REL/$(basename "$CUR_CG")"
         if [[ $SYNC_SPLIT == 1 ]]; then
@@ -394,6 +421,7 @@ measure() {   # measure SERVER REP
     fl0=$(disk_flushes)
     ov0=$(listen_overflows)
     cpu0=$(server_cpu)
+    [[ $server == oceanmx ]] && th0=$(omx_threads "$CUR_PID")
     t0=$(now_ns)
     (
         [[ -n $src_cg ]] && echo "$BASHPID" >"$src_cg/cgroup.procs"
@@ -431,6 +459,7 @@ measure() {   # measure SERVER REP
         delivered=$(($(count_files "$maildir") - 1))
     fi
     cpu1=$(server_cpu)
+    [[ $server == oceanmx ]] && th1=$(omx_threads "$CUR_PID")
     fl1=$(disk_flushes)
     local fsyncs=""
     if [[ -n $PERF_PID ]]; then
@@ -470,12 +499,17 @@ measure() {   # measure SERVER REP
         notes+=$(warn_notes "$L" '^(warn|fatal|error)')
     fi
 
+    local threads=""
+    if [[ -n $th0 && -n $th1 ]]; then   # CPU per role in this window, microseconds
+        threads=$(paste -d' ' <(tr ' ' '\n' <<<"$th0") <(tr ' ' '\n' <<<"$th1") |
+            awk -v tck="$(getconf CLK_TCK)" '{split($1, a, "="); split($2, b, "="); printf "%s%s=%.0f", (NR > 1 ? " " : ""), a[1], (b[2] - a[2]) * 1e6 / tck}')
+    fi
     read -r u0 s0 c0 <<<"$cpu0"
     read -r u1 s1 c1 <<<"$cpu1"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$server" "$rep" "$MESSAGES" "$delivered" "$src_rc" "$((t1 - t0))" "$([[ -n $maildir ]] && echo $((t2 - t0)))" \
         "$((u1 - u0))" "$((s1 - s0))" "$((c1 - c0))" "$client_cpu" \
-        "$([[ -n $fl0 && -n $fl1 ]] && echo $((fl1 - fl0)))" "$fsyncs" "$notes" >>"$RUNS_TSV"
+        "$([[ -n $fl0 && -n $fl1 ]] && echo $((fl1 - fl0)))" "$fsyncs" "$threads" "$notes" >>"$RUNS_TSV"
     log "$server: $(awk -v ns=$((t1 - t0)) -v m="$MESSAGES" 'BEGIN {printf "%.0f msg/s accepted", m / (ns / 1e9)}')$([[ -n $maildir ]] && awk -v ns=$((t2 - t0)) -v m="$MESSAGES" 'BEGIN {printf ", %.0f msg/s delivered", m / (ns / 1e9)}'), $(awk -v c=$((c1 - c0)) -v m="$MESSAGES" 'BEGIN {printf "%.0f us CPU/msg", c / m}')"
 
     # The spools and maildirs stay until the end (cleanup): on ext4 without a
@@ -486,18 +520,48 @@ measure() {   # measure SERVER REP
     # whichever server ran next. OpenSMTPD's one maildir must be emptied.
     if [[ $KEEP != 1 && $server == opensmtpd ]]; then "$OSMTPD" clean; fi
     sync   # start the next measurement without the previous one's dirty data
+    # Postfix deletes a queue file per message as it goes, and OpenSMTPD's maildir was just
+    # emptied: on such a file system the next server's creates would pay for those deletions
+    # for the next 30 s (dirty_expire_centisecs) in every block group they share. Wait it out.
+    if [[ $server == postfix || $server == opensmtpd ]] && ((SETTLE > 0)); then
+        log "$server deleted files: waiting ${SETTLE}s before the next measurement"
+        sleep "$SETTLE"
+    fi
 }
+
+# ---------------------------------------------------------------- floors
+# The least each part of oceanmx's per-message work costs on this machine, timed alone by
+# omx-sync-bench (process CPU, as the servers' CPU above): the Maildir protocol for 4 KiB files
+# in batches of 8 (the maildir sink's batches under this load hold about that many), and the
+# spool's group commit in batches of 2 records (about what a batch holds under W1), every
+# variant it knows; the report takes the cheapest. The third floor, the SMTP exchange, is
+# smtp-sink's own CPU per message above.
+FLOORS_TSV="$WORK/floors.tsv"
+printf 'rep\tmaildir_cpu_us\tcommit_cpu_us\tcommit_best_cpu_us\tcommit_best\n' >"$FLOORS_TSV"
+floors() {   # floors REP
+    local d="$WORK/floors-$1" out
+    [[ -x $SYNC_BENCH ]] || return 0
+    mkdir -p "$d"
+    log "[$1/$REPEATS] floors: $SYNC_BENCH maildir / commit"
+    out=$("$SYNC_BENCH" maildir "$d" 8 4096 1 && "$SYNC_BENCH" commit "$d" 2 4096 1) || { log "omx-sync-bench failed: floors left out"; return 0; }
+    awk '$1 == "maildir" && $2 == "syncfs" {m = $7} $1 == "commit" && $2 == "fdatasync" {c = $7}
+         $1 == "commit" && $3 == "wall" && (b == "" || $7 < b) {b = $7; bn = $2}
+         END {printf "%s\t%s\t%s\t%s\t%s\n", rep, m, c, b, bn}' rep="$1" <<<"$out" >>"$FLOORS_TSV"
+    # Its files stay until the end, as the servers' do (see the end of measure)
+}
+[[ -x $SYNC_BENCH ]] || log "no $SYNC_BENCH: the floors are left out (build it: cmake --build build)"
 
 for ((rep = 1; rep <= REPEATS; rep++)); do
     for server in $SERVERS; do
         measure "$server" "$rep"
     done
+    floors "$rep"
 done
 
 # ---------------------------------------------------------------- report
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.txt"
 stamp=$(date +%Y-%m-%d-%H%M%S)
 out="$RESULTS_DIR/peers-$stamp.md"
-"$PY" "$HERE/peers_report.py" --machine "$WORK/machine.txt" --runs "$RUNS_TSV" >"$out"
+"$PY" "$HERE/peers_report.py" --machine "$WORK/machine.txt" --runs "$RUNS_TSV" --floors "$FLOORS_TSV" >"$out"
 cat "$out"
 log "written $out"

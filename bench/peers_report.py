@@ -36,6 +36,15 @@ def metrics(row):
     return out
 
 
+def threads(row):
+    """oceanmx's CPU per message by thread role (the runs.tsv "threads" column), or None."""
+    cell = row.get("threads") or ""
+    if not cell:
+        return None
+    m = int(row["messages"])
+    return {k: float(v) / m for k, v in (kv.split("=", 1) for kv in cell.split())}
+
+
 def fmt(v, digits=0):
     if v is None:
         return "n/a"
@@ -62,10 +71,67 @@ def ratio(a, b, digits=2):
     return "{:.{}f}×".format(a / b, digits)
 
 
+def cpu_section(by, med, floors_path):
+    """Where oceanmx's CPU goes by thread role, against the floors of the same parts timed alone."""
+    roles = [threads(r) for r, _ in by.get("oceanmx", [])]
+    roles = [t for t in roles if t]
+    floors = []
+    if floors_path:
+        with open(floors_path, newline="") as f:
+            floors = [r for r in csv.DictReader(f, delimiter="\t") if r.get("maildir_cpu_us")]
+    if not roles:
+        return []
+    o = ["## Where oceanmx's CPU goes, against the floors of its parts", ""]
+    o.append("oceanmx's threads by role (/proc/PID/task, the same window as the server CPU above), "
+             "median µs per message. Each part's floor is the least that part costs here when it "
+             "runs alone, timed in the same run: the SMTP exchange is smtp-sink's CPU per message "
+             "(it answers and stores nothing); the Maildir protocol (create in tmp/, write 4 KiB, "
+             "one syncfs per 8 files, rename into new/, fsync new/) and the spool's group commit "
+             "(2 records of 4 KiB written through io_uring, then made durable) are "
+             "`omx-sync-bench maildir DIR 8` and `commit DIR 2`, process CPU per file or record.")
+    o.append("")
+
+    def m(key):
+        vals = [t.get(key) for t in roles if t.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    def fm(key):
+        vals = [float(r[key]) for r in floors if r.get(key)]
+        return statistics.median(vals) if vals else None
+
+    sink = med.get("sink", {}).get("cpu")
+    md, cm, cb = fm("maildir_cpu_us"), fm("commit_cpu_us"), fm("commit_best_cpu_us")
+    best = sorted({r["commit_best"] for r in floors if r.get("commit_best")})
+    o.append("| part | oceanmx's threads | µs/msg | floor | floor µs/msg |")
+    o.append("| --- | --- | --- | --- | --- |")
+    o.append("| SMTP exchange, parsing | shards | {} | smtp-sink | {} |".format(fmt(m("shard")), fmt(sink)))
+    o.append("| maildir sink | delivery workers | {} | Maildir protocol alone | {} |".format(
+        fmt(m("deliver")), fmt(md)))
+    o.append("| spool group commit | io_uring workers | {} | commit alone: write + fdatasync (as the shard); "
+             "cheapest variant ({}) | {}; {} |".format(fmt(m("iouring")), ", ".join(best) or "n/a", fmt(cm), fmt(cb)))
+    o.append("| DKIM, SPF, DMARC, ARC | verify pool | {} | – | – |".format(fmt(m("verify"))))
+    o.append("| DNS, log, metrics, main | other | {} | – | – |".format(fmt(m("other"))))
+    total = sum(v for v in (m("shard"), m("deliver"), m("iouring"), m("verify"), m("other")) if v)
+    o.append("| all | | {} | sum of the floors (cheapest commit) | {} |".format(
+        fmt(total), fmt(sum(v for v in (sink, md, cb) if v is not None)) if None not in (sink, md, cb) else "n/a"))
+    o.append("")
+    # Per round, so an outlier shows (file creation on ext4 without a journal slows down for
+    # minutes after many deletions: see bench/README.md).
+    o.append("Per round: " + "; ".join(
+        "{}: oceanmx shards {}, delivery {}, io_uring {}, verify {}; floors Maildir {}, commit {} / {}".format(
+            i + 1, fmt(t.get("shard")), fmt(t.get("deliver")), fmt(t.get("iouring")), fmt(t.get("verify")),
+            fmt(num(f.get("maildir_cpu_us"))) if f else "n/a", fmt(num(f.get("commit_cpu_us"))) if f else "n/a",
+            fmt(num(f.get("commit_best_cpu_us"))) if f else "n/a")
+        for i, (t, f) in enumerate(zip(roles, floors + [None] * (len(roles) - len(floors))))) + ".")
+    o.append("")
+    return o
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--machine", required=True)
     p.add_argument("--runs", required=True)
+    p.add_argument("--floors", help="floors.tsv of bench/peers.sh (omx-sync-bench per round)")
     a = p.parse_args()
 
     with open(a.machine) as f:
@@ -146,6 +212,8 @@ def main():
                 s, ratio(b["accepted"], med[s]["accepted"]), ratio(b["cpu"], med[s]["cpu"]))
             for s in order if s != "oceanmx") + ".")
         o.append("")
+
+    o.extend(cpu_section(by, med, a.floors))
 
     o.append("## Every measurement")
     o.append("")
