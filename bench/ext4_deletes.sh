@@ -15,6 +15,7 @@
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 FILES=${BENCH_FILES:-60000}
 WAIT=${BENCH_WAIT:-100}
@@ -41,10 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-maildir_us() {   # maildir_us DIR: the Maildir protocol's process CPU per file, syncfs variant
-    "$SYNC_BENCH" maildir "$1" 8 4096 1 | awk '$1 == "maildir" && $2 == "syncfs" {print $7}'
-}
-
 declare -A before after later
 for kind in journal no-journal; do
     img="$WORK/$kind.img" mnt="$WORK/mnt-$kind"
@@ -59,15 +56,15 @@ for kind in journal no-journal; do
     mkdir "$mnt/old"
     (cd "$mnt/old" && seq 1 "$FILES" | xargs touch)
     sync
-    mkdir "$mnt/before"; before[$kind]=$(maildir_us "$mnt/before")
+    mkdir "$mnt/before"; before[$kind]=$(maildir_floor_us "$SYNC_BENCH" "$mnt/before")
     rm -rf "$mnt/old"
     sync
-    mkdir "$mnt/after"; after[$kind]=$(maildir_us "$mnt/after")
+    mkdir "$mnt/after"; after[$kind]=$(maildir_floor_us "$SYNC_BENCH" "$mnt/after")
 done
 log "waiting ${WAIT}s"
 sleep "$WAIT"
 for kind in journal no-journal; do
-    mkdir "$WORK/mnt-$kind/later"; later[$kind]=$(maildir_us "$WORK/mnt-$kind/later")
+    mkdir "$WORK/mnt-$kind/later"; later[$kind]=$(maildir_floor_us "$SYNC_BENCH" "$WORK/mnt-$kind/later")
 done
 
 mkdir -p "$RESULTS_DIR"

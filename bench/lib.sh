@@ -6,6 +6,9 @@
 #   omx_build_if_missing OMX LOAD ROOT
 #                        builds oceanmx and oceanmx-load in ROOT/build when
 #                        either binary is missing
+#   maildir_floor_us SYNC_BENCH DIR
+#                        the Maildir protocol alone in DIR (omx-sync-bench maildir
+#                        DIR 8 4096 1, syncfs variant): process CPU per file, µs
 #   rspamd_start DIR NORMAL PROXY
 #                        starts Debian's rspamd in the background (see below)
 
@@ -34,6 +37,12 @@ cpu_us() { # cpu_us PID: user+system CPU of the process so far, in µs
 	local u s
 	read -r u s < <(awk '{print $14, $15}' "/proc/$1/stat")
 	echo $(((u + s) * 1000000 / $(getconf CLK_TCK)))
+}
+
+maildir_floor_us() {
+	local out
+	out=$("$1" maildir "$2" 8 4096 1) || return 1
+	awk '$1 == "maildir" && $2 == "syncfs" {print $7}' <<<"$out"
 }
 
 omx_build_if_missing() {

@@ -23,6 +23,7 @@
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/lib.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 PY=/usr/bin/python3
 PROBE=("$PY" "$HERE/smtp_probe.py")
@@ -542,14 +543,15 @@ measure() {   # measure SERVER REP
 FLOORS_TSV="$WORK/floors.tsv"
 printf 'rep\tmaildir_cpu_us\tcommit_cpu_us\tcommit_best_cpu_us\tcommit_best\n' >"$FLOORS_TSV"
 floors() {   # floors REP
-    local d="$WORK/floors-$1" out
+    local d="$WORK/floors-$1" m out
     [[ -x $SYNC_BENCH ]] || return 0
     mkdir -p "$d"
     log "[$1/$REPEATS] floors: $SYNC_BENCH maildir / commit"
-    out=$("$SYNC_BENCH" maildir "$d" 8 4096 1 && "$SYNC_BENCH" commit "$d" 2 4096 1) || { log "omx-sync-bench failed: floors left out"; return 0; }
-    awk '$1 == "maildir" && $2 == "syncfs" {m = $7} $1 == "commit" && $2 == "fdatasync" {c = $7}
+    m=$(maildir_floor_us "$SYNC_BENCH" "$d") && out=$("$SYNC_BENCH" commit "$d" 2 4096 1) ||
+        { log "omx-sync-bench failed: floors left out"; return 0; }
+    awk '$1 == "commit" && $2 == "fdatasync" {c = $7}
          $1 == "commit" && $3 == "wall" && (b == "" || $7 < b) {b = $7; bn = $2}
-         END {printf "%s\t%s\t%s\t%s\t%s\n", rep, m, c, b, bn}' rep="$1" <<<"$out" >>"$FLOORS_TSV"
+         END {printf "%s\t%s\t%s\t%s\t%s\n", rep, m, c, b, bn}' rep="$1" m="$m" <<<"$out" >>"$FLOORS_TSV"
     # Its files stay until the end, as the servers' do (see the end of measure)
 }
 [[ -x $SYNC_BENCH ]] || log "no $SYNC_BENCH: the floors are left out (build it: cmake --build build)"
